@@ -1,0 +1,27 @@
+//! `vncap-core`: the protocol logic of vncap, a VNC authentication proxy, as
+//! sans-IO state machines. `#![no_std]`, no allocation, no clock, no RNG, no
+//! sockets: callers hand in bytes, time ([`Instant`]) and random bytes, and get
+//! bytes to send and events back. The `vncap` daemon (crate `smol-daemon`) is
+//! one driver; any other runtime can be another.
+//!
+//! Every machine speaks the vocabulary of [`Machine`] (see `machine.rs` for the
+//! order a driver calls it in). Logging goes through `logging.rs` (`log` feature
+//! by default, `defmt` optional, or none).
+//!
+//! | module | what it is |
+//! | --- | --- |
+//! | [`time`] | [`Instant`], the caller's milliseconds |
+//! | [`machine`] | the [`Machine`] trait |
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[macro_use]
+mod logging;
+
+pub mod machine;
+pub mod time;
+
+pub use machine::Machine;
+pub use time::Instant;

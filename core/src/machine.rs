@@ -1,0 +1,37 @@
+//! The one vocabulary every sans-IO machine in this crate speaks.
+//!
+//! A driver (the `vncap` daemon, a test, another runtime) owns the sockets and
+//! the clock and calls, in a loop:
+//!
+//! 1. [`Machine::poll_output`] until it returns 0, writing those bytes to the peer;
+//! 2. [`Machine::poll_event`] until it returns `None`, acting on each event;
+//! 3. waits for input or for [`Machine::poll_timeout`], whichever comes first,
+//!    and feeds it with [`Machine::handle_input`] or [`Machine::handle_timeout`].
+//!
+//! `handle_input` consumes what it can and says how many bytes it took; the
+//! rest stays with the caller (for the next call, or for the next stage: sniff →
+//! WebSocket handshake → RFB → relay). Short input is `Ok(0)`, never an error.
+//! After an `Err`, the answer the protocol has for it (an HTTP status, a close
+//! frame, an RFB reason) is already queued in `poll_output`, and every later
+//! `handle_input` returns the same error (errors are sticky).
+
+use crate::time::Instant;
+
+/// A sans-IO protocol state machine over caller-supplied buffers.
+pub trait Machine {
+    /// What the machine reports to its driver (e.g. "authenticated").
+    type Event;
+    /// Why the machine stopped; knows its own answer on the wire.
+    type Error: Copy + Eq + core::fmt::Display + core::fmt::Debug;
+
+    /// Feeds bytes read from the peer; returns how many were consumed.
+    fn handle_input(&mut self, input: &[u8]) -> Result<usize, Self::Error>;
+    /// Copies bytes to send into `out`; returns how many (0: nothing queued).
+    fn poll_output(&mut self, out: &mut [u8]) -> usize;
+    /// The next event, if any.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+    /// When the machine next wants [`Machine::handle_timeout`], if ever.
+    fn poll_timeout(&self) -> Option<Instant>;
+    /// Tells the machine the time is now `now` (at or after its timeout).
+    fn handle_timeout(&mut self, now: Instant);
+}

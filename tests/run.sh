@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The one test command (README.md, .ci/run): formatting, lints, every cargo
+# test, the no_std build check, and the real-peer suites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash tests/setup.sh
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+(cd examples/nostd-consumer && cargo fmt -- --check)
+
+step "clippy (workspace, all targets, -D warnings)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+step "clippy (core without logging, and with defmt)"
+cargo clippy -p vncap-core --no-default-features --locked -- -D warnings
+cargo clippy -p vncap-core --no-default-features --features defmt --locked -- -D warnings
+
+step "no_std consumer links vncap-core (no std, no alloc)"
+(cd examples/nostd-consumer && cargo build --quiet && cargo build --quiet --features log)
+
+step "cargo test (workspace)"
+cargo test --workspace --locked
+
+echo
+echo "tests/run.sh: all suites passed"

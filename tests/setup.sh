@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs what tests/run.sh needs on a fresh Debian machine: system packages
+# for the real-peer suites (TigerVNC, socat, ...), Rust components. Idempotent:
+# whatever is already there is left alone. Needs root (or sudo) for apt-get.
+set -euo pipefail
+
+need_apt=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have Xvnc     || need_apt+=(tigervnc-standalone-server tigervnc-tools)
+have socat    || need_apt+=(socat)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "setup: apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
