@@ -8,6 +8,8 @@ need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have Xvnc     || need_apt+=(tigervnc-standalone-server tigervnc-tools)
 have socat    || need_apt+=(socat)
+have python3  || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

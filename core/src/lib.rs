@@ -12,6 +12,7 @@
 //! | --- | --- |
 //! | [`time`] | [`Instant`], the caller's milliseconds |
 //! | [`machine`] | the [`Machine`] trait |
+//! | [`rfb`] | RFB (VNC) authentication: `rfb::server` checks a viewer, `rfb::client` logs in to the backend, `rfb::des` |
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -21,6 +22,7 @@
 mod logging;
 
 pub mod machine;
+pub mod rfb;
 pub mod time;
 
 pub use machine::Machine;

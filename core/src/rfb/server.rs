@@ -1,0 +1,599 @@
+//! The RFB server side of the handshake: vncap authenticating a viewer with
+//! the ticket password (RFC 6143 §7.1 ProtocolVersion, §7.1.2 Security,
+//! §7.2.2 VNC Authentication, §7.1.3 SecurityResult).
+//!
+//! It sends `RFB 003.008\n`, offers exactly one security type, VNC
+//! Authentication (2), sends the caller's challenge and checks the viewer's
+//! response in constant time. Then it stops *before* SecurityResult and reports
+//! [`Event::Authenticated`]: the driver reaches the backend first and calls
+//! [`Server::accept`] or [`Server::reject`], so the viewer sees "backend
+//! unreachable" instead of a hang. It is not the relay: bytes after the
+//! viewer's response (an early ClientInit) are never consumed.
+//!
+//! Version choices (what TigerVNC's server does): a viewer version of 3.3,
+//! 3.7 or 3.8 is used as is; any other 3.x is an unofficial one, used as 3.8
+//! when its minor is above 8 (Apple's 3.889) and as 3.3 below 7 (RFC 6143
+//! §7.1.1). Any other major is refused with TigerVNC's answer, a zero number
+//! of security types and a reason (what 3.7/3.8 viewers, all modern ones,
+//! display); a message that is not `RFB xxx.yyy\n` at all gets no answer.
+//!
+//! A viewer that picks any security type but 2 is refused: accepting None
+//! here is CVE-2022-36436 (twisted-vncauthproxy let viewers skip the password).
+
+use subtle::ConstantTimeEq;
+
+use super::des::{self, CHALLENGE_LEN};
+use super::wire::{
+    parse_version, Outbox, Reason, Version, REASON_MAX, SECURITY_RESULT_FAILED, SECURITY_RESULT_OK,
+    SECURITY_VNC_AUTH, VERSION_LEN,
+};
+use crate::machine::Machine;
+use crate::time::Instant;
+
+/// The most input the machine ever needs at once (the challenge response):
+/// a caller buffer of this size never stalls it.
+pub const MAX_INPUT: usize = CHALLENGE_LEN;
+
+/// Everything the server can ever queue before it is drained: its version,
+/// the 3.3 security type (4 bytes, more than 3.7/3.8's list), the challenge,
+/// and SecurityResult with the longest reason.
+const OUT_CAP: usize = VERSION_LEN + 4 + CHALLENGE_LEN + 8 + REASON_MAX;
+
+/// What the server reports to its driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// The viewer's response is right. The machine waits for
+    /// [`Server::accept`] or [`Server::reject`]; nothing more is consumed.
+    Authenticated,
+}
+
+/// Why the server stopped. The answer on the wire (if the protocol has one)
+/// is already queued in `poll_output` when the error is returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The viewer's first 12 bytes are not `RFB xxx.yyy\n`. No answer.
+    NotRfb,
+    /// The viewer's major version is not 3. Answer: zero security types and
+    /// this reason (3.7/3.8 style, as TigerVNC sends it).
+    UnsupportedVersion,
+    /// The viewer chose a security type other than VNC Authentication (e.g.
+    /// None: CVE-2022-36436). Answer: SecurityResult failed, plus this reason
+    /// on 3.8.
+    SecurityTypeRefused,
+    /// The viewer's response does not match the ticket password. Answer:
+    /// SecurityResult failed, plus this reason on 3.8 (TigerVNC's words).
+    AuthenticationFailed,
+    /// The driver called [`Server::reject`]. Answer: SecurityResult failed,
+    /// plus the driver's reason on 3.8.
+    Rejected,
+}
+
+impl Error {
+    /// What went wrong, in protocol words; also the reason string sent to a
+    /// 3.8 viewer (except for [`Error::Rejected`], which sends the driver's).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::NotRfb => "not an RFB ProtocolVersion message",
+            Error::UnsupportedVersion => "unsupported RFB protocol version",
+            Error::SecurityTypeRefused => "security type not offered",
+            Error::AuthenticationFailed => "Authentication failure",
+            Error::Rejected => "rejected by the proxy",
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// The outcome of the viewer's one password attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordAttempt {
+    /// No response received yet (nothing to burn).
+    NotMade,
+    /// The response matched.
+    Correct,
+    /// The response did not match.
+    Wrong,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for the viewer's ProtocolVersion.
+    Version,
+    /// 3.7/3.8: waiting for the viewer's security type.
+    SecurityType,
+    /// Waiting for the 16-byte response.
+    Response,
+    /// Authenticated; waiting for the driver's accept or reject.
+    Decision,
+    /// SecurityResult OK queued; the relay takes over.
+    Accepted,
+    /// Stopped with `error`.
+    Failed,
+}
+
+/// The RFB server handshake machine (see the module docs).
+///
+/// Driver order: drain [`Machine::poll_output`], feed the viewer's bytes to
+/// [`Machine::handle_input`] (keeping what it does not consume), and on
+/// [`Event::Authenticated`] log in to the backend, then call
+/// [`Server::accept`] or [`Server::reject`] and drain `poll_output` again.
+/// The machine has no timer: the driver bounds the handshake itself (RFB has
+/// no way to tell a viewer "too slow"), so `poll_timeout` is always `None`.
+pub struct Server {
+    state: State,
+    version: Option<Version>,
+    challenge: [u8; CHALLENGE_LEN],
+    expected: [u8; CHALLENGE_LEN],
+    attempt: PasswordAttempt,
+    out: Outbox<OUT_CAP>,
+    event: Option<Event>,
+    error: Option<Error>,
+}
+
+impl Server {
+    /// A server that will accept a viewer knowing `password` (only its first
+    /// 8 bytes count, as in every viewer) and that sends `challenge`, which
+    /// the caller draws from a secure RNG. `RFB 003.008\n` is queued at once.
+    /// The password itself is not kept, only the expected response.
+    pub fn new(password: &[u8], challenge: [u8; CHALLENGE_LEN]) -> Server {
+        let mut out = Outbox::new();
+        out.push(Version::V3_8.message());
+        Server {
+            state: State::Version,
+            version: None,
+            challenge,
+            expected: des::response(password, &challenge),
+            attempt: PasswordAttempt::NotMade,
+            out,
+            event: None,
+            error: None,
+        }
+    }
+
+    /// The version agreed with the viewer, once its ProtocolVersion is read.
+    pub fn version(&self) -> Option<Version> {
+        self.version
+    }
+
+    /// Whether the viewer has answered the challenge, and how.
+    pub fn password_attempt(&self) -> PasswordAttempt {
+        self.attempt
+    }
+
+    /// Whether [`Server::accept`] was called: the relay may start.
+    pub fn is_accepted(&self) -> bool {
+        self.state == State::Accepted
+    }
+
+    /// Sends SecurityResult OK. Only after [`Event::Authenticated`]; returns
+    /// `false` (and queues nothing) otherwise or if already decided.
+    pub fn accept(&mut self) -> bool {
+        if self.state != State::Decision {
+            return false;
+        }
+        self.out.push(&SECURITY_RESULT_OK.to_be_bytes());
+        self.state = State::Accepted;
+        true
+    }
+
+    /// Sends SecurityResult failed, with `reason` on 3.8 (truncated at a
+    /// character boundary to [`REASON_MAX`] bytes), e.g. "backend
+    /// unreachable". Only after [`Event::Authenticated`]; returns `false`
+    /// (and queues nothing) otherwise or if already decided. Afterwards
+    /// `handle_input` returns [`Error::Rejected`].
+    pub fn reject(&mut self, reason: &str) -> bool {
+        if self.state != State::Decision {
+            return false;
+        }
+        self.security_result_failed(&Reason::from_str_truncated(reason));
+        self.state = State::Failed;
+        self.error = Some(Error::Rejected);
+        true
+    }
+
+    fn security_result_failed(&mut self, reason: &Reason) {
+        self.out.push(&SECURITY_RESULT_FAILED.to_be_bytes());
+        if self.version == Some(Version::V3_8) {
+            self.out.push_reason(reason);
+        }
+    }
+
+    fn fail(&mut self, e: Error) -> Error {
+        match e {
+            Error::NotRfb | Error::Rejected => {}
+            Error::UnsupportedVersion => {
+                self.out.push(&[0]);
+                self.out
+                    .push_reason(&Reason::from_str_truncated(e.reason()));
+            }
+            Error::SecurityTypeRefused | Error::AuthenticationFailed => {
+                self.security_result_failed(&Reason::from_str_truncated(e.reason()));
+            }
+        }
+        warn!("rfb server: {}", e.reason());
+        self.state = State::Failed;
+        self.error = Some(e);
+        e
+    }
+
+    /// Handles one message at the start of `input`; returns bytes used (0:
+    /// needs more, or done).
+    fn step(&mut self, input: &[u8]) -> Result<usize, Error> {
+        match self.state {
+            State::Version => {
+                let Some(msg) = input.get(..VERSION_LEN) else {
+                    return Ok(0);
+                };
+                let msg: &[u8; VERSION_LEN] = msg.try_into().map_err(|_| Error::NotRfb)?;
+                let Some((major, minor)) = parse_version(msg) else {
+                    return Err(self.fail(Error::NotRfb));
+                };
+                if major != 3 {
+                    return Err(self.fail(Error::UnsupportedVersion));
+                }
+                let version = match minor {
+                    7 => Version::V3_7,
+                    m if m >= 8 => Version::V3_8,
+                    _ => Version::V3_3,
+                };
+                debug!(
+                    "rfb server: viewer version 3.{}, using 3.{}",
+                    minor,
+                    version.minor()
+                );
+                self.version = Some(version);
+                if version == Version::V3_3 {
+                    self.out.push(&u32::from(SECURITY_VNC_AUTH).to_be_bytes());
+                    self.out.push(&self.challenge);
+                    self.state = State::Response;
+                } else {
+                    self.out.push(&[1, SECURITY_VNC_AUTH]);
+                    self.state = State::SecurityType;
+                }
+                Ok(VERSION_LEN)
+            }
+            State::SecurityType => {
+                let Some(&t) = input.first() else {
+                    return Ok(0);
+                };
+                if t != SECURITY_VNC_AUTH {
+                    debug!("rfb server: viewer chose security type {}", t);
+                    return Err(self.fail(Error::SecurityTypeRefused));
+                }
+                self.out.push(&self.challenge);
+                self.state = State::Response;
+                Ok(1)
+            }
+            State::Response => {
+                let Some(response) = input.get(..CHALLENGE_LEN) else {
+                    return Ok(0);
+                };
+                if bool::from(response.ct_eq(&self.expected)) {
+                    self.attempt = PasswordAttempt::Correct;
+                    self.event = Some(Event::Authenticated);
+                    self.state = State::Decision;
+                    Ok(CHALLENGE_LEN)
+                } else {
+                    self.attempt = PasswordAttempt::Wrong;
+                    Err(self.fail(Error::AuthenticationFailed))
+                }
+            }
+            State::Decision | State::Accepted => Ok(0),
+            State::Failed => Err(self.error.unwrap_or(Error::NotRfb)),
+        }
+    }
+}
+
+impl Machine for Server {
+    type Event = Event;
+    type Error = Error;
+
+    fn handle_input(&mut self, input: &[u8]) -> Result<usize, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let mut used = 0;
+        while let Some(rest) = input.get(used..) {
+            match self.step(rest)? {
+                0 => break,
+                n => used += n,
+            }
+        }
+        Ok(used)
+    }
+
+    fn poll_output(&mut self, out: &mut [u8]) -> usize {
+        self.out.poll(out)
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.event.take()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::rfb::testutil::{drain, feed, reason, Run};
+    use std::vec::Vec;
+
+    const CHALLENGE: [u8; 16] = *b"0123456789abcdef";
+    const PASSWORD: &[u8] = b"ticketpw";
+
+    fn server() -> Server {
+        Server::new(PASSWORD, CHALLENGE)
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    fn good_response() -> [u8; 16] {
+        des::response(PASSWORD, &CHALLENGE)
+    }
+
+    /// Every byte-split gives the same run as the whole input.
+    fn feed_all_ways(input: &[u8]) -> Run<Event, Error> {
+        let whole = feed(&mut server(), input, input.len());
+        for chunk in 1..input.len() {
+            assert_eq!(feed(&mut server(), input, chunk), whole, "chunk {chunk}");
+        }
+        whole
+    }
+
+    #[test]
+    fn v3_8_authenticates_then_waits_for_accept_leaving_client_init() {
+        let r = good_response();
+        let input = cat(&[b"RFB 003.008\n", &[2], &r, &[1]]);
+        let mut s = server();
+        let run = feed(&mut s, &input, input.len());
+        assert_eq!(run.error, None);
+        assert_eq!(run.events, [Event::Authenticated]);
+        assert_eq!(run.consumed, input.len() - 1, "ClientInit is left over");
+        assert_eq!(run.output, cat(&[b"RFB 003.008\n", &[1, 2], &CHALLENGE]));
+        assert_eq!(s.version(), Some(Version::V3_8));
+        assert_eq!(s.password_attempt(), PasswordAttempt::Correct);
+        assert!(!s.is_accepted());
+        assert_eq!(s.handle_input(&[1]), Ok(0));
+        assert!(s.accept());
+        assert!(s.is_accepted());
+        assert!(!s.accept(), "only once");
+        assert!(!s.reject("late"), "already decided");
+        let mut more = Run {
+            output: Vec::new(),
+            events: Vec::new(),
+            error: None,
+            consumed: 0,
+        };
+        drain(&mut s, &mut more);
+        assert_eq!(more.output, [0, 0, 0, 0]);
+        assert_eq!(s.handle_input(&[1]), Ok(0), "the relay owns what follows");
+        feed_all_ways(&input);
+    }
+
+    #[test]
+    fn v3_7_offers_vnc_auth_and_authenticates() {
+        let input = cat(&[b"RFB 003.007\n", &[2], &good_response()]);
+        let mut s = server();
+        let run = feed(&mut s, &input, 1);
+        assert_eq!(run.events, [Event::Authenticated]);
+        assert_eq!(run.output, cat(&[b"RFB 003.008\n", &[1, 2], &CHALLENGE]));
+        assert_eq!(s.version(), Some(Version::V3_7));
+        feed_all_ways(&input);
+    }
+
+    #[test]
+    fn v3_3_announces_the_type_as_u32_and_sends_the_challenge() {
+        let input = cat(&[b"RFB 003.003\n", &good_response()]);
+        let mut s = server();
+        let run = feed(&mut s, &input, input.len());
+        assert_eq!(run.events, [Event::Authenticated]);
+        assert_eq!(
+            run.output,
+            cat(&[b"RFB 003.008\n", &[0, 0, 0, 2], &CHALLENGE])
+        );
+        assert_eq!(s.version(), Some(Version::V3_3));
+        feed_all_ways(&input);
+    }
+
+    #[test]
+    fn unofficial_versions_map_like_tigervnc() {
+        for (msg, v) in [
+            (b"RFB 003.889\n", Version::V3_8), // Apple
+            (b"RFB 003.010\n", Version::V3_8),
+            (b"RFB 003.005\n", Version::V3_3),
+            (b"RFB 003.006\n", Version::V3_3),
+            (b"RFB 003.000\n", Version::V3_3),
+        ] {
+            let mut s = server();
+            let run = feed(&mut s, msg, 12);
+            assert_eq!(run.error, None);
+            assert_eq!(s.version(), Some(v));
+        }
+    }
+
+    #[test]
+    fn other_major_versions_are_refused_with_a_reason() {
+        for msg in [b"RFB 004.001\n", b"RFB 002.000\n", b"RFB 005.000\n"] {
+            let run = feed(&mut server(), msg, 1);
+            assert_eq!(run.error, Some(Error::UnsupportedVersion));
+            assert_eq!(
+                run.output,
+                cat(&[
+                    b"RFB 003.008\n",
+                    &[0],
+                    &reason("unsupported RFB protocol version")
+                ])
+            );
+            assert!(run.events.is_empty());
+        }
+    }
+
+    #[test]
+    fn not_rfb_gets_no_answer() {
+        for msg in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"RFB 003.008\r\n",
+            b"RFB 3.8     \n",
+        ] {
+            let run = feed(&mut server(), msg, msg.len());
+            assert_eq!(run.error, Some(Error::NotRfb));
+            assert_eq!(run.output, b"RFB 003.008\n");
+        }
+    }
+
+    #[test]
+    fn cve_2022_36436_security_type_none_is_refused() {
+        // 3.8: SecurityResult failed with a reason; no challenge, no event.
+        let input = cat(&[b"RFB 003.008\n", &[1], &[1]]);
+        let mut s = server();
+        let run = feed(&mut s, &input, 1);
+        assert_eq!(run.error, Some(Error::SecurityTypeRefused));
+        assert!(run.events.is_empty());
+        assert_eq!(
+            run.output,
+            cat(&[
+                b"RFB 003.008\n",
+                &[1, 2],
+                &[0, 0, 0, 1],
+                &reason("security type not offered")
+            ])
+        );
+        assert_eq!(s.password_attempt(), PasswordAttempt::NotMade);
+        assert!(!s.accept(), "no way to be accepted after choosing None");
+        assert_eq!(s.handle_input(&[]), Err(Error::SecurityTypeRefused));
+        // 3.7: SecurityResult failed, no reason.
+        let run = feed(&mut server(), b"RFB 003.007\n\x01", 1);
+        assert_eq!(run.error, Some(Error::SecurityTypeRefused));
+        assert_eq!(run.output, cat(&[b"RFB 003.008\n", &[1, 2], &[0, 0, 0, 1]]));
+    }
+
+    #[test]
+    fn any_other_security_type_is_refused() {
+        for t in [0u8, 3, 16, 18, 19, 30, 255] {
+            let run = feed(&mut server(), &cat(&[b"RFB 003.008\n", &[t]]), 13);
+            assert_eq!(run.error, Some(Error::SecurityTypeRefused), "type {t}");
+            assert!(run.events.is_empty());
+        }
+    }
+
+    #[test]
+    fn wrong_password_answers_security_result_failed() {
+        let bad = des::response(b"guess", &CHALLENGE);
+        let mut s = server();
+        let input = cat(&[b"RFB 003.008\n", &[2], &bad, &[1]]);
+        let run = feed(&mut s, &input, 1);
+        assert_eq!(run.error, Some(Error::AuthenticationFailed));
+        assert!(run.events.is_empty());
+        assert_eq!(
+            run.output,
+            cat(&[
+                b"RFB 003.008\n",
+                &[1, 2],
+                &CHALLENGE,
+                &[0, 0, 0, 1],
+                &reason("Authentication failure")
+            ])
+        );
+        assert_eq!(s.password_attempt(), PasswordAttempt::Wrong);
+        assert!(!s.accept());
+        feed_all_ways(&input);
+        // 3.7 and 3.3: no reason.
+        let run = feed(&mut server(), &cat(&[b"RFB 003.007\n", &[2], &bad]), 4);
+        assert_eq!(
+            run.output,
+            cat(&[b"RFB 003.008\n", &[1, 2], &CHALLENGE, &[0, 0, 0, 1]])
+        );
+        let run = feed(&mut server(), &cat(&[b"RFB 003.003\n", &bad]), 4);
+        assert_eq!(run.error, Some(Error::AuthenticationFailed));
+        assert_eq!(
+            run.output,
+            cat(&[b"RFB 003.008\n", &[0, 0, 0, 2], &CHALLENGE, &[0, 0, 0, 1]])
+        );
+    }
+
+    #[test]
+    fn only_the_first_8_password_bytes_count() {
+        let mut s = Server::new(b"ticketpwEXTRA", CHALLENGE);
+        let run = feed(&mut s, &cat(&[b"RFB 003.008\n", &[2], &good_response()]), 5);
+        assert_eq!(run.events, [Event::Authenticated]);
+    }
+
+    #[test]
+    fn reject_sends_the_reason_on_3_8_truncated() {
+        let mut s = server();
+        feed(
+            &mut s,
+            &cat(&[b"RFB 003.008\n", &[2], &good_response()]),
+            64,
+        );
+        let long = "backend unreachable: ".repeat(20);
+        assert!(s.reject(&long));
+        assert!(!s.accept());
+        let mut run = feed(&mut s, &[], 1);
+        drain(&mut s, &mut run);
+        assert_eq!(
+            run.output,
+            cat(&[&[0, 0, 0, 1], &reason(&long[..REASON_MAX])])
+        );
+        assert_eq!(s.handle_input(&[1]), Err(Error::Rejected));
+        assert_eq!(s.handle_input(&[]), Err(Error::Rejected));
+        // 3.3: no reason.
+        let mut s = server();
+        feed(&mut s, &cat(&[b"RFB 003.003\n", &good_response()]), 64);
+        assert!(s.reject("backend unreachable"));
+        let mut run = feed(&mut s, &[], 1);
+        drain(&mut s, &mut run);
+        assert_eq!(run.output, [0, 0, 0, 1]);
+    }
+
+    #[test]
+    fn accept_and_reject_before_authentication_do_nothing() {
+        let mut s = server();
+        assert!(!s.accept());
+        assert!(!s.reject("no"));
+        let run = feed(&mut s, b"RFB 003.008\n\x02", 13);
+        assert!(!s.accept());
+        assert!(!s.reject("no"));
+        assert_eq!(run.output, cat(&[b"RFB 003.008\n", &[1, 2], &CHALLENGE]));
+    }
+
+    #[test]
+    fn truncated_input_waits() {
+        let mut s = server();
+        let mut out = [0u8; 64];
+        assert_eq!(s.poll_output(&mut out), 12);
+        assert_eq!(s.handle_input(b"RFB 003.00"), Ok(0));
+        assert_eq!(s.poll_output(&mut out), 0);
+        assert_eq!(s.handle_input(b"RFB 003.008\n"), Ok(12));
+        assert_eq!(s.handle_input(&[]), Ok(0));
+        assert_eq!(s.handle_input(&[2]), Ok(1));
+        assert_eq!(s.handle_input(&good_response()[..15]), Ok(0));
+        assert_eq!(s.poll_event(), None);
+        assert_eq!(s.handle_input(&good_response()), Ok(16));
+        assert_eq!(s.poll_event(), Some(Event::Authenticated));
+        assert_eq!(s.poll_event(), None);
+        assert_eq!(s.poll_timeout(), None);
+    }
+
+    #[test]
+    fn errors_display_their_reason() {
+        extern crate std;
+        use std::string::ToString;
+        assert_eq!(
+            Error::AuthenticationFailed.to_string(),
+            "Authentication failure"
+        );
+    }
+}
