@@ -113,12 +113,18 @@ enum State {
 ///
 /// Driver order: drain [`Machine::poll_output`] (to the backend), feed the
 /// backend's bytes to [`Machine::handle_input`], keeping what it does not
-/// consume, until [`Event::LoggedIn`] or an error. The machine has no timer:
+/// consume, until [`Event::LoggedIn`] or an error. Call `handle_input` again
+/// after every `Ok(n)` with `n > 0` (with the rest, even if empty) until it
+/// returns `Ok(0)` or `Err`: a failure found after some bytes were consumed
+/// (the server's own failure message, which is consumed whole, reason
+/// included) is returned by the next call, so the consumed count never
+/// depends on how the input was split. The machine has no timer:
 /// the driver bounds the login itself (`poll_timeout` is always `None`).
 pub struct Client {
     state: State,
     key: Option<[u8; KEY_LEN]>,
     server_version: Option<(u16, u16)>,
+    max_version: Version,
     version: Option<Version>,
     offered: [u8; 255],
     offered_len: usize,
@@ -139,6 +145,7 @@ impl Client {
             state: State::Version,
             key: password.map(des::key),
             server_version: None,
+            max_version: Version::V3_8,
             version: None,
             offered: [0; 255],
             offered_len: 0,
@@ -148,6 +155,13 @@ impl Client {
             event: None,
             error: None,
         }
+    }
+
+    /// Caps the version this client answers with (e.g. [`Version::V3_3`]
+    /// for a backend known to mishandle later ones); the default is 3.8.
+    pub fn with_max_version(mut self, max: Version) -> Client {
+        self.max_version = max;
+        self
     }
 
     /// The server's ProtocolVersion as `(major, minor)`, once read.
@@ -242,7 +256,8 @@ impl Client {
                     (3, m) if m >= 8 => Version::V3_8,
                     (m, _) if m > 3 => Version::V3_8,
                     _ => return Err(self.fail(Error::UnsupportedVersion)),
-                };
+                }
+                .min(self.max_version);
                 debug!(
                     "rfb client: server version {}.{}, using 3.{}",
                     major,
@@ -324,7 +339,8 @@ impl Client {
                 } else if self.version == Some(Version::V3_8) {
                     self.state = State::ReasonLen(Error::AuthenticationFailed);
                 } else {
-                    return Err(self.fail(Error::AuthenticationFailed));
+                    // Consumed (the server's message), reported next call.
+                    self.fail(Error::AuthenticationFailed);
                 }
                 Ok(4)
             }
@@ -334,7 +350,9 @@ impl Client {
                 };
                 self.reason = Some(Reason::new());
                 if len == 0 {
-                    return Err(self.fail(e));
+                    // The failure is complete: consumed, reported next call.
+                    self.fail(e);
+                    return Ok(4);
                 }
                 self.state = State::Reason(len, e);
                 Ok(4)
@@ -354,7 +372,9 @@ impl Client {
                 // `take` <= `remaining`, a u32.
                 let left = remaining.saturating_sub(take as u32);
                 if left == 0 {
-                    return Err(self.fail(e));
+                    // The failure is complete: consumed, reported next call.
+                    self.fail(e);
+                    return Ok(take);
                 }
                 self.state = State::Reason(left, e);
                 Ok(take)
@@ -374,13 +394,17 @@ impl Machine for Client {
             return Err(e);
         }
         let mut used = 0;
-        while let Some(rest) = input.get(used..) {
-            match self.step(rest)? {
-                0 => break,
-                n => used += n,
+        loop {
+            match self.step(input.get(used..).unwrap_or_default()) {
+                Ok(0) => return Ok(used),
+                Ok(n) => used += n,
+                // A failure after some progress in this call shows on the
+                // next call, so the count of consumed bytes never depends on
+                // how the input was split.
+                Err(e) if used == 0 => return Err(e),
+                Err(_) => return Ok(used),
             }
         }
-        Ok(used)
     }
 
     fn poll_output(&mut self, out: &mut [u8]) -> usize {

@@ -48,19 +48,20 @@ pub(crate) mod testutil {
         };
         let mut end = 0;
         drain(m, &mut run);
-        while end < input.len() {
+        while end < input.len() && run.error.is_none() {
             end = (end + chunk.max(1)).min(input.len());
-            match m.handle_input(&input[run.consumed..end]) {
-                Ok(n) => run.consumed += n,
-                Err(e) => {
-                    assert_eq!(m.handle_input(&input[run.consumed..]), Err(e), "sticky");
-                    run.error = Some(e);
-                    // What was consumed before an error depends on the split
-                    // and means nothing: the connection is over.
-                    run.consumed = 0;
-                    drain(m, &mut run);
-                    break;
+            // Like a driver: call again after progress, until nothing is used.
+            loop {
+                match m.handle_input(&input[run.consumed..end]) {
+                    Ok(0) => break,
+                    Ok(n) => run.consumed += n,
+                    Err(e) => {
+                        assert_eq!(m.handle_input(&input[run.consumed..]), Err(e), "sticky");
+                        run.error = Some(e);
+                        break;
+                    }
                 }
+                drain(m, &mut run);
             }
             drain(m, &mut run);
         }

@@ -121,6 +121,10 @@ enum State {
 /// [`Machine::handle_input`] (keeping what it does not consume), and on
 /// [`Event::Authenticated`] log in to the backend, then call
 /// [`Server::accept`] or [`Server::reject`] and drain `poll_output` again.
+/// Call `handle_input` again after every `Ok(n)` with `n > 0` (with the
+/// rest, even if empty) until it returns `Ok(0)` or `Err`: a failure found
+/// after some bytes were consumed is returned by the next call, so the
+/// consumed count never depends on how the input was split.
 /// The machine has no timer: the driver bounds the handshake itself (RFB has
 /// no way to tell a viewer "too slow"), so `poll_timeout` is always `None`.
 pub struct Server {
@@ -297,13 +301,17 @@ impl Machine for Server {
             return Err(e);
         }
         let mut used = 0;
-        while let Some(rest) = input.get(used..) {
-            match self.step(rest)? {
-                0 => break,
-                n => used += n,
+        loop {
+            match self.step(input.get(used..).unwrap_or_default()) {
+                Ok(0) => return Ok(used),
+                Ok(n) => used += n,
+                // A failure after some progress in this call shows on the
+                // next call, so the count of consumed bytes never depends on
+                // how the input was split.
+                Err(e) if used == 0 => return Err(e),
+                Err(_) => return Ok(used),
             }
         }
-        Ok(used)
     }
 
     fn poll_output(&mut self, out: &mut [u8]) -> usize {
