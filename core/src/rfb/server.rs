@@ -596,6 +596,43 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_after_progress_shows_on_the_next_call_with_the_answer_queued() {
+        let mut s = server();
+        let input = b"RFB 003.008\n\x01";
+        assert_eq!(s.handle_input(input), Ok(12), "the version was used");
+        let mut out = [0u8; 128];
+        let n = s.poll_output(&mut out);
+        assert!(out[..n].ends_with(&reason("security type not offered")));
+        assert_eq!(
+            s.handle_input(&input[12..]),
+            Err(Error::SecurityTypeRefused)
+        );
+        assert_eq!(s.handle_input(&[]), Err(Error::SecurityTypeRefused));
+    }
+
+    #[test]
+    fn output_queue_holds_a_whole_handshake_never_drained() {
+        let mut s = server();
+        let input = cat(&[b"RFB 003.008\n", &[2], &good_response()]);
+        assert_eq!(s.handle_input(&input), Ok(input.len()));
+        assert_eq!(s.poll_event(), Some(Event::Authenticated));
+        let long = "x".repeat(1000);
+        assert!(s.reject(&long));
+        let mut out = [0u8; 1024];
+        let n = s.poll_output(&mut out);
+        assert_eq!(
+            out[..n],
+            cat(&[
+                b"RFB 003.008\n",
+                &[1, 2],
+                &CHALLENGE,
+                &[0, 0, 0, 1],
+                &reason(&long[..REASON_MAX])
+            ])
+        );
+    }
+
+    #[test]
     fn errors_display_their_reason() {
         extern crate std;
         use std::string::ToString;
