@@ -17,5 +17,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# vncdotool: a real, independent VNC viewer (tests/peers.rs logs it in to the
+# test backend). Debian's python may be "externally managed" (PEP 668).
+if ! have vncdo; then
+  python3 -m pip --version >/dev/null 2>&1 || {
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  }
+  echo "setup: python3 -m pip install vncdotool"
+  python3 -m pip install -q vncdotool 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages vncdotool
+fi
+
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy

@@ -286,7 +286,9 @@ impl BackendHandle {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
-    /// Sessions that got through the handshake (ServerInit sent) so far.
+    /// Sessions that got through the handshake so far (ClientInit received;
+    /// counted before ServerInit is sent, so once a viewer has read ServerInit
+    /// the count includes it).
     pub fn sessions(&self) -> usize {
         self.shared.lock().sessions
     }
@@ -511,6 +513,12 @@ fn session(
     reader.read_exact(&mut flag).map_err(io)?;
     report.shared = Some(flag[0] != 0);
     reader.on = true;
+    // Counted before ServerInit goes out, so a viewer holding ServerInit can
+    // rely on `sessions()`.
+    {
+        shared.lock().sessions += 1;
+        shared.changed.notify_all();
+    }
     let mut init = Vec::with_capacity(24 + config.name.len());
     init.extend_from_slice(&config.width.to_be_bytes());
     init.extend_from_slice(&config.height.to_be_bytes());
@@ -518,10 +526,6 @@ fn session(
     init.extend_from_slice(&(config.name.len() as u32).to_be_bytes());
     init.extend_from_slice(config.name.as_bytes());
     writer.write_all(&init).map_err(io)?;
-    {
-        shared.lock().sessions += 1;
-        shared.changed.notify_all();
-    }
 
     match config.mode {
         Mode::TestPattern => serve_pattern(reader, writer, config, shared, report),
