@@ -19,10 +19,13 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-# vncdotool: the VNC viewer tests/fixtures/rfb/capture.py records handshakes with.
-if ! python3 -c 'import vncdotool' >/dev/null 2>&1; then
-  echo "setup: pip install vncdotool"
-  python3 -m pip install --quiet vncdotool || python3 -m pip install --quiet --break-system-packages vncdotool
+# vncdotool: a real, independent VNC viewer (tests/peers.rs logs it in to the
+# test backend; tests/fixtures/rfb/capture.py records handshakes with it).
+# Debian's python may be "externally managed" (PEP 668).
+if ! have vncdo; then
+  echo "setup: python3 -m pip install vncdotool"
+  python3 -m pip install -q vncdotool 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages vncdotool
 fi
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt

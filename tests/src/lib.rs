@@ -1,7 +1,12 @@
 //! Shared test support for the workspace-level tests: the fixture format for
 //! recorded byte streams ([`fixture`]) and the one harness that feeds any
 //! [`vncap_core::Machine`] an input whole, byte by byte, or in arbitrary
-//! splits ([`harness`]).
+//! splits ([`harness`]); and the independent RFB test peers — a VNC server
+//! standing in for the Ganeti node ([`backend`]), a blocking viewer over TCP
+//! or WebSocket ([`viewer`]), and what they share ([`peer`]).
 
+pub mod backend;
 pub mod fixture;
 pub mod harness;
+pub mod peer;
+pub mod viewer;
