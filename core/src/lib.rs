@@ -12,6 +12,8 @@
 //! | --- | --- |
 //! | [`time`] | [`Instant`], the caller's milliseconds |
 //! | [`machine`] | the [`Machine`] trait |
+//! | [`control`] | one control request (both dialects) and its reply |
+//! | [`ticket`] | the table of pending consoles: port pool, expiry, one-time use |
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -20,7 +22,9 @@
 #[macro_use]
 mod logging;
 
+pub mod control;
 pub mod machine;
+pub mod ticket;
 pub mod time;
 
 pub use machine::Machine;
