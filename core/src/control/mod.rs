@@ -241,9 +241,12 @@ impl Scan {
                 b'}' | b']' => {
                     self.depth = self.depth.saturating_sub(1);
                     if self.depth == 0 {
+                        // Take the line end (and any whitespace) after it.
+                        let rest = input.get(i + 1..).unwrap_or(&[]);
+                        let ws = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
                         return Framed::Done {
                             end: i + 1,
-                            consumed: i + 1,
+                            consumed: i + 1 + ws,
                         };
                     }
                 }
@@ -412,4 +415,338 @@ impl Machine for Control {
     }
 
     fn handle_timeout(&mut self, _now: Instant) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::{IpAddr, Ipv4Addr};
+
+    const GWM: &[u8] = b"{\"daddr\": \"node1.example.org\", \"dport\": 12001, \"password\": \"Ab3dE6gH\", \"ws\": true, \"tls\": false}\r\n";
+    const SNF: &[u8] = b"{\"source_port\": 0, \"destination_address\": \"node1\", \"destination_port\": 5900, \"password\": \"pw\", \"type\": \"vnc-ws\"}\n";
+
+    fn config() -> Config {
+        let mut c = Config::default();
+        c.proxy_address.push_str("vnc.example.org").unwrap();
+        c
+    }
+
+    fn parse(input: &[u8]) -> Result<Request, Error> {
+        let mut c = Control::new(config());
+        match c.handle_input(input) {
+            Ok(0) => c.handle_eof(input).map(|_| ())?,
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+        match c.poll_event() {
+            Some(Event::Request(r)) => Ok(r),
+            None => panic!("no event"),
+        }
+    }
+
+    fn output(c: &mut Control) -> heapless::Vec<u8, 4096> {
+        let mut v = heapless::Vec::new();
+        let mut buf = [0u8; 5];
+        loop {
+            let n = c.poll_output(&mut buf);
+            if n == 0 {
+                return v;
+            }
+            v.extend_from_slice(&buf[..n]).unwrap();
+        }
+    }
+
+    fn failure(input: &[u8]) -> (Error, heapless::Vec<u8, 4096>) {
+        let mut c = Control::new(config());
+        let e = match c.handle_input(input) {
+            Err(e) => e,
+            Ok(0) => c.handle_eof(input).expect_err("should fail"),
+            Ok(_) => panic!("parsed: {:?}", c.poll_event()),
+        };
+        // Sticky.
+        assert_eq!(c.handle_input(b"{}"), Err(e));
+        assert!(!c.reply_ok(&Granted::default()));
+        (e, output(&mut c))
+    }
+
+    #[test]
+    fn gwm_exact_bytes() {
+        let mut c = Control::new(config());
+        assert_eq!(c.handle_input(GWM), Ok(GWM.len()));
+        let Some(Event::Request(r)) = c.poll_event() else {
+            panic!()
+        };
+        assert_eq!(r.dialect, Dialect::Twisted);
+        assert_eq!(r.host.as_str(), "node1.example.org");
+        assert_eq!(r.port, 12001);
+        assert_eq!(r.password.as_deref(), Some("Ab3dE6gH"));
+        assert_eq!(r.transport, Transport::WEBSOCKET);
+        assert_eq!(r.preferred_port, None);
+        assert_eq!(r.timeout_ms, None);
+        assert_eq!(r.viewer_password(), Some("Ab3dE6gH"));
+        assert_eq!(r.backend_password(None), Some(&b"Ab3dE6gH"[..]));
+        assert_eq!(r.backend_password(Some(b"cluster")), Some(&b"cluster"[..]));
+        assert!(c.reply_ok(&Granted {
+            port: 7000,
+            password: Some("ignored"),
+            ..Granted::default()
+        }));
+        assert!(!c.reply_ok(&Granted::default()), "one reply only");
+        assert_eq!(&output(&mut c)[..], b"7000\n");
+        assert!(c.is_done());
+    }
+
+    #[test]
+    fn gwm_failed_reply() {
+        let mut c = Control::new(config());
+        c.handle_input(GWM).unwrap();
+        c.poll_event().unwrap();
+        assert!(c.reply_failed("no free port\r\nin the pool"));
+        assert_eq!(&output(&mut c)[..], b"FAILED no free port  in the pool\n");
+    }
+
+    #[test]
+    fn snf_exact_bytes() {
+        let mut c = Control::new(config());
+        assert_eq!(c.handle_input(SNF), Ok(SNF.len()));
+        let Some(Event::Request(r)) = c.poll_event() else {
+            panic!()
+        };
+        assert_eq!(r.dialect, Dialect::Snf);
+        assert_eq!(r.host.as_str(), "node1");
+        assert_eq!(r.port, 5900);
+        assert_eq!(r.preferred_port, None);
+        assert_eq!(r.transport, Transport::WEBSOCKET);
+        assert_eq!(r.viewer_password(), Some("pw"));
+        assert_eq!(r.backend_password(None), None);
+        assert_eq!(r.backend_password(Some(b"c")), Some(&b"c"[..]));
+        c.reply_ok(&Granted {
+            port: 7001,
+            ..Granted::default()
+        });
+        assert_eq!(
+            &output(&mut c)[..],
+            &b"{\"status\": \"OK\", \"source_port\": 7001, \"proxy_address\": \"vnc.example.org\"}\n"[..]
+        );
+    }
+
+    #[test]
+    fn snf_extension_reply_and_failure() {
+        let mut c = Control::new(config());
+        let req = b"{\"destination_address\": \"n\", \"destination_port\": 5900, \"type\": \"vnc-wss\", \"timeout\": 12.5}";
+        assert_eq!(c.handle_input(req), Ok(req.len()));
+        let Some(Event::Request(r)) = c.poll_event() else {
+            panic!()
+        };
+        assert_eq!(r.password, None);
+        assert_eq!(r.viewer_password(), None);
+        assert_eq!(r.transport, Transport::WEBSOCKET_TLS);
+        assert_eq!(r.timeout_ms, Some(12_500));
+        c.reply_ok(&Granted {
+            port: 6080,
+            password: Some("aB3dE6gH"),
+            expires_in: Some(13),
+            token: Some("00ff"),
+            url_path: Some("websockify?token=00ff"),
+        });
+        assert_eq!(
+            &output(&mut c)[..],
+            &b"{\"status\": \"OK\", \"source_port\": 6080, \"proxy_address\": \"vnc.example.org\", \"password\": \"aB3dE6gH\", \"expires_in\": 13, \"token\": \"00ff\", \"url_path\": \"websockify?token=00ff\"}\n"[..]
+        );
+
+        let mut c = Control::new(config());
+        c.handle_input(SNF).unwrap();
+        c.poll_event();
+        c.reply_failed("backend \"x\" unreachable");
+        assert_eq!(
+            &output(&mut c)[..],
+            &b"{\"status\": \"FAILED\", \"source_port\": 0, \"proxy_address\": \"vnc.example.org\", \"reason\": \"backend \\\"x\\\" unreachable\"}\n"[..]
+        );
+    }
+
+    #[test]
+    fn framing() {
+        // snf clients send no newline: the closed object is the request.
+        let mut c = Control::new(config());
+        let obj = &SNF[..SNF.len() - 1];
+        assert_eq!(c.handle_input(&obj[..obj.len() - 1]), Ok(0));
+        assert_eq!(c.handle_input(obj), Ok(obj.len()));
+        assert!(c.poll_event().is_some());
+        // The line end that follows is consumed; other bytes are not.
+        assert_eq!(c.handle_input(b"\r\n"), Ok(2));
+        assert_eq!(c.handle_input(b"x"), Ok(0));
+        // Braces inside strings do not count.
+        let r = parse(b"{\"daddr\": \"h}{\", \"dport\": 1, \"password\": \"p\\\"}\"}").unwrap();
+        assert_eq!(r.host.as_str(), "h}{");
+        assert_eq!(r.password.as_deref(), Some("p\"}"));
+        // EOF ends a request too (here a line that is not a closed object).
+        let mut c = Control::new(config());
+        assert_eq!(c.handle_input(b"{\"daddr\""), Ok(0));
+        assert_eq!(c.handle_eof(b"{\"daddr\""), Err(Error::NotJson));
+        let mut c = Control::new(config());
+        assert_eq!(c.handle_eof(b" \r"), Err(Error::NoRequest));
+        assert_eq!(
+            &output(&mut c)[..],
+            b"FAILED connection closed before a request\n"
+        );
+    }
+
+    #[test]
+    fn escapes() {
+        let r = parse(br#"{"daddr": "a\/b", "dport": 1, "password": "\u00e9\\\"\n\t"}"#).unwrap();
+        assert_eq!(r.host.as_str(), "a/b");
+        assert_eq!(r.password.as_deref(), Some("\u{e9}\\\"\n\t"));
+        // Escaped keys are unescaped too.
+        let r = parse(br#"{"d\u0061ddr": "h", "dport": 1, "password": "p"}"#).unwrap();
+        assert_eq!(r.host.as_str(), "h");
+        // Raw UTF-8 is kept; a surrogate pair escape is refused.
+        let r = parse("{\"daddr\": \"h\", \"dport\": 1, \"password\": \"p\u{1F600}\"}".as_bytes())
+            .unwrap();
+        assert_eq!(r.password.as_deref(), Some("p\u{1F600}"));
+        assert_eq!(
+            failure(br#"{"daddr": "h", "dport": 1, "password": "\ud83d\ude00"}"#).0,
+            Error::BadString
+        );
+        assert_eq!(
+            failure(br#"{"daddr": "h", "dport": 1, "password": "\x"}"#).0,
+            Error::BadString
+        );
+        assert_eq!(
+            failure(b"{\"daddr\": \"h\", \"dport\": 1, \"password\": \"\xff\"}").0,
+            Error::BadString
+        );
+    }
+
+    #[test]
+    fn twisted_fields() {
+        let r = parse(br#"{"daddr": "h", "dport": 5901, "password": "twelve-chars", "sport": 7010, "timeout": 20, "client": {"ip": "192.0.2.7", "password": "viewerpw"}}"#).unwrap();
+        assert_eq!(r.preferred_port, Some(7010));
+        assert_eq!(r.timeout_ms, Some(20_000));
+        assert_eq!(r.client_ip, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))));
+        assert_eq!(r.transport, Transport::AUTO);
+        assert_eq!(r.viewer_password(), Some("viewerpw"));
+        assert_eq!(r.backend_password(None), Some(&b"twelve-chars"[..]));
+        let r = parse(br#"{"daddr": "::1", "dport": 5900.0, "password": "p", "sport": 0, "ws": false, "tls": true, "client": {"ip": "::ffff:10.0.0.1"}, "extra": [1, {"a": null}]}"#).unwrap();
+        assert_eq!(r.preferred_port, None);
+        assert_eq!(r.port, 5900);
+        assert_eq!(
+            r.transport,
+            Transport {
+                tls: Need::Yes,
+                websocket: Need::No
+            }
+        );
+        assert!(r.client_ip.is_some());
+        assert_eq!(r.viewer_password(), Some("p"));
+        // null is absent.
+        let r = parse(br#"{"daddr": "h", "dport": 1, "password": "p", "sport": null, "client": null, "ws": null}"#).unwrap();
+        assert_eq!(r.preferred_port, None);
+        assert_eq!(r.transport.websocket, Need::Either);
+    }
+
+    #[test]
+    fn rejections() {
+        use Field::*;
+        let cases: &[(&[u8], Error)] = &[
+            (b"hello\n", Error::NotJson),
+            (b"[1, 2]\n", Error::NotJson),
+            (b"{\"daddr\": \"h\",}\n", Error::NotJson),
+            (b"\n", Error::NotJson),
+            (b"{\"a\": [[[[1]]]]}", Error::NestedTooDeep),
+            (b"{}", Error::UnknownDialect),
+            (b"{\"password\": \"p\"}", Error::UnknownDialect),
+            (br#"{"daddr": "h", "destination_port": 1, "password": "p"}"#, Error::MixedDialect),
+            (br#"{"dport": 1, "password": "p"}"#, Error::MissingField(Daddr)),
+            (br#"{"daddr": "h", "password": "p"}"#, Error::MissingField(Dport)),
+            (br#"{"daddr": "h", "dport": 1}"#, Error::MissingField(Password)),
+            (br#"{"daddr": null, "dport": 1, "password": "p"}"#, Error::MissingField(Daddr)),
+            (br#"{"destination_port": 1}"#, Error::MissingField(DestinationAddress)),
+            (br#"{"destination_address": "h"}"#, Error::MissingField(DestinationPort)),
+            (br#"{"daddr": 1, "dport": 1, "password": "p"}"#, Error::WrongType(Daddr)),
+            (br#"{"daddr": "h", "dport": "5900", "password": "p"}"#, Error::WrongType(Dport)),
+            (br#"{"daddr": "h", "dport": 59.5, "password": "p"}"#, Error::WrongType(Dport)),
+            (br#"{"daddr": "h", "dport": 1, "password": 12345678}"#, Error::WrongType(Password)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "ws": "yes"}"#, Error::WrongType(Ws)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "tls": 1}"#, Error::WrongType(Tls)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "client": "x"}"#, Error::WrongType(Client)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "client": {"password": 1}}"#, Error::WrongType(ClientPassword)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "timeout": "5"}"#, Error::WrongType(Timeout)),
+            (br#"{"daddr": "h", "dport": 0, "password": "p"}"#, Error::PortOutOfRange(Dport)),
+            (br#"{"daddr": "h", "dport": 65536, "password": "p"}"#, Error::PortOutOfRange(Dport)),
+            (br#"{"daddr": "h", "dport": -1, "password": "p"}"#, Error::PortOutOfRange(Dport)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "sport": 70000}"#, Error::PortOutOfRange(Sport)),
+            (br#"{"destination_address": "h", "destination_port": 1, "source_port": 65536}"#, Error::PortOutOfRange(SourcePort)),
+            (br#"{"daddr": "h", "dport": 1, "password": ""}"#, Error::Empty(Password)),
+            (br#"{"destination_address": "h", "destination_port": 1, "password": ""}"#, Error::Empty(Password)),
+            (br#"{"daddr": "", "dport": 1, "password": "p"}"#, Error::Empty(Daddr)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "client": {"password": ""}}"#, Error::Empty(ClientPassword)),
+            (br#"{"daddr": "a b", "dport": 1, "password": "p"}"#, Error::BadHost(Daddr)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "timeout": 301}"#, Error::TimeoutTooLong),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "timeout": 0}"#, Error::BadTimeout),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "timeout": -3}"#, Error::BadTimeout),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "timeout": 0.0001}"#, Error::BadTimeout),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "client": {"ip": "1.2.3"}}"#, Error::BadClientIp),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "client": {"ip": "1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25"}}"#, Error::BadClientIp),
+            (br#"{"destination_address": "h", "destination_port": 1, "type": "rdp"}"#, Error::UnknownType),
+            (br#"{"destination_address": "h", "destination_port": 1, "type": "vnc-wss-and-more-and-more"}"#, Error::UnknownType),
+            (br#"{"daddr": "h", "daddr": "h", "dport": 1, "password": "p"}"#, Error::Duplicate(Daddr)),
+        ];
+        for (input, want) in cases {
+            let (got, _) = failure(input);
+            assert_eq!(got, *want, "{}", core::str::from_utf8(input).unwrap_or("?"));
+        }
+    }
+
+    #[test]
+    fn too_long() {
+        let mut long = heapless::Vec::<u8, 8192>::new();
+        long.extend_from_slice(b"{\"daddr\": \"").unwrap();
+        for _ in 0..256 {
+            long.push(b'h').unwrap();
+        }
+        long.extend_from_slice(b"\", \"dport\": 1, \"password\": \"p\"}")
+            .unwrap();
+        assert_eq!(failure(&long).0, Error::TooLong(Field::Daddr));
+        let (e, out) = failure(&[b' '; MAX_INPUT]);
+        assert_eq!(e, Error::LineTooLong);
+        assert_eq!(&out[..], b"FAILED request longer than 4096 bytes\n");
+        // 4095 bytes and a newline: still a request (here a bad one).
+        let mut line = [b' '; MAX_INPUT];
+        line[MAX_INPUT - 1] = b'\n';
+        assert_eq!(failure(&line).0, Error::NotJson);
+    }
+
+    #[test]
+    fn failure_reply_dialect() {
+        // Unknown dialect: dialect 1 reply.
+        assert_eq!(
+            &failure(b"nope\n").1[..],
+            b"FAILED request is not a JSON object\n"
+        );
+        // snf keys seen: JSON reply.
+        assert_eq!(
+            &failure(br#"{"destination_address": "h"}"#).1[..],
+            &b"{\"status\": \"FAILED\", \"source_port\": 0, \"proxy_address\": \"vnc.example.org\", \"reason\": \"missing field destination_port\"}\n"[..]
+        );
+        assert_eq!(
+            &failure(br#"{"daddr": "h", "dport": 1}"#).1[..],
+            b"FAILED missing field password\n"
+        );
+    }
+
+    #[test]
+    fn reasons_are_specific() {
+        assert_eq!(
+            Error::MissingField(Field::Daddr).reason(),
+            "missing field daddr"
+        );
+        assert_eq!(
+            Error::WrongType(Field::ClientIp).reason(),
+            "wrong type for client.ip"
+        );
+        assert_eq!(
+            Error::PortOutOfRange(Field::SourcePort).reason(),
+            "port out of range for source_port"
+        );
+    }
 }

@@ -677,3 +677,267 @@ fn hex_token(bytes: &[u8]) -> Token {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{Dialect, Need, Request, Transport};
+    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const RANDOM: [u8; RANDOM_LEN] = [7; RANDOM_LEN];
+
+    fn twisted(pw: &str) -> Request {
+        let mut host = Host::new();
+        host.push_str("node1").unwrap();
+        let mut p = Password::new();
+        p.push_str(pw).unwrap();
+        Request {
+            dialect: Dialect::Twisted,
+            host,
+            port: 5900,
+            password: Some(p),
+            client_password: None,
+            client_ip: None,
+            preferred_port: None,
+            transport: Transport::AUTO,
+            timeout_ms: None,
+            auth_user: None,
+            auth_password: None,
+        }
+    }
+
+    fn config(first: u16, last: u16) -> Config {
+        Config {
+            first_port: first,
+            last_port: last,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn issue_lookup_use_end() {
+        let mut t: Table<4> = Table::new(config(7000, 7001)).unwrap();
+        let now = Instant::from_millis(1000);
+        let i = t.issue(now, &twisted("secret12"), &RANDOM).unwrap();
+        assert_eq!(i.port, 7000);
+        assert!(i.own_port);
+        assert_eq!(i.password, None);
+        assert_eq!(i.expires, now + 30_000);
+        assert_eq!(i.expires_in, 30);
+        assert_eq!(t.poll_timeout(), Some(now + 30_000));
+        let h = t.lookup(Lookup::Port(7000), PEER, now).unwrap();
+        assert_eq!(h, i.handle);
+        let ticket = t.get(h).unwrap();
+        assert_eq!(ticket.viewer_password.as_str(), "secret12");
+        assert_eq!(ticket.backend_password.as_deref(), Some(&b"secret12"[..]));
+        assert!(ticket.viewer_password_matches(b"secret12"));
+        assert!(!ticket.viewer_password_matches(b"secret13"));
+        assert_eq!(
+            t.lookup(Lookup::Port(7001), PEER, now),
+            Err(Error::NoSuchTicket)
+        );
+        t.authenticated(h, now).unwrap();
+        // One-time: nobody else can use it.
+        assert_eq!(t.authenticated(h, now), Err(Error::InUse));
+        assert_eq!(t.lookup(Lookup::Port(7000), PEER, now), Err(Error::InUse));
+        // InUse tickets are not expired by the timeout.
+        assert_eq!(t.poll_timeout(), None);
+        t.handle_timeout(now + 1_000_000);
+        assert!(t.get(h).is_some());
+        assert_eq!(t.free_ports(), 1);
+        t.session_ended(h).unwrap();
+        assert_eq!(
+            t.poll_event(),
+            Some(Event::Closed {
+                handle: h,
+                port: Some(7000)
+            })
+        );
+        assert_eq!(t.poll_event(), None);
+        assert_eq!(t.free_ports(), 2);
+        assert_eq!(t.get(h), None);
+        assert_eq!(t.session_ended(h), Err(Error::NoSuchTicket));
+        assert!(t.check_invariants());
+    }
+
+    #[test]
+    fn expiry_to_the_millisecond() {
+        let mut t: Table<4> = Table::new(config(7000, 7000)).unwrap();
+        let now = Instant::from_millis(0);
+        let mut req = twisted("p");
+        req.timeout_ms = Some(5_000);
+        let i = t.issue(now, &req, &RANDOM).unwrap();
+        let at = i.expires;
+        assert!(t.lookup(Lookup::Port(7000), PEER, at - 1).is_ok());
+        assert_eq!(t.lookup(Lookup::Port(7000), PEER, at), Err(Error::Expired));
+        assert_eq!(t.authenticated(i.handle, at), Err(Error::Expired));
+        t.handle_timeout(at - 1);
+        assert_eq!(t.poll_event(), None);
+        t.handle_timeout(at);
+        assert_eq!(
+            t.poll_event(),
+            Some(Event::Expired {
+                handle: i.handle,
+                port: Some(7000)
+            })
+        );
+        assert_eq!(t.free_ports(), 1);
+        // Timeout over the maximum is cut.
+        req.timeout_ms = Some(10_000_000);
+        let i = t.issue(now, &req, &RANDOM).unwrap();
+        assert_eq!(i.expires, now + 300_000);
+    }
+
+    #[test]
+    fn attempts() {
+        let mut c = config(7000, 7000);
+        c.attempts = 2;
+        let mut t: Table<2> = Table::new(c).unwrap();
+        let now = Instant::from_millis(0);
+        let i = t.issue(now, &twisted("p"), &RANDOM).unwrap();
+        assert_eq!(t.failed_attempt(i.handle), Ok(Attempt::Retry(1)));
+        assert_eq!(t.failed_attempt(i.handle), Ok(Attempt::Gone));
+        assert_eq!(
+            t.poll_event(),
+            Some(Event::Closed {
+                handle: i.handle,
+                port: Some(7000)
+            })
+        );
+        assert_eq!(t.failed_attempt(i.handle), Err(Error::NoSuchTicket));
+        // The freed port (and slot) serve a new ticket; the old handle is stale.
+        let j = t.issue(now, &twisted("p"), &RANDOM).unwrap();
+        assert_eq!(j.port, 7000);
+        assert_ne!(j.handle, i.handle);
+        assert_eq!(t.get(i.handle), None);
+        assert_eq!(
+            t.issue(now, &twisted("p"), &RANDOM),
+            Err(Error::PortsExhausted)
+        );
+    }
+
+    #[test]
+    fn table_full_and_preferred_port() {
+        let mut t: Table<1> = Table::new(config(7000, 7010)).unwrap();
+        let mut req = twisted("p");
+        req.preferred_port = Some(7005);
+        let now = Instant::from_millis(0);
+        assert_eq!(t.issue(now, &req, &RANDOM).unwrap().port, 7005);
+        assert_eq!(t.issue(now, &req, &RANDOM), Err(Error::TableFull));
+        assert!(Table::<1>::new(config(2, 1)).is_err());
+    }
+
+    #[test]
+    fn client_pin() {
+        let mut t: Table<2> = Table::new(config(7000, 7001)).unwrap();
+        let mut req = twisted("p");
+        req.client_ip = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        req.client_password = Some({
+            let mut p = Password::new();
+            p.push_str("viewer").unwrap();
+            p
+        });
+        let now = Instant::from_millis(0);
+        let i = t.issue(now, &req, &RANDOM).unwrap();
+        assert_eq!(
+            t.lookup(Lookup::Port(i.port), PEER, now),
+            Err(Error::WrongClient)
+        );
+        let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
+        let h = t.lookup(Lookup::Port(i.port), mapped, now).unwrap();
+        assert_eq!(t.get(h).unwrap().viewer_password.as_str(), "viewer");
+        assert_eq!(
+            t.lookup(Lookup::Port(i.port), IpAddr::V6(Ipv6Addr::LOCALHOST), now),
+            Err(Error::WrongClient)
+        );
+    }
+
+    #[test]
+    fn tokens_and_generated_passwords() {
+        let mut c = config(7000, 7001);
+        c.single_port = Some(6080);
+        c.backend_password = Some(Secret::from_slice(b"cluster").unwrap());
+        let mut t: Table<4> = Table::new(c).unwrap();
+        let mut req = twisted("p");
+        req.dialect = Dialect::Snf;
+        req.password = None;
+        req.transport = Transport::WEBSOCKET;
+        let mut random = [0u8; RANDOM_LEN];
+        for (i, b) in random.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37);
+        }
+        // Bytes >= 248 are skipped.
+        random[TOKEN_BYTES] = 250;
+        let now = Instant::from_millis(0);
+        let i = t.issue(now, &req, &random).unwrap();
+        assert_eq!(i.port, 6080);
+        assert!(!i.own_port);
+        let token = i.token.clone().unwrap();
+        assert_eq!(token.len(), TOKEN_LEN);
+        assert_eq!(&token[..6], "00254a");
+        assert_eq!(
+            i.url_path.as_deref(),
+            Some("websockify?token=00254a6f94b9de03284d7297bce1062b")
+        );
+        let pw = i.password.clone().unwrap();
+        assert_eq!(pw.len(), 8);
+        assert!(pw.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(t.free_ports(), 2, "token tickets hold no pool port");
+        let g = i.granted();
+        assert_eq!(g.token, Some(token.as_str()));
+        assert_eq!(g.password, Some(pw.as_str()));
+        let h = t
+            .lookup(Lookup::Token(token.as_bytes()), PEER, now)
+            .unwrap();
+        let ticket = t.get(h).unwrap();
+        assert_eq!(ticket.viewer_password.as_str(), pw.as_str());
+        assert_eq!(ticket.backend_password.as_deref(), Some(&b"cluster"[..]));
+        assert_eq!(
+            t.lookup(
+                Lookup::Token(b"00254a6f94b9de03284d7297bce1062c"),
+                PEER,
+                now
+            ),
+            Err(Error::NoSuchTicket)
+        );
+        assert_eq!(
+            t.lookup(Lookup::Token(b""), PEER, now),
+            Err(Error::NoSuchTicket)
+        );
+        t.session_ended(h).unwrap();
+        assert_eq!(
+            t.poll_event(),
+            Some(Event::Closed {
+                handle: h,
+                port: None
+            })
+        );
+        // Plain snf requests still get pool ports.
+        req.transport = Transport::PLAIN;
+        assert!(t.issue(now, &req, &random).unwrap().own_port);
+        // Too few random bytes for a password.
+        req.transport = Transport::WEBSOCKET;
+        assert_eq!(
+            t.issue(now, &req, &[0; TOKEN_BYTES + 7]),
+            Err(Error::NotEnoughRandom)
+        );
+        assert!(t.check_invariants());
+    }
+
+    #[test]
+    fn generated_password_is_unbiased_mapping() {
+        // Every byte below 248 maps to ALPHABET[b % 62]: each character is
+        // hit by exactly 4 byte values.
+        let mut hits = [0u8; 62];
+        for b in 0u8..=255 {
+            if let Ok(pw) = generate_password(&[b; 8]) {
+                let c = pw.as_bytes()[0];
+                hits[ALPHABET.iter().position(|&a| a == c).unwrap()] += 1;
+            }
+        }
+        assert!(hits.iter().all(|&h| h == 4));
+        assert_eq!(generate_password(&[248; 64]), Err(Error::NotEnoughRandom));
+        let _ = Need::Either;
+    }
+}
