@@ -4,10 +4,10 @@
 //! a count, and a rotating cursor. What it is not: the tickets that hold the
 //! ports (`mod.rs`). DESIGN.md "Entry points" (seed range 7000-8000).
 //!
-//! Picking rotates: the search starts after the last port handed out, so a
-//! port just given back is handed out again only after every other free
-//! port (a viewer still knocking on an old port does not land on a new
-//! console). A requested port is honoured when it is in the range and free.
+//! Picking rotates: the search starts after the last port handed out, and
+//! the port given back last is picked only when no other port is free (a
+//! viewer still knocking on an old port does not land on a new console). A
+//! requested port is honoured when it is in the range and free.
 
 /// Ports `first..=last`, each free or held.
 #[derive(Clone)]
@@ -18,6 +18,8 @@ pub struct Pool {
     free_count: u32,
     /// The next port the search starts from.
     cursor: u16,
+    /// The port given back last: picked only when no other port is free.
+    recent: Option<u16>,
 }
 
 impl core::fmt::Debug for Pool {
@@ -40,6 +42,7 @@ impl Pool {
             free: [0; 1024],
             free_count: 0,
             cursor: first,
+            recent: None,
         };
         if first <= last {
             for p in first..=last {
@@ -112,7 +115,8 @@ impl Pool {
         let start = self.cursor.clamp(self.first, self.last);
         (start..=self.last)
             .chain(self.first..start)
-            .find(|&p| self.is_free(p))
+            .find(|&p| self.is_free(p) && Some(p) != self.recent)
+            .or(self.recent.filter(|&p| self.is_free(p)))
     }
 
     /// Returns `port` to the pool; `false` if it is out of range or already
@@ -123,6 +127,7 @@ impl Pool {
         }
         self.set(port, true);
         self.free_count += 1;
+        self.recent = Some(port);
         true
     }
 
@@ -177,6 +182,19 @@ mod tests {
         let p = Pool::new(7000, 8000);
         assert_eq!(p.free_count(), 1001);
         assert!(p.check());
+    }
+
+    #[test]
+    fn just_freed_port_comes_last() {
+        let mut p = Pool::new(1, 4);
+        for want in 1..=4 {
+            assert_eq!(p.take(None), Some(want));
+        }
+        // The cursor wrapped to 1; give 2 then 1 back: 1 must not come first.
+        assert!(p.give_back(2));
+        assert!(p.give_back(1));
+        assert_eq!(p.take(None), Some(2));
+        assert_eq!(p.take(None), Some(1));
     }
 
     #[test]
