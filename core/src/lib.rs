@@ -13,6 +13,8 @@
 //! | [`time`] | [`Instant`], the caller's milliseconds |
 //! | [`machine`] | the [`Machine`] trait |
 //! | [`rfb`] | RFB (VNC) authentication: `rfb::server` checks a viewer, `rfb::client` logs in to the backend, `rfb::des` |
+//! | [`control`] | one control request (both dialects) and its reply |
+//! | [`ticket`] | the table of pending consoles: port pool, expiry, one-time use |
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -21,8 +23,10 @@
 #[macro_use]
 mod logging;
 
+pub mod control;
 pub mod machine;
 pub mod rfb;
+pub mod ticket;
 pub mod time;
 
 pub use machine::Machine;

@@ -1,0 +1,752 @@
+//! The control channel: one request in, one reply out (DESIGN.md, "The
+//! control channel").
+//!
+//! What it is: [`Control`], a [`Machine`] for one control connection. It
+//! frames the request, parses it ([`request`]: both dialects, typed, checked)
+//! and writes the reply ([`reply`]) in the request's dialect. What it is not:
+//! the ticket table ([`crate::ticket`]) or any socket.
+//!
+//! # Framing
+//!
+//! A request ends at the first `\n` (GWM sends `\r\n`; the `\r` is dropped),
+//! **or** as soon as the top-level JSON object closes, because
+//! snf-vncauthproxy's clients send `json.dumps(req)` with no newline and then
+//! wait for the answer; **or** at EOF ([`Control::handle_eof`]). Whitespace
+//! after the request (the `\r\n` of a closed object) is consumed; any other
+//! trailing byte is left to the caller (one request per connection). A
+//! request that has not ended within [`MAX_INPUT`] bytes is
+//! [`Error::LineTooLong`]; nesting deeper than [`request::MAX_DEPTH`] is
+//! [`Error::NestedTooDeep`].
+//!
+//! # Driver story
+//!
+//! ```text
+//! loop: read into buf; n = handle_input(&buf)?  (Ok(0): read more)
+//!       at EOF: handle_eof(&buf)
+//! on Event::Request(req): ticket table issue(...), then
+//!       reply_ok(&Granted{..}) or reply_failed(err.reason())
+//! write poll_output(..) until 0, close.
+//! On Err: write poll_output (the FAILED reply is queued), close.
+//! ```
+
+pub mod reply;
+pub mod request;
+
+use core::fmt;
+
+pub use reply::{Granted, REPLY_CAP};
+pub use request::{
+    Dialect, Field, Host, Need, Password, Request, Transport, User, HOST_CAP, PASSWORD_CAP,
+    USER_CAP,
+};
+
+use crate::machine::Machine;
+use crate::time::Instant;
+
+/// Longest request accepted, terminator included.
+pub const MAX_INPUT: usize = 4096;
+
+/// Why a control request was refused. [`Error::reason`] is the text sent
+/// back (after `FAILED ` in dialect 1, as `"reason"` in dialect 2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Error {
+    /// Not a JSON object (syntax error, or another JSON value).
+    NotJson,
+    /// Objects/arrays nested deeper than [`request::MAX_DEPTH`].
+    NestedTooDeep,
+    /// A string with an invalid escape, a `\u` surrogate, invalid UTF-8, or
+    /// longer than [`request::UNESCAPE_CAP`] once unescaped (in an ignored
+    /// key).
+    BadString,
+    /// No `daddr`/`dport`/... nor `destination_address`/... key.
+    UnknownDialect,
+    /// Keys of both dialects in one request.
+    MixedDialect,
+    /// A required key is absent (or `null`).
+    MissingField(Field),
+    /// A key's value has the wrong JSON type (or a port is not integral).
+    WrongType(Field),
+    /// A string is longer than its capacity.
+    TooLong(Field),
+    /// A key appears twice.
+    Duplicate(Field),
+    /// A host or password is the empty string.
+    Empty(Field),
+    /// A port is not in 1..=65535 (0 allowed where it means "pick").
+    PortOutOfRange(Field),
+    /// A host holds whitespace or control characters.
+    BadHost(Field),
+    /// `timeout` is not a positive number of seconds (at least 1 ms).
+    BadTimeout,
+    /// `timeout` is over the configured maximum.
+    TimeoutTooLong,
+    /// `client.ip` is not an IPv4 or IPv6 address.
+    BadClientIp,
+    /// `type` is not `vnc`, `vnc-ws` or `vnc-wss`.
+    UnknownType,
+    /// No end of request within [`MAX_INPUT`] bytes.
+    LineTooLong,
+    /// The connection closed before any request.
+    NoRequest,
+}
+
+impl Error {
+    /// The reason, as sent to the control client and logged.
+    pub fn reason(&self) -> &'static str {
+        match *self {
+            Error::NotJson => "request is not a JSON object",
+            Error::NestedTooDeep => "JSON nested too deeply",
+            Error::BadString => "bad JSON string (escape, UTF-8 or length)",
+            Error::UnknownDialect => "unknown request: no daddr/dport or destination_address keys",
+            Error::MixedDialect => {
+                "request mixes twisted (daddr) and snf (destination_address) keys"
+            }
+            Error::MissingField(f) => f.missing(),
+            Error::WrongType(f) => f.wrong_type(),
+            Error::TooLong(f) => f.too_long(),
+            Error::Duplicate(f) => f.duplicate(),
+            Error::Empty(f) => f.empty(),
+            Error::PortOutOfRange(f) => f.out_of_range(),
+            Error::BadHost(f) => f.bad_host(),
+            Error::BadTimeout => "timeout is not a positive number of seconds",
+            Error::TimeoutTooLong => "timeout over the configured maximum",
+            Error::BadClientIp => "client.ip is not an IP address",
+            Error::UnknownType => "unknown type (expected vnc, vnc-ws or vnc-wss)",
+            Error::LineTooLong => "request longer than 4096 bytes",
+            Error::NoRequest => "connection closed before a request",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// Settings of the control channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Longest `timeout` a request may ask for, in milliseconds (seed: 300 s).
+    pub max_timeout_ms: u64,
+    /// The address viewers reach the proxy at, sent as `proxy_address` in
+    /// dialect 2 replies.
+    pub proxy_address: Host,
+}
+
+impl Default for Config {
+    /// 300 s maximum timeout, `proxy_address` empty.
+    fn default() -> Self {
+        Config {
+            max_timeout_ms: 300_000,
+            proxy_address: Host::new(),
+        }
+    }
+}
+
+/// What [`Control`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A well-formed request; answer it with [`Control::reply_ok`] or
+    /// [`Control::reply_failed`].
+    Request(Request),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Reading,
+    /// A request was parsed; its reply is not queued yet.
+    Awaiting(Dialect),
+    Replied,
+    Failed(Error),
+}
+
+/// Where the framer stands in the bytes seen so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct Scan {
+    /// Bytes examined (the caller presents them again with more).
+    pos: usize,
+    started: bool,
+    object: bool,
+    depth: usize,
+    in_string: bool,
+    escape: bool,
+}
+
+enum Framed {
+    More,
+    /// The request is `input[..end]`; `consumed` bytes are taken.
+    Done {
+        end: usize,
+        consumed: usize,
+    },
+    TooDeep,
+}
+
+impl Scan {
+    fn feed(&mut self, input: &[u8]) -> Framed {
+        if input.len() < self.pos {
+            // The caller did not present the same bytes again; start over.
+            *self = Scan::default();
+        }
+        let limit = input.len().min(MAX_INPUT);
+        while self.pos < limit {
+            let i = self.pos;
+            let b = input.get(i).copied().unwrap_or(b'\n');
+            self.pos += 1;
+            if b == b'\n' {
+                // A JSON string holds no raw newline: the line ends here.
+                let end = if i > 0 && input.get(i - 1) == Some(&b'\r') {
+                    i - 1
+                } else {
+                    i
+                };
+                return Framed::Done {
+                    end,
+                    consumed: i + 1,
+                };
+            }
+            if self.in_string {
+                if self.escape {
+                    self.escape = false;
+                } else if b == b'\\' {
+                    self.escape = true;
+                } else if b == b'"' {
+                    self.in_string = false;
+                }
+                continue;
+            }
+            if !self.started {
+                if matches!(b, b' ' | b'\t' | b'\r') {
+                    continue;
+                }
+                self.started = true;
+                self.object = b == b'{';
+                if self.object {
+                    self.depth = 1;
+                }
+                continue;
+            }
+            if !self.object {
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    self.depth += 1;
+                    if self.depth > request::MAX_DEPTH {
+                        return Framed::TooDeep;
+                    }
+                }
+                b'}' | b']' => {
+                    self.depth = self.depth.saturating_sub(1);
+                    if self.depth == 0 {
+                        // Take the line end (and any whitespace) after it.
+                        let rest = input.get(i + 1..).unwrap_or(&[]);
+                        let ws = rest.iter().take_while(|b| b.is_ascii_whitespace()).count();
+                        return Framed::Done {
+                            end: i + 1,
+                            consumed: i + 1 + ws,
+                        };
+                    }
+                }
+                _ => {}
+            }
+        }
+        Framed::More
+    }
+}
+
+/// One control connection: frames and parses the request, queues the reply.
+#[derive(Debug, Clone)]
+pub struct Control {
+    config: Config,
+    state: State,
+    scan: Scan,
+    event: Option<Request>,
+    out: reply::Buf,
+    sent: usize,
+}
+
+impl Control {
+    /// A machine waiting for a request.
+    pub fn new(config: Config) -> Self {
+        Control {
+            config,
+            state: State::Reading,
+            scan: Scan::default(),
+            event: None,
+            out: reply::Buf::new(),
+            sent: 0,
+        }
+    }
+
+    /// The peer closed its sending side: parse whatever `input` holds (the
+    /// bytes not yet consumed) as the request. Returns the bytes consumed.
+    /// Empty input before any request is [`Error::NoRequest`].
+    pub fn handle_eof(&mut self, input: &[u8]) -> Result<usize, Error> {
+        match self.state {
+            State::Failed(e) => Err(e),
+            State::Awaiting(_) | State::Replied => Ok(0),
+            State::Reading => {
+                // A complete line or object in `input` takes precedence.
+                let n = self.handle_input(input)?;
+                if n > 0 || self.state != State::Reading {
+                    return Ok(n);
+                }
+                if input.iter().all(|b| b.is_ascii_whitespace()) {
+                    return Err(self.fail(Error::NoRequest, Dialect::Twisted));
+                }
+                let end = if input.last() == Some(&b'\r') {
+                    input.len() - 1
+                } else {
+                    input.len()
+                };
+                self.finish(input.get(..end).unwrap_or(&[]), input.len())
+            }
+        }
+    }
+
+    /// Queues the success reply for the request last reported. Returns
+    /// `false` (and does nothing) if no request awaits a reply.
+    pub fn reply_ok(&mut self, granted: &Granted<'_>) -> bool {
+        let State::Awaiting(dialect) = self.state else {
+            return false;
+        };
+        if reply::ok(&mut self.out, dialect, &self.config.proxy_address, granted).is_err() {
+            warn!("control: reply does not fit, answering FAILED");
+            reply::failed(
+                &mut self.out,
+                dialect,
+                &self.config.proxy_address,
+                "reply too long",
+            );
+        }
+        self.sent = 0;
+        self.state = State::Replied;
+        true
+    }
+
+    /// Queues the failure reply (`reason` is cut to 200 bytes, control
+    /// characters blanked in dialect 1). Returns `false` (and does nothing)
+    /// if no request awaits a reply.
+    pub fn reply_failed(&mut self, reason: &str) -> bool {
+        let State::Awaiting(dialect) = self.state else {
+            return false;
+        };
+        reply::failed(&mut self.out, dialect, &self.config.proxy_address, reason);
+        self.sent = 0;
+        self.state = State::Replied;
+        true
+    }
+
+    /// Whether the reply (success or failure) is queued and fully taken by
+    /// [`Machine::poll_output`]: the driver may close.
+    pub fn is_done(&self) -> bool {
+        matches!(self.state, State::Replied | State::Failed(_)) && self.sent >= self.out.len()
+    }
+
+    fn fail(&mut self, e: Error, dialect: Dialect) -> Error {
+        debug!("control: refused: {}", e.reason());
+        reply::failed(
+            &mut self.out,
+            dialect,
+            &self.config.proxy_address,
+            e.reason(),
+        );
+        self.sent = 0;
+        self.state = State::Failed(e);
+        e
+    }
+
+    fn finish(&mut self, json: &[u8], consumed: usize) -> Result<usize, Error> {
+        match request::parse(json, self.config.max_timeout_ms) {
+            Ok(req) => {
+                self.state = State::Awaiting(req.dialect);
+                self.event = Some(req);
+                Ok(consumed)
+            }
+            Err((e, dialect)) => Err(self.fail(e, dialect)),
+        }
+    }
+}
+
+impl Machine for Control {
+    type Event = Event;
+    type Error = Error;
+
+    fn handle_input(&mut self, input: &[u8]) -> Result<usize, Error> {
+        match self.state {
+            State::Failed(e) => Err(e),
+            State::Awaiting(_) | State::Replied => {
+                Ok(input.iter().take_while(|b| b.is_ascii_whitespace()).count())
+            }
+            State::Reading => match self.scan.feed(input) {
+                Framed::More if input.len() >= MAX_INPUT => {
+                    Err(self.fail(Error::LineTooLong, Dialect::Twisted))
+                }
+                Framed::More => Ok(0),
+                Framed::TooDeep => Err(self.fail(Error::NestedTooDeep, Dialect::Twisted)),
+                Framed::Done { end, consumed } => {
+                    self.finish(input.get(..end).unwrap_or(&[]), consumed)
+                }
+            },
+        }
+    }
+
+    fn poll_output(&mut self, out: &mut [u8]) -> usize {
+        let pending = self.out.get(self.sent..).unwrap_or(&[]);
+        let n = pending.len().min(out.len());
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), pending.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.sent += n;
+        n
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.event.take().map(Event::Request)
+    }
+
+    /// None: the control channel has no timer of its own (the driver bounds
+    /// how long it waits for a request).
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    fn handle_timeout(&mut self, _now: Instant) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use core::net::{IpAddr, Ipv4Addr};
+
+    const GWM: &[u8] = b"{\"daddr\": \"node1.example.org\", \"dport\": 12001, \"password\": \"Ab3dE6gH\", \"ws\": true, \"tls\": false}\r\n";
+    const SNF: &[u8] = b"{\"source_port\": 0, \"destination_address\": \"node1\", \"destination_port\": 5900, \"password\": \"pw\", \"type\": \"vnc-ws\"}\n";
+
+    fn config() -> Config {
+        let mut c = Config::default();
+        c.proxy_address.push_str("vnc.example.org").unwrap();
+        c
+    }
+
+    fn parse(input: &[u8]) -> Result<Request, Error> {
+        let mut c = Control::new(config());
+        match c.handle_input(input) {
+            Ok(0) => c.handle_eof(input).map(|_| ())?,
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+        match c.poll_event() {
+            Some(Event::Request(r)) => Ok(r),
+            None => panic!("no event"),
+        }
+    }
+
+    fn output(c: &mut Control) -> heapless::Vec<u8, 4096> {
+        let mut v = heapless::Vec::new();
+        let mut buf = [0u8; 5];
+        loop {
+            let n = c.poll_output(&mut buf);
+            if n == 0 {
+                return v;
+            }
+            v.extend_from_slice(&buf[..n]).unwrap();
+        }
+    }
+
+    fn failure(input: &[u8]) -> (Error, heapless::Vec<u8, 4096>) {
+        let mut c = Control::new(config());
+        let e = match c.handle_input(input) {
+            Err(e) => e,
+            Ok(0) => c.handle_eof(input).expect_err("should fail"),
+            Ok(_) => panic!("parsed: {:?}", c.poll_event()),
+        };
+        // Sticky.
+        assert_eq!(c.handle_input(b"{}"), Err(e));
+        assert!(!c.reply_ok(&Granted::default()));
+        (e, output(&mut c))
+    }
+
+    #[test]
+    fn gwm_exact_bytes() {
+        let mut c = Control::new(config());
+        assert_eq!(c.handle_input(GWM), Ok(GWM.len()));
+        let Some(Event::Request(r)) = c.poll_event() else {
+            panic!()
+        };
+        assert_eq!(r.dialect, Dialect::Twisted);
+        assert_eq!(r.host.as_str(), "node1.example.org");
+        assert_eq!(r.port, 12001);
+        assert_eq!(r.password.as_deref(), Some("Ab3dE6gH"));
+        assert_eq!(r.transport, Transport::WEBSOCKET);
+        assert_eq!(r.preferred_port, None);
+        assert_eq!(r.timeout_ms, None);
+        assert_eq!(r.viewer_password(), Some("Ab3dE6gH"));
+        assert_eq!(r.backend_password(None), Some(&b"Ab3dE6gH"[..]));
+        assert_eq!(r.backend_password(Some(b"cluster")), Some(&b"cluster"[..]));
+        assert!(c.reply_ok(&Granted {
+            port: 7000,
+            password: Some("ignored"),
+            ..Granted::default()
+        }));
+        assert!(!c.reply_ok(&Granted::default()), "one reply only");
+        assert_eq!(&output(&mut c)[..], b"7000\n");
+        assert!(c.is_done());
+    }
+
+    #[test]
+    fn gwm_failed_reply() {
+        let mut c = Control::new(config());
+        c.handle_input(GWM).unwrap();
+        c.poll_event().unwrap();
+        assert!(c.reply_failed("no free port\r\nin the pool"));
+        assert_eq!(&output(&mut c)[..], b"FAILED no free port  in the pool\n");
+    }
+
+    #[test]
+    fn snf_exact_bytes() {
+        let mut c = Control::new(config());
+        assert_eq!(c.handle_input(SNF), Ok(SNF.len()));
+        let Some(Event::Request(r)) = c.poll_event() else {
+            panic!()
+        };
+        assert_eq!(r.dialect, Dialect::Snf);
+        assert_eq!(r.host.as_str(), "node1");
+        assert_eq!(r.port, 5900);
+        assert_eq!(r.preferred_port, None);
+        assert_eq!(r.transport, Transport::WEBSOCKET);
+        assert_eq!(r.viewer_password(), Some("pw"));
+        assert_eq!(r.backend_password(None), None);
+        assert_eq!(r.backend_password(Some(b"c")), Some(&b"c"[..]));
+        c.reply_ok(&Granted {
+            port: 7001,
+            ..Granted::default()
+        });
+        assert_eq!(
+            &output(&mut c)[..],
+            &b"{\"status\": \"OK\", \"source_port\": 7001, \"proxy_address\": \"vnc.example.org\"}\n"[..]
+        );
+    }
+
+    #[test]
+    fn snf_extension_reply_and_failure() {
+        let mut c = Control::new(config());
+        let req = b"{\"destination_address\": \"n\", \"destination_port\": 5900, \"type\": \"vnc-wss\", \"timeout\": 12.5}";
+        assert_eq!(c.handle_input(req), Ok(req.len()));
+        let Some(Event::Request(r)) = c.poll_event() else {
+            panic!()
+        };
+        assert_eq!(r.password, None);
+        assert_eq!(r.viewer_password(), None);
+        assert_eq!(r.transport, Transport::WEBSOCKET_TLS);
+        assert_eq!(r.timeout_ms, Some(12_500));
+        c.reply_ok(&Granted {
+            port: 6080,
+            password: Some("aB3dE6gH"),
+            expires_in: Some(13),
+            token: Some("00ff"),
+            url_path: Some("websockify?token=00ff"),
+        });
+        assert_eq!(
+            &output(&mut c)[..],
+            &b"{\"status\": \"OK\", \"source_port\": 6080, \"proxy_address\": \"vnc.example.org\", \"password\": \"aB3dE6gH\", \"expires_in\": 13, \"token\": \"00ff\", \"url_path\": \"websockify?token=00ff\"}\n"[..]
+        );
+
+        let mut c = Control::new(config());
+        c.handle_input(SNF).unwrap();
+        c.poll_event();
+        c.reply_failed("backend \"x\" unreachable");
+        assert_eq!(
+            &output(&mut c)[..],
+            &b"{\"status\": \"FAILED\", \"source_port\": 0, \"proxy_address\": \"vnc.example.org\", \"reason\": \"backend \\\"x\\\" unreachable\"}\n"[..]
+        );
+    }
+
+    #[test]
+    fn framing() {
+        // snf clients send no newline: the closed object is the request.
+        let mut c = Control::new(config());
+        let obj = &SNF[..SNF.len() - 1];
+        assert_eq!(c.handle_input(&obj[..obj.len() - 1]), Ok(0));
+        assert_eq!(c.handle_input(obj), Ok(obj.len()));
+        assert!(c.poll_event().is_some());
+        // The line end that follows is consumed; other bytes are not.
+        assert_eq!(c.handle_input(b"\r\n"), Ok(2));
+        assert_eq!(c.handle_input(b"x"), Ok(0));
+        // Braces inside strings do not count.
+        let r = parse(b"{\"daddr\": \"h}{\", \"dport\": 1, \"password\": \"p\\\"}\"}").unwrap();
+        assert_eq!(r.host.as_str(), "h}{");
+        assert_eq!(r.password.as_deref(), Some("p\"}"));
+        // EOF ends a request too (here a line that is not a closed object).
+        let mut c = Control::new(config());
+        assert_eq!(c.handle_input(b"{\"daddr\""), Ok(0));
+        assert_eq!(c.handle_eof(b"{\"daddr\""), Err(Error::NotJson));
+        let mut c = Control::new(config());
+        assert_eq!(c.handle_eof(b" \r"), Err(Error::NoRequest));
+        assert_eq!(
+            &output(&mut c)[..],
+            b"FAILED connection closed before a request\n"
+        );
+    }
+
+    #[test]
+    fn escapes() {
+        let r = parse(br#"{"daddr": "a\/b", "dport": 1, "password": "\u00e9\\\"\n\t"}"#).unwrap();
+        assert_eq!(r.host.as_str(), "a/b");
+        assert_eq!(r.password.as_deref(), Some("\u{e9}\\\"\n\t"));
+        // Escaped keys are unescaped too.
+        let r = parse(br#"{"d\u0061ddr": "h", "dport": 1, "password": "p"}"#).unwrap();
+        assert_eq!(r.host.as_str(), "h");
+        // Raw UTF-8 is kept; a surrogate pair escape is refused.
+        let r = parse("{\"daddr\": \"h\", \"dport\": 1, \"password\": \"p\u{1F600}\"}".as_bytes())
+            .unwrap();
+        assert_eq!(r.password.as_deref(), Some("p\u{1F600}"));
+        assert_eq!(
+            failure(br#"{"daddr": "h", "dport": 1, "password": "\ud83d\ude00"}"#).0,
+            Error::BadString
+        );
+        assert_eq!(
+            failure(br#"{"daddr": "h", "dport": 1, "password": "\x"}"#).0,
+            Error::BadString
+        );
+        assert_eq!(
+            failure(b"{\"daddr\": \"h\", \"dport\": 1, \"password\": \"\xff\"}").0,
+            Error::BadString
+        );
+    }
+
+    #[test]
+    fn twisted_fields() {
+        let r = parse(br#"{"daddr": "h", "dport": 5901, "password": "twelve-chars", "sport": 7010, "timeout": 20, "client": {"ip": "192.0.2.7", "password": "viewerpw"}}"#).unwrap();
+        assert_eq!(r.preferred_port, Some(7010));
+        assert_eq!(r.timeout_ms, Some(20_000));
+        assert_eq!(r.client_ip, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))));
+        assert_eq!(r.transport, Transport::AUTO);
+        assert_eq!(r.viewer_password(), Some("viewerpw"));
+        assert_eq!(r.backend_password(None), Some(&b"twelve-chars"[..]));
+        let r = parse(br#"{"daddr": "::1", "dport": 5900.0, "password": "p", "sport": 0, "ws": false, "tls": true, "client": {"ip": "::ffff:10.0.0.1"}, "extra": [1, {"a": null}]}"#).unwrap();
+        assert_eq!(r.preferred_port, None);
+        assert_eq!(r.port, 5900);
+        assert_eq!(
+            r.transport,
+            Transport {
+                tls: Need::Yes,
+                websocket: Need::No
+            }
+        );
+        assert!(r.client_ip.is_some());
+        assert_eq!(r.viewer_password(), Some("p"));
+        // null is absent.
+        let r = parse(br#"{"daddr": "h", "dport": 1, "password": "p", "sport": null, "client": null, "ws": null}"#).unwrap();
+        assert_eq!(r.preferred_port, None);
+        assert_eq!(r.transport.websocket, Need::Either);
+    }
+
+    #[test]
+    fn rejections() {
+        use Field::*;
+        let cases: &[(&[u8], Error)] = &[
+            (b"hello\n", Error::NotJson),
+            (b"[1, 2]\n", Error::NotJson),
+            (b"{\"daddr\": \"h\",}\n", Error::NotJson),
+            (b"\n", Error::NotJson),
+            (b"{\"a\": [[[[1]]]]}", Error::NestedTooDeep),
+            (b"{}", Error::UnknownDialect),
+            (b"{\"password\": \"p\"}", Error::UnknownDialect),
+            (br#"{"daddr": "h", "destination_port": 1, "password": "p"}"#, Error::MixedDialect),
+            (br#"{"dport": 1, "password": "p"}"#, Error::MissingField(Daddr)),
+            (br#"{"daddr": "h", "password": "p"}"#, Error::MissingField(Dport)),
+            (br#"{"daddr": "h", "dport": 1}"#, Error::MissingField(Password)),
+            (br#"{"daddr": null, "dport": 1, "password": "p"}"#, Error::MissingField(Daddr)),
+            (br#"{"destination_port": 1}"#, Error::MissingField(DestinationAddress)),
+            (br#"{"destination_address": "h"}"#, Error::MissingField(DestinationPort)),
+            (br#"{"daddr": 1, "dport": 1, "password": "p"}"#, Error::WrongType(Daddr)),
+            (br#"{"daddr": "h", "dport": "5900", "password": "p"}"#, Error::WrongType(Dport)),
+            (br#"{"daddr": "h", "dport": 59.5, "password": "p"}"#, Error::WrongType(Dport)),
+            (br#"{"daddr": "h", "dport": 1, "password": 12345678}"#, Error::WrongType(Password)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "ws": "yes"}"#, Error::WrongType(Ws)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "tls": 1}"#, Error::WrongType(Tls)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "client": "x"}"#, Error::WrongType(Client)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "client": {"password": 1}}"#, Error::WrongType(ClientPassword)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "timeout": "5"}"#, Error::WrongType(Timeout)),
+            (br#"{"daddr": "h", "dport": 0, "password": "p"}"#, Error::PortOutOfRange(Dport)),
+            (br#"{"daddr": "h", "dport": 65536, "password": "p"}"#, Error::PortOutOfRange(Dport)),
+            (br#"{"daddr": "h", "dport": -1, "password": "p"}"#, Error::PortOutOfRange(Dport)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "sport": 70000}"#, Error::PortOutOfRange(Sport)),
+            (br#"{"destination_address": "h", "destination_port": 1, "source_port": 65536}"#, Error::PortOutOfRange(SourcePort)),
+            (br#"{"daddr": "h", "dport": 1, "password": ""}"#, Error::Empty(Password)),
+            (br#"{"destination_address": "h", "destination_port": 1, "password": ""}"#, Error::Empty(Password)),
+            (br#"{"daddr": "", "dport": 1, "password": "p"}"#, Error::Empty(Daddr)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "client": {"password": ""}}"#, Error::Empty(ClientPassword)),
+            (br#"{"daddr": "a b", "dport": 1, "password": "p"}"#, Error::BadHost(Daddr)),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "timeout": 301}"#, Error::TimeoutTooLong),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "timeout": 0}"#, Error::BadTimeout),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "timeout": -3}"#, Error::BadTimeout),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "timeout": 0.0001}"#, Error::BadTimeout),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "client": {"ip": "1.2.3"}}"#, Error::BadClientIp),
+            (br#"{"daddr": "h", "dport": 1, "password": "p", "client": {"ip": "1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25"}}"#, Error::BadClientIp),
+            (br#"{"destination_address": "h", "destination_port": 1, "type": "rdp"}"#, Error::UnknownType),
+            (br#"{"destination_address": "h", "destination_port": 1, "type": "vnc-wss-and-more-and-more"}"#, Error::UnknownType),
+            (br#"{"daddr": "h", "daddr": "h", "dport": 1, "password": "p"}"#, Error::Duplicate(Daddr)),
+        ];
+        for (input, want) in cases {
+            let (got, _) = failure(input);
+            assert_eq!(got, *want, "{}", core::str::from_utf8(input).unwrap_or("?"));
+        }
+    }
+
+    #[test]
+    fn too_long() {
+        let mut long = heapless::Vec::<u8, 8192>::new();
+        long.extend_from_slice(b"{\"daddr\": \"").unwrap();
+        for _ in 0..256 {
+            long.push(b'h').unwrap();
+        }
+        long.extend_from_slice(b"\", \"dport\": 1, \"password\": \"p\"}")
+            .unwrap();
+        assert_eq!(failure(&long).0, Error::TooLong(Field::Daddr));
+        let (e, out) = failure(&[b' '; MAX_INPUT]);
+        assert_eq!(e, Error::LineTooLong);
+        assert_eq!(&out[..], b"FAILED request longer than 4096 bytes\n");
+        // 4095 bytes and a newline: still a request (here a bad one).
+        let mut line = [b' '; MAX_INPUT];
+        line[MAX_INPUT - 1] = b'\n';
+        assert_eq!(failure(&line).0, Error::NotJson);
+    }
+
+    #[test]
+    fn failure_reply_dialect() {
+        // Unknown dialect: dialect 1 reply.
+        assert_eq!(
+            &failure(b"nope\n").1[..],
+            b"FAILED request is not a JSON object\n"
+        );
+        // snf keys seen: JSON reply.
+        assert_eq!(
+            &failure(br#"{"destination_address": "h"}"#).1[..],
+            &b"{\"status\": \"FAILED\", \"source_port\": 0, \"proxy_address\": \"vnc.example.org\", \"reason\": \"missing field destination_port\"}\n"[..]
+        );
+        assert_eq!(
+            &failure(br#"{"daddr": "h", "dport": 1}"#).1[..],
+            b"FAILED missing field password\n"
+        );
+    }
+
+    #[test]
+    fn reasons_are_specific() {
+        assert_eq!(
+            Error::MissingField(Field::Daddr).reason(),
+            "missing field daddr"
+        );
+        assert_eq!(
+            Error::WrongType(Field::ClientIp).reason(),
+            "wrong type for client.ip"
+        );
+        assert_eq!(
+            Error::PortOutOfRange(Field::SourcePort).reason(),
+            "port out of range for source_port"
+        );
+    }
+}

@@ -1,0 +1,943 @@
+//! The table of pending consoles (DESIGN.md, "Entry points" and "Sessions").
+//!
+//! What it is: [`Table`], a fixed-capacity table of [`Ticket`]s with the
+//! entry-port [`pool::Pool`], expiry, one-time use, the attempt limit, the
+//! optional client-IP pin, and tokens for single-port mode. What it is not:
+//! a listener, a session, or the control parse ([`crate::control`]).
+//!
+//! # Life of a ticket
+//!
+//! `issue` → **Pending** (its listener is open) → `authenticated` →
+//! **InUse** (the session runs; the driver closes the listener) →
+//! `session_ended` → gone. A Pending ticket is also gone when it expires
+//! (`handle_timeout`) or when `failed_attempt` uses its last attempt. An
+//! InUse ticket is not expired by the ticket timeout: its session runs until
+//! it ends. Whenever a ticket goes, its port returns to the pool and an
+//! [`Event`] says which port's listener to close.
+//!
+//! A ticket is usable (`lookup`, `authenticated`) only while Pending and
+//! `now < expires`: at `expires` exactly it is expired, whether or not
+//! `handle_timeout` has run yet.
+//!
+//! # Driver story
+//!
+//! ```text
+//! control request → table.issue(now, &req, &random[..RANDOM_LEN])
+//!     → open a listener on issued.port (pool port), reply issued.granted()
+//! viewer connects → table.lookup(Lookup::Port(p) or Lookup::Token(t), peer_ip, now)
+//!     → handle; RFB server with table.get(handle).viewer_password
+//!     → good password: table.authenticated(handle, now), close that listener
+//!     → bad password: table.failed_attempt(handle)
+//! session over → table.session_ended(handle)
+//! one timer: table.poll_timeout(); on it table.handle_timeout(now)
+//! after every call: while let Some(ev) = table.poll_event() { close ev's listener }
+//! ```
+//!
+//! # Randomness
+//!
+//! `issue` takes caller-supplied random bytes ([`RANDOM_LEN`] is enough):
+//! the first [`TOKEN_BYTES`] make the token (hex), the rest make the
+//! generated password by rejection sampling: a byte `b < 248` (= 4 × 62)
+//! picks `ALPHABET[b % 62]`, larger bytes are skipped, so every character of
+//! the 62 letters and digits is equally likely. Eight characters (the VNC
+//! maximum) need 8 accepted bytes; 48 bytes fall short with probability
+//! below 10^-40.
+
+pub mod pool;
+
+use core::fmt;
+use core::net::IpAddr;
+
+use heapless::{Deque, String, Vec};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::control::{Dialect, Granted, Host, Need, Password, Request, Transport, PASSWORD_CAP};
+use crate::time::Instant;
+use pool::Pool;
+
+/// Random bytes that make a token.
+pub const TOKEN_BYTES: usize = 16;
+/// Length of a token: [`TOKEN_BYTES`] in lowercase hex.
+pub const TOKEN_LEN: usize = 2 * TOKEN_BYTES;
+/// Length of a generated password (the VNC maximum).
+pub const GENERATED_PASSWORD_LEN: usize = 8;
+/// Random bytes `issue` should be given: always enough.
+pub const RANDOM_LEN: usize = 64;
+/// The generated-password alphabet: letters and digits.
+pub const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+/// The path prefix of a single-port mode URL (`url_path` = this + token).
+pub const URL_PATH_PREFIX: &str = "websockify?token=";
+
+/// A single-port mode token.
+pub type Token = String<TOKEN_LEN>;
+/// A password as bytes (a configured backend password need not be UTF-8).
+pub type Secret = Vec<u8, PASSWORD_CAP>;
+/// A generated password.
+pub type GeneratedPassword = String<GENERATED_PASSWORD_LEN>;
+/// `url_path` for a token.
+pub type UrlPath = String<{ URL_PATH_PREFIX.len() + TOKEN_LEN }>;
+
+/// Why the table refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Error {
+    /// The configuration is unusable (empty port range, default timeout over
+    /// the maximum, zero timeout).
+    BadConfig,
+    /// Every slot of the table holds a ticket.
+    TableFull,
+    /// Every port of the pool is held.
+    PortsExhausted,
+    /// Too few random bytes were given to `issue`.
+    NotEnoughRandom,
+    /// No such ticket (never was, or gone: used, expired, failed).
+    NoSuchTicket,
+    /// The ticket's time is up.
+    Expired,
+    /// The ticket is already in use by a session.
+    InUse,
+    /// The viewer's address is not the pinned `client.ip`.
+    WrongClient,
+}
+
+impl Error {
+    /// A short reason, for a control reply or a log line.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::BadConfig => "bad ticket configuration",
+            Error::TableFull => "too many pending consoles",
+            Error::PortsExhausted => "no free port in the pool",
+            Error::NotEnoughRandom => "not enough random bytes",
+            Error::NoSuchTicket => "no such console (used, expired or unknown)",
+            Error::Expired => "console expired",
+            Error::InUse => "console already in use",
+            Error::WrongClient => "viewer address does not match client.ip",
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+/// Settings of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// First port of the pool (seed: 7000).
+    pub first_port: u16,
+    /// Last port of the pool, inclusive (seed: 8000).
+    pub last_port: u16,
+    /// Ticket lifetime when the request names none (30 s).
+    pub default_timeout_ms: u64,
+    /// Longest ticket lifetime (300 s); longer requests are cut to it.
+    pub max_timeout_ms: u64,
+    /// Failed password attempts a ticket allows (1: one browser). 0 is
+    /// taken as 1.
+    pub attempts: u8,
+    /// Single-port mode: the port of the one WebSocket listener. When set,
+    /// dialect 2 requests that allow WebSocket get a token instead of a
+    /// pool port (dialect 1 replies carry only a port, so they never do).
+    pub single_port: Option<u16>,
+    /// The cluster's backend password (`--backend-password-file`), if any.
+    pub backend_password: Option<Secret>,
+}
+
+impl Default for Config {
+    /// Ports 7000-8000, 30 s default, 300 s maximum, 1 attempt, no single
+    /// port, no backend password.
+    fn default() -> Self {
+        Config {
+            first_port: 7000,
+            last_port: 8000,
+            default_timeout_ms: 30_000,
+            max_timeout_ms: 300_000,
+            attempts: 1,
+            single_port: None,
+            backend_password: None,
+        }
+    }
+}
+
+/// How a viewer reaches a ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Entry {
+    /// Its own port from the pool.
+    Port(u16),
+    /// A token on the single-port listener.
+    Token(Token),
+}
+
+/// What a viewer presents to find its ticket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// It connected to this entry port.
+    Port(u16),
+    /// It named this token (single-port mode).
+    Token(&'a [u8]),
+}
+
+/// Where a ticket is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Waiting for its viewer.
+    Pending,
+    /// Its session runs.
+    InUse,
+}
+
+/// One pending (or running) console.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// How the viewer reaches it.
+    pub entry: Entry,
+    /// What the viewer must present (generated when the request had none).
+    pub viewer_password: Password,
+    /// Backend VNC server host.
+    pub backend_host: Host,
+    /// Backend VNC server port.
+    pub backend_port: u16,
+    /// What to give a backend that asks for VNC authentication
+    /// ([`Request::backend_password`] with the configured cluster password).
+    pub backend_password: Option<Secret>,
+    /// The only address the viewer may come from.
+    pub client_ip: Option<IpAddr>,
+    /// Which layers the viewer may use.
+    pub transport: Transport,
+    /// When it expires while Pending.
+    pub expires: Instant,
+    /// Failed password attempts left.
+    pub attempts_left: u8,
+    /// Pending or InUse.
+    pub state: State,
+}
+
+impl Ticket {
+    /// The entry port, for a port ticket.
+    pub fn port(&self) -> Option<u16> {
+        match self.entry {
+            Entry::Port(p) => Some(p),
+            Entry::Token(_) => None,
+        }
+    }
+
+    /// Compares `candidate` with the viewer password in constant time (for
+    /// the given lengths). VNC authentication itself compares DES responses
+    /// (`rfb::server`); this is for drivers that receive a password in clear.
+    pub fn viewer_password_matches(&self, candidate: &[u8]) -> bool {
+        self.viewer_password.as_bytes().ct_eq(candidate).into()
+    }
+}
+
+/// Names a ticket across calls; stale once the ticket is gone (slots are
+/// reused with a new generation, so an old handle never reaches a new ticket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Handle {
+    slot: u16,
+    generation: u32,
+}
+
+/// What `issue` made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The new ticket.
+    pub handle: Handle,
+    /// The port to tell the viewer: the pool port (open a listener on it),
+    /// or the single-port listener's port for a token ticket.
+    pub port: u16,
+    /// Whether `port` is the ticket's own pool port (a listener to open).
+    pub own_port: bool,
+    /// The token, for a token ticket.
+    pub token: Option<Token>,
+    /// `websockify?token=...`, for a token ticket.
+    pub url_path: Option<UrlPath>,
+    /// The generated viewer password, when the request had none.
+    pub password: Option<GeneratedPassword>,
+    /// When the ticket expires.
+    pub expires: Instant,
+    /// Its lifetime in whole seconds, rounded up.
+    pub expires_in: u64,
+}
+
+impl Issued {
+    /// The control reply for it ([`crate::control::Control::reply_ok`]).
+    pub fn granted(&self) -> Granted<'_> {
+        Granted {
+            port: self.port,
+            password: self.password.as_deref(),
+            expires_in: Some(self.expires_in),
+            token: self.token.as_deref(),
+            url_path: self.url_path.as_deref(),
+        }
+    }
+}
+
+/// A ticket went; close the listener of `port` if it is `Some`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Event {
+    /// A Pending ticket reached its expiry.
+    Expired {
+        /// The gone ticket.
+        handle: Handle,
+        /// Its pool port, back in the pool; `None` for a token ticket.
+        port: Option<u16>,
+    },
+    /// A ticket ended: its last attempt failed or its session ended.
+    Closed {
+        /// The gone ticket.
+        handle: Handle,
+        /// Its pool port, back in the pool; `None` for a token ticket.
+        port: Option<u16>,
+    },
+}
+
+/// Result of [`Table::failed_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attempt {
+    /// The ticket stays; this many attempts are left.
+    Retry(u8),
+    /// That was the last attempt: the ticket is gone (an [`Event::Closed`]
+    /// is queued).
+    Gone,
+}
+
+/// The table: at most `N` tickets.
+pub struct Table<const N: usize> {
+    config: Config,
+    slots: [Option<Ticket>; N],
+    generations: [u32; N],
+    pool: Pool,
+    events: Deque<Event, N>,
+}
+
+impl<const N: usize> fmt::Debug for Table<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table")
+            .field("len", &self.len())
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+impl<const N: usize> Table<N> {
+    /// An empty table. `N` must fit in a `u16`.
+    pub fn new(config: Config) -> Result<Self, Error> {
+        if config.first_port > config.last_port
+            || config.default_timeout_ms == 0
+            || config.default_timeout_ms > config.max_timeout_ms
+            || N > usize::from(u16::MAX)
+        {
+            return Err(Error::BadConfig);
+        }
+        Ok(Table {
+            pool: Pool::new(config.first_port, config.last_port),
+            config,
+            slots: core::array::from_fn(|_| None),
+            generations: [0; N],
+            events: Deque::new(),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Tickets in the table (Pending and InUse).
+    pub fn len(&self) -> usize {
+        self.slots.iter().filter(|s| s.is_some()).count()
+    }
+
+    /// Whether the table holds no ticket.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Free ports in the pool.
+    pub fn free_ports(&self) -> u32 {
+        self.pool.free_count()
+    }
+
+    /// Ports in the pool's range.
+    pub fn pool_size(&self) -> u32 {
+        self.pool.size()
+    }
+
+    /// Makes a ticket for `req` at `now`.
+    ///
+    /// `random` should be [`RANDOM_LEN`] fresh random bytes. The entry is a
+    /// token when single-port mode is configured and `req` is dialect 2 and
+    /// allows WebSocket; otherwise a pool port (`req.preferred_port` when
+    /// free and in range). The viewer password is `req.viewer_password()`,
+    /// or generated. The lifetime is `req.timeout_ms` or the default, cut to
+    /// the maximum.
+    pub fn issue(&mut self, now: Instant, req: &Request, random: &[u8]) -> Result<Issued, Error> {
+        let slot = self
+            .slots
+            .iter()
+            .position(Option::is_none)
+            .ok_or(Error::TableFull)?;
+        let wants_token = self.config.single_port.is_some()
+            && req.dialect == Dialect::Snf
+            && req.transport.websocket != Need::No;
+
+        let token_bytes = random.get(..TOKEN_BYTES).ok_or(Error::NotEnoughRandom)?;
+        let rest = random.get(TOKEN_BYTES..).unwrap_or(&[]);
+        let generated = match req.viewer_password() {
+            Some(_) => None,
+            None => Some(generate_password(rest)?),
+        };
+        let mut viewer_password = Password::new();
+        let pw = req
+            .viewer_password()
+            .or(generated.as_deref())
+            .unwrap_or_default();
+        // Both sources are at most PASSWORD_CAP bytes.
+        let _ = viewer_password.push_str(pw);
+
+        let (entry, port, token, url_path) = match (wants_token, self.config.single_port) {
+            (true, Some(single)) => {
+                let token = hex_token(token_bytes);
+                let mut url = UrlPath::new();
+                let _ = url.push_str(URL_PATH_PREFIX);
+                let _ = url.push_str(&token);
+                (Entry::Token(token.clone()), single, Some(token), Some(url))
+            }
+            _ => {
+                let p = self
+                    .pool
+                    .take(req.preferred_port)
+                    .ok_or(Error::PortsExhausted)?;
+                (Entry::Port(p), p, None, None)
+            }
+        };
+        let own_port = matches!(entry, Entry::Port(_));
+
+        let lifetime = req
+            .timeout_ms
+            .unwrap_or(self.config.default_timeout_ms)
+            .min(self.config.max_timeout_ms);
+        let expires = now + lifetime;
+        let backend_password = req
+            .backend_password(self.config.backend_password.as_deref())
+            .map(|b| Secret::from_slice(b).unwrap_or_default());
+
+        let ticket = Ticket {
+            entry,
+            viewer_password,
+            backend_host: req.host.clone(),
+            backend_port: req.port,
+            backend_password,
+            client_ip: req.client_ip,
+            transport: req.transport,
+            expires,
+            attempts_left: self.config.attempts.max(1),
+            state: State::Pending,
+        };
+        let generation = self.generations.get(slot).copied().unwrap_or(0);
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Some(ticket);
+        }
+        debug!("ticket: issued, port {}", port);
+        Ok(Issued {
+            handle: Handle {
+                slot: slot as u16,
+                generation,
+            },
+            port,
+            own_port,
+            token,
+            url_path,
+            password: generated,
+            expires,
+            expires_in: lifetime.div_ceil(1000),
+        })
+    }
+
+    /// The ticket `handle` names, if it is still there.
+    pub fn get(&self, handle: Handle) -> Option<&Ticket> {
+        let slot = usize::from(handle.slot);
+        if self.generations.get(slot) != Some(&handle.generation) {
+            return None;
+        }
+        self.slots.get(slot)?.as_ref()
+    }
+
+    /// Finds the ticket a viewer at `peer` asks for at `now`: it must be
+    /// Pending, not expired, and `peer` must match a pinned client IP
+    /// (IPv4-mapped IPv6 addresses compare equal to IPv4). Tokens are
+    /// compared in constant time against every ticket.
+    pub fn lookup(&self, key: Lookup<'_>, peer: IpAddr, now: Instant) -> Result<Handle, Error> {
+        let slot = match key {
+            Lookup::Port(p) => self
+                .slots
+                .iter()
+                .position(|s| s.as_ref().is_some_and(|t| t.entry == Entry::Port(p))),
+            Lookup::Token(candidate) => {
+                let mut found = 0u32;
+                let mut any = subtle::Choice::from(0);
+                for (i, s) in self.slots.iter().enumerate() {
+                    let t: &[u8] = match s {
+                        Some(Ticket {
+                            entry: Entry::Token(t),
+                            ..
+                        }) => t.as_bytes(),
+                        _ => &[],
+                    };
+                    let eq = t.ct_eq(candidate) & subtle::Choice::from(u8::from(!t.is_empty()));
+                    found = u32::conditional_select(&found, &(i as u32), eq);
+                    any |= eq;
+                }
+                bool::from(any).then_some(found as usize)
+            }
+        }
+        .ok_or(Error::NoSuchTicket)?;
+        let ticket = self
+            .slots
+            .get(slot)
+            .and_then(Option::as_ref)
+            .ok_or(Error::NoSuchTicket)?;
+        usable(ticket, now)?;
+        if let Some(pin) = ticket.client_ip {
+            if pin.to_canonical() != peer.to_canonical() {
+                return Err(Error::WrongClient);
+            }
+        }
+        Ok(Handle {
+            slot: slot as u16,
+            generation: self.generations.get(slot).copied().unwrap_or(0),
+        })
+    }
+
+    /// The viewer authenticated: Pending → InUse, once. Fails if the ticket
+    /// is gone, already InUse, or expired at `now`.
+    pub fn authenticated(&mut self, handle: Handle, now: Instant) -> Result<(), Error> {
+        let t = self.get_mut(handle).ok_or(Error::NoSuchTicket)?;
+        usable(t, now)?;
+        t.state = State::InUse;
+        Ok(())
+    }
+
+    /// A viewer presented a wrong password: uses an attempt; at the last one
+    /// the ticket is gone, its port freed and [`Event::Closed`] queued.
+    pub fn failed_attempt(&mut self, handle: Handle) -> Result<Attempt, Error> {
+        let t = self.get_mut(handle).ok_or(Error::NoSuchTicket)?;
+        if t.state != State::Pending {
+            return Err(Error::InUse);
+        }
+        t.attempts_left = t.attempts_left.saturating_sub(1);
+        if t.attempts_left > 0 {
+            return Ok(Attempt::Retry(t.attempts_left));
+        }
+        self.remove(handle, false);
+        Ok(Attempt::Gone)
+    }
+
+    /// The ticket's session ended (or the driver gives the ticket up in any
+    /// state): it is gone, its port freed, [`Event::Closed`] queued.
+    pub fn session_ended(&mut self, handle: Handle) -> Result<(), Error> {
+        self.get(handle).ok_or(Error::NoSuchTicket)?;
+        self.remove(handle, false);
+        Ok(())
+    }
+
+    /// The earliest expiry of a Pending ticket: when to call
+    /// [`Table::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|t| t.state == State::Pending)
+            .map(|t| t.expires)
+            .min()
+    }
+
+    /// Removes every Pending ticket with `expires <= now`, queuing
+    /// [`Event::Expired`] for each. InUse tickets stay.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for slot in 0..N {
+            let expired = self
+                .slots
+                .get(slot)
+                .and_then(Option::as_ref)
+                .is_some_and(|t| t.state == State::Pending && t.expires <= now);
+            if expired {
+                let generation = self.generations.get(slot).copied().unwrap_or(0);
+                self.remove(
+                    Handle {
+                        slot: slot as u16,
+                        generation,
+                    },
+                    true,
+                );
+            }
+        }
+    }
+
+    /// The next event. Drain after every call that may remove a ticket; the
+    /// queue holds `N` events and drops (with a warning) beyond that.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Checks the bookkeeping: every port ticket's port is in the range and
+    /// held (not free) and no two tickets share a port or a token, and free
+    /// ports + held ports = the range size. For tests; O(N²).
+    pub fn check_invariants(&self) -> bool {
+        let mut held = 0u32;
+        for (i, t) in self.slots.iter().enumerate() {
+            let Some(t) = t else { continue };
+            if let Entry::Port(p) = t.entry {
+                if !self.pool.contains(p) || self.pool.is_free(p) {
+                    return false;
+                }
+                held += 1;
+            }
+            let dup = self
+                .slots
+                .iter()
+                .skip(i + 1)
+                .flatten()
+                .any(|u| u.entry == t.entry);
+            if dup {
+                return false;
+            }
+        }
+        self.pool.check() && self.pool.free_count() + held == self.pool.size()
+    }
+
+    fn get_mut(&mut self, handle: Handle) -> Option<&mut Ticket> {
+        let slot = usize::from(handle.slot);
+        if self.generations.get(slot) != Some(&handle.generation) {
+            return None;
+        }
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    fn remove(&mut self, handle: Handle, expired: bool) {
+        let slot = usize::from(handle.slot);
+        let Some(ticket) = self.slots.get_mut(slot).and_then(Option::take) else {
+            return;
+        };
+        if let Some(g) = self.generations.get_mut(slot) {
+            *g = g.wrapping_add(1);
+        }
+        let port = ticket.port();
+        if let Some(p) = port {
+            if !self.pool.give_back(p) {
+                error!("ticket: port {} was not held", p);
+            }
+        }
+        let event = if expired {
+            Event::Expired { handle, port }
+        } else {
+            Event::Closed { handle, port }
+        };
+        if self.events.push_back(event).is_err() {
+            warn!("ticket: event queue full, dropping an event");
+        }
+    }
+}
+
+fn usable(t: &Ticket, now: Instant) -> Result<(), Error> {
+    if t.state != State::Pending {
+        return Err(Error::InUse);
+    }
+    if now >= t.expires {
+        return Err(Error::Expired);
+    }
+    Ok(())
+}
+
+/// Eight characters of [`ALPHABET`] from `random` by rejection sampling.
+fn generate_password(random: &[u8]) -> Result<GeneratedPassword, Error> {
+    const LIMIT: u8 = (256 - 256 % ALPHABET.len()) as u8; // 248
+    let mut pw = GeneratedPassword::new();
+    for &b in random {
+        if pw.len() == GENERATED_PASSWORD_LEN {
+            break;
+        }
+        if b < LIMIT {
+            let c = ALPHABET[usize::from(b) % ALPHABET.len()];
+            let _ = pw.push(char::from(c));
+        }
+    }
+    if pw.len() < GENERATED_PASSWORD_LEN {
+        return Err(Error::NotEnoughRandom);
+    }
+    Ok(pw)
+}
+
+fn hex_token(bytes: &[u8]) -> Token {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = Token::new();
+    for &b in bytes.iter().take(TOKEN_BYTES) {
+        let _ = t.push(char::from(HEX[usize::from(b >> 4)]));
+        let _ = t.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::{Dialect, Need, Request, Transport};
+    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const RANDOM: [u8; RANDOM_LEN] = [7; RANDOM_LEN];
+
+    fn twisted(pw: &str) -> Request {
+        let mut host = Host::new();
+        host.push_str("node1").unwrap();
+        let mut p = Password::new();
+        p.push_str(pw).unwrap();
+        Request {
+            dialect: Dialect::Twisted,
+            host,
+            port: 5900,
+            password: Some(p),
+            client_password: None,
+            client_ip: None,
+            preferred_port: None,
+            transport: Transport::AUTO,
+            timeout_ms: None,
+            auth_user: None,
+            auth_password: None,
+        }
+    }
+
+    fn config(first: u16, last: u16) -> Config {
+        Config {
+            first_port: first,
+            last_port: last,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn issue_lookup_use_end() {
+        let mut t: Table<4> = Table::new(config(7000, 7001)).unwrap();
+        let now = Instant::from_millis(1000);
+        let i = t.issue(now, &twisted("secret12"), &RANDOM).unwrap();
+        assert_eq!(i.port, 7000);
+        assert!(i.own_port);
+        assert_eq!(i.password, None);
+        assert_eq!(i.expires, now + 30_000);
+        assert_eq!(i.expires_in, 30);
+        assert_eq!(t.poll_timeout(), Some(now + 30_000));
+        let h = t.lookup(Lookup::Port(7000), PEER, now).unwrap();
+        assert_eq!(h, i.handle);
+        let ticket = t.get(h).unwrap();
+        assert_eq!(ticket.viewer_password.as_str(), "secret12");
+        assert_eq!(ticket.backend_password.as_deref(), Some(&b"secret12"[..]));
+        assert!(ticket.viewer_password_matches(b"secret12"));
+        assert!(!ticket.viewer_password_matches(b"secret13"));
+        assert_eq!(
+            t.lookup(Lookup::Port(7001), PEER, now),
+            Err(Error::NoSuchTicket)
+        );
+        t.authenticated(h, now).unwrap();
+        // One-time: nobody else can use it.
+        assert_eq!(t.authenticated(h, now), Err(Error::InUse));
+        assert_eq!(t.lookup(Lookup::Port(7000), PEER, now), Err(Error::InUse));
+        // InUse tickets are not expired by the timeout.
+        assert_eq!(t.poll_timeout(), None);
+        t.handle_timeout(now + 1_000_000);
+        assert!(t.get(h).is_some());
+        assert_eq!(t.free_ports(), 1);
+        t.session_ended(h).unwrap();
+        assert_eq!(
+            t.poll_event(),
+            Some(Event::Closed {
+                handle: h,
+                port: Some(7000)
+            })
+        );
+        assert_eq!(t.poll_event(), None);
+        assert_eq!(t.free_ports(), 2);
+        assert_eq!(t.get(h), None);
+        assert_eq!(t.session_ended(h), Err(Error::NoSuchTicket));
+        assert!(t.check_invariants());
+    }
+
+    #[test]
+    fn expiry_to_the_millisecond() {
+        let mut t: Table<4> = Table::new(config(7000, 7000)).unwrap();
+        let now = Instant::from_millis(0);
+        let mut req = twisted("p");
+        req.timeout_ms = Some(5_000);
+        let i = t.issue(now, &req, &RANDOM).unwrap();
+        let at = i.expires;
+        assert!(t.lookup(Lookup::Port(7000), PEER, at - 1).is_ok());
+        assert_eq!(t.lookup(Lookup::Port(7000), PEER, at), Err(Error::Expired));
+        assert_eq!(t.authenticated(i.handle, at), Err(Error::Expired));
+        t.handle_timeout(at - 1);
+        assert_eq!(t.poll_event(), None);
+        t.handle_timeout(at);
+        assert_eq!(
+            t.poll_event(),
+            Some(Event::Expired {
+                handle: i.handle,
+                port: Some(7000)
+            })
+        );
+        assert_eq!(t.free_ports(), 1);
+        // Timeout over the maximum is cut.
+        req.timeout_ms = Some(10_000_000);
+        let i = t.issue(now, &req, &RANDOM).unwrap();
+        assert_eq!(i.expires, now + 300_000);
+    }
+
+    #[test]
+    fn attempts() {
+        let mut c = config(7000, 7000);
+        c.attempts = 2;
+        let mut t: Table<2> = Table::new(c).unwrap();
+        let now = Instant::from_millis(0);
+        let i = t.issue(now, &twisted("p"), &RANDOM).unwrap();
+        assert_eq!(t.failed_attempt(i.handle), Ok(Attempt::Retry(1)));
+        assert_eq!(t.failed_attempt(i.handle), Ok(Attempt::Gone));
+        assert_eq!(
+            t.poll_event(),
+            Some(Event::Closed {
+                handle: i.handle,
+                port: Some(7000)
+            })
+        );
+        assert_eq!(t.failed_attempt(i.handle), Err(Error::NoSuchTicket));
+        // The freed port (and slot) serve a new ticket; the old handle is stale.
+        let j = t.issue(now, &twisted("p"), &RANDOM).unwrap();
+        assert_eq!(j.port, 7000);
+        assert_ne!(j.handle, i.handle);
+        assert_eq!(t.get(i.handle), None);
+        assert_eq!(
+            t.issue(now, &twisted("p"), &RANDOM),
+            Err(Error::PortsExhausted)
+        );
+    }
+
+    #[test]
+    fn table_full_and_preferred_port() {
+        let mut t: Table<1> = Table::new(config(7000, 7010)).unwrap();
+        let mut req = twisted("p");
+        req.preferred_port = Some(7005);
+        let now = Instant::from_millis(0);
+        assert_eq!(t.issue(now, &req, &RANDOM).unwrap().port, 7005);
+        assert_eq!(t.issue(now, &req, &RANDOM), Err(Error::TableFull));
+        assert!(Table::<1>::new(config(2, 1)).is_err());
+    }
+
+    #[test]
+    fn client_pin() {
+        let mut t: Table<2> = Table::new(config(7000, 7001)).unwrap();
+        let mut req = twisted("p");
+        req.client_ip = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
+        req.client_password = Some({
+            let mut p = Password::new();
+            p.push_str("viewer").unwrap();
+            p
+        });
+        let now = Instant::from_millis(0);
+        let i = t.issue(now, &req, &RANDOM).unwrap();
+        assert_eq!(
+            t.lookup(Lookup::Port(i.port), PEER, now),
+            Err(Error::WrongClient)
+        );
+        let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
+        let h = t.lookup(Lookup::Port(i.port), mapped, now).unwrap();
+        assert_eq!(t.get(h).unwrap().viewer_password.as_str(), "viewer");
+        assert_eq!(
+            t.lookup(Lookup::Port(i.port), IpAddr::V6(Ipv6Addr::LOCALHOST), now),
+            Err(Error::WrongClient)
+        );
+    }
+
+    #[test]
+    fn tokens_and_generated_passwords() {
+        let mut c = config(7000, 7001);
+        c.single_port = Some(6080);
+        c.backend_password = Some(Secret::from_slice(b"cluster").unwrap());
+        let mut t: Table<4> = Table::new(c).unwrap();
+        let mut req = twisted("p");
+        req.dialect = Dialect::Snf;
+        req.password = None;
+        req.transport = Transport::WEBSOCKET;
+        let mut random = [0u8; RANDOM_LEN];
+        for (i, b) in random.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(37);
+        }
+        // Bytes >= 248 are skipped.
+        random[TOKEN_BYTES] = 250;
+        let now = Instant::from_millis(0);
+        let i = t.issue(now, &req, &random).unwrap();
+        assert_eq!(i.port, 6080);
+        assert!(!i.own_port);
+        let token = i.token.clone().unwrap();
+        assert_eq!(token.len(), TOKEN_LEN);
+        assert_eq!(&token[..6], "00254a");
+        assert_eq!(
+            i.url_path.as_deref(),
+            Some("websockify?token=00254a6f94b9de03284d7297bce1062b")
+        );
+        let pw = i.password.clone().unwrap();
+        assert_eq!(pw.len(), 8);
+        assert!(pw.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(t.free_ports(), 2, "token tickets hold no pool port");
+        let g = i.granted();
+        assert_eq!(g.token, Some(token.as_str()));
+        assert_eq!(g.password, Some(pw.as_str()));
+        let h = t
+            .lookup(Lookup::Token(token.as_bytes()), PEER, now)
+            .unwrap();
+        let ticket = t.get(h).unwrap();
+        assert_eq!(ticket.viewer_password.as_str(), pw.as_str());
+        assert_eq!(ticket.backend_password.as_deref(), Some(&b"cluster"[..]));
+        assert_eq!(
+            t.lookup(
+                Lookup::Token(b"00254a6f94b9de03284d7297bce1062c"),
+                PEER,
+                now
+            ),
+            Err(Error::NoSuchTicket)
+        );
+        assert_eq!(
+            t.lookup(Lookup::Token(b""), PEER, now),
+            Err(Error::NoSuchTicket)
+        );
+        t.session_ended(h).unwrap();
+        assert_eq!(
+            t.poll_event(),
+            Some(Event::Closed {
+                handle: h,
+                port: None
+            })
+        );
+        // Plain snf requests still get pool ports.
+        req.transport = Transport::PLAIN;
+        assert!(t.issue(now, &req, &random).unwrap().own_port);
+        // Too few random bytes for a password.
+        req.transport = Transport::WEBSOCKET;
+        assert_eq!(
+            t.issue(now, &req, &[0; TOKEN_BYTES + 7]),
+            Err(Error::NotEnoughRandom)
+        );
+        assert!(t.check_invariants());
+    }
+
+    #[test]
+    fn generated_password_is_unbiased_mapping() {
+        // Every byte below 248 maps to ALPHABET[b % 62]: each character is
+        // hit by exactly 4 byte values.
+        let mut hits = [0u8; 62];
+        for b in 0u8..=255 {
+            if let Ok(pw) = generate_password(&[b; 8]) {
+                let c = pw.as_bytes()[0];
+                hits[ALPHABET.iter().position(|&a| a == c).unwrap()] += 1;
+            }
+        }
+        assert!(hits.iter().all(|&h| h == 4));
+        assert_eq!(generate_password(&[248; 64]), Err(Error::NotEnoughRandom));
+        let _ = Need::Either;
+    }
+}

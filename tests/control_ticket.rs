@@ -1,0 +1,301 @@
+//! Property tests of `vncap_core::control` and `vncap_core::ticket`.
+//!
+//! - Any split of a control request gives the same transcript (the one
+//!   replay harness, `vncap_tests::harness`), for both dialects.
+//! - Arbitrary bytes never panic the control parser, and always end in a
+//!   request or a queued reply.
+//! - Random sequences of issue / lookup / authenticate / fail / end / expire
+//!   over a small pool, on a virtual clock, never lose or double-issue a
+//!   port, never let a ticket be used twice, and never after its expiry.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use proptest::prelude::*;
+use vncap_core::control::{self, Control, Event, Granted};
+use vncap_core::ticket::{self, Attempt, Lookup, Table};
+use vncap_core::{Instant, Machine};
+use vncap_tests::harness::{run, run_bytewise, run_whole, splits, Transcript};
+
+const GWM: &[u8] = b"{\"daddr\": \"node1.example.org\", \"dport\": 12001, \"password\": \"Ab3dE6gH\", \"ws\": true, \"tls\": false}\r\n";
+const SNF: &[u8] = b"{\"source_port\": 0, \"destination_address\": \"node1\", \"destination_port\": 5900, \"password\": \"pw\", \"type\": \"vnc-ws\"}";
+
+fn config() -> control::Config {
+    let mut c = control::Config::default();
+    c.proxy_address.push_str("vnc.example.org").unwrap();
+    c
+}
+
+/// Runs `input` split by `sizes`, answering a request like a driver would.
+fn transcript(input: &[u8], sizes: &[usize]) -> Transcript<Event, control::Error> {
+    let mut m = Control::new(config());
+    run(&mut m, input, sizes, |m, _| {
+        m.reply_ok(&Granted {
+            port: 7000,
+            ..Granted::default()
+        });
+    })
+}
+
+#[test]
+fn whole_and_bytewise_agree() {
+    for input in [GWM, SNF] {
+        let mut a = Control::new(config());
+        let whole = run_whole(&mut a, input, |m, _| {
+            m.reply_ok(&Granted {
+                port: 7000,
+                ..Granted::default()
+            });
+        });
+        let mut b = Control::new(config());
+        let bytewise = run_bytewise(&mut b, input, |m, _| {
+            m.reply_ok(&Granted {
+                port: 7000,
+                ..Granted::default()
+            });
+        });
+        assert_eq!(whole, bytewise);
+        assert_eq!(whole.events.len(), 1);
+        assert!(whole.leftover.is_empty());
+        assert!(whole.error.is_none());
+    }
+    assert_eq!(transcript(GWM, &[GWM.len()]).output, b"7000\n");
+}
+
+proptest! {
+    #[test]
+    fn any_split_same_parse(sizes in splits(16), which in 0usize..4) {
+        let bad: &[u8] = b"{\"daddr\": \"h\", \"dport\": 0, \"password\": \"p\"}\n";
+        let long = [b'{'; 10];
+        let input = [GWM, SNF, bad, &long[..]][which];
+        let whole = transcript(input, &[input.len()]);
+        prop_assert_eq!(transcript(input, &sizes), whole);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), sizes in splits(64)) {
+        let t = transcript(&bytes, &sizes);
+        let mut m = Control::new(config());
+        // Then EOF on whatever is left.
+        let _ = run(&mut m, &bytes, &sizes, |_, _| {});
+        let _ = m.handle_eof(&t.leftover);
+        let mut buf = [0u8; 64];
+        while m.poll_output(&mut buf) > 0 {}
+    }
+
+    #[test]
+    fn jsonish_bytes_never_panic(parts in prop::collection::vec(prop::sample::select(vec![
+        "{", "}", "[", "]", "\"", "\\", ":", ",", " ", "\"daddr\"", "\"dport\"", "\"password\"",
+        "\"client\"", "\"ip\"", "\"destination_address\"", "\"type\"", "1", "-1", "1e999", "0.5",
+        "null", "true", "\"x\"", "\"\\u00e9\"", "\"\\ud800\"", "\n", "\r",
+    ]), 0..60)) {
+        let input: String = parts.concat();
+        let t = transcript(input.as_bytes(), &[input.len()]);
+        // Either a request (answered) or an error; both leave a reply.
+        if t.error.is_some() || !t.events.is_empty() {
+            prop_assert!(!t.output.is_empty());
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Issue {
+        preferred: Option<u16>,
+        timeout_s: u8,
+    },
+    Connect(u16),
+    Authenticate(usize),
+    Fail(usize),
+    End(usize),
+    Advance(u16),
+    Timeout,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (prop::option::of(6998u16..7006), 0u8..4).prop_map(|(preferred, timeout_s)| Op::Issue {
+            preferred,
+            timeout_s
+        }),
+        (6999u16..7005).prop_map(Op::Connect),
+        (0usize..8).prop_map(Op::Authenticate),
+        (0usize..8).prop_map(Op::Fail),
+        (0usize..8).prop_map(Op::End),
+        (0u16..3000).prop_map(Op::Advance),
+        Just(Op::Timeout),
+    ]
+}
+
+fn request(preferred: Option<u16>, timeout_s: u8) -> control::Request {
+    let mut line = format!(
+        "{{\"daddr\": \"h\", \"dport\": 5900, \"password\": \"p\", \"sport\": {}",
+        preferred.unwrap_or(0)
+    );
+    if timeout_s > 0 {
+        line.push_str(&format!(", \"timeout\": {timeout_s}"));
+    }
+    line.push_str("}\n");
+    let mut c = Control::new(config());
+    c.handle_input(line.as_bytes()).unwrap();
+    match c.poll_event() {
+        Some(Event::Request(r)) => r,
+        None => panic!("no request"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    #[test]
+    fn tickets_never_leak_or_double_use(ops in prop::collection::vec(op(), 1..80), attempts in 1u8..3) {
+        const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let cfg = ticket::Config {
+            first_port: 7000,
+            last_port: 7003,
+            default_timeout_ms: 2_000,
+            attempts,
+            ..ticket::Config::default()
+        };
+        let mut table: Table<3> = Table::new(cfg).unwrap();
+        let mut now = Instant::from_millis(10);
+        // Model: handle -> (port, expires, in_use).
+        let mut handles: Vec<ticket::Handle> = Vec::new();
+        let mut live: HashMap<ticket::Handle, (u16, Instant, bool)> = HashMap::new();
+        let mut authenticated_once: HashMap<ticket::Handle, u32> = HashMap::new();
+        let mut last_freed: Option<u16> = None;
+        for op in ops {
+            match op {
+                Op::Issue { preferred, timeout_s } => {
+                    let req = request(preferred, timeout_s);
+                    let free_before = table.free_ports();
+                    match table.issue(now, &req, &[9; ticket::RANDOM_LEN]) {
+                        Ok(i) => {
+                            if free_before > 1 && preferred != Some(i.port) {
+                                prop_assert_ne!(Some(i.port), last_freed, "just-freed port handed out again");
+                            }
+                            last_freed = None;
+                            prop_assert!((7000..=7003).contains(&i.port));
+                            prop_assert!(live.values().all(|(p, _, _)| *p != i.port), "port double-issued");
+                            if let Some(p) = preferred {
+                                if (7000..=7003).contains(&p) && live.values().all(|(q, _, _)| *q != p) {
+                                    prop_assert_eq!(i.port, p, "free preferred port not honoured");
+                                }
+                            }
+                            live.insert(i.handle, (i.port, i.expires, false));
+                            handles.push(i.handle);
+                        }
+                        Err(ticket::Error::TableFull) => prop_assert_eq!(live.len(), 3),
+                        Err(ticket::Error::PortsExhausted) => prop_assert_eq!(live.len(), 4),
+                        Err(e) => prop_assert!(false, "unexpected {:?}", e),
+                    }
+                }
+                Op::Connect(port) => {
+                    let r = table.lookup(Lookup::Port(port), PEER, now);
+                    let model = live.iter().find(|(_, (p, _, _))| *p == port);
+                    match (r, model) {
+                        (Ok(h), Some((mh, (_, exp, in_use)))) => {
+                            prop_assert_eq!(h, *mh);
+                            prop_assert!(now < *exp && !in_use, "usable after expiry or use");
+                        }
+                        (Err(ticket::Error::Expired), Some((_, (_, exp, false)))) => prop_assert!(now >= *exp),
+                        (Err(ticket::Error::InUse), Some((_, (_, _, true)))) => {}
+                        (Err(ticket::Error::NoSuchTicket), None) => {}
+                        (r, m) => prop_assert!(false, "lookup {:?} vs model {:?}", r, m),
+                    }
+                }
+                Op::Authenticate(i) => {
+                    let Some(&h) = handles.get(i) else { continue };
+                    let r = table.authenticated(h, now);
+                    match live.get_mut(&h) {
+                        Some((_, exp, in_use)) => {
+                            if !*in_use && now < *exp {
+                                prop_assert_eq!(r, Ok(()));
+                                *in_use = true;
+                                *authenticated_once.entry(h).or_default() += 1;
+                            } else {
+                                prop_assert!(r.is_err());
+                            }
+                        }
+                        None => prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket)),
+                    }
+                    prop_assert!(authenticated_once.get(&h).copied().unwrap_or(0) <= 1, "used twice");
+                }
+                Op::Fail(i) => {
+                    let Some(&h) = handles.get(i) else { continue };
+                    let r = table.failed_attempt(h);
+                    match live.get(&h) {
+                        Some((port, _, false)) => {
+                            let port = *port;
+                            if r == Ok(Attempt::Gone) {
+                                live.remove(&h);
+                                last_freed = Some(port);
+                                prop_assert_eq!(table.poll_event(), Some(ticket::Event::Closed { handle: h, port: Some(port) }));
+                            } else {
+                                prop_assert!(matches!(r, Ok(Attempt::Retry(_))));
+                            }
+                        }
+                        Some((_, _, true)) => prop_assert_eq!(r, Err(ticket::Error::InUse)),
+                        None => prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket)),
+                    }
+                }
+                Op::End(i) => {
+                    let Some(&h) = handles.get(i) else { continue };
+                    let r = table.session_ended(h);
+                    match live.remove(&h) {
+                        Some((port, _, _)) => {
+                            prop_assert_eq!(r, Ok(()));
+                            last_freed = Some(port);
+                            prop_assert_eq!(table.poll_event(), Some(ticket::Event::Closed { handle: h, port: Some(port) }));
+                        }
+                        None => prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket)),
+                    }
+                }
+                Op::Advance(ms) => now = now + u64::from(ms),
+                Op::Timeout => {
+                    // Exercise both expiry-1 and expiry exactly.
+                    if let Some(at) = table.poll_timeout() {
+                        let want_next: Option<Instant> = live.values().filter(|(_, _, u)| !u).map(|(_, e, _)| *e).min();
+                        prop_assert_eq!(Some(at), want_next);
+                        // Usable at expiry - 1 ms, not at expiry.
+                        for (h, (port, exp, in_use)) in &live {
+                            if *exp == at && !in_use && at > now {
+                                prop_assert_eq!(table.lookup(Lookup::Port(*port), PEER, at - 1), Ok(*h));
+                                prop_assert_eq!(table.lookup(Lookup::Port(*port), PEER, at), Err(ticket::Error::Expired));
+                                prop_assert_eq!(table.authenticated(*h, at), Err(ticket::Error::Expired));
+                            }
+                        }
+                        table.handle_timeout(at - 1);
+                        prop_assert_eq!(table.poll_event(), None, "expired early");
+                        if at > now { now = at; }
+                        table.handle_timeout(now);
+                        let mut expired = Vec::new();
+                        while let Some(ev) = table.poll_event() {
+                            match ev {
+                                ticket::Event::Expired { handle, port } => {
+                                    let (p, exp, in_use) = live.remove(&handle).expect("expired an unknown ticket");
+                                    prop_assert_eq!(port, Some(p));
+                                    prop_assert!(exp <= now && !in_use);
+                                    last_freed = Some(p);
+                                    expired.push(handle);
+                                }
+                                other => prop_assert!(false, "unexpected {:?}", other),
+                            }
+                        }
+                        prop_assert!(live.values().all(|(_, e, u)| *u || *e > now), "a due ticket stayed");
+                    } else {
+                        prop_assert!(live.values().all(|(_, _, u)| *u));
+                    }
+                }
+            }
+            prop_assert!(table.check_invariants());
+            prop_assert_eq!(table.len(), live.len());
+            prop_assert_eq!(table.free_ports() as usize + live.len(), 4, "a port was lost");
+        }
+        // End everything: every port comes back.
+        for h in live.keys() {
+            table.session_ended(*h).unwrap();
+        }
+        prop_assert_eq!(table.free_ports(), 4);
+        prop_assert!(table.check_invariants());
+    }
+}
