@@ -456,6 +456,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn transport_needs_decide_what_an_entry_point_accepts() {
+        let gwm_ws = parse(GWM).unwrap().transport;
+        assert!(gwm_ws.allows(false, true));
+        assert!(!gwm_ws.allows(false, false), "ws: true refuses a native viewer");
+        assert!(!gwm_ws.allows(true, true), "tls: false refuses TLS");
+        assert!(Transport::AUTO.allows(false, false) && Transport::AUTO.allows(true, true));
+        assert!(Transport::PLAIN.allows(false, false) && !Transport::PLAIN.allows(false, true));
+        assert!(Transport::WEBSOCKET_TLS.allows(true, true) && !Transport::WEBSOCKET_TLS.allows(false, true));
+    }
+
+    #[test]
+    fn debug_never_shows_a_password() {
+        use core::fmt::Write;
+        let req = parse(GWM).unwrap();
+        let mut s: heapless::String<1024> = heapless::String::new();
+        write!(s, "{req:?}").unwrap();
+        assert!(!s.contains("Ab3dE6gH"), "{s}");
+        assert!(s.contains("node1.example.org"));
+    }
+
     fn failure(input: &[u8]) -> (Error, heapless::Vec<u8, 4096>) {
         let mut c = Control::new(config());
         let e = match c.handle_input(input) {

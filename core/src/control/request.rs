@@ -122,10 +122,27 @@ impl Transport {
         tls: Need::Yes,
         websocket: Need::Yes,
     };
+
+    /// Whether a viewer that arrived with (or without) TLS and WebSocket, as
+    /// the entry point sniffed it, may use this console.
+    pub const fn allows(&self, tls: bool, websocket: bool) -> bool {
+        self.tls.allows(tls) && self.websocket.allows(websocket)
+    }
 }
 
-/// A parsed, checked control request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl Need {
+    /// Whether a layer that is (or is not) there satisfies this need.
+    pub const fn allows(self, present: bool) -> bool {
+        match self {
+            Need::No => !present,
+            Need::Yes => present,
+            Need::Either => true,
+        }
+    }
+}
+
+/// A parsed, checked control request. Its `Debug` shows no password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Request {
     /// The dialect it came in (and its reply goes out in).
     pub dialect: Dialect,
@@ -155,6 +172,25 @@ pub struct Request {
     pub auth_user: Option<User>,
     /// snf `auth_password`, carried like `auth_user`.
     pub auth_password: Option<Password>,
+}
+
+impl fmt::Debug for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |p: &Option<Password>| p.as_ref().map(|_| "<redacted>");
+        f.debug_struct("Request")
+            .field("dialect", &self.dialect)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("password", &redact(&self.password))
+            .field("client_password", &redact(&self.client_password))
+            .field("client_ip", &self.client_ip)
+            .field("preferred_port", &self.preferred_port)
+            .field("transport", &self.transport)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("auth_user", &self.auth_user)
+            .field("auth_password", &redact(&self.auth_password))
+            .finish()
+    }
 }
 
 impl Request {

@@ -186,8 +186,8 @@ pub enum State {
     InUse,
 }
 
-/// One pending (or running) console.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One pending (or running) console. Its `Debug` shows no password or token.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Ticket {
     /// How the viewer reaches it.
     pub entry: Entry,
@@ -210,6 +210,27 @@ pub struct Ticket {
     pub attempts_left: u8,
     /// Pending or InUse.
     pub state: State,
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entry = match self.entry {
+            Entry::Port(p) => Entry::Port(p),
+            Entry::Token(_) => Entry::Token(Token::new()),
+        };
+        f.debug_struct("Ticket")
+            .field("entry", &entry)
+            .field("viewer_password", &"<redacted>")
+            .field("backend_host", &self.backend_host)
+            .field("backend_port", &self.backend_port)
+            .field("backend_password", &self.backend_password.as_ref().map(|_| "<redacted>"))
+            .field("client_ip", &self.client_ip)
+            .field("transport", &self.transport)
+            .field("expires", &self.expires)
+            .field("attempts_left", &self.attempts_left)
+            .field("state", &self.state)
+            .finish()
+    }
 }
 
 impl Ticket {
