@@ -66,6 +66,11 @@ pub enum Error {
     /// The driver called [`Server::reject`]. Answer: SecurityResult failed,
     /// plus the driver's reason on 3.8.
     Rejected,
+    /// The server was made with [`Server::refusing`]: the viewer may not
+    /// authenticate at all (its ticket is gone, or it comes from the wrong
+    /// address). Answer: "connection failed" (zero security types, or type 0
+    /// on 3.3) with the driver's reason, which every version shows.
+    Refused,
 }
 
 impl Error {
@@ -78,6 +83,7 @@ impl Error {
             Error::SecurityTypeRefused => "security type not offered",
             Error::AuthenticationFailed => "Authentication failure",
             Error::Rejected => "rejected by the proxy",
+            Error::Refused => "refused by the proxy",
         }
     }
 }
@@ -136,6 +142,8 @@ pub struct Server {
     out: Outbox<OUT_CAP>,
     event: Option<Event>,
     error: Option<Error>,
+    /// Set by [`Server::refusing`]: the answer to any viewer version.
+    refusal: Option<Reason>,
 }
 
 impl Server {
@@ -155,7 +163,21 @@ impl Server {
             out,
             event: None,
             error: None,
+            refusal: None,
         }
+    }
+
+    /// A server that lets no viewer authenticate and tells it why: after the
+    /// viewer's ProtocolVersion it sends RFB's "connection failed" (zero
+    /// security types and `reason`, or security type 0 and `reason` on 3.3;
+    /// RFC 6143 §7.1.2), which every viewer version displays, and
+    /// `handle_input` returns [`Error::Refused`]. For a viewer whose ticket
+    /// cannot be used (expired, taken, wrong client address): it learns
+    /// nothing about the password.
+    pub fn refusing(reason: &str) -> Server {
+        let mut s = Server::new(&[], [0; CHALLENGE_LEN]);
+        s.refusal = Some(Reason::from_str_truncated(reason));
+        s
     }
 
     /// The version agreed with the viewer, once its ProtocolVersion is read.
@@ -208,7 +230,7 @@ impl Server {
 
     fn fail(&mut self, e: Error) -> Error {
         match e {
-            Error::NotRfb | Error::Rejected => {}
+            Error::NotRfb | Error::Rejected | Error::Refused => {}
             Error::UnsupportedVersion => {
                 self.out.push(&[0]);
                 self.out
@@ -250,6 +272,15 @@ impl Server {
                     version.minor()
                 );
                 self.version = Some(version);
+                if let Some(reason) = self.refusal.take() {
+                    if version == Version::V3_3 {
+                        self.out.push(&0u32.to_be_bytes());
+                    } else {
+                        self.out.push(&[0]);
+                    }
+                    self.out.push_reason(&reason);
+                    return Err(self.fail(Error::Refused));
+                }
                 if version == Version::V3_3 {
                     self.out.push(&u32::from(SECURITY_VNC_AUTH).to_be_bytes());
                     self.out.push(&self.challenge);
@@ -459,6 +490,37 @@ mod tests {
             assert_eq!(run.error, Some(Error::NotRfb));
             assert_eq!(run.output, b"RFB 003.008\n");
         }
+    }
+
+    #[test]
+    fn refusing_server_tells_every_version_why() {
+        for chunk in [1, 64] {
+            let run = feed(
+                &mut Server::refusing("console expired"),
+                b"RFB 003.008\n\x02",
+                chunk,
+            );
+            assert_eq!(run.error, Some(Error::Refused));
+            assert!(run.events.is_empty());
+            assert_eq!(
+                run.output,
+                cat(&[b"RFB 003.008\n", &[0], &reason("console expired")])
+            );
+            let run = feed(
+                &mut Server::refusing("console expired"),
+                b"RFB 003.003\n",
+                chunk,
+            );
+            assert_eq!(run.error, Some(Error::Refused));
+            assert_eq!(
+                run.output,
+                cat(&[b"RFB 003.008\n", &[0, 0, 0, 0], &reason("console expired")])
+            );
+        }
+        let mut s = Server::refusing("x");
+        assert_eq!(s.handle_input(b"RFB 003.007\n"), Err(Error::Refused));
+        assert_eq!(s.handle_input(&[]), Err(Error::Refused), "sticky");
+        assert!(!s.accept());
     }
 
     #[test]
