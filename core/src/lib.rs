@@ -12,6 +12,9 @@
 //! | --- | --- |
 //! | [`time`] | [`Instant`], the caller's milliseconds |
 //! | [`machine`] | the [`Machine`] trait |
+//! | [`ws`] | WebSocket: handshake, frame codec, connection (RFC 6455) |
+//! | [`policy`] | the Flash socket-policy responder |
+//! | [`sniff`] | what the first bytes on an entry point are |
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -21,7 +24,10 @@
 mod logging;
 
 pub mod machine;
+pub mod policy;
+pub mod sniff;
 pub mod time;
+pub mod ws;
 
 pub use machine::Machine;
 pub use time::Instant;
