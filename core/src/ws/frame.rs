@@ -343,7 +343,8 @@ impl Decoder {
         if k as u64 == remaining {
             k
         } else {
-            k - (self.unb.carried() + k) % 4
+            let c = self.unb.carried();
+            ((c + k) / 4 * 4).saturating_sub(c)
         }
     }
 
