@@ -627,7 +627,8 @@ impl Encoder {
 
     /// Frames as much of `data` as fits in `out` as one message; returns
     /// (data bytes taken, bytes written). Call again with the rest. `(0, 0)`
-    /// only if `data` is empty or `out` is too small (under 6 bytes).
+    /// only if `data` is empty or `out` is too small for one byte (3 bytes
+    /// binary, 6 base64).
     pub fn encode(&self, data: &[u8], out: &mut [u8]) -> (usize, usize) {
         let take = data.len().min(self.max_data(out.len()));
         let Some(data) = data.get(..take) else {
