@@ -15,6 +15,9 @@
 //! | [`rfb`] | RFB (VNC) authentication: `rfb::server` checks a viewer, `rfb::client` logs in to the backend, `rfb::des` |
 //! | [`control`] | one control request (both dialects) and its reply |
 //! | [`ticket`] | the table of pending consoles: port pool, expiry, one-time use |
+//! | [`ws`] | WebSocket: handshake, frame codec, connection (RFC 6455) |
+//! | [`policy`] | the Flash socket-policy responder |
+//! | [`sniff`] | what the first bytes on an entry point are |
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -25,9 +28,12 @@ mod logging;
 
 pub mod control;
 pub mod machine;
+pub mod policy;
 pub mod rfb;
+pub mod sniff;
 pub mod ticket;
 pub mod time;
+pub mod ws;
 
 pub use machine::Machine;
 pub use time::Instant;

@@ -1,0 +1,105 @@
+//! Protocol sniffing on an entry point: from the first bytes a client sent,
+//! tells a TLS ClientHello, an HTTP request (WebSocket upgrade), a Flash
+//! policy request, or something else; or that more bytes are needed.
+//!
+//! It is not a parser: it reads at most a few bytes of prefix and consumes
+//! nothing (the bytes go on to the next stage). A native VNC viewer sends
+//! nothing before the server speaks (RFC 6143 section 7.1.1), so "nothing yet"
+//! for [`SILENCE_TIMEOUT_MS`] means a native viewer is waiting; that timer is
+//! the driver's. A client that talks first with anything else is not RFB.
+//! Design section "Entry points".
+
+/// How long a driver waits for a first byte before deciding a native viewer
+/// is waiting for the server's `ProtocolVersion`, in milliseconds. Browsers
+/// (WebSocket, TLS) and Flash send their first bytes together with the end
+/// of the TCP handshake, so the wait only delays native viewers; 500 ms is
+/// short for a person and long for a loaded host.
+pub const SILENCE_TIMEOUT_MS: u64 = 500;
+
+/// The Flash policy request, without its terminating NUL.
+pub const POLICY_PREFIX: &[u8] = b"<policy-file-request/>";
+
+/// HTTP methods recognised as "an HTTP request" (only GET can upgrade; the
+/// others reach the handshake and get a 405).
+const METHODS: [&[u8]; 9] = [
+    b"GET ",
+    b"HEAD ",
+    b"POST ",
+    b"PUT ",
+    b"DELETE ",
+    b"OPTIONS ",
+    b"PATCH ",
+    b"CONNECT ",
+    b"TRACE ",
+];
+
+/// What the first bytes on an entry point are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A TLS record of type handshake (`16 03`): a ClientHello. Terminate TLS,
+    /// then sniff again inside.
+    Tls,
+    /// An HTTP request line (`GET ` and other methods): the WebSocket handshake.
+    Http,
+    /// `<policy-file-request/>`: answer with the Flash policy.
+    FlashPolicy,
+    /// Anything else: a client that talks first and is none of the above.
+    /// Refuse (close).
+    Unknown,
+}
+
+/// Classifies the first bytes `b` a client sent; `None` while `b` is empty or
+/// a strict prefix of something recognised (read more, within the silence
+/// timeout or the handshake deadline).
+pub fn sniff(b: &[u8]) -> Option<Kind> {
+    if b.is_empty() {
+        return None;
+    }
+    let mut need_more = false;
+    let mut check = |pattern: &[u8]| -> bool {
+        let n = b.len().min(pattern.len());
+        if b.get(..n) == pattern.get(..n) {
+            if n == pattern.len() {
+                return true;
+            }
+            need_more = true;
+        }
+        false
+    };
+    if check(&[0x16, 0x03]) {
+        return Some(Kind::Tls);
+    }
+    if METHODS.iter().any(|m| check(m)) {
+        return Some(Kind::Http);
+    }
+    if check(POLICY_PREFIX) {
+        return Some(Kind::FlashPolicy);
+    }
+    if need_more {
+        None
+    } else {
+        Some(Kind::Unknown)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(sniff(b""), None);
+        assert_eq!(sniff(b"G"), None);
+        assert_eq!(sniff(b"GET"), None);
+        assert_eq!(sniff(b"GET /websockify HTTP/1.1\r\n"), Some(Kind::Http));
+        assert_eq!(sniff(b"POST / HTTP/1.1"), Some(Kind::Http));
+        assert_eq!(sniff(&[0x16]), None);
+        assert_eq!(sniff(&[0x16, 0x03, 0x01, 0x02, 0x00]), Some(Kind::Tls));
+        assert_eq!(sniff(&[0x16, 0x02]), Some(Kind::Unknown));
+        assert_eq!(sniff(b"<policy-file"), None);
+        assert_eq!(sniff(b"<policy-file-request/>\0"), Some(Kind::FlashPolicy));
+        assert_eq!(sniff(b"RFB 003.008\n"), Some(Kind::Unknown));
+        assert_eq!(sniff(b"GEX"), Some(Kind::Unknown));
+        assert_eq!(sniff(b"<x"), Some(Kind::Unknown));
+    }
+}
