@@ -11,6 +11,10 @@
 //! `handle_input` consumes what it can and says how many bytes it took; the
 //! rest stays with the caller (for the next call, or for the next stage: sniff →
 //! WebSocket handshake → RFB → relay). Short input is `Ok(0)`, never an error.
+//! After `Ok(n)` with `n > 0`, call `handle_input` again with the rest (even if
+//! empty) until it returns `Ok(0)` or `Err`: a failure found after consumed
+//! bytes is reported by the next call, so what is consumed never depends on
+//! how the input was split.
 //! After an `Err`, the answer the protocol has for it (an HTTP status, a close
 //! frame, an RFB reason) is already queued in `poll_output`, and every later
 //! `handle_input` returns the same error (errors are sticky).

@@ -1,8 +1,47 @@
-//! `vncap`: the daemon that drives `vncap-core` with real sockets.
+//! `vncap`: the daemon that drives `vncap-core` with real sockets on a
+//! single-threaded smol executor. It owns sockets, timers, signals, the
+//! pidfile and the command line; every protocol decision is the core's.
 //!
-//! Not built yet: this stub exists so the workspace has its final shape.
+//! | file | what |
+//! | --- | --- |
+//! | `cli.rs` | the command line |
+//! | `clock.rs` | the one clock |
+//! | `logger.rs` | stderr logging |
+//! | `transport.rs` | byte halves: plain, WebSocket |
+//! | `drive.rs` | the generic machine driver loop |
+//! | `buffer.rs` | a session's fixed input buffer |
+//! | `relay.rs` | the two-way copy after authentication |
+//! | `ws.rs` | WebSocket as a transport (the core's codec over a socket) |
+//! | `serve.rs` | `vncap serve`: startup, signals, pidfile |
+//! | `daemon.rs` | shared state: the ticket table, entry listeners, expiry |
+//! | `control.rs` | the control channel |
+//! | `entry.rs` | entry points and one viewer's session |
+//! | `backend.rs` | reaching a backend (resolve, timeout, retries) |
+//! | `flashpolicy.rs` | `vncap flashpolicy` |
+//! | `request.rs` | `vncap request` |
+
+mod backend;
+mod buffer;
+mod cli;
+mod clock;
+mod control;
+mod daemon;
+mod drive;
+mod entry;
+mod flashpolicy;
+mod logger;
+mod relay;
+mod request;
+mod serve;
+mod transport;
+mod ws;
 
 fn main() {
-    eprintln!("vncap: the daemon is not built yet (see README.md)");
-    std::process::exit(2);
+    let cli: cli::Cli = argh::from_env();
+    let code = match cli.command {
+        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::FlashPolicy(args) => flashpolicy::run(args),
+        cli::Command::Request(args) => request::run(args),
+    };
+    std::process::exit(code);
 }

@@ -460,11 +460,17 @@ mod tests {
     fn transport_needs_decide_what_an_entry_point_accepts() {
         let gwm_ws = parse(GWM).unwrap().transport;
         assert!(gwm_ws.allows(false, true));
-        assert!(!gwm_ws.allows(false, false), "ws: true refuses a native viewer");
+        assert!(
+            !gwm_ws.allows(false, false),
+            "ws: true refuses a native viewer"
+        );
         assert!(!gwm_ws.allows(true, true), "tls: false refuses TLS");
         assert!(Transport::AUTO.allows(false, false) && Transport::AUTO.allows(true, true));
         assert!(Transport::PLAIN.allows(false, false) && !Transport::PLAIN.allows(false, true));
-        assert!(Transport::WEBSOCKET_TLS.allows(true, true) && !Transport::WEBSOCKET_TLS.allows(false, true));
+        assert!(
+            Transport::WEBSOCKET_TLS.allows(true, true)
+                && !Transport::WEBSOCKET_TLS.allows(false, true)
+        );
     }
 
     #[test]

@@ -1,0 +1,190 @@
+//! The command line (`argh`): `vncap serve`, `vncap flashpolicy`,
+//! `vncap request`. Option names are an interface: tools and users rely on
+//! them, so keep them stable. Parsing only; what each command does lives in
+//! `serve.rs`, `flashpolicy.rs` and `request.rs`.
+
+use argh::FromArgs;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// vncap: a VNC authentication proxy. A front end (Ganeti Web Manager,
+/// Synnefo) asks for a console over the control channel; vncap opens a
+/// one-time entry point guarded by a temporary password, authenticates the
+/// viewer (noVNC over WebSocket, or a native VNC viewer), logs in to the real
+/// VNC server and relays the session.
+#[derive(FromArgs, Debug)]
+pub struct Cli {
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(FromArgs, Debug)]
+#[argh(subcommand)]
+pub enum Command {
+    Serve(Serve),
+    FlashPolicy(FlashPolicy),
+    Request(Request),
+}
+
+/// run the proxy in the foreground (the service manager daemonizes); logs to
+/// stderr; exits 0 on SIGTERM or SIGINT after closing its listeners
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "serve")]
+pub struct Serve {
+    /// control channel: HOST:PORT, or unix:PATH for a Unix socket (mode 0600)
+    #[argh(option, default = "String::from(\"127.0.0.1:8888\")")]
+    pub control: String,
+    /// address the entry points listen on (default :: dual-stack, falling back
+    /// to 0.0.0.0 where IPv6 is absent)
+    #[argh(option)]
+    pub listen: Option<IpAddr>,
+    /// entry-port pool LO-HI (default 7000-8000)
+    #[argh(option, default = "PortRange { lo: 7000, hi: 8000 }")]
+    pub ports: PortRange,
+    /// host name or address put in JSON replies as `proxy_address` (default:
+    /// the address the control request arrived on)
+    #[argh(option)]
+    pub public_address: Option<String>,
+    /// seconds a ticket waits for its viewer (default 30)
+    #[argh(option, default = "30")]
+    pub ticket_timeout: u32,
+    /// the most seconds a request may ask a ticket to wait (default 300)
+    #[argh(option, default = "300")]
+    pub max_ticket_timeout: u32,
+    /// file holding Ganeti's cluster VNC password, given to backends that
+    /// demand VNC authentication (first line; trailing newline ignored)
+    #[argh(option)]
+    pub backend_password_file: Option<PathBuf>,
+    /// seconds to wait for a backend's TCP connection (default 5)
+    #[argh(option, default = "5")]
+    pub connect_timeout: u32,
+    /// further connection attempts toward a backend (default 3)
+    #[argh(option, default = "3")]
+    pub connect_retries: u32,
+    /// seconds a viewer has to finish authentication (default 10)
+    #[argh(option, default = "10")]
+    pub handshake_timeout: u32,
+    /// most concurrent viewer connections, handshakes and sessions (default 256)
+    #[argh(option, default = "256")]
+    pub max_sessions: usize,
+    /// write the process id here while running
+    #[argh(option)]
+    pub pidfile: Option<PathBuf>,
+    /// error, warn, info, debug or trace (default info)
+    #[argh(option, default = "log::LevelFilter::Info")]
+    pub log_level: log::LevelFilter,
+}
+
+/// answer Flash socket-policy requests (the port-843 policy server; needs
+/// root or CAP_NET_BIND_SERVICE for port 843)
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "flashpolicy")]
+pub struct FlashPolicy {
+    /// address to listen on (default [::]:843)
+    #[argh(option, default = "String::from(\"[::]:843\")")]
+    pub listen: String,
+    /// ports the policy allows, LO-HI (default 7000-8000, the entry range)
+    #[argh(option, default = "PortRange { lo: 7000, hi: 8000 }")]
+    pub ports: PortRange,
+    /// domain the policy allows (default *)
+    #[argh(option, default = "String::from(\"*\")")]
+    pub domain: String,
+    /// error, warn, info, debug or trace (default info)
+    #[argh(option, default = "log::LevelFilter::Info")]
+    pub log_level: log::LevelFilter,
+}
+
+/// ask a running daemon for a console and print its port and password
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "request")]
+#[allow(dead_code)] // read by request.rs once the core's control client lands
+pub struct Request {
+    /// the daemon's control channel: HOST:PORT or unix:PATH (default 127.0.0.1:8888)
+    #[argh(option, default = "String::from(\"127.0.0.1:8888\")")]
+    pub control: String,
+    /// the VNC server's host
+    #[argh(option)]
+    pub daddr: String,
+    /// the VNC server's port
+    #[argh(option)]
+    pub dport: u16,
+    /// the password the viewer must present (default: the daemon generates one)
+    #[argh(option)]
+    pub password: Option<String>,
+    /// the viewer comes over WebSocket (noVNC)
+    #[argh(switch)]
+    pub ws: bool,
+    /// the viewer comes over TLS
+    #[argh(switch)]
+    pub tls: bool,
+    /// preferred entry port
+    #[argh(option)]
+    pub sport: Option<u16>,
+    /// seconds the ticket waits for its viewer
+    #[argh(option)]
+    pub timeout: Option<u32>,
+}
+
+/// An inclusive port range, written `LO-HI`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port of the range.
+    pub lo: u16,
+    /// Last port of the range (inclusive).
+    pub hi: u16,
+}
+
+impl FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (lo, hi) = s
+            .split_once('-')
+            .ok_or_else(|| format!("{s:?}: expected LO-HI, e.g. 7000-8000"))?;
+        let port = |p: &str| {
+            p.trim()
+                .parse::<u16>()
+                .ok()
+                .filter(|&p| p != 0)
+                .ok_or_else(|| format!("{p:?} is not a port (1-65535)"))
+        };
+        let (lo, hi) = (port(lo)?, port(hi)?);
+        if lo > hi {
+            return Err(format!("{s:?}: LO is above HI"));
+        }
+        Ok(PortRange { lo, hi })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_ranges() {
+        assert_eq!("7000-8000".parse(), Ok(PortRange { lo: 7000, hi: 8000 }));
+        assert_eq!("5-5".parse(), Ok(PortRange { lo: 5, hi: 5 }));
+        assert!("8000-7000".parse::<PortRange>().is_err());
+        assert!("0-10".parse::<PortRange>().is_err());
+        assert!("7000".parse::<PortRange>().is_err());
+        assert!("1-70000".parse::<PortRange>().is_err());
+    }
+
+    #[test]
+    fn serve_defaults_match_the_seed() {
+        let Cli {
+            command: Command::Serve(s),
+        } = Cli::from_args(&["vncap"], &["serve"]).unwrap()
+        else {
+            panic!("not serve")
+        };
+        assert_eq!(s.control, "127.0.0.1:8888");
+        assert_eq!(s.ports, PortRange { lo: 7000, hi: 8000 });
+        assert_eq!((s.ticket_timeout, s.max_ticket_timeout), (30, 300));
+        assert_eq!(
+            (s.connect_timeout, s.connect_retries, s.handshake_timeout),
+            (5, 3, 10)
+        );
+    }
+}

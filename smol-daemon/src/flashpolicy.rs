@@ -1,0 +1,92 @@
+//! `vncap flashpolicy`: the port-843 Flash socket-policy server. Each
+//! connection is answered by the core's `policy::Policy` and closed; it has
+//! [`POLICY_TIMEOUT`] to ask.
+
+use crate::buffer::InBuf;
+use crate::cli;
+use crate::clock::Clock;
+use crate::drive::drive;
+use crate::transport::{ByteWrite, Plain};
+use smol::net::TcpListener;
+use smol::LocalExecutor;
+use std::rc::Rc;
+use std::time::Duration;
+use vncap_core::policy;
+
+/// How long a client has to send its request.
+pub const POLICY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Runs the policy server; returns the process exit code.
+pub fn run(args: cli::FlashPolicy) -> i32 {
+    crate::logger::init(args.log_level);
+    let ex = Rc::new(LocalExecutor::new());
+    match smol::block_on(ex.run(serve(args, ex.clone()))) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{e}");
+            1
+        }
+    }
+}
+
+async fn serve(args: cli::FlashPolicy, ex: Rc<LocalExecutor<'static>>) -> Result<(), String> {
+    let config = policy::Config {
+        domain: &args.domain,
+        ports: (args.ports.lo, args.ports.hi),
+    };
+    // Checked once here, so every connection can build its responder.
+    policy::Policy::new(&config).map_err(|e| format!("policy: {e:?}"))?;
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| format!("listen {}: {e}", args.listen))?;
+    log::info!(
+        "flash policy server on {}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
+    let clock = Clock::new();
+    let domain: Rc<str> = args.domain.clone().into();
+    let ports = (args.ports.lo, args.ports.hi);
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+            .map_err(|e| format!("signals: {e}"))?;
+    let accept = async {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    log::warn!("accept: {e}");
+                    continue;
+                }
+            };
+            let domain = domain.clone();
+            ex.spawn(async move {
+                let config = policy::Config {
+                    domain: &domain,
+                    ports,
+                };
+                let Ok(mut responder) = policy::Policy::new(&config) else {
+                    return;
+                };
+                let (mut r, mut w) = (Plain(stream.clone()), Plain(stream));
+                let mut input = InBuf::new(64);
+                let res = crate::backend::with_timeout(POLICY_TIMEOUT, async {
+                    Ok(drive(&mut responder, &mut r, &mut w, &mut input, &clock).await)
+                })
+                .await;
+                match res {
+                    Ok(Ok(_)) => log::info!("{peer}: policy sent"),
+                    Ok(Err(e)) => log::info!("{peer}: {e}"),
+                    Err(_) => log::info!("{peer}: no request within {}s", POLICY_TIMEOUT.as_secs()),
+                }
+                w.close().await;
+            })
+            .detach();
+        }
+    };
+    futures_lite::future::or(accept, async {
+        let signal = futures_lite::StreamExt::next(&mut signals).await;
+        log::info!("{signal:?}: shutting down");
+    })
+    .await;
+    Ok(())
+}

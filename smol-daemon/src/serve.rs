@@ -1,0 +1,121 @@
+//! `vncap serve`: builds the daemon from the command line, binds the control
+//! channel, writes the pidfile, runs until SIGTERM or SIGINT, then closes
+//! every listener and removes what it created.
+
+use crate::backend::ConnectPolicy;
+use crate::cli;
+use crate::control;
+use crate::daemon::{Daemon, Settings};
+use futures_lite::StreamExt;
+use smol::LocalExecutor;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::rc::Rc;
+use std::time::Duration;
+use vncap_core::ticket;
+
+/// Relay buffer per direction and session.
+const RELAY_BUFFER: usize = 64 * 1024;
+
+/// Runs the daemon; returns the process exit code.
+pub fn run(args: cli::Serve) -> i32 {
+    crate::logger::init(args.log_level);
+    let ex = Rc::new(LocalExecutor::new());
+    match smol::block_on(ex.run(serve(args, ex.clone()))) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{e}");
+            1
+        }
+    }
+}
+
+/// `::` where this host has IPv6 (dual-stack), else `0.0.0.0`.
+fn default_listen() -> IpAddr {
+    let v6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    match std::net::TcpListener::bind((v6, 0)) {
+        Ok(_) => v6,
+        Err(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
+/// The first line of the cluster password file, without its line ending.
+fn read_backend_password(path: &std::path::Path) -> Result<ticket::Secret, String> {
+    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let line = text.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        return Err(format!("{}: empty password", path.display()));
+    }
+    ticket::Secret::from_slice(line).map_err(|_| format!("{}: password too long", path.display()))
+}
+
+async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), String> {
+    let backend_password = args
+        .backend_password_file
+        .as_deref()
+        .map(read_backend_password)
+        .transpose()?;
+    let secs = |s: u32| u64::from(s) * 1000;
+    let table = ticket::Config {
+        first_port: args.ports.lo,
+        last_port: args.ports.hi,
+        default_timeout_ms: secs(args.ticket_timeout),
+        max_timeout_ms: secs(args.max_ticket_timeout),
+        backend_password,
+        ..ticket::Config::default()
+    };
+    let settings = Settings {
+        listen: args.listen.unwrap_or_else(default_listen),
+        handshake_timeout: Duration::from_secs(args.handshake_timeout.into()),
+        connect: ConnectPolicy {
+            timeout: Duration::from_secs(args.connect_timeout.into()),
+            retries: args.connect_retries,
+            backoff: Duration::from_millis(250),
+        },
+        max_sessions: args.max_sessions,
+        relay_buffer: RELAY_BUFFER,
+        policy_domain: "*".into(),
+        policy_ports: (args.ports.lo, args.ports.hi),
+    };
+    let d = Daemon::new(settings, table, ex.clone())
+        .map_err(|e| format!("configuration: {}", e.reason()))?;
+
+    let listener = Rc::new(
+        control::Listener::bind(&args.control)
+            .await
+            .map_err(|e| format!("control {}: {e}", args.control))?,
+    );
+    if let Some(path) = &args.pidfile {
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .map_err(|e| format!("pidfile {}: {e}", path.display()))?;
+    }
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+            .map_err(|e| format!("signals: {e}"))?;
+
+    let expiry = ex.spawn(d.clone().expiry_loop());
+    let control_task = ex.spawn(control::accept_loop(
+        d.clone(),
+        listener.clone(),
+        args.public_address.clone(),
+    ));
+    log::info!(
+        "vncap {} ready: control on {}, entry ports {}-{} on {}",
+        env!("CARGO_PKG_VERSION"),
+        listener.describe(),
+        args.ports.lo,
+        args.ports.hi,
+        d.settings.listen
+    );
+
+    let signal = signals.next().await;
+    log::info!("{signal:?}: shutting down");
+    drop(control_task);
+    drop(expiry);
+    d.close_all_listeners();
+    listener.cleanup();
+    if let Some(path) = &args.pidfile {
+        let _ = std::fs::remove_file(path);
+    }
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! End to end through the real `vncap` binary on loopback: control request →
+//! entry port → viewer authentication → backend login → relay, with the
+//! independent test peers of `vncap-tests` (a tungstenite WebSocket viewer, a
+//! plain TCP viewer, an RFB test backend), and every refusal a user can meet.
+
+mod support;
+
+use std::net::TcpStream;
+use std::time::Duration;
+use support::{port_closed, Daemon, PATIENCE};
+use vncap_tests::backend::{Backend, BackendConfig, BackendHandle, Mode, Security, SessionEnd};
+use vncap_tests::peer::bulk_sha256;
+use vncap_tests::viewer::{Viewer, ViewerConfig, ViewerError, WsOptions, WsStream};
+
+/// GWM's password length: 12 characters, of which VNC uses 8.
+const GWM_PASSWORD: &str = "Ab3dE6gHk9Lm";
+
+fn bulk_backend(password: &str, len: u64, seed: u64) -> BackendHandle {
+    Backend::spawn(BackendConfig {
+        mode: Mode::Bulk { len, seed },
+        ..BackendConfig::with_password(password)
+    })
+    .unwrap()
+}
+
+fn tcp(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect entry port");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+fn ws(port: u16) -> WsStream {
+    let s = WsStream::connect(
+        &format!("ws://127.0.0.1:{port}/websockify"),
+        &WsOptions::default(),
+    )
+    .expect("websocket connect");
+    s.tcp().set_read_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+/// Checks both directions of a bulk exchange against the backend's report.
+fn check_bulk(
+    backend: &BackendHandle,
+    report: &vncap_tests::viewer::BulkReport,
+    down_len: u64,
+    down_seed: u64,
+) {
+    assert_eq!(report.received_len, down_len);
+    assert_eq!(
+        report.received_sha256,
+        bulk_sha256(down_seed, down_len),
+        "backend→viewer bytes intact"
+    );
+    let reports = backend
+        .wait_reports(1, PATIENCE)
+        .expect("backend session report");
+    let r = &reports[0];
+    assert_eq!(r.end, SessionEnd::Eof);
+    assert_eq!(r.received_len, report.sent_len);
+    assert_eq!(
+        r.received_sha256, report.sent_sha256,
+        "viewer→backend bytes intact"
+    );
+}
+
+#[test]
+fn gwm_websocket_console_relays_megabytes_both_ways() {
+    let (down, up) = (3 << 20, (2 << 20) + 17);
+    let backend = bulk_backend(GWM_PASSWORD, down, 7);
+    let mut d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), GWM_PASSWORD, true);
+    assert!((d.ports.0..=d.ports.1).contains(&port));
+
+    let mut viewer = Viewer::handshake(ws(port), &ViewerConfig::password(GWM_PASSWORD))
+        .expect("login through vncap");
+    assert_eq!(viewer.server_init().name, "vncap test backend");
+    let report = viewer.bulk(up, 9, down).unwrap();
+    viewer.stream().close().ok();
+    drop(viewer);
+    check_bulk(&backend, &report, down, 7);
+    d.wait_log(|l| l.contains("session ended"));
+    d.wait_log(|l| l.contains(&format!("entry port {port} closed")));
+    assert!(port_closed(port), "a used ticket's port is closed");
+}
+
+#[test]
+fn native_viewer_console_relays_both_ways() {
+    let (down, up) = (1 << 20, 3 << 19);
+    let backend = bulk_backend("secret12", down, 3);
+    let d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), "secret12", false);
+    let mut viewer =
+        Viewer::handshake(tcp(port), &ViewerConfig::password("secret12")).expect("login");
+    let report = viewer.bulk(up, 4, down).unwrap();
+    drop(viewer);
+    check_bulk(&backend, &report, down, 3);
+}
+
+#[test]
+fn framebuffer_arrives_intact_through_websocket() {
+    let backend = Backend::spawn(BackendConfig::with_password("pw")).unwrap();
+    let d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), "pw", true);
+    let mut viewer = Viewer::handshake(ws(port), &ViewerConfig::password("pw")).unwrap();
+    let fb = viewer.fetch_framebuffer().unwrap();
+    let mut direct = Viewer::handshake(
+        TcpStream::connect(backend.addr()).unwrap(),
+        &ViewerConfig::password("pw"),
+    )
+    .unwrap();
+    assert_eq!(fb.sha256(), direct.fetch_framebuffer().unwrap().sha256());
+}
+
+#[test]
+fn snf_request_with_generated_password() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let d = Daemon::start(&["--public-address", "console.example.org"]);
+    let req = format!(
+        "{{\"source_port\": 0, \"destination_address\": \"127.0.0.1\", \"destination_port\": {}, \"type\": \"vnc\"}}\n",
+        backend.addr().port()
+    );
+    let reply = d.control_raw(req.as_bytes());
+    assert!(reply.starts_with("{\"status\": \"OK\""), "{reply}");
+    assert!(
+        reply.contains("\"proxy_address\": \"console.example.org\""),
+        "{reply}"
+    );
+    let field = |name: &str| -> String {
+        let at = reply
+            .find(&format!("\"{name}\": "))
+            .unwrap_or_else(|| panic!("{name} in {reply}"));
+        let rest = &reply[at + name.len() + 4..];
+        rest.trim_start_matches('"')
+            .split(['"', ',', '}'])
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let port: u16 = field("source_port").parse().unwrap();
+    let password = field("password");
+    assert_eq!(password.len(), 8);
+    assert!(password.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let viewer = Viewer::handshake(tcp(port), &ViewerConfig::password(&password)).unwrap();
+    assert_eq!(viewer.server_init().width, 640);
+}
+
+#[test]
+fn wrong_password_is_told_and_burns_the_ticket() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let mut d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), "right-pw", false);
+    match Viewer::handshake(tcp(port), &ViewerConfig::password("wrong-pw")) {
+        Err(ViewerError::SecurityFailed { result: 1, reason }) => {
+            assert_eq!(reason.as_deref(), Some("Authentication failure"))
+        }
+        other => panic!("expected SecurityResult failed, got {other:?}"),
+    }
+    d.wait_log(|l| l.contains(&format!("ticket on port {port} closed")));
+    d.wait_log(|l| l.contains(&format!("entry port {port} closed")));
+    assert!(port_closed(port), "one attempt: the ticket is gone");
+    assert_eq!(backend.connections(), 0, "the backend was never contacted");
+}
+
+#[test]
+fn a_ticket_serves_one_viewer_only() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let mut d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), "pw", false);
+    let _first = Viewer::handshake(tcp(port), &ViewerConfig::password("pw")).unwrap();
+    d.wait_log(|l| l.contains(&format!("entry port {port} closed")));
+    assert!(
+        port_closed(port),
+        "the entry port closes once the ticket is taken"
+    );
+}
+
+#[test]
+fn expired_ticket_closes_its_port() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let mut d = Daemon::start(&[]);
+    let req = format!(
+        "{{\"daddr\": \"127.0.0.1\", \"dport\": {}, \"password\": \"pw\", \"timeout\": 1}}\n",
+        backend.addr().port()
+    );
+    let port: u16 = d.control_raw(req.as_bytes()).trim().parse().unwrap();
+    d.wait_log(|l| l.contains(&format!("ticket on port {port} expired")));
+    d.wait_log(|l| l.contains(&format!("entry port {port} closed")));
+    assert!(port_closed(port));
+}
+
+#[test]
+fn viewer_choosing_security_none_is_refused_cve_2022_36436() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), "pw", false);
+    match Viewer::handshake(tcp(port), &ViewerConfig::none()) {
+        Err(ViewerError::SecurityFailed { result: 1, .. })
+        | Err(ViewerError::Unsupported { .. }) => {}
+        other => panic!("None must be refused, got {other:?}"),
+    }
+    assert_eq!(backend.connections(), 0);
+}
+
+#[test]
+fn unreachable_backend_is_reported_to_the_viewer() {
+    // A port nobody listens on: bind, learn it, close.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let d = Daemon::start(&["--connect-retries", "0", "--connect-timeout", "2"]);
+    let port = d.gwm_request(dead, "pw", false);
+    match Viewer::handshake(tcp(port), &ViewerConfig::password("pw")) {
+        Err(ViewerError::SecurityFailed {
+            result: 1,
+            reason: Some(r),
+        }) => {
+            assert!(r.starts_with("backend unreachable"), "{r}")
+        }
+        other => panic!("expected the backend's absence to be told, got {other:?}"),
+    }
+}
+
+#[test]
+fn backend_refusing_login_is_reported_to_the_viewer() {
+    let backend = Backend::spawn(BackendConfig {
+        security: Security::RejectAuth {
+            reason: "cluster password mismatch".into(),
+        },
+        ..BackendConfig::default()
+    })
+    .unwrap();
+    let d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), "pw", false);
+    match Viewer::handshake(tcp(port), &ViewerConfig::password("pw")) {
+        Err(ViewerError::SecurityFailed {
+            result: 1,
+            reason: Some(r),
+        }) => {
+            assert!(r.contains("backend refused the password"), "{r}");
+            assert!(r.contains("cluster password mismatch"), "{r}");
+        }
+        other => panic!("expected the backend's refusal to be told, got {other:?}"),
+    }
+}
+
+#[test]
+fn malformed_control_requests_get_a_specific_failure() {
+    let d = Daemon::start(&[]);
+    for (request, reason) in [
+        (&b"not json\n"[..], "JSON"),
+        (b"{\"daddr\": \"h\", \"dport\": 5900}\n", "password"),
+        (
+            b"{\"daddr\": \"h\", \"dport\": 70000, \"password\": \"p\"}\n",
+            "port",
+        ),
+        (
+            b"{\"daddr\": \"h\", \"dport\": 1, \"password\": \"\"}\n",
+            "password",
+        ),
+        (
+            b"{\"daddr\": \"h\", \"destination_port\": 1, \"password\": \"p\"}\n",
+            "mixes",
+        ),
+        (b"\n", ""),
+    ] {
+        let reply = d.control_raw(request);
+        assert!(reply.starts_with("FAILED"), "{request:?} → {reply:?}");
+        assert!(
+            reply.to_lowercase().contains(&reason.to_lowercase()),
+            "{request:?} → {reply:?}"
+        );
+        assert!(reply.ends_with('\n'));
+    }
+    let long = vec![b'x'; 10_000];
+    assert!(d.control_raw(&long).starts_with("FAILED"));
+}
+
+#[test]
+fn pinned_client_ip_refuses_other_addresses() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let mut d = Daemon::start(&[]);
+    let req = format!(
+        "{{\"daddr\": \"127.0.0.1\", \"dport\": {}, \"password\": \"pw\", \"client\": {{\"ip\": \"127.0.0.2\"}}}}\n",
+        backend.addr().port()
+    );
+    let port: u16 = d.control_raw(req.as_bytes()).trim().parse().unwrap();
+    let err =
+        Viewer::handshake(tcp(port), &ViewerConfig::password("pw")).expect_err("wrong address");
+    assert!(!matches!(
+        err,
+        ViewerError::SecurityFailed { result: 0, .. }
+    ));
+    d.wait_log(|l| l.contains("client.ip"));
+    assert_eq!(backend.connections(), 0);
+}
+
+#[test]
+fn sigterm_stops_the_daemon_cleanly() {
+    let dir = std::env::temp_dir().join(format!("vncap-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("vncap.pid");
+    let pid_arg = pidfile.to_str().unwrap().to_string();
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let d = Daemon::start(&["--pidfile", &pid_arg]);
+    let pid: u32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(pid > 0);
+    let port = d.gwm_request(backend.addr(), "pw", false);
+    let control = d.control;
+    let status = d.terminate();
+    assert!(status.success(), "exit status {status:?}");
+    assert!(port_closed(port), "entry listener closed at shutdown");
+    assert!(TcpStream::connect_timeout(&control, Duration::from_secs(1)).is_err());
+    assert!(!pidfile.exists(), "pidfile removed");
+}

@@ -1,0 +1,185 @@
+//! Running the real `vncap` binary in tests: start it on loopback with a
+//! control port the OS picks (read back from its log), a private entry-port
+//! range, and wait on its log lines (events) instead of sleeping. Stopped with
+//! SIGTERM on drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Longest a test waits for anything before failing.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A private block of 8 entry ports for one daemon: distinct per test in this
+/// process, and spread by process id across parallel test binaries, below the
+/// kernel's ephemeral range. The daemon skips ports another program holds.
+pub fn port_block() -> (u16, u16) {
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = 20000 + ((std::process::id() as u16 % 150) * 64 + n * 8) % 9600;
+    (base, base + 7)
+}
+
+/// A running daemon.
+pub struct Daemon {
+    child: Child,
+    lines: Receiver<String>,
+    /// Every line it logged so far.
+    pub log: Arc<Mutex<Vec<String>>>,
+    /// Its control address.
+    pub control: SocketAddr,
+    /// Its entry-port range.
+    pub ports: (u16, u16),
+}
+
+impl Daemon {
+    /// Starts `vncap serve` with test defaults plus `extra` arguments.
+    pub fn start(extra: &[&str]) -> Daemon {
+        let ports = port_block();
+        let range = format!("{}-{}", ports.0, ports.1);
+        let mut args = vec![
+            "serve",
+            "--control",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1",
+            "--ports",
+            &range,
+            "--log-level",
+            "debug",
+        ];
+        args.extend_from_slice(extra);
+        Self::spawn(&args, ports)
+    }
+
+    /// Starts the binary with exactly `args`.
+    pub fn spawn(args: &[&str], ports: (u16, u16)) -> Daemon {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vncap"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start vncap");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("  | {line}");
+                log2.lock().unwrap().push(line.clone());
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut d = Daemon {
+            child,
+            lines: rx,
+            log,
+            control: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ports,
+        };
+        let ready = d.wait_log(|l| l.contains("ready: control on "));
+        let addr = ready
+            .split("control on ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .expect("control address in the ready line");
+        if let Ok(a) = addr.parse() {
+            d.control = a;
+        }
+        d
+    }
+
+    /// Waits for a log line matching `pred` (lines already seen count too)
+    /// and returns it; panics after [`PATIENCE`].
+    pub fn wait_log(&mut self, pred: impl Fn(&str) -> bool) -> String {
+        if let Some(l) = self.log.lock().unwrap().iter().find(|l| pred(l)) {
+            return l.clone();
+        }
+        let until = Instant::now() + PATIENCE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if pred(&l) => return l,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => panic!("no such log line within {PATIENCE:?}"),
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("vncap exited: {:?}", self.child.try_wait())
+                }
+            }
+        }
+    }
+
+    /// Sends one raw control request and returns the whole reply.
+    pub fn control_raw(&self, request: &[u8]) -> String {
+        let mut s = TcpStream::connect(self.control).expect("connect control");
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        s.write_all(request).unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).expect("read reply");
+        reply
+    }
+
+    /// A GWM (dialect 1) request, spelt as GWM's `json.dumps` does; returns the port.
+    pub fn gwm_request(&self, backend: SocketAddr, password: &str, ws: bool) -> u16 {
+        let line = format!(
+            "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"{password}\", \"ws\": {ws}, \"tls\": false}}\r\n",
+            backend.ip(),
+            backend.port()
+        );
+        let reply = self.control_raw(line.as_bytes());
+        reply
+            .trim_end()
+            .parse()
+            .unwrap_or_else(|_| panic!("expected a port, got {reply:?}"))
+    }
+
+    /// Sends SIGTERM and waits for the exit (a watchdog sends SIGKILL after
+    /// [`PATIENCE`], so a hung daemon fails the test instead of hanging it).
+    pub fn terminate(mut self) -> ExitStatus {
+        signal(self.child.id(), "TERM");
+        let (done, watch) = channel::<()>();
+        let pid = self.child.id();
+        std::thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = watch.recv_timeout(PATIENCE) {
+                signal(pid, "KILL");
+            }
+        });
+        let status = self.child.wait().expect("wait for vncap");
+        let _ = done.send(());
+        status
+    }
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Whether a TCP connection to `port` on loopback is refused (listener closed).
+pub fn port_closed(port: u16) -> bool {
+    match TcpStream::connect(("127.0.0.1", port)) {
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        Ok(_) => false,
+    }
+}
