@@ -190,7 +190,9 @@ async fn authenticate(
             return answer_policy(d, &mut r, &mut w, &mut input).await;
         }
         Arrival::Sniffed(Kind::Tls) => {
-            return Err("TLS is not supported on this entry point; closed".into());
+            let _ = crate::transport::write_msg(&mut w, &sniff::TLS_HANDSHAKE_FAILURE).await;
+            w.close().await;
+            return Err("TLS is not offered on this entry point; sent handshake_failure".into());
         }
         Arrival::Sniffed(Kind::Unknown) => {
             return Err("spoke first and is not a known protocol; closed".into());

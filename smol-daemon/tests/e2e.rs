@@ -83,6 +83,10 @@ fn gwm_websocket_console_relays_megabytes_both_ways() {
     d.wait_log(|l| l.contains("session ended"));
     d.wait_log(|l| l.contains(&format!("entry port {port} closed")));
     assert!(port_closed(port), "a used ticket's port is closed");
+    assert!(
+        !d.logged(&GWM_PASSWORD[..8]),
+        "no password in the log (CVE-2015-9543)"
+    );
 }
 
 #[test]
@@ -144,6 +148,7 @@ fn snf_request_with_generated_password() {
     assert!(password.bytes().all(|b| b.is_ascii_alphanumeric()));
     let viewer = Viewer::handshake(tcp(port), &ViewerConfig::password(&password)).unwrap();
     assert_eq!(viewer.server_init().width, 640);
+    assert!(!d.logged(&password), "no generated password in the log");
 }
 
 #[test]
@@ -318,4 +323,26 @@ fn sigterm_stops_the_daemon_cleanly() {
     assert!(port_closed(port), "entry listener closed at shutdown");
     assert!(TcpStream::connect_timeout(&control, Duration::from_secs(1)).is_err());
     assert!(!pidfile.exists(), "pidfile removed");
+}
+
+/// The README's quick-start command, run as written (its embedded defaults:
+/// control on 127.0.0.1:8888, entry ports 7000-8000), then stopped.
+#[test]
+fn readme_quick_start_command_starts_and_stops() {
+    let readme = include_str!("../../README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("cargo run") && l.contains(" serve"))
+        .expect("a `cargo run ... serve` line in README.md");
+    let command = line.split('#').next().unwrap();
+    let args: Vec<&str> = command
+        .split(" -- ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let mut d = Daemon::spawn(&args, (7000, 8000));
+    assert_eq!(d.control.to_string(), "127.0.0.1:8888");
+    d.wait_log(|l| l.contains("entry ports 7000-8000"));
+    assert!(d.terminate().success());
 }

@@ -194,7 +194,7 @@ impl Client {
     }
 
     fn fail(&mut self, e: Error) -> Error {
-        warn!("rfb client: {}", e.reason());
+        debug!("rfb client: {}", e.reason());
         self.state = State::Failed;
         self.error = Some(e);
         e

@@ -240,7 +240,7 @@ impl Server {
                 self.security_result_failed(&Reason::from_str_truncated(e.reason()));
             }
         }
-        warn!("rfb server: {}", e.reason());
+        debug!("rfb server: {}", e.reason());
         self.state = State::Failed;
         self.error = Some(e);
         e

@@ -58,8 +58,23 @@ impl Daemon {
         Self::spawn(&args, ports)
     }
 
-    /// Starts the binary with exactly `args`.
+    /// Starts the binary with exactly `args` and waits for its ready line.
     pub fn spawn(args: &[&str], ports: (u16, u16)) -> Daemon {
+        let mut d = Self::spawn_until(args, ports, "ready: control on ");
+        let ready = d.wait_log(|l| l.contains("ready: control on "));
+        let addr = ready
+            .split("control on ")
+            .nth(1)
+            .and_then(|s| s.split(',').next())
+            .expect("control address in the ready line");
+        if let Ok(a) = addr.parse() {
+            d.control = a;
+        }
+        d
+    }
+
+    /// Starts the binary with exactly `args` and waits for a line containing `ready`.
+    pub fn spawn_until(args: &[&str], ports: (u16, u16), ready: &str) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vncap"))
             .args(args)
             .stdin(Stdio::null())
@@ -87,16 +102,13 @@ impl Daemon {
             control: SocketAddr::from(([127, 0, 0, 1], 0)),
             ports,
         };
-        let ready = d.wait_log(|l| l.contains("ready: control on "));
-        let addr = ready
-            .split("control on ")
-            .nth(1)
-            .and_then(|s| s.split(',').next())
-            .expect("control address in the ready line");
-        if let Ok(a) = addr.parse() {
-            d.control = a;
-        }
+        d.wait_log(|l| l.contains(ready));
         d
+    }
+
+    /// Whether any logged line contains `needle`.
+    pub fn logged(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 
     /// Waits for a log line matching `pred` (lines already seen count too)

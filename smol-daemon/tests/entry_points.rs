@@ -1,0 +1,243 @@
+//! End to end, the other doors of an entry point and of the daemon: the
+//! base64 subprotocol (noVNC 0.4 as bundled by GWM), an `async-tungstenite`
+//! browser, Flash policy requests, a TLS ClientHello, the Unix control socket,
+//! the session and handshake limits, and `vncap flashpolicy`.
+
+mod support;
+
+use async_tungstenite::tungstenite::Message;
+use futures_util::{SinkExt, StreamExt};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use support::{Daemon, PATIENCE};
+use vncap_tests::backend::{Backend, BackendConfig, Mode};
+use vncap_tests::fixture::{Dir, Fixture};
+use vncap_tests::peer::{bulk_sha256, sha256, vnc_auth_response};
+use vncap_tests::viewer::{Viewer, ViewerConfig, WsOptions, WsStream};
+
+fn tcp(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect entry port");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+fn read_all(mut s: TcpStream) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.read_to_end(&mut v).expect("read until the daemon closes");
+    v
+}
+
+#[test]
+fn base64_subprotocol_serves_novnc_0_4() {
+    let backend = Backend::spawn(BackendConfig::with_password("gwm-pw")).unwrap();
+    let d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), "gwm-pw", true);
+    let options = WsOptions {
+        protocols: vec!["base64".into()],
+        origin: None,
+    };
+    let ws = WsStream::connect(&format!("ws://127.0.0.1:{port}/websockify"), &options).unwrap();
+    assert_eq!(ws.protocol(), Some("base64"));
+    let mut viewer = Viewer::handshake(ws, &ViewerConfig::password("gwm-pw")).unwrap();
+    let through = viewer.fetch_framebuffer().unwrap();
+    let mut direct = Viewer::handshake(
+        TcpStream::connect(backend.addr()).unwrap(),
+        &ViewerConfig::password("gwm-pw"),
+    )
+    .unwrap();
+    assert_eq!(
+        through.sha256(),
+        direct.fetch_framebuffer().unwrap().sha256()
+    );
+}
+
+/// The browser side written against `async-tungstenite` directly: RFB by
+/// hand over binary messages, then megabytes back from a bulk backend.
+#[test]
+fn async_tungstenite_browser_logs_in_and_receives_intact_bytes() {
+    let len = 2 << 20;
+    let backend = Backend::spawn(BackendConfig {
+        mode: Mode::Bulk { len, seed: 11 },
+        ..BackendConfig::with_password("browser")
+    })
+    .unwrap();
+    let d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), "browser", true);
+    smol::block_on(async {
+        let tcp = smol::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let url = format!("ws://127.0.0.1:{port}/websockify");
+        let (mut ws, response) = async_tungstenite::client_async(url, tcp)
+            .await
+            .expect("upgrade");
+        assert!(
+            response.headers().get("sec-websocket-protocol").is_none(),
+            "no subprotocol offered, none echoed"
+        );
+        // RFB arrives as a byte stream cut into messages anywhere: collect.
+        let mut inbox: Vec<u8> = Vec::new();
+        macro_rules! take {
+            ($n:expr) => {{
+                while inbox.len() < $n {
+                    match ws.next().await.expect("stream open").expect("frame") {
+                        Message::Binary(b) => inbox.extend_from_slice(&b),
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                inbox.drain(..$n).collect::<Vec<u8>>()
+            }};
+        }
+        assert_eq!(take!(12), b"RFB 003.008\n");
+        ws.send(Message::binary(b"RFB 003.008\n".to_vec()))
+            .await
+            .unwrap();
+        assert_eq!(take!(2), [1, 2], "VNC authentication only");
+        ws.send(Message::binary(vec![2])).await.unwrap();
+        let challenge: [u8; 16] = take!(16).try_into().unwrap();
+        ws.send(Message::binary(
+            vnc_auth_response(b"browser", &challenge).to_vec(),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(take!(4), [0, 0, 0, 0], "SecurityResult OK");
+        ws.send(Message::binary(vec![1])).await.unwrap(); // ClientInit, shared
+        let init = take!(24);
+        let name_len = u32::from_be_bytes(init[20..24].try_into().unwrap()) as usize;
+        assert_eq!(take!(name_len), b"vncap test backend");
+        let body = take!(len as usize);
+        assert_eq!(sha256(&body), bulk_sha256(11, len));
+        ws.close(None).await.unwrap();
+    });
+}
+
+#[test]
+fn flash_policy_request_on_an_entry_point_keeps_the_ticket() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), "pw", false);
+    let mut s = tcp(port);
+    s.write_all(b"<policy-file-request/>\0").unwrap();
+    let answer = read_all(s);
+    let text = String::from_utf8(answer).unwrap();
+    assert!(text.ends_with('\0'), "{text:?}");
+    let allowed = format!("to-ports=\"{}-{}\"", d.ports.0, d.ports.1);
+    assert!(text.contains(&allowed), "{text}");
+    let viewer =
+        Viewer::handshake(tcp(port), &ViewerConfig::password("pw")).expect("ticket still usable");
+    assert_eq!(viewer.server_init().width, 640);
+}
+
+#[test]
+fn tls_client_hello_gets_a_handshake_failure_alert() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let mut d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), "pw", false);
+    let hello = Fixture::load("sniff/tls-clienthello.txt").stream(Dir::Client);
+    let mut s = tcp(port);
+    s.write_all(&hello).unwrap();
+    assert_eq!(read_all(s), vncap_core::sniff::TLS_HANDSHAKE_FAILURE);
+    d.wait_log(|l| l.contains("handshake_failure"));
+}
+
+#[test]
+fn unix_control_socket_is_private_and_answers() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixStream;
+    let dir = std::env::temp_dir().join(format!("vncap-unix-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("control.sock");
+    let spec = format!("unix:{}", path.display());
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let ports = support::port_block();
+    let range = format!("{}-{}", ports.0, ports.1);
+    let d = Daemon::spawn_until(
+        &[
+            "serve",
+            "--control",
+            &spec,
+            "--listen",
+            "127.0.0.1",
+            "--ports",
+            &range,
+        ],
+        ports,
+        "ready: control on ",
+    );
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let mut s = UnixStream::connect(&path).unwrap();
+    let req = format!(
+        "{{\"daddr\": \"127.0.0.1\", \"dport\": {}, \"password\": \"pw\"}}\n",
+        backend.addr().port()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).unwrap();
+    let port: u16 = reply.trim().parse().unwrap();
+    assert!((ports.0..=ports.1).contains(&port));
+    assert!(d.terminate().success());
+    assert!(!path.exists(), "socket file removed at shutdown");
+}
+
+#[test]
+fn max_sessions_refuses_connections_beyond_the_limit() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let mut d = Daemon::start(&["--max-sessions", "1"]);
+    let port = d.gwm_request(backend.addr(), "pw", false);
+    // The first connection holds the one slot (silent: waiting in the handshake).
+    let mut first = tcp(port);
+    let mut version = [0u8; 12];
+    first.read_exact(&mut version).unwrap();
+    let second = tcp(port);
+    assert!(read_all(second).is_empty(), "closed without a word");
+    d.wait_log(|l| l.contains("--max-sessions reached"));
+}
+
+#[test]
+fn a_silent_viewer_is_dropped_at_the_handshake_deadline() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let mut d = Daemon::start(&["--handshake-timeout", "1"]);
+    let port = d.gwm_request(backend.addr(), "pw", false);
+    let s = tcp(port);
+    // It hears the server's version (after the sniff's silence), answers
+    // nothing, and is closed.
+    assert_eq!(read_all(s), b"RFB 003.008\n");
+    d.wait_log(|l| l.contains("handshake timed out"));
+}
+
+#[test]
+fn flashpolicy_command_serves_the_policy() {
+    let d = Daemon::spawn_until(
+        &[
+            "flashpolicy",
+            "--listen",
+            "127.0.0.1:0",
+            "--ports",
+            "7000-7010",
+            "--domain",
+            "*.example.org",
+        ],
+        (0, 0),
+        "flash policy server on ",
+    );
+    let line = d
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|l| l.contains("flash policy server on "))
+        .cloned()
+        .unwrap();
+    let addr: std::net::SocketAddr = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(b"<policy-file-request/>\0").unwrap();
+    let text = String::from_utf8(read_all(s)).unwrap();
+    assert!(
+        text.contains("domain=\"*.example.org\" to-ports=\"7000-7010\""),
+        "{text}"
+    );
+    assert!(text.ends_with('\0'));
+    assert!(d.terminate().success());
+}
