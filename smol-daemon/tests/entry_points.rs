@@ -6,7 +6,7 @@
 mod support;
 
 use async_tungstenite::tungstenite::Message;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use support::{Daemon, PATIENCE};
