@@ -3,7 +3,8 @@
 //!
 //! What it is: [`Control`], a [`Machine`] for one control connection. It
 //! frames the request, parses it ([`request`]: both dialects, typed, checked)
-//! and writes the reply ([`reply`]) in the request's dialect. What it is not:
+//! and writes the reply ([`reply`]) in the request's dialect. The other end,
+//! writing a request and parsing its reply, is [`client`]. What it is not:
 //! the ticket table ([`crate::ticket`]) or any socket.
 //!
 //! # Framing
@@ -29,6 +30,7 @@
 //! On Err: write poll_output (the FAILED reply is queued), close.
 //! ```
 
+pub mod client;
 pub mod reply;
 pub mod request;
 
@@ -460,11 +462,17 @@ mod tests {
     fn transport_needs_decide_what_an_entry_point_accepts() {
         let gwm_ws = parse(GWM).unwrap().transport;
         assert!(gwm_ws.allows(false, true));
-        assert!(!gwm_ws.allows(false, false), "ws: true refuses a native viewer");
+        assert!(
+            !gwm_ws.allows(false, false),
+            "ws: true refuses a native viewer"
+        );
         assert!(!gwm_ws.allows(true, true), "tls: false refuses TLS");
         assert!(Transport::AUTO.allows(false, false) && Transport::AUTO.allows(true, true));
         assert!(Transport::PLAIN.allows(false, false) && !Transport::PLAIN.allows(false, true));
-        assert!(Transport::WEBSOCKET_TLS.allows(true, true) && !Transport::WEBSOCKET_TLS.allows(false, true));
+        assert!(
+            Transport::WEBSOCKET_TLS.allows(true, true)
+                && !Transport::WEBSOCKET_TLS.allows(false, true)
+        );
     }
 
     #[test]
