@@ -223,7 +223,10 @@ impl fmt::Debug for Ticket {
             .field("viewer_password", &"<redacted>")
             .field("backend_host", &self.backend_host)
             .field("backend_port", &self.backend_port)
-            .field("backend_password", &self.backend_password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "backend_password",
+                &self.backend_password.as_ref().map(|_| "<redacted>"),
+            )
             .field("client_ip", &self.client_ip)
             .field("transport", &self.transport)
             .field("expires", &self.expires)
