@@ -3,7 +3,8 @@
 //!
 //! What it is: [`Control`], a [`Machine`] for one control connection. It
 //! frames the request, parses it ([`request`]: both dialects, typed, checked)
-//! and writes the reply ([`reply`]) in the request's dialect. What it is not:
+//! and writes the reply ([`reply`]) in the request's dialect. The other end,
+//! writing a request and parsing its reply, is [`client`]. What it is not:
 //! the ticket table ([`crate::ticket`]) or any socket.
 //!
 //! # Framing
@@ -29,6 +30,7 @@
 //! On Err: write poll_output (the FAILED reply is queued), close.
 //! ```
 
+pub mod client;
 pub mod reply;
 pub mod request;
 

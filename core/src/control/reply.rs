@@ -24,6 +24,19 @@ pub const REPLY_CAP: usize = 2048;
 /// A queued reply.
 pub(crate) type Buf = Vec<u8, REPLY_CAP>;
 
+/// Where the writers below put bytes: the reply buffer here, the request
+/// buffer in [`super::client`]. `Err` when the bytes do not fit.
+pub(super) trait Sink {
+    /// Appends `b`, all of it or nothing.
+    fn put(&mut self, b: &[u8]) -> Result<(), ()>;
+}
+
+impl Sink for Buf {
+    fn put(&mut self, b: &[u8]) -> Result<(), ()> {
+        self.extend_from_slice(b).map_err(|_| ())
+    }
+}
+
 /// What the driver grants, for [`super::Control::reply_ok`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Granted<'a> {
@@ -120,7 +133,7 @@ pub(crate) fn failed(out: &mut Buf, dialect: Dialect, proxy_address: &str, reaso
     }
 }
 
-fn cut(s: &str, max: usize) -> &str {
+pub(super) fn cut(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -131,11 +144,12 @@ fn cut(s: &str, max: usize) -> &str {
     s.get(..end).unwrap_or("")
 }
 
-fn raw(out: &mut Buf, b: &[u8]) -> Result<(), ()> {
-    out.extend_from_slice(b).map_err(|_| ())
+pub(super) fn raw(out: &mut impl Sink, b: &[u8]) -> Result<(), ()> {
+    out.put(b)
 }
 
-fn number(out: &mut Buf, mut n: u64) -> Result<(), ()> {
+/// A decimal number.
+pub(super) fn number(out: &mut impl Sink, mut n: u64) -> Result<(), ()> {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -150,7 +164,7 @@ fn number(out: &mut Buf, mut n: u64) -> Result<(), ()> {
 }
 
 /// A JSON string: `"`, `\` and control characters escaped, other UTF-8 as is.
-fn string(out: &mut Buf, s: &str) -> Result<(), ()> {
+pub(super) fn string(out: &mut impl Sink, s: &str) -> Result<(), ()> {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     raw(out, b"\"")?;
     for &b in s.as_bytes() {

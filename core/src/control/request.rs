@@ -572,8 +572,8 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 }
 
-/// `null` or the inner value.
-struct Opt<S>(S);
+/// `null` or the inner value (also used by [`super::client`]).
+pub(super) struct Opt<S>(pub(super) S);
 
 impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Opt<S> {
     type Value = Option<S::Value>;
