@@ -99,7 +99,6 @@ pub struct FlashPolicy {
 /// ask a running daemon for a console and print its port and password
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "request")]
-#[allow(dead_code)] // read by request.rs once the core's control client lands
 pub struct Request {
     /// the daemon's control channel: HOST:PORT or unix:PATH (default 127.0.0.1:8888)
     #[argh(option, default = "String::from(\"127.0.0.1:8888\")")]

@@ -346,3 +346,65 @@ fn readme_quick_start_command_starts_and_stops() {
     d.wait_log(|l| l.contains("entry ports 7000-8000"));
     assert!(d.terminate().success());
 }
+
+/// `vncap request`, the operator's command, against a running daemon: with a
+/// generated password (dialect 2) and with a given one (dialect 1).
+#[test]
+fn vncap_request_prints_port_and_password() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let d = Daemon::start(&[]);
+    let control = d.control.to_string();
+    let dport = backend.addr().port().to_string();
+    let run = |extra: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vncap"))
+            .args([
+                "request",
+                "--control",
+                &control,
+                "--daddr",
+                "127.0.0.1",
+                "--dport",
+                &dport,
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+                .unwrap_or_else(|| panic!("no {key} in {text:?}"))
+        };
+        (value("port ").parse::<u16>().unwrap(), value("password "))
+    };
+    let (port, password) = run(&["--ws"]);
+    assert_eq!(password.len(), 8);
+    let viewer = Viewer::handshake(ws(port), &ViewerConfig::password(&password)).unwrap();
+    assert_eq!(viewer.server_init().width, 640);
+    let (port, password) = run(&["--password", "given-pw"]);
+    assert_eq!(password, "given-pw");
+    let viewer = Viewer::handshake(tcp(port), &ViewerConfig::password("given-pw")).unwrap();
+    assert_eq!(viewer.server_init().height, 480);
+
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_vncap"))
+        .args([
+            "request",
+            "--control",
+            &control,
+            "--daddr",
+            "",
+            "--dport",
+            "5900",
+            "--password",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("refused"));
+}
