@@ -127,47 +127,55 @@ async fn viewer(d: Rc<Daemon>, handle: Handle, port: u16, stream: TcpStream, pee
     }
 }
 
-/// An authenticated viewer, holding the ticket, ready for the backend.
-struct Authenticated {
-    handle: Handle,
-    viewer: Viewer,
-    server: server::Server,
-    viewer_input: InBuf,
+/// The viewer's reading half, whatever carries it.
+enum ViewerRead {
+    Plain(Plain<TcpStream>),
+    Ws(ws::WsRead<TcpStream, TcpStream>),
 }
 
-/// The viewer's halves, whatever carries them.
-enum Viewer {
-    Plain(Plain<TcpStream>, Plain<TcpStream>),
-    Ws(ws::WsRead<TcpStream, TcpStream>, ws::WsWrite<TcpStream>),
+/// The viewer's writing half, whatever carries it.
+enum ViewerWrite {
+    Plain(Plain<TcpStream>),
+    Ws(ws::WsWrite<TcpStream>),
 }
 
-impl Viewer {
-    async fn relay<BR: ByteRead, BW: ByteWrite>(
-        &mut self,
-        early_down: &[u8],
-        backend: (&mut BR, &mut BW),
-        buf_size: usize,
-    ) -> Result<crate::relay::RelayEnd, String> {
+impl ByteRead for ViewerRead {
+    async fn read_bytes(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         match self {
-            Viewer::Plain(vr, vw) => {
-                write_early(vw, early_down).await?;
-                Ok(relay((vr, vw), backend, buf_size).await)
-            }
-            Viewer::Ws(vr, vw) => {
-                write_early(vw, early_down).await?;
-                Ok(relay((vr, vw), backend, buf_size).await)
-            }
+            ViewerRead::Plain(r) => r.read_bytes(buf).await,
+            ViewerRead::Ws(r) => r.read_bytes(buf).await,
         }
     }
 }
 
-async fn write_early<W: ByteWrite>(w: &mut W, early: &[u8]) -> Result<(), String> {
-    if early.is_empty() {
-        return Ok(());
+impl ByteWrite for ViewerWrite {
+    async fn write_payload(
+        &mut self,
+        buf: &mut [u8],
+        payload: std::ops::Range<usize>,
+    ) -> std::io::Result<()> {
+        match self {
+            ViewerWrite::Plain(w) => w.write_payload(buf, payload).await,
+            ViewerWrite::Ws(w) => w.write_payload(buf, payload).await,
+        }
     }
-    crate::transport::write_msg(w, early)
-        .await
-        .map_err(|e| format!("viewer: {e}"))
+
+    async fn close(&mut self) {
+        match self {
+            ViewerWrite::Plain(w) => w.close().await,
+            ViewerWrite::Ws(w) => w.close().await,
+        }
+    }
+}
+
+/// An authenticated viewer, holding the ticket, ready for the backend.
+struct Authenticated {
+    handle: Handle,
+    reader: ViewerRead,
+    writer: ViewerWrite,
+    server: server::Server,
+    /// Viewer bytes read after its authentication (an early ClientInit).
+    early: InBuf,
 }
 
 /// Up to the viewer's correct password (the ticket is then taken).
@@ -184,10 +192,11 @@ async fn authenticate(
     let arrival = sniff_arrival(&mut r, &mut input)
         .await
         .map_err(|e| format!("closed before speaking ({e})"))?;
-    let kind = match arrival {
-        Arrival::Silent => None,
+    let websocket = match arrival {
+        Arrival::Silent => false,
+        Arrival::Sniffed(Kind::Http) => true,
         Arrival::Sniffed(Kind::FlashPolicy) => {
-            return answer_policy(d, &mut r, &mut w, &mut input).await;
+            return Err(answer_policy(d, &mut r, &mut w, &mut input).await)
         }
         Arrival::Sniffed(Kind::Tls) => {
             let _ = crate::transport::write_msg(&mut w, &sniff::TLS_HANDSHAKE_FAILURE).await;
@@ -197,109 +206,100 @@ async fn authenticate(
         Arrival::Sniffed(Kind::Unknown) => {
             return Err("spoke first and is not a known protocol; closed".into());
         }
-        Arrival::Sniffed(kind) => Some(kind),
     };
-    let websocket = kind == Some(Kind::Http);
     // A viewer that may not use this ticket still gets an answer it can
     // show: RFB's "connection failed" with the reason.
     let now = d.clock.now();
-    let ticket = d.with_tickets(|t| {
-        t.lookup(Lookup::Port(port), peer.ip(), now).and_then(|h| {
-            t.get(h)
-                .filter(|_| h == handle)
-                .cloned()
-                .ok_or(ticket::Error::NoSuchTicket)
-        })
+    let password = d.with_tickets(|t| {
+        let h = t
+            .lookup(Lookup::Port(port), peer.ip(), now)
+            .map_err(|e| e.reason())?;
+        let ticket = t
+            .get(h)
+            .filter(|_| h == handle)
+            .ok_or(ticket::Error::NoSuchTicket.reason())?;
+        ticket.transport.check(false, websocket)?;
+        Ok::<_, &'static str>(ticket.viewer_password.clone())
     });
-    let refusal = match &ticket {
-        Err(e) => Some(e.reason()),
-        Ok(t) if !t.transport.allows(false, websocket) => Some(if websocket {
-            "this console is not offered over WebSocket"
-        } else {
-            "this console is offered over WebSocket only"
-        }),
-        Ok(_) => None,
-    };
 
-    let mut viewer = if websocket {
+    let (mut reader, mut writer) = if websocket {
         let sub = ws_handshake(d, &mut r, &mut w, &mut input).await?;
-        let leftover = input.data().to_vec();
         let conn = vncap_core::ws::Connection::new(sub, Default::default());
-        let (wr, ww) = ws::split(conn, r.0, w.0, &leftover, d.settings.relay_buffer);
+        let (wr, ww) = ws::split(conn, r.0, w.0, input.data(), d.settings.relay_buffer);
         input = InBuf::new(HANDSHAKE_BUFFER);
-        Viewer::Ws(wr, ww)
+        (ViewerRead::Ws(wr), ViewerWrite::Ws(ww))
     } else {
-        Viewer::Plain(r, w)
+        (ViewerRead::Plain(r), ViewerWrite::Plain(w))
     };
 
-    let mut server = match (&ticket, refusal) {
-        (Ok(t), None) => {
+    let mut server = match &password {
+        Ok(password) => {
             let mut challenge = [0u8; 16];
             getrandom::fill(&mut challenge).map_err(|e| format!("no randomness: {e}"))?;
-            server::Server::new(t.viewer_password.as_bytes(), challenge)
+            server::Server::new(password.as_bytes(), challenge)
         }
-        (_, reason) => server::Server::refusing(reason.unwrap_or("no such console")),
+        Err(reason) => server::Server::refusing(reason),
     };
-    let outcome = match &mut viewer {
-        Viewer::Plain(r, w) => drive(&mut server, r, w, &mut input, &d.clock).await,
-        Viewer::Ws(r, w) => drive(&mut server, r, w, &mut input, &d.clock).await,
-    };
-    match outcome {
-        Ok(server::Event::Authenticated) => {}
-        Err(DriveError::Protocol(server::Error::AuthenticationFailed)) => {
-            let left = d.with_tickets(|t| t.failed_attempt(handle));
-            viewer.close().await;
-            return Err(match left {
-                Ok(vncap_core::ticket::Attempt::Retry(n)) => {
-                    format!("wrong password ({n} attempts left)")
+    let outcome = drive(&mut server, &mut reader, &mut writer, &mut input, &d.clock).await;
+    let failure = match outcome {
+        Ok(server::Event::Authenticated) => {
+            match d.with_tickets(|t| t.authenticated(handle, d.clock.now())) {
+                Ok(()) => None,
+                Err(e) => {
+                    server.reject(e.reason());
+                    let _ = flush(&mut server, &mut writer).await;
+                    Some(format!("authenticated, but: {}", e.reason()))
                 }
+            }
+        }
+        Err(DriveError::Protocol(server::Error::AuthenticationFailed)) => {
+            Some(match d.with_tickets(|t| t.failed_attempt(handle)) {
+                Ok(ticket::Attempt::Retry(n)) => format!("wrong password ({n} attempts left)"),
                 _ => "wrong password; ticket burnt".into(),
-            });
+            })
         }
-        Err(DriveError::Protocol(server::Error::Refused)) => {
-            viewer.close().await;
-            return Err(format!("refused: {}", refusal.unwrap_or("no such console")));
-        }
-        Err(e) => {
-            viewer.close().await;
-            return Err(format!("RFB handshake: {e}"));
-        }
-    }
-    if let Err(e) = d.with_tickets(|t| t.authenticated(handle, d.clock.now())) {
-        server.reject(e.reason());
-        let _ = viewer.flush(&mut server).await;
-        viewer.close().await;
-        return Err(format!("authenticated, but: {}", e.reason()));
+        Err(DriveError::Protocol(server::Error::Refused)) => Some(format!(
+            "refused: {}",
+            password.err().unwrap_or("no such console")
+        )),
+        Err(e) => Some(format!("RFB handshake: {e}")),
+    };
+    if let Some(failure) = failure {
+        writer.close().await;
+        return Err(failure);
     }
     // One-time: nobody else gets in through this port.
     d.close_listener(port);
     Ok(Authenticated {
         handle,
-        viewer,
+        reader,
+        writer,
         server,
-        viewer_input: input,
+        early: input,
     })
 }
 
-/// Answers a Flash policy request on an entry point (the ticket is untouched).
+/// Answers a Flash policy request on an entry point (the ticket is
+/// untouched); returns what to log.
 async fn answer_policy(
     d: &Rc<Daemon>,
     r: &mut Plain<TcpStream>,
     w: &mut Plain<TcpStream>,
     input: &mut InBuf,
-) -> Result<Authenticated, String> {
+) -> String {
     let config = policy::Config {
         domain: &d.settings.policy_domain,
         ports: d.settings.policy_ports,
     };
-    let mut responder =
-        policy::Policy::new(&config).map_err(|_| "bad Flash policy configuration".to_string())?;
-    let res = drive(&mut responder, r, w, input, &d.clock).await;
+    let res = match policy::Policy::new(&config) {
+        Ok(mut responder) => match drive(&mut responder, r, w, input, &d.clock).await {
+            Ok(_) => "answered a Flash policy request".to_string(),
+            Err(e) => format!("Flash policy: {e}"),
+        },
+        Err(_) => "bad Flash policy configuration".to_string(),
+    };
     w.close().await;
-    match res {
-        Ok(_) => Err("answered a Flash policy request".into()),
-        Err(e) => Err(format!("Flash policy: {e}")),
-    }
+    res
 }
 
 /// The WebSocket upgrade: any path is accepted on a ticket's own port.
@@ -318,22 +318,6 @@ async fn ws_handshake(
                 w.close().await;
                 return Err(format!("WebSocket handshake: {e}"));
             }
-        }
-    }
-}
-
-impl Viewer {
-    async fn flush(&mut self, m: &mut server::Server) -> std::io::Result<()> {
-        match self {
-            Viewer::Plain(_, w) => flush(m, w).await,
-            Viewer::Ws(_, w) => flush(m, w).await,
-        }
-    }
-
-    async fn close(&mut self) {
-        match self {
-            Viewer::Plain(_, w) => w.close().await,
-            Viewer::Ws(_, w) => w.close().await,
         }
     }
 }
@@ -357,8 +341,7 @@ impl Authenticated {
         let ticket = d
             .with_tickets(|t| t.get(self.handle).cloned())
             .ok_or("ticket gone")?;
-        let host = ticket.backend_host.as_str();
-        let bport = ticket.backend_port;
+        let (host, bport) = (ticket.backend_host.as_str(), ticket.backend_port);
         log::info!("{peer}: authenticated; connecting to backend {host}:{bport}");
         let stream = match backend::connect(host, bport, d.settings.connect).await {
             Ok(s) => s,
@@ -372,9 +355,14 @@ impl Authenticated {
         let mut bw = Plain(stream);
         let mut binput = InBuf::new(1024);
         let mut login = client::Client::new(ticket.backend_password.as_deref());
-        match drive(&mut login, &mut br, &mut bw, &mut binput, &d.clock).await {
-            Ok(client::Event::LoggedIn) => {}
-            Err(e) => {
+        // A backend that accepts but never speaks RFB must not hold the viewer.
+        let logged_in = backend::with_timeout(d.settings.handshake_timeout, async {
+            Ok(drive(&mut login, &mut br, &mut bw, &mut binput, &d.clock).await)
+        })
+        .await;
+        match logged_in {
+            Ok(Ok(client::Event::LoggedIn)) => {}
+            Ok(Err(e)) => {
                 let reason = match (&e, login.server_reason()) {
                     (DriveError::Protocol(_), Some(r)) if !r.is_empty() => {
                         format!("backend: {e}: {r}")
@@ -383,23 +371,29 @@ impl Authenticated {
                 };
                 return Err(self.refuse(&reason, host, bport).await);
             }
+            Err(_) => {
+                return Err(self
+                    .refuse("backend did not complete the RFB handshake", host, bport)
+                    .await)
+            }
         }
         self.server.accept();
-        self.viewer
-            .flush(&mut self.server)
+        flush(&mut self.server, &mut self.writer)
             .await
             .map_err(|e| format!("viewer: {e}"))?;
         // Bytes already read on either side go first (ClientInit sent early).
-        let early_up = self.viewer_input.data().to_vec();
-        if !early_up.is_empty() {
-            crate::transport::write_msg(&mut bw, &early_up)
-                .await
-                .map_err(|e| format!("backend: {e}"))?;
-        }
-        let end = self
-            .viewer
-            .relay(binput.data(), (&mut br, &mut bw), d.settings.relay_buffer)
-            .await?;
+        write_early(&mut bw, self.early.data())
+            .await
+            .map_err(|e| format!("backend: {e}"))?;
+        write_early(&mut self.writer, binput.data())
+            .await
+            .map_err(|e| format!("viewer: {e}"))?;
+        let end = relay(
+            (&mut self.reader, &mut self.writer),
+            (&mut br, &mut bw),
+            d.settings.relay_buffer,
+        )
+        .await;
         match end.error {
             None => Ok(format!("session ended by the {}", end.closed_by)),
             Some(e) => Ok(format!("session ended by the {} ({e})", end.closed_by)),
@@ -409,8 +403,16 @@ impl Authenticated {
     /// Tells the viewer why it cannot have its console, then closes it.
     async fn refuse(&mut self, reason: &str, host: &str, port: u16) -> String {
         self.server.reject(reason);
-        let _ = self.viewer.flush(&mut self.server).await;
-        self.viewer.close().await;
+        let _ = flush(&mut self.server, &mut self.writer).await;
+        self.writer.close().await;
         format!("{reason} ({host}:{port})")
     }
+}
+
+/// Writes bytes a handshake stage read past its end, if any.
+async fn write_early<W: ByteWrite>(w: &mut W, early: &[u8]) -> std::io::Result<()> {
+    if early.is_empty() {
+        return Ok(());
+    }
+    crate::transport::write_msg(w, early).await
 }

@@ -408,3 +408,20 @@ fn vncap_request_prints_port_and_password() {
     assert_eq!(refused.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("refused"));
 }
+
+#[test]
+fn a_backend_that_never_speaks_rfb_is_reported_not_waited_for() {
+    // Accepts connections (the kernel's backlog does) and never says a word.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let d = Daemon::start(&["--handshake-timeout", "1"]);
+    let port = d.gwm_request(mute.local_addr().unwrap(), "pw", false);
+    match Viewer::handshake(tcp(port), &ViewerConfig::password("pw")) {
+        Err(ViewerError::SecurityFailed {
+            result: 1,
+            reason: Some(r),
+        }) => {
+            assert_eq!(r, "backend did not complete the RFB handshake")
+        }
+        other => panic!("expected the silent backend to be reported, got {other:?}"),
+    }
+}

@@ -467,6 +467,15 @@ mod tests {
             "ws: true refuses a native viewer"
         );
         assert!(!gwm_ws.allows(true, true), "tls: false refuses TLS");
+        assert_eq!(
+            gwm_ws.check(false, false),
+            Err("this console is offered over WebSocket only")
+        );
+        assert_eq!(
+            gwm_ws.check(true, true),
+            Err("this console is not offered over TLS")
+        );
+        assert_eq!(gwm_ws.check(false, true), Ok(()));
         assert!(Transport::AUTO.allows(false, false) && Transport::AUTO.allows(true, true));
         assert!(Transport::PLAIN.allows(false, false) && !Transport::PLAIN.allows(false, true));
         assert!(

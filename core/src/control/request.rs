@@ -128,6 +128,25 @@ impl Transport {
     pub const fn allows(&self, tls: bool, websocket: bool) -> bool {
         self.tls.allows(tls) && self.websocket.allows(websocket)
     }
+
+    /// [`Transport::allows`], with the reason to tell a viewer that may not.
+    pub const fn check(&self, tls: bool, websocket: bool) -> Result<(), &'static str> {
+        if !self.tls.allows(tls) {
+            Err(if tls {
+                "this console is not offered over TLS"
+            } else {
+                "this console is offered over TLS only"
+            })
+        } else if !self.websocket.allows(websocket) {
+            Err(if websocket {
+                "this console is not offered over WebSocket"
+            } else {
+                "this console is offered over WebSocket only"
+            })
+        } else {
+            Ok(())
+        }
+    }
 }
 
 impl Need {
