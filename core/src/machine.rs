@@ -39,3 +39,36 @@ pub trait Machine {
     /// Tells the machine the time is now `now` (at or after its timeout).
     fn handle_timeout(&mut self, now: Instant);
 }
+
+/// Copies the part of `queued` not yet sent (from `*sent` on) into `out`,
+/// advancing `*sent`; returns how many bytes. The `poll_output` of machines
+/// that queue one answer in fixed storage.
+pub(crate) fn send_queued(queued: &[u8], sent: &mut usize, out: &mut [u8]) -> usize {
+    let pending = queued.get(*sent..).unwrap_or_default();
+    let n = pending.len().min(out.len());
+    if let (Some(dst), Some(src)) = (out.get_mut(..n), pending.get(..n)) {
+        dst.copy_from_slice(src);
+    }
+    *sent += n;
+    n
+}
+
+/// Runs `step` (one protocol message at the start of what it is given;
+/// `Ok(0)`: needs more) over `input` until it consumes nothing, and returns
+/// the bytes used. A failure after some progress in this call is left for
+/// the next call (the machine's error is sticky), so the count of consumed
+/// bytes never depends on how the input was split.
+pub(crate) fn run_steps<E>(
+    input: &[u8],
+    mut step: impl FnMut(&[u8]) -> Result<usize, E>,
+) -> Result<usize, E> {
+    let mut used = 0;
+    loop {
+        match step(input.get(used..).unwrap_or_default()) {
+            Ok(0) => return Ok(used),
+            Ok(n) => used += n,
+            Err(e) if used == 0 => return Err(e),
+            Err(_) => return Ok(used),
+        }
+    }
+}

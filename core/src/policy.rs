@@ -168,13 +168,7 @@ impl Machine for Policy {
         if !self.answered {
             return 0;
         }
-        let pending = self.answer.get(self.out_pos..).unwrap_or(&[]);
-        let n = pending.len().min(out.len());
-        if let (Some(d), Some(s)) = (out.get_mut(..n), pending.get(..n)) {
-            d.copy_from_slice(s);
-        }
-        self.out_pos += n;
-        n
+        crate::machine::send_queued(&self.answer, &mut self.out_pos, out)
     }
 
     fn poll_event(&mut self) -> Option<Event> {

@@ -19,14 +19,7 @@ pub const POLICY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Runs the policy server; returns the process exit code.
 pub fn run(args: cli::FlashPolicy) -> i32 {
     crate::logger::init(args.log_level);
-    let ex = Rc::new(LocalExecutor::new());
-    match smol::block_on(ex.run(serve(args, ex.clone()))) {
-        Ok(()) => 0,
-        Err(e) => {
-            log::error!("{e}");
-            1
-        }
-    }
+    crate::run_local(|ex| serve(args, ex))
 }
 
 async fn serve(args: cli::FlashPolicy, ex: Rc<LocalExecutor<'static>>) -> Result<(), String> {

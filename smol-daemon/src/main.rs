@@ -36,6 +36,22 @@ mod serve;
 mod transport;
 mod ws;
 
+/// Runs `main` on a fresh single-threaded executor (every task of the
+/// process runs there); logs its error. Returns the process exit code.
+fn run_local<F>(main: impl FnOnce(std::rc::Rc<smol::LocalExecutor<'static>>) -> F) -> i32
+where
+    F: std::future::Future<Output = Result<(), String>>,
+{
+    let ex = std::rc::Rc::new(smol::LocalExecutor::new());
+    match smol::block_on(ex.run(main(ex.clone()))) {
+        Ok(()) => 0,
+        Err(e) => {
+            log::error!("{e}");
+            1
+        }
+    }
+}
+
 fn main() {
     let cli: cli::Cli = argh::from_env();
     let code = match cli.command {

@@ -19,14 +19,7 @@ const RELAY_BUFFER: usize = 64 * 1024;
 /// Runs the daemon; returns the process exit code.
 pub fn run(args: cli::Serve) -> i32 {
     crate::logger::init(args.log_level);
-    let ex = Rc::new(LocalExecutor::new());
-    match smol::block_on(ex.run(serve(args, ex.clone()))) {
-        Ok(()) => 0,
-        Err(e) => {
-            log::error!("{e}");
-            1
-        }
-    }
+    crate::run_local(|ex| serve(args, ex))
 }
 
 /// `::` where this host has IPv6 (dual-stack), else `0.0.0.0`.

@@ -397,13 +397,7 @@ impl Machine for Control {
     }
 
     fn poll_output(&mut self, out: &mut [u8]) -> usize {
-        let pending = self.out.get(self.sent..).unwrap_or(&[]);
-        let n = pending.len().min(out.len());
-        if let (Some(dst), Some(src)) = (out.get_mut(..n), pending.get(..n)) {
-            dst.copy_from_slice(src);
-        }
-        self.sent += n;
-        n
+        crate::machine::send_queued(&self.out, &mut self.sent, out)
     }
 
     fn poll_event(&mut self) -> Option<Event> {

@@ -331,18 +331,7 @@ impl Machine for Server {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let mut used = 0;
-        loop {
-            match self.step(input.get(used..).unwrap_or_default()) {
-                Ok(0) => return Ok(used),
-                Ok(n) => used += n,
-                // A failure after some progress in this call shows on the
-                // next call, so the count of consumed bytes never depends on
-                // how the input was split.
-                Err(e) if used == 0 => return Err(e),
-                Err(_) => return Ok(used),
-            }
-        }
+        crate::machine::run_steps(input, |rest| self.step(rest))
     }
 
     fn poll_output(&mut self, out: &mut [u8]) -> usize {

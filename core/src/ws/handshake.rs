@@ -420,13 +420,7 @@ impl Machine for Handshake<'_> {
     }
 
     fn poll_output(&mut self, out: &mut [u8]) -> usize {
-        let pending = self.out.get(self.out_pos..).unwrap_or(&[]);
-        let n = pending.len().min(out.len());
-        if let (Some(dst), Some(src)) = (out.get_mut(..n), pending.get(..n)) {
-            dst.copy_from_slice(src);
-        }
-        self.out_pos += n;
-        n
+        crate::machine::send_queued(&self.out, &mut self.out_pos, out)
     }
 
     fn poll_event(&mut self) -> Option<Event> {
