@@ -36,7 +36,7 @@ let qemuOpen;
 let qemuLocked;
 let web;
 let browser;
-let cdp;
+let chromiumHandle;
 const taps = [];
 const measurements = {};
 
@@ -49,11 +49,12 @@ before(async () => {
     startQemu(),
     startQemu({ password: CLUSTER }),
   ]);
-  ({ context: browser, browser: cdp } = await startChromium(chromium));
+  chromiumHandle = await startChromium(chromium);
+  browser = chromiumHandle.context;
 });
 
 after(async () => {
-  if (cdp) await cdp.close().catch(() => {});
+  if (chromiumHandle) await chromiumHandle.close();
   if (web) web.close();
   for (const t of taps) t.close();
   await killAll();
@@ -65,7 +66,7 @@ after(async () => {
   if (process.env.INTEROP_KEEP) {
     process.stdout.write(`# kept screenshots and captures in ${SCRATCH}\n`);
   } else {
-    fs.rmSync(SCRATCH, { recursive: true, force: true });
+    fs.rmSync(SCRATCH, { recursive: true, force: true, maxRetries: 5 });
   }
 });
 

@@ -352,7 +352,18 @@ export async function startChromium(playwright) {
   const endpoint = line.slice(line.indexOf('ws://')).trim();
   const browser = await playwright.connectOverCDP(endpoint, { timeout: PATIENCE_MS });
   const [context] = browser.contexts();
-  return { proc, browser, context };
+  return { proc, browser, context, close: () => closeChromium(proc, browser) };
+}
+
+/** Asks Chromium to quit over CDP and waits for it (SIGTERM/SIGKILL if it will not). */
+async function closeChromium(proc, browser) {
+  try {
+    const session = await browser.newBrowserCDPSession();
+    await within(5000, 'CDP Browser.close', session.send('Browser.close').catch(() => {}));
+    await within(5000, 'Chromium to exit', proc.exitPromise);
+  } catch {
+    await proc.stop();
+  }
 }
 
 // ---------------------------------------------------------------- the tap
