@@ -202,9 +202,9 @@ fn framebuffer_is_the_test_pattern_and_stable() {
         let fb = v.fetch_framebuffer().unwrap();
         assert_eq!(fb.pixels.len(), 333 * 77 * 4);
         assert_eq!(fb.sha256(), sha256(&expected));
-        // White top-left, black top-right bar, grey ramp bottom row.
-        assert_eq!(fb.pixels[..4], [255, 255, 255, 0]);
-        assert_eq!(fb.pixels[332 * 4..333 * 4], [0, 0, 0, 0]);
+        // White top-left, black top-right bar (BGRX, padding byte all ones).
+        assert_eq!(fb.pixels[..4], [255, 255, 255, 255]);
+        assert_eq!(fb.pixels[332 * 4..333 * 4], [0, 0, 0, 255]);
         first.get_or_insert(fb.sha256());
         assert_eq!(first, Some(fb.sha256()));
 

@@ -24,5 +24,8 @@ step "no_std consumer links vncap-core (no std, no alloc)"
 step "cargo test (workspace)"
 cargo test --workspace --locked
 
+step "real-peer interop (noVNC in Chromium, vncdotool, Xvnc, QEMU)"
+VNCAP_SKIP_SETUP=1 bash tests/interop/run.sh
+
 echo
 echo "tests/run.sh: all suites passed"

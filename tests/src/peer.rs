@@ -168,12 +168,22 @@ impl PixelFormat {
     }
 
     /// Appends one pixel of colour `rgb` (8 bits per channel) in this format
-    /// (true colour; channels scaled to their maxima).
+    /// (true colour; channels scaled to their maxima). Bits no channel uses
+    /// (the padding byte of a depth-24 32-bit pixel) are set to ones: RFB
+    /// says a viewer ignores them, but noVNC 1.3 (Debian 12's `novnc`) keeps
+    /// them as the canvas alpha for most of a Raw rectangle (its Raw decoder
+    /// forces alpha at the wrong offset), so zero padding shows up as a
+    /// transparent screen there.
     pub fn push_pixel(&self, rgb: [u8; 3], out: &mut Vec<u8>) {
         let scale = |c: u8, max: u16| u32::from(c) * u32::from(max) / 255;
+        let field = |max: u16, shift: u8| u32::from(max).checked_shl(shift.into()).unwrap_or(0);
+        let unused = !(field(self.red_max, self.red_shift)
+            | field(self.green_max, self.green_shift)
+            | field(self.blue_max, self.blue_shift));
         let v = (scale(rgb[0], self.red_max).checked_shl(self.red_shift.into())).unwrap_or(0)
             | (scale(rgb[1], self.green_max).checked_shl(self.green_shift.into())).unwrap_or(0)
-            | (scale(rgb[2], self.blue_max).checked_shl(self.blue_shift.into())).unwrap_or(0);
+            | (scale(rgb[2], self.blue_max).checked_shl(self.blue_shift.into())).unwrap_or(0)
+            | unused;
         match self.bytes_per_pixel() {
             1 => out.push(v as u8),
             2 if self.big_endian => out.extend_from_slice(&(v as u16).to_be_bytes()),

@@ -1,0 +1,439 @@
+// Helpers for the real-peer interop suite (interop.test.mjs): starting and
+// stopping the processes (vncap, testvnc, TigerVNC Xvnc, QEMU's VNC server,
+// vncdotool), waiting on their log lines and ports with deadlines, a static
+// HTTP server for noVNC, and a byte-transparent TCP tap that measures when a
+// viewer first speaks. Not a test framework: every wait here has a timeout
+// and fails loudly; nothing sleeps to synchronise. Loopback only.
+//
+// DESIGN.md: "Entry points" (sniffing: a native viewer waits for the server
+// to speak first) and "Sessions".
+
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(HERE, '..', '..');
+const TARGET = process.env.CARGO_TARGET_DIR || path.join(ROOT, 'target');
+export const VNCAP = process.env.VNCAP_BIN || path.join(TARGET, 'debug', 'vncap');
+export const TESTVNC = process.env.TESTVNC_BIN || path.join(TARGET, 'debug', 'testvnc');
+export const NOVNC = process.env.NOVNC_DIR || '/usr/share/novnc';
+export const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+/** Longest any single wait lasts before the test fails. */
+export const PATIENCE_MS = 20_000;
+
+/** A private scratch directory for this run (screenshots, captures, password files). */
+export const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), 'vncap-interop-'));
+
+const children = new Set();
+
+/** Kills every process this module started (SIGTERM, then SIGKILL). */
+export async function killAll() {
+  const waits = [];
+  for (const p of children) {
+    waits.push(p.stop());
+  }
+  await Promise.all(waits);
+}
+
+process.on('exit', () => {
+  for (const p of children) {
+    try { process.kill(p.child.pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+});
+
+/** Rejects after `ms` with `what` unless `promise` settles first. */
+export function within(ms, what, promise) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A started process whose stdout and stderr lines are kept (`lines`) and can
+ * be waited on (`waitLine`). Stopped by `stop()` or by `killAll()`.
+ */
+export class Proc {
+  constructor(name, cmd, args, opts = {}) {
+    this.name = name;
+    this.lines = [];
+    this.waiters = [];
+    this.exited = null;
+    this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...opts });
+    children.add(this);
+    this.exitPromise = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.exited = { code, signal };
+        children.delete(this);
+        for (const w of this.waiters) w.fail(new Error(`${name} exited (${code ?? signal}) while waiting for ${w.what}\n${this.tail()}`));
+        this.waiters = [];
+        resolve(this.exited);
+      });
+      this.child.on('error', (e) => {
+        this.exited = { code: null, signal: String(e) };
+        children.delete(this);
+        for (const w of this.waiters) w.fail(e);
+        this.waiters = [];
+        resolve(this.exited);
+      });
+    });
+    for (const stream of [this.child.stdout, this.child.stderr]) {
+      let partial = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk) => {
+        partial += chunk;
+        const parts = partial.split('\n');
+        partial = parts.pop();
+        for (const line of parts) this.push(line);
+      });
+    }
+  }
+
+  push(line) {
+    const at = performance.now();
+    this.lines.push({ at, line });
+    if (process.env.INTEROP_VERBOSE) process.stderr.write(`  ${this.name} | ${line}\n`);
+    this.waiters = this.waiters.filter((w) => {
+      if (w.re.test(line)) { w.done({ at, line }); return false; }
+      return true;
+    });
+  }
+
+  /** The last `n` lines, for error messages. */
+  tail(n = 30) {
+    return this.lines.slice(-n).map((l) => `  ${this.name} | ${l.line}`).join('\n');
+  }
+
+  /** Waits for a line matching `re` (lines already seen count); returns `{at, line}`. */
+  waitLine(re, ms = PATIENCE_MS, since = 0) {
+    const seen = this.lines.find((l) => l.at >= since && re.test(l.line));
+    if (seen) return Promise.resolve(seen);
+    if (this.exited) return Promise.reject(new Error(`${this.name} has exited; no line ${re}\n${this.tail()}`));
+    return within(ms, `${this.name}: a line matching ${re}\n${this.tail()}`, new Promise((done, fail) => {
+      this.waiters.push({ re, done, fail, what: String(re) });
+    }));
+  }
+
+  /** SIGTERM, then SIGKILL if it is still there after 5 s; resolves on exit. */
+  async stop() {
+    if (this.exited) return this.exited;
+    try { this.child.kill('SIGTERM'); } catch { /* gone */ }
+    const timer = setTimeout(() => { try { this.child.kill('SIGKILL'); } catch { /* gone */ } }, 5000);
+    const result = await this.exitPromise;
+    clearTimeout(timer);
+    return result;
+  }
+}
+
+/** A TCP port free on 127.0.0.1 right now (the OS picks it). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Tries a TCP connection to 127.0.0.1:`port`; resolves with 'refused' (no
+ * listener), 'connected' (with who answered, if it spoke within 1 s), or the
+ * error code.
+ */
+export function connectOutcome(port) {
+  return within(PATIENCE_MS, `connect to ${port}`, new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('connect', () => {
+      const local = s.localPort;
+      const timer = setTimeout(() => { s.destroy(); resolve(`connected from ${local}, silent`); }, 1000);
+      s.once('data', (d) => { clearTimeout(timer); s.destroy(); resolve(`connected from ${local}: ${JSON.stringify(d.subarray(0, 40).toString('latin1'))}`); });
+      s.once('end', () => { clearTimeout(timer); s.destroy(); resolve(`connected from ${local}, closed`); });
+    });
+    s.on('error', (e) => resolve(e.code === 'ECONNREFUSED' ? 'refused' : e.code));
+  }));
+}
+
+// ---------------------------------------------------------------- vncap
+
+/**
+ * A private block of 64 entry ports for one run, picked at random in
+ * 10000-19999: below the kernel's ephemeral range and apart from the blocks
+ * other suites on a shared machine use (vncap's default 7000-8000, the cargo
+ * end-to-end tests' 20000-29606, the benchmark's 30100 and up), so a port
+ * this suite expects closed is not someone else's open one.
+ */
+export function privatePortBlock() {
+  const base = 10000 + 64 * (randomBytes(2).readUInt16BE(0) % 156);
+  return `${base}-${base + 63}`;
+}
+
+/** `vncap serve` on loopback, control port picked by the OS, debug log. */
+export class Vncap extends Proc {
+  static async start({ backendPassword, ports = privatePortBlock(), extra = [] } = {}) {
+    const args = ['serve', '--control', '127.0.0.1:0', '--listen', '127.0.0.1', '--ports', ports, '--log-level', 'debug'];
+    if (backendPassword !== undefined) {
+      const file = path.join(SCRATCH, 'cluster-password');
+      fs.writeFileSync(file, `${backendPassword}\n`, { mode: 0o600 });
+      args.push('--backend-password-file', file);
+    }
+    const d = new Vncap('vncap', VNCAP, [...args, ...extra]);
+    const { line } = await d.waitLine(/ready: control on /);
+    const m = /control on ([0-9.]+):(\d+)/.exec(line);
+    if (!m) throw new Error(`no control address in ${JSON.stringify(line)}`);
+    d.control = { host: m[1], port: Number(m[2]) };
+    return d;
+  }
+
+  /** Sends one raw control request line; resolves with the whole reply. */
+  controlRaw(request) {
+    return within(PATIENCE_MS, 'control reply', new Promise((resolve, reject) => {
+      const s = net.connect(this.control.port, this.control.host);
+      let reply = '';
+      s.setEncoding('utf8');
+      s.on('connect', () => s.end(request));
+      s.on('data', (d) => { reply += d; });
+      s.on('end', () => resolve(reply));
+      s.on('error', reject);
+    }));
+  }
+
+  /**
+   * Asks for a console as Ganeti Web Manager does (twisted-vncauthproxy's
+   * dialect, spelt as GWM's json.dumps spells it); resolves with the entry port.
+   */
+  async gwmRequest({ port, password, ws }) {
+    const line = `{"daddr": "127.0.0.1", "dport": ${port}, "password": "${password}", "ws": ${ws}, "tls": false}\r\n`;
+    const reply = await this.controlRaw(line);
+    const entry = Number(reply.trim());
+    if (!Number.isInteger(entry) || entry <= 0) throw new Error(`expected a port, got ${JSON.stringify(reply)}`);
+    return entry;
+  }
+}
+
+// ---------------------------------------------------------------- backends
+
+/** The project's test backend (colour bars), on a port the OS picks. */
+export async function startTestvnc({ password } = {}) {
+  const auth = password === undefined ? ['--none'] : ['--password', password];
+  const p = new Proc('testvnc', TESTVNC, ['--listen', '127.0.0.1:0', ...auth]);
+  const { line } = await p.waitLine(/testvnc listening on /);
+  p.port = Number(/:(\d+)\s*$/.exec(line)[1]);
+  p.geometry = { width: 640, height: 480 };
+  return p;
+}
+
+/**
+ * TigerVNC's Xvnc with VNC authentication (password file made by
+ * `vncpasswd -f`), on display :71-:79 and a free RFB port, root window in the
+ * classic X weave (`-retro`) so there are pixels to look at.
+ */
+export async function startXvnc({ password, width = 320, height = 240 }) {
+  const pwFile = path.join(SCRATCH, 'xvnc-passwd');
+  const made = spawnSync('vncpasswd', ['-f'], { input: `${password}\n` });
+  if (made.status !== 0) throw new Error(`vncpasswd -f: ${made.stderr}`);
+  fs.writeFileSync(pwFile, made.stdout, { mode: 0o600 });
+  let lastError;
+  for (let display = 71; display <= 79; display++) {
+    if (fs.existsSync(`/tmp/.X${display}-lock`)) continue;
+    const port = await freePort();
+    const p = new Proc(`Xvnc:${display}`, 'Xvnc', [
+      `:${display}`, '-rfbport', String(port), '-interface', '127.0.0.1', '-nolisten', 'tcp',
+      '-SecurityTypes', 'VncAuth', '-PasswordFile', pwFile,
+      '-geometry', `${width}x${height}`, '-depth', '24', '-retro', '-desktop', `vncap-interop-${display}`,
+    ]);
+    try {
+      await p.waitLine(/Listening for VNC connections/);
+      p.port = port;
+      p.display = display;
+      p.geometry = { width, height };
+      return p;
+    } catch (e) {
+      lastError = e;
+      await p.stop();
+    }
+  }
+  throw new Error(`no Xvnc display in :71-:79 would start: ${lastError}`);
+}
+
+/**
+ * QEMU's VNC server with no guest (`-machine none`): it shows "This VM has
+ * no graphic display device." in grey on black, 640x480. With a password it
+ * comes from a secret object (`password-secret`, QEMU >= 7.0). Ready when QMP
+ * answers `query-vnc` with the port (the VNC server is set up before the
+ * monitor runs).
+ */
+export async function startQemu({ password } = {}) {
+  const port = await freePort();
+  if (port < 5900) throw new Error(`free port ${port} is below QEMU's display base 5900`);
+  const display = port - 5900;
+  const args = ['-machine', 'none', '-nodefaults', '-display', 'none', '-qmp', 'stdio'];
+  if (password === undefined) {
+    args.push('-vnc', `127.0.0.1:${display}`);
+  } else {
+    args.push('-object', `secret,id=vncpw,data=${password}`, '-vnc', `127.0.0.1:${display},password-secret=vncpw`);
+  }
+  const p = new Proc(`qemu:${display}`, 'qemu-system-x86_64', args);
+  await p.waitLine(/"QMP"/);
+  p.child.stdin.write('{"execute": "qmp_capabilities"}\n{"execute": "query-vnc"}\n');
+  const { line } = await p.waitLine(/"service"/);
+  const vnc = JSON.parse(line).return;
+  if (!vnc.enabled || Number(vnc.service) !== port) throw new Error(`query-vnc: ${line}`);
+  p.port = port;
+  p.geometry = { width: 640, height: 480 };
+  return p;
+}
+
+// ---------------------------------------------------------------- viewers
+
+/**
+ * vncdotool captures the screen through `port` with `password`; resolves
+ * with the PNG's statistics from pngstat.py, or rejects with its output.
+ */
+export async function vncdoCapture(port, password, name) {
+  const png = path.join(SCRATCH, `${name}.png`);
+  const p = new Proc(`vncdo ${name}`, 'vncdo', ['-s', `127.0.0.1::${port}`, '-p', password, '--timeout', '15', 'capture', png],
+    { env: { ...process.env, PYTHONWARNINGS: 'ignore' } });
+  const exit = await within(PATIENCE_MS, `vncdo capture via port ${port}`, p.exitPromise);
+  if (exit.code !== 0) throw new Error(`vncdo exited ${exit.code ?? exit.signal}\n${p.tail()}`);
+  return { png, ...pngStat(png) };
+}
+
+/** vncdotool against `port`; resolves with its exit and output (for failures). */
+export async function vncdoFails(port, password) {
+  const out = path.join(SCRATCH, 'never.png');
+  const p = new Proc('vncdo', 'vncdo', ['-s', `127.0.0.1::${port}`, '-p', password, '--timeout', '10', 'capture', out],
+    { env: { ...process.env, PYTHONWARNINGS: 'ignore' } });
+  const exit = await within(PATIENCE_MS, `vncdo via port ${port}`, p.exitPromise);
+  return { exit, output: p.lines.map((l) => l.line).join('\n') };
+}
+
+/** Size, colour histogram and sample pixels of a PNG (Pillow, which vncdotool needs anyway). */
+export function pngStat(file, points = []) {
+  const r = spawnSync('python3', [path.join(HERE, 'pngstat.py'), file, JSON.stringify(points)], { encoding: 'utf8', timeout: PATIENCE_MS });
+  if (r.status !== 0) throw new Error(`pngstat.py ${file}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+// ---------------------------------------------------------------- noVNC
+
+/** Serves noVNC's static files on 127.0.0.1 (port picked by the OS). */
+export async function serveNoVnc() {
+  const types = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon', '.json': 'application/json', '.ogg': 'audio/ogg', '.mp3': 'audio/mpeg' };
+  const root = fs.realpathSync(NOVNC);
+  const server = http.createServer((req, res) => {
+    const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname);
+    let file = path.join(root, path.normalize(rel));
+    try {
+      file = fs.realpathSync(file); // Debian symlinks vendor/ into /usr/share/javascript
+    } catch {
+      res.writeHead(404).end();
+      return;
+    }
+    fs.readFile(file, (err, data) => {
+      if (err) { res.writeHead(404).end(); return; }
+      res.writeHead(200, { 'content-type': types[path.extname(file)] || 'application/octet-stream' }).end(data);
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  server.base = `http://127.0.0.1:${server.address().port}`;
+  return server;
+}
+
+/** noVNC 1.3's own URL parameters (app/ui.js: host, port, path, password, autoconnect). */
+export function noVncUrl(base, entryPort, password) {
+  const q = new URLSearchParams({ host: '127.0.0.1', port: String(entryPort), path: 'websockify', password, autoconnect: '1', logging: 'warn' });
+  return `${base}/vnc.html?${q}`;
+}
+
+/**
+ * Headless Chromium started by us (so it is in our process group and on our
+ * kill list, unlike a Playwright-launched one), with a fresh profile and a
+ * DevTools port the OS picks; Playwright attaches over CDP. Resolves with
+ * `{proc, browser, context}`.
+ */
+export async function startChromium(playwright) {
+  const profile = fs.mkdtempSync(path.join(SCRATCH, 'chromium-profile-'));
+  const proc = new Proc('chromium', CHROMIUM, [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    `--user-data-dir=${profile}`, '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0',
+    '--window-size=800,600', 'about:blank',
+  ]);
+  const { line } = await proc.waitLine(/DevTools listening on ws:\/\//);
+  const endpoint = line.slice(line.indexOf('ws://')).trim();
+  const browser = await playwright.connectOverCDP(endpoint, { timeout: PATIENCE_MS });
+  const [context] = browser.contexts();
+  return { proc, browser, context, close: () => closeChromium(proc, browser) };
+}
+
+/** Asks Chromium to quit over CDP and waits for it (SIGTERM/SIGKILL if it will not). */
+async function closeChromium(proc, browser) {
+  try {
+    const session = await browser.newBrowserCDPSession();
+    await within(5000, 'CDP Browser.close', session.send('Browser.close').catch(() => {}));
+    await within(5000, 'Chromium to exit', proc.exitPromise);
+  } catch {
+    await proc.stop();
+  }
+}
+
+// ---------------------------------------------------------------- the tap
+
+/**
+ * A byte-transparent TCP relay in front of `target`: for each connection it
+ * records (ms after accept) when the viewer sent its first byte and when the
+ * server did. Used only to measure; the correctness tests connect directly.
+ */
+export async function startTap(target) {
+  const records = [];
+  const server = net.createServer((down) => {
+    const rec = { accepted: performance.now(), clientFirst: null, serverFirst: null };
+    records.push(rec);
+    const up = net.connect(target, '127.0.0.1');
+    down.setNoDelay(true);
+    up.setNoDelay(true);
+    down.on('data', (b) => {
+      if (rec.clientFirst === null) { rec.clientFirst = performance.now() - rec.accepted; rec.clientFirstBytes = b.subarray(0, 16).toString('latin1'); }
+      up.write(b);
+    });
+    up.on('data', (b) => {
+      if (rec.serverFirst === null) rec.serverFirst = performance.now() - rec.accepted;
+      down.write(b);
+    });
+    down.on('end', () => up.end());
+    up.on('end', () => down.end());
+    down.on('error', () => up.destroy());
+    up.on('error', () => down.destroy());
+    down.on('close', () => up.destroy());
+    up.on('close', () => down.destroy());
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  server.port = server.address().port;
+  server.records = records;
+  return server;
+}
+
+/** min / median / max of a list of numbers, rounded to 0.1 ms. */
+export function summary(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  const r = (x) => Math.round(x * 10) / 10;
+  return { n: s.length, min: r(s[0]), median: r(s[Math.floor(s.length / 2)]), max: r(s[s.length - 1]) };
+}
+
+/** A random 8-character password of letters and digits (what vncap's tickets use). */
+export function randomPassword() {
+  const abc = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789';
+  let s = '';
+  for (const b of randomBytes(8)) s += abc[b % abc.length];
+  return s;
+}
