@@ -13,10 +13,11 @@
 //! Dropping the handle stops it: the accept loop is woken by a self-connect,
 //! open sessions are shut down, and every thread is joined.
 //!
-//! Two modes ([`Mode`]): a deterministic colour-bar test pattern answered to
-//! FramebufferUpdateRequest, or "bulk", which after ServerInit streams a
+//! Three modes ([`Mode`]): a deterministic colour-bar test pattern answered to
+//! FramebufferUpdateRequest; "bulk", which after ServerInit streams a
 //! seeded pseudo-random byte stream ([`crate::peer::BulkStream`]) while it
-//! reads until EOF — for testing a relay.
+//! reads until EOF — for testing a relay; and "echo", which after ServerInit
+//! sends back every byte it receives — for measuring a relay's round trips.
 //!
 //! It is not a VNC server for people: one static picture, Raw encoding only,
 //! true colour only. It shares no code with `vncap-core` on purpose.
@@ -81,6 +82,9 @@ pub enum Mode {
         /// The stream's seed.
         seed: u64,
     },
+    /// Sends back every byte received after ServerInit, as soon as it is
+    /// read, until EOF (not RFB any more: a round-trip peer for benchmarks).
+    Echo,
 }
 
 /// How to run a [`Backend`].
@@ -530,6 +534,7 @@ fn session(
     match config.mode {
         Mode::TestPattern => serve_pattern(reader, writer, config, shared, report),
         Mode::Bulk { len, seed } => serve_bulk(reader, writer, len, seed, shared, report),
+        Mode::Echo => serve_echo(reader, writer, shared),
     }
 }
 
@@ -762,6 +767,19 @@ fn send_pattern(
         ));
     }
     writer.write_all(&msg)
+}
+
+fn serve_echo(reader: &mut HashingReader, writer: &mut TcpStream, shared: &Shared) -> Step<()> {
+    let io = |e: io::Error| io_end(e, shared);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => writer.write_all(&buf[..n]).map_err(io)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
 }
 
 fn serve_bulk(
