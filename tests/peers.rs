@@ -297,6 +297,8 @@ fn echo_mode_sends_back_what_it_reads() {
         assert_eq!(pong, ping);
         sent.extend_from_slice(&ping);
     }
+    assert_eq!(backend.received(), sent.len() as u64);
+    assert!(backend.wait_received(sent.len() as u64, WAIT));
     drop(v);
     let r = &backend.wait_reports(1, WAIT).unwrap()[0];
     assert_eq!(r.end, SessionEnd::Eof);

@@ -269,6 +269,7 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     sessions: usize,
+    received: u64,
     reports: Vec<SessionReport>,
     open: Vec<(usize, TcpStream)>,
 }
@@ -325,6 +326,31 @@ impl BackendHandle {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.lock();
         while state.sessions < n {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Bytes received after ClientInit by all sessions so far, counted as
+    /// they are read (a session's [`SessionReport`] comes only at its end).
+    pub fn received(&self) -> u64 {
+        self.shared.lock().received
+    }
+
+    /// Waits until [`BackendHandle::received`] is at least `n`; `false`
+    /// after `timeout`.
+    pub fn wait_received(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        while state.received < n {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return false;
             };
@@ -402,20 +428,24 @@ fn accept_loop(listener: TcpListener, config: Arc<BackendConfig>, shared: Arc<Sh
     }
 }
 
-/// Counts and hashes everything read through it once `on` is set.
-struct HashingReader {
+/// Counts and hashes everything read through it once `on` is set, and adds
+/// the count to the backend's running total ([`BackendHandle::received`]).
+struct HashingReader<'a> {
     inner: TcpStream,
     on: bool,
     len: u64,
     hasher: Sha256,
+    shared: &'a Shared,
 }
 
-impl Read for HashingReader {
+impl Read for HashingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if self.on {
+        if self.on && n > 0 {
             self.len += n as u64;
             self.hasher.update(&buf[..n]);
+            self.shared.lock().received += n as u64;
+            self.shared.changed.notify_all();
         }
         Ok(n)
     }
@@ -469,6 +499,7 @@ fn run_session(
         on: false,
         len: 0,
         hasher: Sha256::new(),
+        shared,
     };
     let result = session(id, &mut reader, &mut writer, config, shared, &mut report);
     report.received_len = reader.len;
