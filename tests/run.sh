@@ -24,5 +24,10 @@ step "no_std consumer links vncap-core (no std, no alloc)"
 step "cargo test (workspace)"
 cargo test --workspace --locked
 
+# Speed is measured by bench/run.sh, never here; this only keeps the harness
+# working (one short transfer per relay, on the debug binaries just built).
+step "benchmark harness smoke run"
+bash bench/run.sh --smoke
+
 echo
 echo "tests/run.sh: all suites passed"
