@@ -10,11 +10,16 @@
 //! (Debian's, with the WebSocket viewer), and vncap's plain RFB and WebSocket
 //! entry points (a fresh ticket and an RFB login per connection). The backend
 //! is [`vncap_tests::backend`] (bulk mode for throughput, echo mode for round
-//! trips, the test pattern for idle sessions). The viewer side is the same
-//! code for every relay: [`Viewer::handshake`] over a `TcpStream` or over the
-//! one WebSocket client ([`WsStream`], used for websockify and vncap alike),
-//! then 64 KiB reads and writes, no checksums in the timed loop (the upload's
-//! checksum is checked by the backend afterwards).
+//! trips, the test pattern for idle sessions). A second socat row runs it
+//! with `-b 65536` (vncap's relay buffer size; socat's default is 8 KiB), to
+//! tell buffer size apart from the rest; ratios stay against plain socat.
+//!
+//! The viewer side is the same code for every relay: [`Viewer::handshake`]
+//! over a `TcpStream` or over the one WebSocket client ([`WsStream`], used
+//! for websockify and vncap alike), then 64 KiB reads and writes, no
+//! checksums in the timed loop (the upload's checksum is checked by the
+//! backend afterwards). A download ends when the viewer has read every byte,
+//! an upload when the backend has ([`BackendHandle::wait_received`]).
 //!
 //! It is not a test: it asserts nothing about speed, and it is never run by
 //! `cargo test` (`tests/run.sh` runs `bench/run.sh --smoke` so it cannot rot).
@@ -40,8 +45,8 @@ struct Args {
     /// the vncap binary (default: `vncap` beside this program)
     #[argh(option)]
     vncap: Option<PathBuf>,
-    /// repetitions of each bulk transfer (default 5)
-    #[argh(option, default = "5")]
+    /// repetitions of each bulk transfer (default 7)
+    #[argh(option, default = "7")]
     reps: usize,
     /// mebibytes per bulk transfer (default 64)
     #[argh(option, default = "64")]
@@ -57,10 +62,10 @@ struct Args {
     #[argh(option, default = "30100")]
     port_base: u16,
     /// relays to run, comma separated (default:
-    /// direct,socat,websockify,vncap,vncap-ws)
+    /// direct,socat,socat-64k,websockify,vncap,vncap-ws)
     #[argh(
         option,
-        default = "String::from(\"direct,socat,websockify,vncap,vncap-ws\")"
+        default = "String::from(\"direct,socat,socat-64k,websockify,vncap,vncap-ws\")"
     )]
     relays: String,
 }
@@ -88,6 +93,8 @@ fn main() {
 enum Kind {
     Direct,
     Socat,
+    /// socat with 64 KiB transfer blocks (its default is 8 KiB), as vncap uses.
+    Socat64k,
     Websockify,
     Vncap,
     VncapWs,
@@ -98,6 +105,7 @@ impl Kind {
         Ok(match s {
             "direct" => Kind::Direct,
             "socat" => Kind::Socat,
+            "socat-64k" => Kind::Socat64k,
             "websockify" => Kind::Websockify,
             "vncap" => Kind::Vncap,
             "vncap-ws" => Kind::VncapWs,
@@ -109,6 +117,7 @@ impl Kind {
         match self {
             Kind::Direct => "direct (no relay)",
             Kind::Socat => "socat",
+            Kind::Socat64k => "socat -b65536",
             Kind::Websockify => "websockify",
             Kind::Vncap => "vncap RFB",
             Kind::VncapWs => "vncap WebSocket",
@@ -341,17 +350,17 @@ impl Relay {
         };
         match kind {
             Kind::Direct => {}
-            Kind::Socat => {
+            Kind::Socat | Kind::Socat64k => {
                 let port = free_port()?;
-                let mut p = spawn(
-                    "socat",
-                    &[
-                        format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
-                        format!("TCP:{backend}"),
-                    ],
-                    "socat",
-                    false,
-                )?;
+                let mut socat_args = Vec::new();
+                if kind == Kind::Socat64k {
+                    socat_args.extend(["-b".to_string(), "65536".to_string()]);
+                }
+                socat_args.extend([
+                    format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
+                    format!("TCP:{backend}"),
+                ]);
+                let mut p = spawn("socat", &socat_args, "socat", false)?;
                 wait_listening(port, &mut p, "socat")?;
                 relay.port = port;
                 relay.proc = Some(p);
@@ -426,7 +435,7 @@ impl Relay {
     fn connect(&self) -> Res<Box<dyn Conn>> {
         let (port, ws, config) = match self.kind {
             Kind::Direct => (self.backend.port(), false, ViewerConfig::none()),
-            Kind::Socat => (self.port, false, ViewerConfig::none()),
+            Kind::Socat | Kind::Socat64k => (self.port, false, ViewerConfig::none()),
             Kind::Websockify => (self.port, true, ViewerConfig::none()),
             Kind::Vncap | Kind::VncapWs => {
                 let control = self.control.ok_or("vncap without control")?;
