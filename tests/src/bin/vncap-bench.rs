@@ -340,7 +340,9 @@ impl Conn for WsStream {
 }
 
 impl Relay {
-    fn start(kind: Kind, backend: SocketAddr, args: &Args, vncap: &str) -> Res<Relay> {
+    /// Starts `kind` in front of `backend`; `slot` picks a private range of
+    /// entry ports for a vncap (several run side by side).
+    fn start(kind: Kind, backend: SocketAddr, args: &Args, vncap: &str, slot: usize) -> Res<Relay> {
         let mut relay = Relay {
             kind,
             backend,
@@ -379,10 +381,12 @@ impl Relay {
             }
             Kind::Vncap | Kind::VncapWs => {
                 let control = free_port()?;
-                let hi = args
-                    .port_base
-                    .checked_add(args.sessions as u16 + 63)
-                    .ok_or("--port-base too high")?;
+                let width = args.sessions + 64;
+                let lo = usize::from(args.port_base) + slot * width;
+                let hi = lo + width - 1;
+                if hi > usize::from(u16::MAX) {
+                    return Err("--port-base too high".into());
+                }
                 let mut p = spawn(
                     vncap,
                     &[
@@ -392,7 +396,7 @@ impl Relay {
                         "--listen".into(),
                         "127.0.0.1".into(),
                         "--ports".into(),
-                        format!("{}-{hi}", args.port_base),
+                        format!("{lo}-{hi}"),
                         "--max-sessions".into(),
                         (args.sessions + 16).to_string(),
                         "--log-level".into(),
@@ -500,120 +504,145 @@ struct Results {
     memory: Option<Memory>,
 }
 
-/// Throughput in MiB/s of each repetition, and CPU seconds per GiB.
+/// Every relay in front of one backend.
+fn start_all(kinds: &[Kind], b: &BackendHandle, args: &Args, vncap: &str) -> Res<Vec<Relay>> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(slot, &k)| Relay::start(k, b.addr(), args, vncap, slot))
+        .collect()
+}
+
+/// Throughput in MiB/s of each repetition, and CPU seconds per GiB, for each
+/// relay. The relays take turns within each round, so a burst of load from
+/// elsewhere on the machine falls on all of them alike.
 fn throughput(
-    kind: Kind,
+    kinds: &[Kind],
     up: bool,
     args: &Args,
     vncap: &str,
     hz: f64,
-) -> Res<(Vec<f64>, Option<f64>)> {
+) -> Res<Vec<(Vec<f64>, Option<f64>)>> {
     let len = args.mib * (1 << 20);
     let mode = Mode::Bulk {
         len: if up { 0 } else { len },
         seed: 1,
     };
     let b = backend(mode)?;
-    let relay = Relay::start(kind, b.addr(), args, vncap)?;
+    let relays = start_all(kinds, &b, args, vncap)?;
     let mut pattern = vec![0u8; CHUNK];
     BulkStream::new(2).fill(&mut pattern);
-    let expected: [u8; 32] = if up {
-        let mut h = Sha256::new();
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
-            h.update(&pattern[..n]);
-            left -= n as u64;
-        }
-        h.finalize().into()
-    } else {
-        [0; 32]
-    };
+    let mut h = Sha256::new();
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        h.update(&pattern[..n]);
+        left -= n as u64;
+    }
+    let expected: [u8; 32] = h.finalize().into();
     let mut buf = vec![0u8; CHUNK];
-    let mut rates = Vec::new();
-    let cpu0 = relay.cpu_ticks();
-    for rep in 1..=args.reps {
-        let mut conn = relay.connect()?;
-        let received0 = b.received();
-        let t0 = Instant::now();
-        if up {
-            let mut left = len;
-            while left > 0 {
-                let n = left.min(CHUNK as u64) as usize;
-                conn.write_all(&pattern[..n])
-                    .map_err(|e| format!("{}: upload: {e}", kind.name()))?;
-                left -= n as u64;
-            }
-            conn.flush().map_err(|e| e.to_string())?;
-            if !b.wait_received(received0 + len, PATIENCE) {
-                return Err(format!("{}: upload not received", kind.name()));
-            }
-            let dt = t0.elapsed();
-            conn.finish_send().map_err(|e| e.to_string())?;
-            let r = wait_report(&b, rep)?;
-            if r.received_len != len || r.received_sha256 != expected {
-                return Err(format!(
-                    "{}: backend received {} of {len} bytes, checksum {}",
-                    kind.name(),
-                    r.received_len,
-                    if r.received_sha256 == expected {
-                        "ok"
-                    } else {
-                        "WRONG"
-                    }
-                ));
-            }
-            rates.push(len as f64 / MIB / dt.as_secs_f64());
-        } else {
-            let mut got = 0u64;
-            while got < len {
-                let want = (len - got).min(CHUNK as u64) as usize;
-                let n = conn
-                    .read(&mut buf[..want])
-                    .map_err(|e| format!("{}: download: {e}", kind.name()))?;
-                if n == 0 {
-                    return Err(format!("{}: EOF after {got} of {len}", kind.name()));
+    let mut rates = vec![Vec::new(); relays.len()];
+    let cpu0: Vec<Option<u64>> = relays.iter().map(Relay::cpu_ticks).collect();
+    let mut sessions = 0;
+    for _ in 0..args.reps {
+        for (i, relay) in relays.iter().enumerate() {
+            sessions += 1;
+            let name = relay.kind.name();
+            let mut conn = relay.connect()?;
+            let received0 = b.received();
+            let t0 = Instant::now();
+            if up {
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(CHUNK as u64) as usize;
+                    conn.write_all(&pattern[..n])
+                        .map_err(|e| format!("{name}: upload: {e}"))?;
+                    left -= n as u64;
                 }
-                got += n as u64;
+                conn.flush().map_err(|e| e.to_string())?;
+                if !b.wait_received(received0 + len, PATIENCE) {
+                    return Err(format!("{name}: upload not received"));
+                }
+                let dt = t0.elapsed();
+                conn.finish_send().map_err(|e| e.to_string())?;
+                let r = wait_report(&b, sessions)?;
+                if r.received_len != len || r.received_sha256 != expected {
+                    return Err(format!(
+                        "{name}: backend received {} of {len} bytes, checksum {}",
+                        r.received_len,
+                        if r.received_sha256 == expected {
+                            "ok"
+                        } else {
+                            "WRONG"
+                        }
+                    ));
+                }
+                rates[i].push(len as f64 / MIB / dt.as_secs_f64());
+            } else {
+                let mut got = 0u64;
+                while got < len {
+                    let want = (len - got).min(CHUNK as u64) as usize;
+                    let n = conn
+                        .read(&mut buf[..want])
+                        .map_err(|e| format!("{name}: download: {e}"))?;
+                    if n == 0 {
+                        return Err(format!("{name}: EOF after {got} of {len}"));
+                    }
+                    got += n as u64;
+                }
+                let dt = t0.elapsed();
+                rates[i].push(len as f64 / MIB / dt.as_secs_f64());
+                drop(conn);
+                wait_report(&b, sessions)?;
             }
-            let dt = t0.elapsed();
-            rates.push(len as f64 / MIB / dt.as_secs_f64());
-            drop(conn);
-            wait_report(&b, rep)?;
         }
     }
-    let cpu = match (cpu0, relay.cpu_ticks()) {
-        (Some(a), Some(b)) => {
-            let gib = (len as f64 * args.reps as f64) / GIB;
-            Some(b.saturating_sub(a) as f64 / hz / gib)
-        }
-        _ => None,
-    };
-    Ok((rates, cpu))
+    let gib = (len as f64 * args.reps as f64) / GIB;
+    Ok(relays
+        .iter()
+        .zip(cpu0)
+        .zip(rates)
+        .map(|((relay, c0), r)| {
+            let cpu = c0
+                .zip(relay.cpu_ticks())
+                .map(|(a, b)| b.saturating_sub(a) as f64 / hz / gib);
+            (r, cpu)
+        })
+        .collect())
 }
 
-/// Round-trip times in µs of 16-byte messages through an echoing backend.
-fn round_trips(kind: Kind, args: &Args, vncap: &str) -> Res<Vec<f64>> {
+/// Round-trip times in µs of 16-byte messages through an echoing backend,
+/// for each relay, one session each, taking turns in rounds of 50.
+fn round_trips(kinds: &[Kind], args: &Args, vncap: &str) -> Res<Vec<Vec<f64>>> {
     let b = backend(Mode::Echo)?;
-    let relay = Relay::start(kind, b.addr(), args, vncap)?;
-    let mut conn = relay.connect()?;
-    let mut rtts = Vec::with_capacity(args.pings);
+    let relays = start_all(kinds, &b, args, vncap)?;
+    let mut conns = relays.iter().map(Relay::connect).collect::<Res<Vec<_>>>()?;
+    let mut rtts = vec![Vec::with_capacity(args.pings); relays.len()];
     let warmup = (args.pings / 10).min(100);
-    for i in 0..warmup + args.pings {
-        let ping = [(i % 251) as u8; 16];
-        let t0 = Instant::now();
-        conn.write_all(&ping).map_err(|e| e.to_string())?;
-        conn.flush().map_err(|e| e.to_string())?;
-        let mut pong = [0u8; 16];
-        conn.read_exact(&mut pong)
-            .map_err(|e| format!("{}: echo: {e}", kind.name()))?;
-        let dt = t0.elapsed();
-        if pong != ping {
-            return Err(format!("{}: echo came back changed", kind.name()));
+    let total = warmup + args.pings;
+    let mut done = 0;
+    while done < total {
+        let round = (total - done).min(50);
+        for (i, conn) in conns.iter_mut().enumerate() {
+            let name = relays[i].kind.name();
+            for j in done..done + round {
+                let ping = [(j % 251) as u8; 16];
+                let t0 = Instant::now();
+                conn.write_all(&ping).map_err(|e| e.to_string())?;
+                conn.flush().map_err(|e| e.to_string())?;
+                let mut pong = [0u8; 16];
+                conn.read_exact(&mut pong)
+                    .map_err(|e| format!("{name}: echo: {e}"))?;
+                let dt = t0.elapsed();
+                if pong != ping {
+                    return Err(format!("{name}: echo came back changed"));
+                }
+                if j >= warmup {
+                    rtts[i].push(dt.as_secs_f64() * 1e6);
+                }
+            }
         }
-        if i >= warmup {
-            rtts.push(dt.as_secs_f64() * 1e6);
-        }
+        done += round;
     }
     Ok(rtts)
 }
@@ -630,7 +659,7 @@ struct Memory {
 /// The relay's memory idle and with `--sessions` established sessions.
 fn memory(kind: Kind, args: &Args, vncap: &str) -> Res<Memory> {
     let b = backend(Mode::TestPattern)?;
-    let relay = Relay::start(kind, b.addr(), args, vncap)?;
+    let relay = Relay::start(kind, b.addr(), args, vncap, 0)?;
     let pid = relay.proc.as_ref().ok_or("no relay process")?.pid();
     let (rss_idle, pss_idle) = tree_memory(pid);
     // A few logins at a time: socat listens with a backlog of 5.
@@ -659,22 +688,43 @@ fn memory(kind: Kind, args: &Args, vncap: &str) -> Res<Memory> {
     })
 }
 
-fn measure(kind: Kind, args: &Args, vncap: &str, hz: f64) -> Res<Results> {
-    let (down, cpu_down) = throughput(kind, false, args, vncap, hz)?;
-    let (up, cpu_up) = throughput(kind, true, args, vncap, hz)?;
-    let rtt_us = round_trips(kind, args, vncap)?;
-    let memory = if kind == Kind::Direct {
-        None
-    } else {
-        Some(memory(kind, args, vncap)?)
+/// Every measurement of every relay.
+fn measure(kinds: &[Kind], args: &Args, vncap: &str, hz: f64) -> Res<Vec<Results>> {
+    let mut results = vec![Results::default(); kinds.len()];
+    let t0 = Instant::now();
+    let took = |what: &str| {
+        eprintln!(
+            "vncap-bench: {what} done at {:.1} s",
+            t0.elapsed().as_secs_f64()
+        )
     };
-    Ok(Results {
-        down,
-        up,
-        cpu: cpu_down.zip(cpu_up),
-        rtt_us,
-        memory,
-    })
+    for (r, (rates, cpu)) in results
+        .iter_mut()
+        .zip(throughput(kinds, false, args, vncap, hz)?)
+    {
+        r.down = rates;
+        r.cpu = cpu.map(|d| (d, f64::NAN));
+    }
+    took("backend→viewer");
+    for (r, (rates, cpu)) in results
+        .iter_mut()
+        .zip(throughput(kinds, true, args, vncap, hz)?)
+    {
+        r.up = rates;
+        r.cpu = r.cpu.zip(cpu).map(|((d, _), u)| (d, u));
+    }
+    took("viewer→backend");
+    for (r, rtts) in results.iter_mut().zip(round_trips(kinds, args, vncap)?) {
+        r.rtt_us = rtts;
+    }
+    took("round trips");
+    for (r, &kind) in results.iter_mut().zip(kinds) {
+        if kind != Kind::Direct {
+            r.memory = Some(memory(kind, args, vncap)?);
+        }
+    }
+    took("memory");
+    Ok(results)
 }
 
 // ---------------------------------------------------------------- report
@@ -798,18 +848,8 @@ fn run(args: &Args) -> Res<()> {
         .map(|s| Kind::parse(s.trim()))
         .collect::<Res<Vec<_>>>()?;
     let hz = clock_ticks_per_second();
-    let mut rows = Vec::new();
-    for kind in kinds {
-        eprintln!("vncap-bench: {} ...", kind.name());
-        let t0 = Instant::now();
-        let r = measure(kind, args, &vncap, hz)?;
-        eprintln!(
-            "vncap-bench: {} done in {:.1} s",
-            kind.name(),
-            t0.elapsed().as_secs_f64()
-        );
-        rows.push((kind, r));
-    }
+    let results = measure(&kinds, args, &vncap, hz)?;
+    let rows: Vec<(Kind, Results)> = kinds.into_iter().zip(results).collect();
     report(args, &rows);
     Ok(())
 }
