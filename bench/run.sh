@@ -5,7 +5,7 @@
 # never in tests. Everything runs on 127.0.0.1; every process started is
 # killed on exit. The harness is tests/src/bin/vncap-bench.rs.
 #
-#   bench/run.sh            full run, release build (about 1-2 minutes)
+#   bench/run.sh            full run, release build (about a minute)
 #   bench/run.sh --smoke    1 short repetition per relay, debug build (tests/run.sh)
 #   bench/run.sh -- ARGS    pass ARGS to vncap-bench (see: vncap-bench --help)
 set -euo pipefail

@@ -45,8 +45,8 @@ struct Args {
     /// the vncap binary (default: `vncap` beside this program)
     #[argh(option)]
     vncap: Option<PathBuf>,
-    /// repetitions of each bulk transfer (default 7)
-    #[argh(option, default = "7")]
+    /// repetitions of each bulk transfer (default 15)
+    #[argh(option, default = "15")]
     reps: usize,
     /// mebibytes per bulk transfer (default 64)
     #[argh(option, default = "64")]
