@@ -52,7 +52,7 @@ kill_tree() {
   for child in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kill_tree "$child"; done
   kill -KILL "$pid" 2>/dev/null || true
 }
-cleanup() { [ -n "$harness" ] && kill_tree "$harness"; }
+cleanup() { if [ -n "$harness" ]; then kill_tree "$harness"; fi; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
