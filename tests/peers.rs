@@ -3,7 +3,8 @@
 //! - [`vncap_tests::backend`] and [`vncap_tests::viewer`] talk to each other
 //!   over loopback TCP: every version pair of 3.3/3.7/3.8, security None and
 //!   VNC authentication, wrong passwords, refusals, the test pattern, and
-//!   multi-megabyte bulk transfers checked by SHA-256 in both directions;
+//!   multi-megabyte bulk transfers checked by SHA-256 in both directions,
+//!   the echo mode;
 //!   also through a WebSocket (the viewer's `WsStream` against a small
 //!   tungstenite-server bridge written here), binary and base64.
 //! - Interop with real peers (RFC 6143 as others read it): the viewer logs in
@@ -278,6 +279,31 @@ fn bulk_transfer_checksums_match_both_ways() {
     assert_eq!(r.bulk_sent, down);
     assert_eq!(r.received_len, up);
     assert_eq!(r.received_sha256, got.sent_sha256);
+}
+
+#[test]
+fn echo_mode_sends_back_what_it_reads() {
+    let backend = spawn(BackendConfig {
+        mode: Mode::Echo,
+        ..BackendConfig::default()
+    });
+    let mut v = Viewer::handshake(connect(&backend), &ViewerConfig::none()).unwrap();
+    let mut sent = Vec::new();
+    for i in 0..100u8 {
+        let ping = [i; 16];
+        v.send_raw(&ping).unwrap();
+        let mut pong = [0u8; 16];
+        v.stream().read_exact(&mut pong).unwrap();
+        assert_eq!(pong, ping);
+        sent.extend_from_slice(&ping);
+    }
+    assert_eq!(backend.received(), sent.len() as u64);
+    assert!(backend.wait_received(sent.len() as u64, WAIT));
+    drop(v);
+    let r = &backend.wait_reports(1, WAIT).unwrap()[0];
+    assert_eq!(r.end, SessionEnd::Eof);
+    assert_eq!(r.received_len, sent.len() as u64);
+    assert_eq!(r.received_sha256, sha256(&sent));
 }
 
 /// A WebSocket-to-TCP bridge (a tiny websockify) on tungstenite's server

@@ -27,5 +27,10 @@ cargo test --workspace --locked
 step "real-peer interop (noVNC in Chromium, vncdotool, Xvnc, QEMU)"
 VNCAP_SKIP_SETUP=1 bash tests/interop/run.sh
 
+# Speed is measured by bench/run.sh, never here; this only keeps the harness
+# working (one short transfer per relay, on the debug binaries just built).
+step "benchmark harness smoke run"
+bash bench/run.sh --smoke
+
 echo
 echo "tests/run.sh: all suites passed"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what tests/run.sh needs on a fresh Debian machine: system packages
-# for the real-peer suites (TigerVNC, socat, ...), Rust components. Idempotent:
+# for the real-peer suites and the benchmark (TigerVNC, socat, websockify, ...), Rust components. Idempotent:
 # whatever is already there is left alone. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -8,6 +8,8 @@ need_apt=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have Xvnc     || need_apt+=(tigervnc-standalone-server tigervnc-tools)
 have socat    || need_apt+=(socat)
+# websockify: the reference relay bench/run.sh compares vncap with.
+have websockify || need_apt+=(websockify)
 have python3  || need_apt+=(python3)
 # The real-peer interop suite (tests/interop/run.sh): noVNC in Debian's
 # headless Chromium, QEMU's VNC server, node for the test runner.

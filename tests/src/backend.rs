@@ -13,10 +13,11 @@
 //! Dropping the handle stops it: the accept loop is woken by a self-connect,
 //! open sessions are shut down, and every thread is joined.
 //!
-//! Two modes ([`Mode`]): a deterministic colour-bar test pattern answered to
-//! FramebufferUpdateRequest, or "bulk", which after ServerInit streams a
+//! Three modes ([`Mode`]): a deterministic colour-bar test pattern answered to
+//! FramebufferUpdateRequest; "bulk", which after ServerInit streams a
 //! seeded pseudo-random byte stream ([`crate::peer::BulkStream`]) while it
-//! reads until EOF — for testing a relay.
+//! reads until EOF — for testing a relay; and "echo", which after ServerInit
+//! sends back every byte it receives — for measuring a relay's round trips.
 //!
 //! It is not a VNC server for people: one static picture, Raw encoding only,
 //! true colour only. It shares no code with `vncap-core` on purpose.
@@ -81,6 +82,9 @@ pub enum Mode {
         /// The stream's seed.
         seed: u64,
     },
+    /// Sends back every byte received after ServerInit, as soon as it is
+    /// read, until EOF (not RFB any more: a round-trip peer for benchmarks).
+    Echo,
 }
 
 /// How to run a [`Backend`].
@@ -265,6 +269,7 @@ struct Shared {
 #[derive(Debug, Default)]
 struct State {
     sessions: usize,
+    received: u64,
     reports: Vec<SessionReport>,
     open: Vec<(usize, TcpStream)>,
 }
@@ -321,6 +326,31 @@ impl BackendHandle {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.lock();
         while state.sessions < n {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            state = self
+                .shared
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        true
+    }
+
+    /// Bytes received after ClientInit by all sessions so far, counted as
+    /// they are read (a session's [`SessionReport`] comes only at its end).
+    pub fn received(&self) -> u64 {
+        self.shared.lock().received
+    }
+
+    /// Waits until [`BackendHandle::received`] is at least `n`; `false`
+    /// after `timeout`.
+    pub fn wait_received(&self, n: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.shared.lock();
+        while state.received < n {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return false;
             };
@@ -398,20 +428,24 @@ fn accept_loop(listener: TcpListener, config: Arc<BackendConfig>, shared: Arc<Sh
     }
 }
 
-/// Counts and hashes everything read through it once `on` is set.
-struct HashingReader {
+/// Counts and hashes everything read through it once `on` is set, and adds
+/// the count to the backend's running total ([`BackendHandle::received`]).
+struct HashingReader<'a> {
     inner: TcpStream,
     on: bool,
     len: u64,
     hasher: Sha256,
+    shared: &'a Shared,
 }
 
-impl Read for HashingReader {
+impl Read for HashingReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if self.on {
+        if self.on && n > 0 {
             self.len += n as u64;
             self.hasher.update(&buf[..n]);
+            self.shared.lock().received += n as u64;
+            self.shared.changed.notify_all();
         }
         Ok(n)
     }
@@ -465,6 +499,7 @@ fn run_session(
         on: false,
         len: 0,
         hasher: Sha256::new(),
+        shared,
     };
     let result = session(id, &mut reader, &mut writer, config, shared, &mut report);
     report.received_len = reader.len;
@@ -530,6 +565,7 @@ fn session(
     match config.mode {
         Mode::TestPattern => serve_pattern(reader, writer, config, shared, report),
         Mode::Bulk { len, seed } => serve_bulk(reader, writer, len, seed, shared, report),
+        Mode::Echo => serve_echo(reader, writer, shared),
     }
 }
 
@@ -762,6 +798,19 @@ fn send_pattern(
         ));
     }
     writer.write_all(&msg)
+}
+
+fn serve_echo(reader: &mut HashingReader, writer: &mut TcpStream, shared: &Shared) -> Step<()> {
+    let io = |e: io::Error| io_end(e, shared);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => writer.write_all(&buf[..n]).map_err(io)?,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
 }
 
 fn serve_bulk(
