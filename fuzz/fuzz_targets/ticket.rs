@@ -89,6 +89,9 @@ fuzz_target!(|data: &[u8]| {
     let mut seen: Vec<Handle> = Vec::new();
     for _ in 0..256 {
         let op = r.byte();
+        if std::env::var_os("TICKET_TRACE").is_some() {
+            eprintln!("op {} now {:?} model {:?}", op % 8, now, model.iter().map(|l| (l.handle, l.port, l.in_use)).collect::<Vec<_>>());
+        }
         if op == 0 && r.rest_is_empty() {
             break;
         }
@@ -139,6 +142,9 @@ fuzz_target!(|data: &[u8]| {
                     }
                     Err(Error::TableFull) => assert_eq!(model.len(), N),
                     Err(Error::PortsExhausted) => assert_eq!(free, 0),
+                    Err(Error::TokenCollision) => {
+                        assert!(model.iter().any(|l| l.token.is_some()))
+                    }
                     // Too short, or too many bytes the password sampler skips.
                     Err(Error::NotEnoughRandom) => {
                         assert!(random.len() < 16 || req.password.is_none())
