@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (README.md, .ci/run): formatting, lints, every cargo
-# test, the no_std build check, and the real-peer suites.
+# test, the no_std build check, the real-peer suites, and the fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 (cd examples/nostd-consumer && cargo fmt -- --check)
+(cd fuzz && cargo fmt -- --check)
 
 step "clippy (workspace, all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -23,6 +24,9 @@ step "no_std consumer links vncap-core (no std, no alloc)"
 
 step "cargo test (workspace)"
 cargo test --workspace --locked
+
+step "fuzz (every target 10 s on the committed seeds; skipped without nightly)"
+bash fuzz/run.sh 10
 
 echo
 echo "tests/run.sh: all suites passed"

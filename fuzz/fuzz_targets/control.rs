@@ -15,7 +15,9 @@
 
 use libfuzzer_sys::fuzz_target;
 use vncap_core::control::client::parse_reply;
-use vncap_core::control::{Config, Control, Dialect, Event, Granted, Request, MAX_INPUT, REPLY_CAP};
+use vncap_core::control::{
+    Config, Control, Dialect, Event, Granted, Request, MAX_INPUT, REPLY_CAP,
+};
 use vncap_core::Machine;
 use vncap_fuzz::{drive_both, Reader, Splits};
 
@@ -126,10 +128,14 @@ fuzz_target!(|data: &[u8]| {
         None => {
             // A refusal before the dialect was known, or in the one the
             // parser settled on: one of the two reads it as FAILED.
-            let ok = [Dialect::Twisted, Dialect::Snf]
-                .iter()
-                .any(|&d| matches!(parse_reply(d, &t.output), Ok(a) if !a.ok && a.reason.is_some()));
-            assert!(ok, "the error reply does not parse: {:?}", String::from_utf8_lossy(&t.output));
+            let ok = [Dialect::Twisted, Dialect::Snf].iter().any(
+                |&d| matches!(parse_reply(d, &t.output), Ok(a) if !a.ok && a.reason.is_some()),
+            );
+            assert!(
+                ok,
+                "the error reply does not parse: {:?}",
+                String::from_utf8_lossy(&t.output)
+            );
         }
     }
 });

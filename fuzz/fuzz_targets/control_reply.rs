@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&flags, reply)) = data.split_first() else {
         return;
     };
-    let dialect = if flags & 1 != 0 { Dialect::Snf } else { Dialect::Twisted };
+    let dialect = if flags & 1 != 0 {
+        Dialect::Snf
+    } else {
+        Dialect::Twisted
+    };
     let r = parse_reply(dialect, reply);
     if let Ok(a) = &r {
         if a.ok {

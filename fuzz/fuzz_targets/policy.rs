@@ -21,14 +21,20 @@ fuzz_target!(|data: &[u8]| {
     let domain = String::from_utf8_lossy(r.counted()).into_owned();
     let ports = (r.u16(), r.u16());
     let input = r.rest();
-    let config = Config { domain: &domain, ports };
+    let config = Config {
+        domain: &domain,
+        ports,
+    };
     let xml = policy_xml(&config);
     let Ok(_) = Policy::new(&config) else {
         assert!(xml.is_err());
         return;
     };
     let xml = xml.expect("Policy::new accepted what policy_xml refuses");
-    assert!(xml.ends_with("</cross-domain-policy>\n"), "policy truncated");
+    assert!(
+        xml.ends_with("</cross-domain-policy>\n"),
+        "policy truncated"
+    );
     assert!(xml.contains(&format!("domain=\"{domain}\"")));
     let make = || Policy::new(&config).unwrap();
     let (_, t) = drive_both(make, input, &mut splits, 64, MAX_POLICY + 1, |_, ev| {

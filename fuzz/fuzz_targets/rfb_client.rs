@@ -43,7 +43,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         assert_eq!(t.error, None);
         match client.security_type() {
-            Some(1) => assert_eq!(t.output.len(), 12 + usize::from(client.version() != Some(Version::V3_3))),
+            Some(1) => assert_eq!(
+                t.output.len(),
+                12 + usize::from(client.version() != Some(Version::V3_3))
+            ),
             Some(2) => assert!(password.is_some()),
             other => panic!("logged in with security type {other:?}"),
         }

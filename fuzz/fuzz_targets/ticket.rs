@@ -17,7 +17,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
 use vncap_core::control::{Dialect, Host, Need, Password, Request, Transport};
-use vncap_core::ticket::{Attempt, Config, Entry, Error, Event, Handle, Lookup, State, Table, Token};
+use vncap_core::ticket::{
+    Attempt, Config, Entry, Error, Event, Handle, Lookup, State, Table, Token,
+};
 use vncap_core::Instant;
 use vncap_fuzz::Reader;
 
@@ -57,7 +59,11 @@ fn request(r: &mut Reader<'_>) -> Request {
     let preferred = r.byte();
     let timeout = r.byte();
     Request {
-        dialect: if f & 1 != 0 { Dialect::Snf } else { Dialect::Twisted },
+        dialect: if f & 1 != 0 {
+            Dialect::Snf
+        } else {
+            Dialect::Twisted
+        },
         host,
         port: 5900,
         password: (f & 2 == 0).then_some(password),
@@ -90,7 +96,15 @@ fuzz_target!(|data: &[u8]| {
     for _ in 0..256 {
         let op = r.byte();
         if std::env::var_os("TICKET_TRACE").is_some() {
-            eprintln!("op {} now {:?} model {:?}", op % 8, now, model.iter().map(|l| (l.handle, l.port, l.in_use)).collect::<Vec<_>>());
+            eprintln!(
+                "op {} now {:?} model {:?}",
+                op % 8,
+                now,
+                model
+                    .iter()
+                    .map(|l| (l.handle, l.port, l.in_use))
+                    .collect::<Vec<_>>()
+            );
         }
         if op == 0 && r.rest_is_empty() {
             break;
@@ -159,7 +173,8 @@ fuzz_target!(|data: &[u8]| {
                 let key = if op % 8 == 1 {
                     Lookup::Port(FIRST + u16::from(b % 6))
                 } else {
-                    let tokens: Vec<&Token> = model.iter().filter_map(|l| l.token.as_ref()).collect();
+                    let tokens: Vec<&Token> =
+                        model.iter().filter_map(|l| l.token.as_ref()).collect();
                     if b & 1 == 0 && !tokens.is_empty() {
                         Lookup::Token(tokens[usize::from(b >> 1) % tokens.len()].as_bytes())
                     } else {
@@ -175,7 +190,9 @@ fuzz_target!(|data: &[u8]| {
                     (Ok(h), Some(l)) => {
                         assert_eq!(h, l.handle);
                         assert!(usable(l, now));
-                        assert!(l.pin.is_none_or(|p| p.to_canonical() == peer.to_canonical()));
+                        assert!(l
+                            .pin
+                            .is_none_or(|p| p.to_canonical() == peer.to_canonical()));
                     }
                     (Ok(h), None) => panic!("lookup found {h:?}, the model nothing"),
                     (Err(Error::NoSuchTicket), f) => assert!(f.is_none()),
@@ -186,7 +203,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             3 => {
-                let Some(h) = pick(&mut r, &seen) else { continue };
+                let Some(h) = pick(&mut r, &seen) else {
+                    continue;
+                };
                 let i = live(&model, h);
                 match table.authenticated(h, now) {
                     Ok(()) => {
@@ -201,7 +220,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             4 => {
-                let Some(h) = pick(&mut r, &seen) else { continue };
+                let Some(h) = pick(&mut r, &seen) else {
+                    continue;
+                };
                 let i = live(&model, h);
                 match table.failed_attempt(h) {
                     Ok(Attempt::Retry(n)) => assert!(n > 0 && !model[i.unwrap()].in_use),
@@ -212,7 +233,9 @@ fuzz_target!(|data: &[u8]| {
                 }
             }
             5 => {
-                let Some(h) = pick(&mut r, &seen) else { continue };
+                let Some(h) = pick(&mut r, &seen) else {
+                    continue;
+                };
                 let i = live(&model, h);
                 match table.session_ended(h) {
                     Ok(()) => assert!(i.is_some()),
@@ -243,7 +266,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(table.len(), model.len());
         for l in &model {
             let t = table.get(l.handle).expect("live ticket missing");
-            assert_eq!(t.state, if l.in_use { State::InUse } else { State::Pending });
+            assert_eq!(
+                t.state,
+                if l.in_use {
+                    State::InUse
+                } else {
+                    State::Pending
+                }
+            );
             assert_eq!(t.port(), l.port);
             match (&t.entry, &l.token) {
                 (Entry::Token(a), Some(b)) => assert_eq!(a, b),

@@ -26,31 +26,45 @@ fuzz_target!(|data: &[u8]| {
     let status = r.u16();
     let input = r.rest();
     let config = Config {
-        max_header_bytes: if flags & 2 != 0 { 256 } else { DEFAULT_MAX_HEADER_BYTES },
+        max_header_bytes: if flags & 2 != 0 {
+            256
+        } else {
+            DEFAULT_MAX_HEADER_BYTES
+        },
         allowed_origins: if flags & 1 != 0 { ORIGINS } else { &[] },
     };
     let reject = flags & 4 != 0;
     let make = || Handshake::new(config);
-    let (hs, t) = drive_both(make, input, &mut splits, config.max_header_bytes, 1024, |h, ev| {
-        if *ev == Event::Request {
-            let req = h.request().expect("Event::Request without a request");
-            assert!(req.path().starts_with('/'));
-            let _ = req.query_param("token");
-            if !config.allowed_origins.is_empty() {
-                assert!(req.origin.is_some());
+    let (hs, t) = drive_both(
+        make,
+        input,
+        &mut splits,
+        config.max_header_bytes,
+        1024,
+        |h, ev| {
+            if *ev == Event::Request {
+                let req = h.request().expect("Event::Request without a request");
+                assert!(req.path().starts_with('/'));
+                let _ = req.query_param("token");
+                if !config.allowed_origins.is_empty() {
+                    assert!(req.origin.is_some());
+                }
+                if reject {
+                    h.reject(status);
+                } else {
+                    h.accept();
+                }
             }
-            if reject {
-                h.reject(status);
-            } else {
-                h.accept();
-            }
-        }
-    });
+        },
+    );
     let text = std::str::from_utf8(&t.output).expect("answer is not UTF-8");
     if hs.is_upgraded() {
         assert!(!reject);
         assert_eq!(t.error, None);
-        assert!(matches!(t.events.as_slice(), [Event::Request, Event::Upgraded(_)]));
+        assert!(matches!(
+            t.events.as_slice(),
+            [Event::Request, Event::Upgraded(_)]
+        ));
         assert!(text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(text.ends_with("\r\n\r\n"));
         // The header block is what was consumed; find its key again.

@@ -234,7 +234,14 @@ where
     let mut a = make();
     let ta = drive(&mut a, input, splits, cap, out_max, &mut on_event);
     let mut b = make();
-    let tb = drive(&mut b, input, &mut Splits::whole(), cap, out_max, &mut on_event);
+    let tb = drive(
+        &mut b,
+        input,
+        &mut Splits::whole(),
+        cap,
+        out_max,
+        &mut on_event,
+    );
     assert_eq!(ta, tb, "the split changed the outcome");
     (a, ta)
 }
