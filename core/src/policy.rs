@@ -201,11 +201,17 @@ mod tests {
         let input = b"<policy-file-requesX";
         let mut whole = Policy::new(&Config::default()).unwrap();
         assert_eq!(whole.handle_input(input), Ok(19));
-        assert_eq!(whole.handle_input(&input[19..]), Err(Error::NotPolicyRequest));
+        assert_eq!(
+            whole.handle_input(&input[19..]),
+            Err(Error::NotPolicyRequest)
+        );
         let mut split = Policy::new(&Config::default()).unwrap();
         assert_eq!(split.handle_input(&input[..7]), Ok(7));
         assert_eq!(split.handle_input(&input[7..]), Ok(12));
-        assert_eq!(split.handle_input(&input[19..]), Err(Error::NotPolicyRequest));
+        assert_eq!(
+            split.handle_input(&input[19..]),
+            Err(Error::NotPolicyRequest)
+        );
         assert_eq!(split.handle_input(b""), Err(Error::NotPolicyRequest));
         let mut out = [0u8; 8];
         assert_eq!(split.poll_output(&mut out), 0);
