@@ -95,17 +95,6 @@ fuzz_target!(|data: &[u8]| {
     let mut seen: Vec<Handle> = Vec::new();
     for _ in 0..256 {
         let op = r.byte();
-        if std::env::var_os("TICKET_TRACE").is_some() {
-            eprintln!(
-                "op {} now {:?} model {:?}",
-                op % 8,
-                now,
-                model
-                    .iter()
-                    .map(|l| (l.handle, l.port, l.in_use))
-                    .collect::<Vec<_>>()
-            );
-        }
         if op == 0 && r.rest_is_empty() {
             break;
         }
