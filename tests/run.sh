@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one test command (README.md, .ci/run): formatting, lints, every cargo
-# test, the no_std build check, and the real-peer suites.
+# test, the no_std build check, the real-peer suites, and the fuzz targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ step() { printf '\n== %s\n' "$*"; }
 step "cargo fmt --check"
 cargo fmt --all -- --check
 (cd examples/nostd-consumer && cargo fmt -- --check)
+(cd fuzz && cargo fmt -- --check)
 
 step "clippy (workspace, all targets, -D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -31,6 +32,9 @@ VNCAP_SKIP_SETUP=1 bash tests/interop/run.sh
 # working (one short transfer per relay, on the debug binaries just built).
 step "benchmark harness smoke run"
 bash bench/run.sh --smoke
+
+step "fuzz (every target 10 s on the committed seeds; skipped without nightly)"
+bash fuzz/run.sh 10
 
 echo
 echo "tests/run.sh: all suites passed"

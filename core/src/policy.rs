@@ -150,12 +150,14 @@ impl Machine for Policy {
             return Ok(0);
         }
         let want = REQUEST.get(self.matched..).unwrap_or(&[]);
-        let n = want.len().min(input.len());
-        if input.get(..n) != want.get(..n) {
+        let n = want.iter().zip(input).take_while(|(w, b)| w == b).count();
+        if n == 0 && !input.is_empty() {
             self.error = Some(Error::NotPolicyRequest);
             debug!("policy: not a policy request");
             return Err(Error::NotPolicyRequest);
         }
+        // A mismatch after `n` matching bytes is reported by the next call,
+        // so what is consumed never depends on how the input was split.
         self.matched += n;
         if self.matched == REQUEST.len() {
             self.answered = true;
@@ -185,6 +187,29 @@ impl Machine for Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mismatch_consumes_the_same_however_split() {
+        // Found by fuzz/fuzz_targets/policy.rs: whole, the matching prefix
+        // was not consumed; split, it was.
+        let input = b"<policy-file-requesX";
+        let mut whole = Policy::new(&Config::default()).unwrap();
+        assert_eq!(whole.handle_input(input), Ok(19));
+        assert_eq!(
+            whole.handle_input(&input[19..]),
+            Err(Error::NotPolicyRequest)
+        );
+        let mut split = Policy::new(&Config::default()).unwrap();
+        assert_eq!(split.handle_input(&input[..7]), Ok(7));
+        assert_eq!(split.handle_input(&input[7..]), Ok(12));
+        assert_eq!(
+            split.handle_input(&input[19..]),
+            Err(Error::NotPolicyRequest)
+        );
+        assert_eq!(split.handle_input(b""), Err(Error::NotPolicyRequest));
+        let mut out = [0u8; 8];
+        assert_eq!(split.poll_output(&mut out), 0);
+    }
 
     #[test]
     fn default_policy() {

@@ -89,6 +89,9 @@ pub enum Error {
     PortsExhausted,
     /// Too few random bytes were given to `issue`.
     NotEnoughRandom,
+    /// The random bytes given to `issue` make the token of a ticket already
+    /// in the table (they repeated: the caller's RNG is broken).
+    TokenCollision,
     /// No such ticket (never was, or gone: used, expired, failed).
     NoSuchTicket,
     /// The ticket's time is up.
@@ -107,6 +110,7 @@ impl Error {
             Error::TableFull => "too many pending consoles",
             Error::PortsExhausted => "no free port in the pool",
             Error::NotEnoughRandom => "not enough random bytes",
+            Error::TokenCollision => "token collision (random bytes repeated)",
             Error::NoSuchTicket => "no such console (used, expired or unknown)",
             Error::Expired => "console expired",
             Error::InUse => "console already in use",
@@ -422,6 +426,13 @@ impl<const N: usize> Table<N> {
         let (entry, port, token, url_path) = match (wants_token, self.config.single_port) {
             (true, Some(single)) => {
                 let token = hex_token(token_bytes);
+                let taken = self.slots.iter().flatten().any(|t| match &t.entry {
+                    Entry::Token(other) => *other == token,
+                    Entry::Port(_) => false,
+                });
+                if taken {
+                    return Err(Error::TokenCollision);
+                }
                 let mut url = UrlPath::new();
                 let _ = url.push_str(URL_PATH_PREFIX);
                 let _ = url.push_str(&token);
@@ -908,6 +919,11 @@ mod tests {
         assert_eq!(pw.len(), 8);
         assert!(pw.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_eq!(t.free_ports(), 2, "token tickets hold no pool port");
+        // The same random bytes again would make a second ticket with the
+        // same token (found by fuzz/fuzz_targets/ticket.rs): refused.
+        assert_eq!(t.issue(now, &req, &random), Err(Error::TokenCollision));
+        assert_eq!(t.len(), 1);
+        assert!(t.check_invariants());
         let g = i.granted();
         assert_eq!(g.token, Some(token.as_str()));
         assert_eq!(g.password, Some(pw.as_str()));

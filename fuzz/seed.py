@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of the fuzz targets to fuzz/corpus/<target>/.
+
+Seeds come from the real recorded fixtures under tests/fixtures/ (tagged hex
+`C:`/`S:` lines: the viewer's or the server's byte stream, with the
+challenge and password of the fixture's header) plus a few hand-made ones
+(GWM and snf control requests, their replies, the Flash policy request).
+Each seed is laid out as its target reads it (see fuzz/src/lib.rs and the
+target's doc comment): `[splits] [target parameters] [the peer's bytes]`.
+The big WebSocket message of the ws fixtures (70 000 bytes) is left out of
+whole-stream seeds and kept once, cut to 20 000 bytes.
+
+Usage: python3 fuzz/seed.py   (rewrites fuzz/corpus/ from scratch)
+"""
+
+import hashlib
+import os
+import shutil
+import struct
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+CORPUS = os.path.join(ROOT, "fuzz", "corpus")
+
+WHOLE = b"\x00"  # no splits: read everything at once
+BYTEWISE = b"\x01\x00"  # reads of 1 byte
+MIXED = b"\x03\x00\x04\x0b"  # reads of 1, 5, 12 bytes
+
+
+def load(path):
+    """(header dict, [(dir, bytes)]) of a fixture, as tests/src/fixture.rs reads it."""
+    header, records = {}, []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("#"):
+                if ":" in line:
+                    k, v = line[1:].split(":", 1)
+                    header[k.strip()] = v.strip()
+                continue
+            d, hexs = line.split(":", 1)
+            b = bytes.fromhex(hexs)
+            if records and records[-1][0] == d:
+                records[-1] = (d, records[-1][1] + b)
+            else:
+                records.append((d, b))
+    return header, records
+
+
+def stream(records, d):
+    return b"".join(b for (x, b) in records if x == d)
+
+
+def write(target, name, data):
+    d = os.path.join(CORPUS, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def counted(b):
+    assert len(b) < 256
+    return bytes([len(b)]) + b
+
+
+def client_frames(data):
+    """Splits a stream of masked client frames into (header+payload) frames."""
+    frames, i = [], 0
+    while i + 2 <= len(data):
+        b1 = data[i + 1]
+        n, h = b1 & 0x7F, 2
+        if n == 126:
+            n, h = struct.unpack(">H", data[i + 2 : i + 4])[0], 4
+        elif n == 127:
+            n, h = struct.unpack(">Q", data[i + 2 : i + 10])[0], 10
+        h += 4 if b1 & 0x80 else 0
+        frames.append(data[i : i + h + n])
+        i += h + n
+    return frames
+
+
+def rfb():
+    d = os.path.join(FIXTURES, "rfb")
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".txt"):
+            continue
+        header, records = load(os.path.join(d, name))
+        base = name[: -len(".txt")]
+        challenge = bytes.fromhex(header.get("challenge", "00" * 16))
+        password = header.get("password", "secret").encode()
+        viewer = stream(records, "C")
+        for splits, tag in [(WHOLE, ""), (BYTEWISE, "-bytewise"), (MIXED, "-mixed")]:
+            write("rfb_server", base + tag, splits + b"\x00" + challenge + counted(password) + viewer)
+        write("rfb_server", base + "-reject", WHOLE + b"\x02" + challenge + counted(password) + viewer)
+        write("rfb_server", base + "-refusing", WHOLE + b"\x01" + challenge + counted(b"console expired") + viewer)
+        server = stream(records, "S")
+        server_password = header.get("server-password", "secret").encode()
+        for splits, tag in [(WHOLE, ""), (BYTEWISE, "-bytewise")]:
+            write("rfb_client", base + tag, splits + b"\x06" + counted(server_password) + server)
+        write("rfb_client", base + "-nopassword", WHOLE + b"\x07" + counted(b"") + server)
+        write("rfb_client", base + "-max33", WHOLE + b"\x00" + counted(server_password) + server)
+
+
+def ws():
+    d = os.path.join(FIXTURES, "ws")
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".txt"):
+            continue
+        header, records = load(os.path.join(d, name))
+        base = name[: -len(".txt")]
+        client = stream(records, "C")
+        end = client.index(b"\r\n\r\n") + 4
+        request, frames = client[:end], client_frames(client[end:])
+        small = [f for f in frames if len(f) <= 4096]
+        big = [f for f in frames if len(f) > 4096]
+        write("ws_handshake", base, WHOLE + b"\x00" + b"\x00\x00" + request + b"".join(small[:1]))
+        write("ws_handshake", base + "-mixed", MIXED + b"\x00" + b"\x00\x00" + request)
+        write("ws_handshake", base + "-reject404", WHOLE + b"\x04" + b"\x01\x94" + request)
+        write("ws_handshake", base + "-origins", WHOLE + b"\x01" + b"\x00\x00" + request)
+        sub = {"base64": 2, "binary": 1}.get(header.get("subprotocol", ""), 0)
+        write("ws_frame", base, WHOLE + bytes([sub]) + b"".join(small))
+        write("ws_frame", base + "-mixed", MIXED + bytes([sub]) + b"".join(small))
+        write("ws_frame", base + "-window16k", WHOLE + bytes([sub | 4]) + b"".join(small))
+        write("ws_frame", base + "-max1000", WHOLE + bytes([sub | 8 | 16]) + b"".join(small))
+        for i, f in enumerate(small):
+            write("ws_frame", "%s-frame%d" % (base, i), WHOLE + bytes([sub]) + f)
+        for f in big[:1]:
+            write("ws_frame", base + "-big-cut", WHOLE + bytes([sub | 4]) + f[:20000])
+    # Hand-made requests: a noVNC 1.x one with an Origin, wrong method, old version.
+    req = (
+        b"GET /websockify?token=0123456789abcdef0123456789abcdef HTTP/1.1\r\n"
+        b"Host: 127.0.0.1:8443\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\n"
+        b"Origin: http://127.0.0.1:8000\r\nSec-WebSocket-Version: 13\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    write("ws_handshake", "novnc-origin", WHOLE + b"\x01\x00\x00" + req)
+    write("ws_handshake", "post", WHOLE + b"\x00\x00\x00" + req.replace(b"GET", b"POST", 1))
+    write("ws_handshake", "version8", WHOLE + b"\x00\x00\x00" + req.replace(b"Version: 13", b"Version: 8"))
+
+
+CONTROL = {
+    "gwm": b'{"daddr": "node1.example.org", "dport": 12001, "password": "Ab3dE6gH", "ws": true, "tls": false}\r\n',
+    "gwm-min": b'{"daddr": "10.0.0.1", "dport": 5900, "password": "p"}\n',
+    "gwm-client": b'{"daddr": "h", "dport": 5900, "password": "p", "sport": 7001, "timeout": 60, '
+    b'"client": {"ip": "127.0.0.1", "password": "viewer"}}\n',
+    "snf": b'{"source_port": 0, "destination_address": "node1", "destination_port": 5900, '
+    b'"password": "pw", "type": "vnc-ws"}',
+    "snf-auth": b'{"source_port": 7002, "destination_address": "::1", "destination_port": 5901, '
+    b'"auth_user": "synnefo", "auth_password": "s3cret", "type": "vnc-wss"}\r\n',
+    "mixed": b'{"daddr": "h", "destination_port": 1}\n',
+    "escapes": b'{"daddr": "n\\u00e9ud\\n", "dport": 5900, "password": "\\"\\\\", "x": [[{}]]}\n',
+    "not-json": b"hello\n",
+}
+
+REPLIES = {
+    "port": (0, b"7000\n"),
+    "port-crlf": (0, b"7001\r\n"),
+    "failed": (0, b"FAILED\n"),
+    "failed-reason": (0, b"FAILED no free port in the pool\n"),
+    "snf-ok": (1, b'{"status": "OK", "source_port": 7000, "proxy_address": "vnc.example.org"}\n'),
+    "snf-ok-ext": (
+        1,
+        b'{"status": "OK", "source_port": 8443, "proxy_address": "vnc.example.org", "password": "Ab3dE6gH", '
+        b'"expires_in": 30, "token": "0123456789abcdef0123456789abcdef", '
+        b'"url_path": "websockify?token=0123456789abcdef0123456789abcdef"}\n',
+    ),
+    "snf-failed": (1, b'{"status": "FAILED", "source_port": 0, "proxy_address": "", "reason": "console \\u001b expired"}'),
+}
+
+
+def control():
+    for name, line in CONTROL.items():
+        write("control", name, WHOLE + b"\x00" + b"\x1b\x58" + line)
+        write("control", name + "-eof-ext", WHOLE + b"\x05" + b"\x1b\x58" + line.rstrip(b"\r\n"))
+        write("control", name + "-failed-mixed", MIXED + b"\x02" + b"\x1b\x58" + line)
+    for name, (dialect, reply) in REPLIES.items():
+        write("control_reply", name, bytes([dialect]) + reply)
+
+
+def policy():
+    req = b"<policy-file-request/>\0"
+    write("policy", "request", WHOLE + counted(b"*") + b"\x1b\x58\x1f\x40" + req)
+    write("policy", "request-bytewise", BYTEWISE + counted(b"*.example.org") + b"\x1b\x58\x1b\x58" + req)
+    write("policy", "request-trailing", MIXED + counted(b"*") + b"\x1b\x58\x1f\x40" + req + b"GET / HTTP/1.1\r\n")
+
+
+def sniff():
+    _, records = load(os.path.join(FIXTURES, "sniff", "tls-clienthello.txt"))
+    write("sniff", "tls-clienthello", stream(records, "C")[:64])
+    for name, b in {
+        "http": b"GET /websockify HTTP/1.1\r\n",
+        "options": b"OPTIONS * HTTP/1.1\r\n",
+        "policy": b"<policy-file-request/>\0",
+        "rfb": b"RFB 003.008\n",
+    }.items():
+        write("sniff", name, b)
+
+
+def ticket():
+    rnd = hashlib.sha512(b"vncap fuzz seed").digest()  # 64 bytes
+    issue = lambda f, pref, timeout: b"\x00" + bytes([f, pref, timeout]) + rnd
+    seqs = {
+        # config: 2 ports, 2 attempts; issue, look up, authenticate, end.
+        "life": b"\x05\x00" + issue(0, 0, 0) + b"\x01\x00\x00" + b"\x03\x00" + b"\x05\x00",
+        # expiry: issue with 2 s, step 3 s, handle_timeout.
+        "expiry": b"\x01\x00" + issue(0, 1, 1) + b"\x06\x01\x2c" + b"\x07",
+        # single-port: snf websocket ticket with a generated password, token lookup.
+        "token": b"\x13\x00" + issue(0x0B, 0, 0) + b"\x02\x00\x00" + b"\x04\x00" + b"\x04\x00",
+        # exhaustion: one port, two issues, pinned client.
+        "full": b"\x00\x00" + issue(0x10, 1, 0) + issue(0, 1, 0) + b"\x01\x00\x02" + b"\x07",
+    }
+    for name, b in seqs.items():
+        write("ticket", name, b)
+
+
+def main():
+    shutil.rmtree(CORPUS, ignore_errors=True)
+    rfb()
+    ws()
+    control()
+    policy()
+    sniff()
+    ticket()
+    total = 0
+    for t in sorted(os.listdir(CORPUS)):
+        files = os.listdir(os.path.join(CORPUS, t))
+        size = sum(os.path.getsize(os.path.join(CORPUS, t, f)) for f in files)
+        total += size
+        print("%-14s %3d seeds %8d bytes" % (t, len(files), size))
+    print("total %d bytes" % total)
+
+
+if __name__ == "__main__":
+    main()
