@@ -88,6 +88,7 @@ fuzz_target!(|data: &[u8]| {
         attempts: (c >> 2) % 4,
         single_port: (c & 16 != 0).then_some(SINGLE),
         backend_password: None,
+        tls: c & 32 != 0,
     };
     let mut table: Table<N> = Table::new(config.clone()).expect("config");
     let mut now = Instant::from_millis(u64::from(r.byte()) << 40);
@@ -112,6 +113,7 @@ fuzz_target!(|data: &[u8]| {
                 match table.issue(now, &req, random) {
                     Ok(iss) => {
                         assert!(model.len() < N);
+                        assert!(config.tls || req.transport.tls != Need::Yes);
                         let lifetime = req.timeout_ms.unwrap_or(30_000).min(300_000);
                         assert_eq!(iss.expires, now + lifetime);
                         assert_eq!(iss.password.is_some(), req.password.is_none());
@@ -142,6 +144,9 @@ fuzz_target!(|data: &[u8]| {
                         if seen.len() < 64 {
                             seen.push(iss.handle);
                         }
+                    }
+                    Err(Error::TlsUnavailable) => {
+                        assert!(!config.tls && req.transport.tls == Need::Yes)
                     }
                     Err(Error::TableFull) => assert_eq!(model.len(), N),
                     Err(Error::PortsExhausted) => assert_eq!(free, 0),

@@ -425,3 +425,15 @@ fn a_backend_that_never_speaks_rfb_is_reported_not_waited_for() {
         other => panic!("expected the silent backend to be reported, got {other:?}"),
     }
 }
+
+#[test]
+fn a_console_that_requires_tls_is_refused_until_tls_is_configured() {
+    let d = Daemon::start(&[]);
+    let reply = d.control_raw(
+        b"{\"daddr\": \"127.0.0.1\", \"dport\": 5900, \"password\": \"pw\", \"tls\": true}\n",
+    );
+    assert_eq!(
+        reply,
+        "FAILED TLS requested, but this proxy has no TLS configured\n"
+    );
+}

@@ -92,6 +92,9 @@ pub enum Error {
     /// The random bytes given to `issue` make the token of a ticket already
     /// in the table (they repeated: the caller's RNG is broken).
     TokenCollision,
+    /// The request wants TLS on the entry point and the proxy has no TLS
+    /// configured.
+    TlsUnavailable,
     /// No such ticket (never was, or gone: used, expired, failed).
     NoSuchTicket,
     /// The ticket's time is up.
@@ -111,6 +114,7 @@ impl Error {
             Error::PortsExhausted => "no free port in the pool",
             Error::NotEnoughRandom => "not enough random bytes",
             Error::TokenCollision => "token collision (random bytes repeated)",
+            Error::TlsUnavailable => "TLS requested, but this proxy has no TLS configured",
             Error::NoSuchTicket => "no such console (used, expired or unknown)",
             Error::Expired => "console expired",
             Error::InUse => "console already in use",
@@ -145,6 +149,10 @@ pub struct Config {
     pub single_port: Option<u16>,
     /// The cluster's backend password (`--backend-password-file`), if any.
     pub backend_password: Option<Secret>,
+    /// Whether entry points can speak TLS. Without it, a request that
+    /// requires TLS is refused at once rather than given a port its viewer
+    /// cannot use.
+    pub tls: bool,
 }
 
 impl Default for Config {
@@ -159,6 +167,7 @@ impl Default for Config {
             attempts: 1,
             single_port: None,
             backend_password: None,
+            tls: false,
         }
     }
 }
@@ -400,6 +409,9 @@ impl<const N: usize> Table<N> {
     /// or generated. The lifetime is `req.timeout_ms` or the default, cut to
     /// the maximum.
     pub fn issue(&mut self, now: Instant, req: &Request, random: &[u8]) -> Result<Issued, Error> {
+        if req.transport.tls == Need::Yes && !self.config.tls {
+            return Err(Error::TlsUnavailable);
+        }
         let slot = self
             .slots
             .iter()
@@ -748,6 +760,28 @@ mod tests {
             last_port: last,
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn tls_is_refused_at_issue_unless_configured() {
+        let mut req = twisted("pw");
+        req.transport = Transport::WEBSOCKET_TLS;
+        let mut t: Table<2> = Table::new(config(7000, 7001)).unwrap();
+        let now = Instant::from_millis(0);
+        assert_eq!(t.issue(now, &req, &RANDOM), Err(Error::TlsUnavailable));
+        assert_eq!(t.free_ports(), 2, "nothing held");
+        req.transport.tls = Need::Either;
+        assert!(
+            t.issue(now, &req, &RANDOM).is_ok(),
+            "TLS optional: a plain viewer may come"
+        );
+        let mut with_tls: Table<2> = Table::new(Config {
+            tls: true,
+            ..config(7000, 7001)
+        })
+        .unwrap();
+        req.transport.tls = Need::Yes;
+        assert!(with_tls.issue(now, &req, &RANDOM).is_ok());
     }
 
     #[test]
