@@ -43,6 +43,11 @@ pub struct Serve {
     /// entry-port pool LO-HI (default 7000-8000)
     #[argh(option, default = "PortRange { lo: 7000, hi: 8000 }")]
     pub ports: PortRange,
+    /// also serve WebSocket consoles on this one port (0: any free port), each
+    /// named by a token in its URL (`websockify?token=...`); snf-dialect
+    /// requests for WebSocket consoles then get a token instead of a port
+    #[argh(option)]
+    pub single_port: Option<u16>,
     /// host name or address put in JSON replies as `proxy_address` (default:
     /// the address the control request arrived on)
     #[argh(option)]

@@ -120,6 +120,11 @@ impl Daemon {
         self.tickets.borrow().config().max_timeout_ms
     }
 
+    /// The single-port listener's port, when there is one.
+    pub fn single_port(&self) -> Option<u16> {
+        self.tickets.borrow().config().single_port
+    }
+
     /// Stops accepting on an entry port (its task is cancelled, the socket closed).
     pub fn close_listener(&self, port: u16) {
         // Dropped outside the borrow: cancelling runs the task's destructors.

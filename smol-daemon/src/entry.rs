@@ -1,35 +1,65 @@
-//! Entry points and the life of one viewer connection.
+//! Entry points, and one viewer connection up to its authentication.
 //!
-//! [`accept_loop`] is a ticket's listener: it runs until the ticket is taken
-//! or gone (its task is then cancelled, which closes the socket). Each
-//! connection goes through [`viewer`]:
+//! Two doors lead to a console. A ticket's own port ([`accept_loop`], one
+//! listener per ticket, cancelled once the ticket is taken or gone, which
+//! closes the socket) serves whatever arrives: a WebSocket upgrade, a native
+//! viewer, a Flash policy request. The single-port listener
+//! ([`single_port_loop`], `--single-port`) serves WebSocket consoles named by
+//! the token in their URL (`websockify?token=…`).
 //!
-//! sniff (a silence means a native viewer) → (WebSocket handshake) → RFB
-//! server handshake with the ticket password → the ticket is taken → backend
-//! connect and RFB client login → SecurityResult to the viewer → relay →
-//! the ticket ends and its port returns to the pool.
-//!
-//! Every step's decision is a core machine's; this file sequences them, owns
-//! the sockets and logs each outcome once, with the peer address.
+//! Each connection: sniff (a silence means a native viewer) → (WebSocket
+//! handshake; on the single port, the token picks the ticket) → RFB server
+//! handshake with the ticket password → the ticket is taken. What follows is
+//! `session.rs`. Every decision is a core machine's; this file sequences
+//! them, owns the sockets and logs each outcome once, with the peer address.
 
-use crate::backend;
 use crate::buffer::InBuf;
 use crate::daemon::Daemon;
 use crate::drive::{drive, flush, DriveError};
-use crate::relay::relay;
-use crate::transport::{ByteRead, ByteWrite, Plain};
+use crate::session::{Authenticated, ViewerRead, ViewerWrite};
+use crate::transport::{ByteWrite, Plain};
 use crate::ws;
+use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
+use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
-use vncap_core::policy;
-use vncap_core::rfb::{client, server};
+use vncap_core::control::Password;
+use vncap_core::rfb::server;
 use vncap_core::sniff::{self, Kind};
 use vncap_core::ticket::{self, Handle, Lookup};
+use vncap_core::ws::handshake::{self, Handshake};
+use vncap_core::{policy, Instant};
 
 /// Bytes a connection may hold before the RFB stage (an HTTP upgrade request).
 const HANDSHAKE_BUFFER: usize = vncap_core::ws::handshake::DEFAULT_MAX_HEADER_BYTES;
+
+/// Which door a viewer came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The entry port of one ticket.
+    Port {
+        /// The ticket.
+        handle: Handle,
+        /// Its port.
+        port: u16,
+    },
+    /// The single-port WebSocket listener; the URL's token names the ticket.
+    Single {
+        /// The listener's port.
+        port: u16,
+    },
+}
+
+impl fmt::Display for Door {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Door::Port { port, .. } => write!(f, "port {port}"),
+            Door::Single { port } => write!(f, "single port {port}"),
+        }
+    }
+}
 
 /// A ticket's listening socket; logs when it is closed (the task holding it
 /// was cancelled), after the socket is gone.
@@ -51,27 +81,55 @@ pub async fn accept_loop(d: Rc<Daemon>, handle: Handle, port: u16, listener: Tcp
         listener: Some(listener),
         port,
     };
-    let Some(listener) = entry.listener.as_ref() else {
-        return;
-    };
+    if let Some(listener) = entry.listener.as_ref() {
+        serve_door(&d, listener, Door::Port { handle, port }).await;
+    }
+}
+
+/// Accepts WebSocket viewers on the single port until cancelled (shutdown).
+pub async fn single_port_loop(d: Rc<Daemon>, listener: TcpListener, port: u16) {
+    serve_door(&d, &listener, Door::Single { port }).await;
+}
+
+async fn serve_door(d: &Rc<Daemon>, listener: &TcpListener, door: Door) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                log::warn!("entry port {port}: accept: {e}");
+                log::warn!("{door}: accept: {e}");
                 continue;
             }
         };
         let Some(slot) = d.connection_slot() else {
-            log::warn!("{peer} on port {port}: refused, --max-sessions reached");
+            log::warn!("{peer} on {door}: refused, --max-sessions reached");
             continue;
         };
         let d2 = d.clone();
         d.ex.spawn(async move {
             let _slot = slot;
-            viewer(d2, handle, port, stream, peer).await;
+            viewer(d2, door, stream, peer).await;
         })
         .detach();
+    }
+}
+
+/// One viewer connection, from accept to close, bounded by the handshake
+/// deadline until it authenticates.
+async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let deadline = d.settings.handshake_timeout;
+    let pre_auth = async { Some(authenticate(&d, door, stream, peer).await) };
+    let timeout = async {
+        smol::Timer::after(deadline).await;
+        None
+    };
+    match futures_lite::future::or(pre_auth, timeout).await {
+        None => log::info!(
+            "{peer} on {door}: handshake timed out after {}s",
+            deadline.as_secs()
+        ),
+        Some(Err(msg)) => log::info!("{peer} on {door}: {msg}"),
+        Some(Ok(session)) => session.run(&d, peer, &door.to_string()).await,
     }
 }
 
@@ -82,8 +140,8 @@ enum Arrival {
 }
 
 /// Reads until `sniff` decides or the silence timeout passes.
-async fn sniff_arrival(
-    stream: &mut Plain<TcpStream>,
+async fn sniff_arrival<R: AsyncRead + Unpin>(
+    r: &mut Plain<R>,
     input: &mut InBuf,
 ) -> std::io::Result<Arrival> {
     let silence = smol::Timer::after(Duration::from_millis(sniff::SILENCE_TIMEOUT_MS));
@@ -92,7 +150,7 @@ async fn sniff_arrival(
         if let Some(kind) = sniff::sniff(input.data()) {
             return Ok(Arrival::Sniffed(kind));
         }
-        let read = async { Some(input.fill(stream).await) };
+        let read = async { Some(input.fill(r).await) };
         let timer = async {
             (&mut silence).await;
             None
@@ -107,85 +165,13 @@ async fn sniff_arrival(
     }
 }
 
-/// One viewer connection, from accept to close, bounded by the handshake
-/// deadline until it authenticates.
-async fn viewer(d: Rc<Daemon>, handle: Handle, port: u16, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let deadline = d.settings.handshake_timeout;
-    let pre_auth = async { Some(authenticate(&d, handle, port, stream, peer).await) };
-    let timeout = async {
-        smol::Timer::after(deadline).await;
-        None
-    };
-    match futures_lite::future::or(pre_auth, timeout).await {
-        None => log::info!(
-            "{peer} on port {port}: handshake timed out after {}s",
-            deadline.as_secs()
-        ),
-        Some(Err(msg)) => log::info!("{peer} on port {port}: {msg}"),
-        Some(Ok(session)) => session.run(&d, peer, port).await,
-    }
-}
-
-/// The viewer's reading half, whatever carries it.
-enum ViewerRead {
-    Plain(Plain<TcpStream>),
-    Ws(ws::WsRead<TcpStream, TcpStream>),
-}
-
-/// The viewer's writing half, whatever carries it.
-enum ViewerWrite {
-    Plain(Plain<TcpStream>),
-    Ws(ws::WsWrite<TcpStream>),
-}
-
-impl ByteRead for ViewerRead {
-    async fn read_bytes(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            ViewerRead::Plain(r) => r.read_bytes(buf).await,
-            ViewerRead::Ws(r) => r.read_bytes(buf).await,
-        }
-    }
-}
-
-impl ByteWrite for ViewerWrite {
-    async fn write_payload(
-        &mut self,
-        buf: &mut [u8],
-        payload: std::ops::Range<usize>,
-    ) -> std::io::Result<()> {
-        match self {
-            ViewerWrite::Plain(w) => w.write_payload(buf, payload).await,
-            ViewerWrite::Ws(w) => w.write_payload(buf, payload).await,
-        }
-    }
-
-    async fn close(&mut self) {
-        match self {
-            ViewerWrite::Plain(w) => w.close().await,
-            ViewerWrite::Ws(w) => w.close().await,
-        }
-    }
-}
-
-/// An authenticated viewer, holding the ticket, ready for the backend.
-struct Authenticated {
-    handle: Handle,
-    reader: ViewerRead,
-    writer: ViewerWrite,
-    server: server::Server,
-    /// Viewer bytes read after its authentication (an early ClientInit).
-    early: InBuf,
-}
-
-/// Up to the viewer's correct password (the ticket is then taken).
+/// Sniffs what arrived on a TCP connection and authenticates it.
 async fn authenticate(
     d: &Rc<Daemon>,
-    handle: Handle,
-    port: u16,
+    door: Door,
     stream: TcpStream,
     peer: SocketAddr,
-) -> Result<Authenticated, String> {
+) -> Result<Authenticated<TcpStream, TcpStream>, String> {
     let mut r = Plain(stream.clone());
     let mut w = Plain(stream);
     let mut input = InBuf::new(HANDSHAKE_BUFFER);
@@ -207,33 +193,93 @@ async fn authenticate(
             return Err("spoke first and is not a known protocol; closed".into());
         }
     };
-    // A viewer that may not use this ticket still gets an answer it can
-    // show: RFB's "connection failed" with the reason.
-    let now = d.clock.now();
-    let password = d.with_tickets(|t| {
-        let h = t
-            .lookup(Lookup::Port(port), peer.ip(), now)
-            .map_err(|e| e.reason())?;
-        let ticket = t
-            .get(h)
-            .filter(|_| h == handle)
-            .ok_or(ticket::Error::NoSuchTicket.reason())?;
-        ticket.transport.check(false, websocket)?;
-        Ok::<_, &'static str>(ticket.viewer_password.clone())
-    });
+    authenticate_over(d, door, peer, r, w, input, websocket).await
+}
 
+/// The ticket a viewer may use, and its password; or why it may not (told
+/// to the viewer as RFB's "connection failed", or as a 404 on the single port).
+fn find_ticket(
+    d: &Daemon,
+    door: Door,
+    peer: SocketAddr,
+    websocket: bool,
+    token: Option<&str>,
+    now: Instant,
+) -> Result<(Handle, Password), &'static str> {
+    d.with_tickets(|t| {
+        let h = match door {
+            Door::Port { handle, port } => {
+                t.lookup(Lookup::Port(port), peer.ip(), now).and_then(|h| {
+                    if h == handle {
+                        Ok(h)
+                    } else {
+                        Err(ticket::Error::NoSuchTicket)
+                    }
+                })
+            }
+            Door::Single { .. } => {
+                let token =
+                    token.ok_or("this entry point serves WebSocket consoles named by a token")?;
+                t.lookup(Lookup::Token(token.as_bytes()), peer.ip(), now)
+            }
+        }
+        .map_err(|e| e.reason())?;
+        let ticket = t.get(h).ok_or(ticket::Error::NoSuchTicket.reason())?;
+        ticket.transport.check(false, websocket)?;
+        Ok((h, ticket.viewer_password.clone()))
+    })
+}
+
+/// From the sniffed stream on, over whatever carries the viewer's bytes:
+/// the WebSocket upgrade if one came, then RFB authentication.
+async fn authenticate_over<R, W>(
+    d: &Rc<Daemon>,
+    door: Door,
+    peer: SocketAddr,
+    mut r: Plain<R>,
+    mut w: Plain<W>,
+    mut input: InBuf,
+    websocket: bool,
+) -> Result<Authenticated<R, W>, String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut ticket = Err("no such console");
     let (mut reader, mut writer) = if websocket {
-        let sub = ws_handshake(d, &mut r, &mut w, &mut input).await?;
+        let mut hs = Handshake::new(Default::default());
+        let sub = loop {
+            match drive(&mut hs, &mut r, &mut w, &mut input, &d.clock).await {
+                Ok(handshake::Event::Request) => {
+                    let token = hs.request().and_then(|req| req.query_param("token"));
+                    ticket = find_ticket(d, door, peer, true, token, d.clock.now());
+                    match (door, &ticket) {
+                        // No console behind this URL: an HTTP answer.
+                        (Door::Single { .. }, Err(_)) => hs.reject(404),
+                        _ => hs.accept(),
+                    }
+                }
+                Ok(handshake::Event::Upgraded(sub)) => break sub,
+                Err(e) => {
+                    w.close().await;
+                    let why = ticket.err().map(|t| format!(" ({t})")).unwrap_or_default();
+                    return Err(format!("WebSocket handshake: {e}{why}"));
+                }
+            }
+        };
         let conn = vncap_core::ws::Connection::new(sub, Default::default());
         let (wr, ww) = ws::split(conn, r.0, w.0, input.data(), d.settings.relay_buffer);
         input = InBuf::new(HANDSHAKE_BUFFER);
         (ViewerRead::Ws(wr), ViewerWrite::Ws(ww))
     } else {
+        ticket = find_ticket(d, door, peer, false, None, d.clock.now());
         (ViewerRead::Plain(r), ViewerWrite::Plain(w))
     };
 
-    let mut server = match &password {
-        Ok(password) => {
+    // A viewer that may not use a ticket still gets an answer it can show:
+    // RFB's "connection failed" with the reason.
+    let mut server = match &ticket {
+        Ok((_, password)) => {
             let mut challenge = [0u8; 16];
             getrandom::fill(&mut challenge).map_err(|e| format!("no randomness: {e}"))?;
             server::Server::new(password.as_bytes(), challenge)
@@ -241,35 +287,40 @@ async fn authenticate(
         Err(reason) => server::Server::refusing(reason),
     };
     let outcome = drive(&mut server, &mut reader, &mut writer, &mut input, &d.clock).await;
-    let failure = match outcome {
-        Ok(server::Event::Authenticated) => {
+    let result = match (outcome, ticket) {
+        (Ok(server::Event::Authenticated), Ok((handle, _))) => {
             match d.with_tickets(|t| t.authenticated(handle, d.clock.now())) {
-                Ok(()) => None,
+                Ok(()) => Ok(handle),
                 Err(e) => {
                     server.reject(e.reason());
                     let _ = flush(&mut server, &mut writer).await;
-                    Some(format!("authenticated, but: {}", e.reason()))
+                    Err(format!("authenticated, but: {}", e.reason()))
                 }
             }
         }
-        Err(DriveError::Protocol(server::Error::AuthenticationFailed)) => {
-            Some(match d.with_tickets(|t| t.failed_attempt(handle)) {
+        (Err(DriveError::Protocol(server::Error::AuthenticationFailed)), Ok((handle, _))) => {
+            Err(match d.with_tickets(|t| t.failed_attempt(handle)) {
                 Ok(ticket::Attempt::Retry(n)) => format!("wrong password ({n} attempts left)"),
                 _ => "wrong password; ticket burnt".into(),
             })
         }
-        Err(DriveError::Protocol(server::Error::Refused)) => Some(format!(
-            "refused: {}",
-            password.err().unwrap_or("no such console")
-        )),
-        Err(e) => Some(format!("RFB handshake: {e}")),
+        (Err(DriveError::Protocol(server::Error::Refused)), Err(reason)) => {
+            Err(format!("refused: {reason}"))
+        }
+        (Err(e), _) => Err(format!("RFB handshake: {e}")),
+        (Ok(_), Err(reason)) => Err(format!("refused: {reason}")),
     };
-    if let Some(failure) = failure {
-        writer.close().await;
-        return Err(failure);
+    let handle = match result {
+        Ok(handle) => handle,
+        Err(failure) => {
+            writer.close().await;
+            return Err(failure);
+        }
+    };
+    // One-time: nobody else gets in through this ticket's port.
+    if let Door::Port { port, .. } = door {
+        d.close_listener(port);
     }
-    // One-time: nobody else gets in through this port.
-    d.close_listener(port);
     Ok(Authenticated {
         handle,
         reader,
@@ -300,119 +351,4 @@ async fn answer_policy(
     };
     w.close().await;
     res
-}
-
-/// The WebSocket upgrade: any path is accepted on a ticket's own port.
-async fn ws_handshake(
-    d: &Rc<Daemon>,
-    r: &mut Plain<TcpStream>,
-    w: &mut Plain<TcpStream>,
-    input: &mut InBuf,
-) -> Result<vncap_core::ws::Subprotocol, String> {
-    let mut hs = vncap_core::ws::Handshake::new(Default::default());
-    loop {
-        match drive(&mut hs, r, w, input, &d.clock).await {
-            Ok(vncap_core::ws::handshake::Event::Request) => hs.accept(),
-            Ok(vncap_core::ws::handshake::Event::Upgraded(sub)) => return Ok(sub),
-            Err(e) => {
-                w.close().await;
-                return Err(format!("WebSocket handshake: {e}"));
-            }
-        }
-    }
-}
-
-impl Authenticated {
-    /// Backend login, SecurityResult, relay; the ticket ends whatever happens.
-    async fn run(mut self, d: &Rc<Daemon>, peer: SocketAddr, port: u16) {
-        let result = self.connect_and_relay(d, peer).await;
-        d.end(self.handle);
-        match result {
-            Ok(msg) => log::info!("{peer} on port {port}: {msg}"),
-            Err(msg) => log::warn!("{peer} on port {port}: {msg}"),
-        }
-    }
-
-    async fn connect_and_relay(
-        &mut self,
-        d: &Rc<Daemon>,
-        peer: SocketAddr,
-    ) -> Result<String, String> {
-        let ticket = d
-            .with_tickets(|t| t.get(self.handle).cloned())
-            .ok_or("ticket gone")?;
-        let (host, bport) = (ticket.backend_host.as_str(), ticket.backend_port);
-        log::info!("{peer}: authenticated; connecting to backend {host}:{bport}");
-        let stream = match backend::connect(host, bport, d.settings.connect).await {
-            Ok(s) => s,
-            Err(e) => {
-                return Err(self
-                    .refuse(&format!("backend unreachable: {e}"), host, bport)
-                    .await)
-            }
-        };
-        let mut br = Plain(stream.clone());
-        let mut bw = Plain(stream);
-        let mut binput = InBuf::new(1024);
-        let mut login = client::Client::new(ticket.backend_password.as_deref());
-        // A backend that accepts but never speaks RFB must not hold the viewer.
-        let logged_in = backend::with_timeout(d.settings.handshake_timeout, async {
-            Ok(drive(&mut login, &mut br, &mut bw, &mut binput, &d.clock).await)
-        })
-        .await;
-        match logged_in {
-            Ok(Ok(client::Event::LoggedIn)) => {}
-            Ok(Err(e)) => {
-                let reason = match (&e, login.server_reason()) {
-                    (DriveError::Protocol(_), Some(r)) if !r.is_empty() => {
-                        format!("backend: {e}: {r}")
-                    }
-                    _ => format!("backend: {e}"),
-                };
-                return Err(self.refuse(&reason, host, bport).await);
-            }
-            Err(_) => {
-                return Err(self
-                    .refuse("backend did not complete the RFB handshake", host, bport)
-                    .await)
-            }
-        }
-        self.server.accept();
-        flush(&mut self.server, &mut self.writer)
-            .await
-            .map_err(|e| format!("viewer: {e}"))?;
-        // Bytes already read on either side go first (ClientInit sent early).
-        write_early(&mut bw, self.early.data())
-            .await
-            .map_err(|e| format!("backend: {e}"))?;
-        write_early(&mut self.writer, binput.data())
-            .await
-            .map_err(|e| format!("viewer: {e}"))?;
-        let end = relay(
-            (&mut self.reader, &mut self.writer),
-            (&mut br, &mut bw),
-            d.settings.relay_buffer,
-        )
-        .await;
-        match end.error {
-            None => Ok(format!("session ended by the {}", end.closed_by)),
-            Some(e) => Ok(format!("session ended by the {} ({e})", end.closed_by)),
-        }
-    }
-
-    /// Tells the viewer why it cannot have its console, then closes it.
-    async fn refuse(&mut self, reason: &str, host: &str, port: u16) -> String {
-        self.server.reject(reason);
-        let _ = flush(&mut self.server, &mut self.writer).await;
-        self.writer.close().await;
-        format!("{reason} ({host}:{port})")
-    }
-}
-
-/// Writes bytes a handshake stage read past its end, if any.
-async fn write_early<W: ByteWrite>(w: &mut W, early: &[u8]) -> std::io::Result<()> {
-    if early.is_empty() {
-        return Ok(());
-    }
-    crate::transport::write_msg(w, early).await
 }

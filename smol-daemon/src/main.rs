@@ -15,7 +15,8 @@
 //! | `serve.rs` | `vncap serve`: startup, signals, pidfile |
 //! | `daemon.rs` | shared state: the ticket table, entry listeners, expiry |
 //! | `control.rs` | the control channel |
-//! | `entry.rs` | entry points and one viewer's session |
+//! | `entry.rs` | entry points (ticket ports, the single port), one viewer up to its authentication |
+//! | `session.rs` | an authenticated viewer: backend login, SecurityResult, relay |
 //! | `backend.rs` | reaching a backend (resolve, timeout, retries) |
 //! | `flashpolicy.rs` | `vncap flashpolicy` |
 //! | `request.rs` | `vncap request` |
@@ -33,6 +34,7 @@ mod logger;
 mod relay;
 mod request;
 mod serve;
+mod session;
 mod transport;
 mod ws;
 

@@ -6,8 +6,11 @@ use crate::backend::ConnectPolicy;
 use crate::cli;
 use crate::control;
 use crate::daemon::{Daemon, Settings};
+use crate::entry;
 use futures_lite::StreamExt;
+use smol::net::TcpListener;
 use smol::LocalExecutor;
+use std::net::SocketAddr;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::rc::Rc;
 use std::time::Duration;
@@ -48,6 +51,17 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         .as_deref()
         .map(read_backend_password)
         .transpose()?;
+    let listen = args.listen.unwrap_or_else(default_listen);
+    let single = match args.single_port {
+        Some(port) => {
+            let l = TcpListener::bind(SocketAddr::new(listen, port))
+                .await
+                .map_err(|e| format!("single port {port}: {e}"))?;
+            let port = l.local_addr().map_err(|e| e.to_string())?.port();
+            Some((l, port))
+        }
+        None => None,
+    };
     let secs = |s: u32| u64::from(s) * 1000;
     let table = ticket::Config {
         first_port: args.ports.lo,
@@ -55,10 +69,11 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         default_timeout_ms: secs(args.ticket_timeout),
         max_timeout_ms: secs(args.max_ticket_timeout),
         backend_password,
+        single_port: single.as_ref().map(|(_, port)| *port),
         ..ticket::Config::default()
     };
     let settings = Settings {
-        listen: args.listen.unwrap_or_else(default_listen),
+        listen,
         handshake_timeout: Duration::from_secs(args.handshake_timeout.into()),
         connect: ConnectPolicy {
             timeout: Duration::from_secs(args.connect_timeout.into()),
@@ -87,13 +102,18 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
             .map_err(|e| format!("signals: {e}"))?;
 
     let expiry = ex.spawn(d.clone().expiry_loop());
+    let single_task = single.map(|(l, port)| ex.spawn(entry::single_port_loop(d.clone(), l, port)));
     let control_task = ex.spawn(control::accept_loop(
         d.clone(),
         listener.clone(),
         args.public_address.clone(),
     ));
+    let single_note = d
+        .single_port()
+        .map(|p| format!("; single port {p}"))
+        .unwrap_or_default();
     log::info!(
-        "vncap {} ready: control on {}, entry ports {}-{} on {}",
+        "vncap {} ready: control on {}, entry ports {}-{} on {}{single_note}",
         env!("CARGO_PKG_VERSION"),
         listener.describe(),
         args.ports.lo,
@@ -104,6 +124,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
     let signal = signals.next().await;
     log::info!("{signal:?}: shutting down");
     drop(control_task);
+    drop(single_task);
     drop(expiry);
     d.close_all_listeners();
     listener.cleanup();

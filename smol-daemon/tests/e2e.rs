@@ -437,3 +437,60 @@ fn a_console_that_requires_tls_is_refused_until_tls_is_configured() {
         "FAILED TLS requested, but this proxy has no TLS configured\n"
     );
 }
+
+/// Single-port mode: one listener for every WebSocket console, the ticket
+/// named by the token in the URL (noVNC's `path=websockify?token=…`).
+#[test]
+fn single_port_serves_websocket_consoles_by_token() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let mut d = Daemon::start(&["--single-port", "0"]);
+    let ready = d.wait_log(|l| l.contains("single port "));
+    let single: u16 = ready.rsplit(' ').next().unwrap().parse().unwrap();
+    let req = format!(
+        "{{\"destination_address\": \"127.0.0.1\", \"destination_port\": {}, \"type\": \"vnc-ws\"}}\n",
+        backend.addr().port()
+    );
+    let reply = d.control_raw(req.as_bytes());
+    let field = |name: &str| -> String {
+        let at = reply
+            .find(&format!("\"{name}\": "))
+            .unwrap_or_else(|| panic!("{name} in {reply}"));
+        let rest = &reply[at + name.len() + 4..];
+        rest.trim_start_matches('"')
+            .split(['"', ',', '}'])
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(field("source_port"), single.to_string());
+    let url_path = field("url_path");
+    let token = field("token");
+    assert_eq!(url_path, format!("websockify?token={token}"));
+    let password = field("password");
+
+    let url = format!("ws://127.0.0.1:{single}/{url_path}");
+    let unknown = format!(
+        "ws://127.0.0.1:{single}/websockify?token={}",
+        "0".repeat(32)
+    );
+    let err = WsStream::connect(&unknown, &WsOptions::default()).expect_err("unknown token");
+    assert!(err.to_string().contains("404"), "{err}");
+    let native = Viewer::handshake(tcp(single), &ViewerConfig::password(&password))
+        .expect_err("native viewer");
+    assert!(matches!(native, ViewerError::Refused { .. }), "{native:?}");
+
+    let viewer = Viewer::handshake(
+        WsStream::connect(&url, &WsOptions::default()).unwrap(),
+        &ViewerConfig::password(&password),
+    )
+    .expect("login by token");
+    assert_eq!(viewer.server_init().width, 640);
+    let again =
+        WsStream::connect(&url, &WsOptions::default()).expect_err("a token is for one viewer");
+    assert!(again.to_string().contains("404"), "{again}");
+    assert!(!d.logged(&token), "no token in the log");
+
+    // GWM's dialect has no token in its reply: it still gets a pool port.
+    let port = d.gwm_request(backend.addr(), "pw", true);
+    assert!((d.ports.0..=d.ports.1).contains(&port));
+}

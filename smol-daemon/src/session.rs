@@ -1,0 +1,173 @@
+//! One authenticated viewer's session: log in to the backend (connect with
+//! timeout and retries, then the core's `rfb::client`), answer the viewer's
+//! SecurityResult (`accept`, or `reject` with the reason the viewer will
+//! show), relay both ways, and give the ticket back. What happens before
+//! authentication is `entry.rs`.
+
+use crate::backend;
+use crate::buffer::InBuf;
+use crate::daemon::Daemon;
+use crate::drive::{drive, flush, DriveError};
+use crate::relay::relay;
+use crate::transport::{ByteRead, ByteWrite, Plain};
+use crate::ws;
+use futures_lite::io::{AsyncRead, AsyncWrite};
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::rc::Rc;
+use vncap_core::rfb::{client, server};
+use vncap_core::ticket::Handle;
+
+/// The viewer's reading half, whatever carries it.
+pub enum ViewerRead<R, W> {
+    /// Native RFB.
+    Plain(Plain<R>),
+    /// RFB in WebSocket frames.
+    Ws(ws::WsRead<R, W>),
+}
+
+/// The viewer's writing half, whatever carries it.
+pub enum ViewerWrite<W> {
+    /// Native RFB.
+    Plain(Plain<W>),
+    /// RFB in WebSocket frames.
+    Ws(ws::WsWrite<W>),
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> ByteRead for ViewerRead<R, W> {
+    async fn read_bytes(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            ViewerRead::Plain(r) => r.read_bytes(buf).await,
+            ViewerRead::Ws(r) => r.read_bytes(buf).await,
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> ByteWrite for ViewerWrite<W> {
+    async fn write_payload(
+        &mut self,
+        buf: &mut [u8],
+        payload: Range<usize>,
+    ) -> std::io::Result<()> {
+        match self {
+            ViewerWrite::Plain(w) => w.write_payload(buf, payload).await,
+            ViewerWrite::Ws(w) => w.write_payload(buf, payload).await,
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            ViewerWrite::Plain(w) => w.close().await,
+            ViewerWrite::Ws(w) => w.close().await,
+        }
+    }
+}
+
+/// An authenticated viewer, holding its ticket (InUse), ready for the backend.
+pub struct Authenticated<R, W> {
+    /// The ticket it took.
+    pub handle: Handle,
+    /// Its halves.
+    pub reader: ViewerRead<R, W>,
+    /// Its halves.
+    pub writer: ViewerWrite<W>,
+    /// The RFB server machine, waiting for `accept` or `reject`.
+    pub server: server::Server,
+    /// Viewer bytes read after its authentication (an early ClientInit).
+    pub early: InBuf,
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
+    /// Backend login, SecurityResult, relay; the ticket ends whatever happens.
+    pub async fn run(mut self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
+        let result = self.connect_and_relay(d, peer).await;
+        d.end(self.handle);
+        match result {
+            Ok(msg) => log::info!("{peer} on {door}: {msg}"),
+            Err(msg) => log::warn!("{peer} on {door}: {msg}"),
+        }
+    }
+
+    async fn connect_and_relay(
+        &mut self,
+        d: &Rc<Daemon>,
+        peer: SocketAddr,
+    ) -> Result<String, String> {
+        let ticket = d
+            .with_tickets(|t| t.get(self.handle).cloned())
+            .ok_or("ticket gone")?;
+        let (host, bport) = (ticket.backend_host.as_str(), ticket.backend_port);
+        log::info!("{peer}: authenticated; connecting to backend {host}:{bport}");
+        let stream = match backend::connect(host, bport, d.settings.connect).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(self
+                    .refuse(&format!("backend unreachable: {e}"), host, bport)
+                    .await)
+            }
+        };
+        let mut br = Plain(stream.clone());
+        let mut bw = Plain(stream);
+        let mut binput = InBuf::new(1024);
+        let mut login = client::Client::new(ticket.backend_password.as_deref());
+        // A backend that accepts but never speaks RFB must not hold the viewer.
+        let logged_in = backend::with_timeout(d.settings.handshake_timeout, async {
+            Ok(drive(&mut login, &mut br, &mut bw, &mut binput, &d.clock).await)
+        })
+        .await;
+        match logged_in {
+            Ok(Ok(client::Event::LoggedIn)) => {}
+            Ok(Err(e)) => {
+                let reason = match (&e, login.server_reason()) {
+                    (DriveError::Protocol(_), Some(r)) if !r.is_empty() => {
+                        format!("backend: {e}: {r}")
+                    }
+                    _ => format!("backend: {e}"),
+                };
+                return Err(self.refuse(&reason, host, bport).await);
+            }
+            Err(_) => {
+                return Err(self
+                    .refuse("backend did not complete the RFB handshake", host, bport)
+                    .await)
+            }
+        }
+        self.server.accept();
+        flush(&mut self.server, &mut self.writer)
+            .await
+            .map_err(|e| format!("viewer: {e}"))?;
+        // Bytes already read on either side go first (ClientInit sent early).
+        write_early(&mut bw, self.early.data())
+            .await
+            .map_err(|e| format!("backend: {e}"))?;
+        write_early(&mut self.writer, binput.data())
+            .await
+            .map_err(|e| format!("viewer: {e}"))?;
+        let end = relay(
+            (&mut self.reader, &mut self.writer),
+            (&mut br, &mut bw),
+            d.settings.relay_buffer,
+        )
+        .await;
+        match end.error {
+            None => Ok(format!("session ended by the {}", end.closed_by)),
+            Some(e) => Ok(format!("session ended by the {} ({e})", end.closed_by)),
+        }
+    }
+
+    /// Tells the viewer why it cannot have its console, then closes it.
+    async fn refuse(&mut self, reason: &str, host: &str, port: u16) -> String {
+        self.server.reject(reason);
+        let _ = flush(&mut self.server, &mut self.writer).await;
+        self.writer.close().await;
+        format!("{reason} ({host}:{port})")
+    }
+}
+
+/// Writes bytes a handshake stage read past its end, if any.
+async fn write_early<W: ByteWrite>(w: &mut W, early: &[u8]) -> std::io::Result<()> {
+    if early.is_empty() {
+        return Ok(());
+    }
+    crate::transport::write_msg(w, early).await
+}
