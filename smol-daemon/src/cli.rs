@@ -48,6 +48,14 @@ pub struct Serve {
     /// requests for WebSocket consoles then get a token instead of a port
     #[argh(option)]
     pub single_port: Option<u16>,
+    /// PEM certificate chain (end-entity first) for TLS on every entry point
+    /// and the single port; with --tls-key, entry points also accept TLS
+    /// (and requests may require it)
+    #[argh(option)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
+    #[argh(option)]
+    pub tls_key: Option<PathBuf>,
     /// host name or address put in JSON replies as `proxy_address` (default:
     /// the address the control request arrived on)
     #[argh(option)]

@@ -37,6 +37,8 @@ pub struct Settings {
     pub policy_domain: String,
     /// The ports the Flash policy allows.
     pub policy_ports: (u16, u16),
+    /// TLS on entry points, when configured.
+    pub tls: Option<crate::tls::Acceptor>,
 }
 
 /// The daemon: settings, the clock, the ticket table and the entry listeners.

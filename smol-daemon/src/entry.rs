@@ -7,16 +7,17 @@
 //! ([`single_port_loop`], `--single-port`) serves WebSocket consoles named by
 //! the token in their URL (`websockify?token=…`).
 //!
-//! Each connection: sniff (a silence means a native viewer) → (WebSocket
-//! handshake; on the single port, the token picks the ticket) → RFB server
-//! handshake with the ticket password → the ticket is taken. What follows is
-//! `session.rs`. Every decision is a core machine's; this file sequences
+//! Each connection: sniff (a silence means a native viewer) → (TLS, when
+//! `--tls-cert` is given, then sniff again inside) → (WebSocket handshake; on
+//! the single port, the token picks the ticket) → RFB server handshake with
+//! the ticket password → the ticket is taken. What follows is `session.rs`. Every decision is a core machine's; this file sequences
 //! them, owns the sockets and logs each outcome once, with the peer address.
 
 use crate::buffer::InBuf;
 use crate::daemon::Daemon;
 use crate::drive::{drive, flush, DriveError};
 use crate::session::{Authenticated, ViewerRead, ViewerWrite};
+use crate::tls;
 use crate::transport::{ByteWrite, Plain};
 use crate::ws;
 use futures_lite::io::{AsyncRead, AsyncWrite};
@@ -129,8 +130,25 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) 
             deadline.as_secs()
         ),
         Some(Err(msg)) => log::info!("{peer} on {door}: {msg}"),
-        Some(Ok(session)) => session.run(&d, peer, &door.to_string()).await,
+        Some(Ok(Viewer::Tcp(session))) => session.run(&d, peer, &door.to_string()).await,
+        Some(Ok(Viewer::Tls(session))) => session.run(&d, peer, &format!("{door} (TLS)")).await,
     }
+}
+
+/// An authenticated viewer, over whichever stream carries it.
+enum Viewer {
+    /// Plain TCP (native RFB or WebSocket).
+    Tcp(Authenticated<TcpStream, TcpStream>),
+    /// TLS over TCP (native RFB or WebSocket inside).
+    Tls(Authenticated<tls::Read<TcpStream>, tls::Write<TcpStream>>),
+}
+
+/// What a connection carries, as sniffed: the layers `find_ticket` checks
+/// against the ticket's transport.
+#[derive(Debug, Clone, Copy)]
+struct Layers {
+    tls: bool,
+    websocket: bool,
 }
 
 /// What the first bytes (or their absence) said.
@@ -165,13 +183,14 @@ async fn sniff_arrival<R: AsyncRead + Unpin>(
     }
 }
 
-/// Sniffs what arrived on a TCP connection and authenticates it.
+/// Sniffs what arrived on a TCP connection (and inside TLS, when it is
+/// TLS) and authenticates it.
 async fn authenticate(
     d: &Rc<Daemon>,
     door: Door,
     stream: TcpStream,
     peer: SocketAddr,
-) -> Result<Authenticated<TcpStream, TcpStream>, String> {
+) -> Result<Viewer, String> {
     let mut r = Plain(stream.clone());
     let mut w = Plain(stream);
     let mut input = InBuf::new(HANDSHAKE_BUFFER);
@@ -185,15 +204,65 @@ async fn authenticate(
             return Err(answer_policy(d, &mut r, &mut w, &mut input).await)
         }
         Arrival::Sniffed(Kind::Tls) => {
-            let _ = crate::transport::write_msg(&mut w, &sniff::TLS_HANDSHAKE_FAILURE).await;
-            w.close().await;
-            return Err("TLS is not offered on this entry point; sent handshake_failure".into());
+            let Some(acceptor) = &d.settings.tls else {
+                let _ = crate::transport::write_msg(&mut w, &sniff::TLS_HANDSHAKE_FAILURE).await;
+                w.close().await;
+                return Err(
+                    "TLS is not offered on this entry point; sent handshake_failure".into(),
+                );
+            };
+            drop(w);
+            let (tr, tw) = acceptor
+                .accept(input.data(), r.0)
+                .await
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+            return authenticate_tls(d, door, peer, Plain(tr), Plain(tw))
+                .await
+                .map(Viewer::Tls);
         }
         Arrival::Sniffed(Kind::Unknown) => {
             return Err("spoke first and is not a known protocol; closed".into());
         }
     };
-    authenticate_over(d, door, peer, r, w, input, websocket).await
+    let layers = Layers {
+        tls: false,
+        websocket,
+    };
+    authenticate_over(d, door, peer, r, w, input, layers)
+        .await
+        .map(Viewer::Tcp)
+}
+
+/// Inside TLS: sniff again (a WebSocket upgrade, or a silence: a native
+/// viewer), then authenticate.
+async fn authenticate_tls<R, W>(
+    d: &Rc<Daemon>,
+    door: Door,
+    peer: SocketAddr,
+    mut r: Plain<R>,
+    mut w: Plain<W>,
+) -> Result<Authenticated<R, W>, String>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut input = InBuf::new(HANDSHAKE_BUFFER);
+    let arrival = sniff_arrival(&mut r, &mut input)
+        .await
+        .map_err(|e| format!("TLS: closed before speaking ({e})"))?;
+    let websocket = match arrival {
+        Arrival::Silent => false,
+        Arrival::Sniffed(Kind::Http) => true,
+        Arrival::Sniffed(_) => {
+            w.close().await;
+            return Err("TLS: spoke first and is not a WebSocket upgrade; closed".into());
+        }
+    };
+    let layers = Layers {
+        tls: true,
+        websocket,
+    };
+    authenticate_over(d, door, peer, r, w, input, layers).await
 }
 
 /// The ticket a viewer may use, and its password; or why it may not (told
@@ -202,7 +271,7 @@ fn find_ticket(
     d: &Daemon,
     door: Door,
     peer: SocketAddr,
-    websocket: bool,
+    layers: Layers,
     token: Option<&str>,
     now: Instant,
 ) -> Result<(Handle, Password), &'static str> {
@@ -225,7 +294,7 @@ fn find_ticket(
         }
         .map_err(|e| e.reason())?;
         let ticket = t.get(h).ok_or(ticket::Error::NoSuchTicket.reason())?;
-        ticket.transport.check(false, websocket)?;
+        ticket.transport.check(layers.tls, layers.websocket)?;
         Ok((h, ticket.viewer_password.clone()))
     })
 }
@@ -239,20 +308,20 @@ async fn authenticate_over<R, W>(
     mut r: Plain<R>,
     mut w: Plain<W>,
     mut input: InBuf,
-    websocket: bool,
+    layers: Layers,
 ) -> Result<Authenticated<R, W>, String>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
     let mut ticket = Err("no such console");
-    let (mut reader, mut writer) = if websocket {
+    let (mut reader, mut writer) = if layers.websocket {
         let mut hs = Handshake::new(Default::default());
         let sub = loop {
             match drive(&mut hs, &mut r, &mut w, &mut input, &d.clock).await {
                 Ok(handshake::Event::Request) => {
                     let token = hs.request().and_then(|req| req.query_param("token"));
-                    ticket = find_ticket(d, door, peer, true, token, d.clock.now());
+                    ticket = find_ticket(d, door, peer, layers, token, d.clock.now());
                     match (door, &ticket) {
                         // No console behind this URL: an HTTP answer.
                         (Door::Single { .. }, Err(_)) => hs.reject(404),
@@ -272,7 +341,7 @@ where
         input = InBuf::new(HANDSHAKE_BUFFER);
         (ViewerRead::Ws(wr), ViewerWrite::Ws(ww))
     } else {
-        ticket = find_ticket(d, door, peer, false, None, d.clock.now());
+        ticket = find_ticket(d, door, peer, layers, None, d.clock.now());
         (ViewerRead::Plain(r), ViewerWrite::Plain(w))
     };
 

@@ -8,6 +8,7 @@
 //! | `clock.rs` | the one clock |
 //! | `logger.rs` | stderr logging |
 //! | `transport.rs` | byte halves: plain, WebSocket |
+//! | `tls.rs` | TLS on entry points (rustls): certificate loading, the server handshake |
 //! | `drive.rs` | the generic machine driver loop |
 //! | `buffer.rs` | a session's fixed input buffer |
 //! | `relay.rs` | the two-way copy after authentication |
@@ -35,6 +36,7 @@ mod relay;
 mod request;
 mod serve;
 mod session;
+mod tls;
 mod transport;
 mod ws;
 

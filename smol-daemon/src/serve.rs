@@ -51,6 +51,11 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         .as_deref()
         .map(read_backend_password)
         .transpose()?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::Acceptor::load(cert, key)?),
+        (None, None) => None,
+        _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
+    };
     let listen = args.listen.unwrap_or_else(default_listen);
     let single = match args.single_port {
         Some(port) => {
@@ -70,6 +75,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         max_timeout_ms: secs(args.max_ticket_timeout),
         backend_password,
         single_port: single.as_ref().map(|(_, port)| *port),
+        tls: tls.is_some(),
         ..ticket::Config::default()
     };
     let settings = Settings {
@@ -84,6 +90,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         relay_buffer: RELAY_BUFFER,
         policy_domain: "*".into(),
         policy_ports: (args.ports.lo, args.ports.hi),
+        tls,
     };
     let d = Daemon::new(settings, table, ex.clone())
         .map_err(|e| format!("configuration: {}", e.reason()))?;
@@ -112,8 +119,13 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         .single_port()
         .map(|p| format!("; single port {p}"))
         .unwrap_or_default();
+    let tls_note = if d.settings.tls.is_some() {
+        "; TLS on"
+    } else {
+        ""
+    };
     log::info!(
-        "vncap {} ready: control on {}, entry ports {}-{} on {}{single_note}",
+        "vncap {} ready: control on {}, entry ports {}-{} on {}{single_note}{tls_note}",
         env!("CARGO_PKG_VERSION"),
         listener.describe(),
         args.ports.lo,

@@ -7,21 +7,12 @@ mod support;
 
 use std::net::TcpStream;
 use std::time::Duration;
-use support::{port_closed, Daemon, PATIENCE};
-use vncap_tests::backend::{Backend, BackendConfig, BackendHandle, Mode, Security, SessionEnd};
-use vncap_tests::peer::bulk_sha256;
+use support::{bulk_backend, check_bulk, port_closed, Daemon, PATIENCE};
+use vncap_tests::backend::{Backend, BackendConfig, Security};
 use vncap_tests::viewer::{Viewer, ViewerConfig, ViewerError, WsOptions, WsStream};
 
 /// GWM's password length: 12 characters, of which VNC uses 8.
 const GWM_PASSWORD: &str = "Ab3dE6gHk9Lm";
-
-fn bulk_backend(password: &str, len: u64, seed: u64) -> BackendHandle {
-    Backend::spawn(BackendConfig {
-        mode: Mode::Bulk { len, seed },
-        ..BackendConfig::with_password(password)
-    })
-    .unwrap()
-}
 
 fn tcp(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect entry port");
@@ -38,31 +29,6 @@ fn ws(port: u16) -> WsStream {
     .expect("websocket connect");
     s.tcp().set_read_timeout(Some(PATIENCE)).unwrap();
     s
-}
-
-/// Checks both directions of a bulk exchange against the backend's report.
-fn check_bulk(
-    backend: &BackendHandle,
-    report: &vncap_tests::viewer::BulkReport,
-    down_len: u64,
-    down_seed: u64,
-) {
-    assert_eq!(report.received_len, down_len);
-    assert_eq!(
-        report.received_sha256,
-        bulk_sha256(down_seed, down_len),
-        "backend→viewer bytes intact"
-    );
-    let reports = backend
-        .wait_reports(1, PATIENCE)
-        .expect("backend session report");
-    let r = &reports[0];
-    assert_eq!(r.end, SessionEnd::Eof);
-    assert_eq!(r.received_len, report.sent_len);
-    assert_eq!(
-        r.received_sha256, report.sent_sha256,
-        "viewer→backend bytes intact"
-    );
 }
 
 #[test]

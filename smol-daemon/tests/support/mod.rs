@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use vncap_tests::backend::{Backend, BackendConfig, BackendHandle, Mode, SessionEnd};
+use vncap_tests::peer::bulk_sha256;
 
 /// Longest a test waits for anything before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -194,4 +196,39 @@ pub fn port_closed(port: u16) -> bool {
         Err(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
         Ok(_) => false,
     }
+}
+
+/// A backend that sends `len` bytes of the bulk stream seeded with `seed`
+/// after ServerInit and reports what it receives.
+pub fn bulk_backend(password: &str, len: u64, seed: u64) -> BackendHandle {
+    Backend::spawn(BackendConfig {
+        mode: Mode::Bulk { len, seed },
+        ..BackendConfig::with_password(password)
+    })
+    .unwrap()
+}
+
+/// Checks both directions of a bulk exchange against the backend's report.
+pub fn check_bulk(
+    backend: &BackendHandle,
+    report: &vncap_tests::viewer::BulkReport,
+    down_len: u64,
+    down_seed: u64,
+) {
+    assert_eq!(report.received_len, down_len);
+    assert_eq!(
+        report.received_sha256,
+        bulk_sha256(down_seed, down_len),
+        "backend→viewer bytes intact"
+    );
+    let reports = backend
+        .wait_reports(1, PATIENCE)
+        .expect("backend session report");
+    let r = &reports[0];
+    assert_eq!(r.end, SessionEnd::Eof);
+    assert_eq!(r.received_len, report.sent_len);
+    assert_eq!(
+        r.received_sha256, report.sent_sha256,
+        "viewer→backend bytes intact"
+    );
 }
