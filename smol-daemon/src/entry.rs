@@ -8,10 +8,12 @@
 //! the token in their URL (`websockify?token=…`).
 //!
 //! Each connection: sniff (a silence means a native viewer) → (TLS, when
-//! `--tls-cert` is given, then sniff again inside) → (WebSocket handshake; on
-//! the single port, the token picks the ticket) → RFB server handshake with
-//! the ticket password → the ticket is taken. What follows is `session.rs`. Every decision is a core machine's; this file sequences
-//! them, owns the sockets and logs each outcome once, with the peer address.
+//! `--tls-cert` is given, then sniff again inside: a WebSocket upgrade or a
+//! silence) → (WebSocket handshake; on the single port, the token picks the
+//! ticket) → RFB server handshake with the ticket password → the ticket is
+//! taken. What follows is `session.rs`. Every decision is a core machine's
+//! (TLS is rustls's, `tls.rs`); this file sequences them, owns the sockets
+//! and logs each outcome once, with the peer address.
 
 use crate::buffer::InBuf;
 use crate::daemon::Daemon;

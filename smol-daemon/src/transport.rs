@@ -1,7 +1,7 @@
 //! What carries a viewer's or a backend's bytes, seen from the daemon: a
 //! reading half ([`ByteRead`]) and a writing half ([`ByteWrite`]), so the
 //! handshake driver and the relay are written once for plain TCP and for
-//! WebSocket (and, later, TLS under either).
+//! WebSocket, over TCP or TLS (`tls.rs` makes TLS a pair of plain halves).
 //!
 //! Writes get the payload inside a caller buffer with [`HEADROOM`] free bytes
 //! in front of it, so a framing layer (WebSocket) can put its header there and
