@@ -17,6 +17,8 @@ have chromium || need_apt+=(chromium)
 [ -f /usr/share/novnc/vnc.html ] || need_apt+=(novnc)
 have qemu-system-x86_64 || need_apt+=(qemu-system-x86)
 have node     || need_apt+=(nodejs)
+# openssl: the interop suite's self-signed certificate for wss.
+have openssl  || need_apt+=(openssl)
 have npm      || need_apt+=(npm)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 

@@ -1,6 +1,7 @@
 // The real-peer interop suite: vncap between third-party peers as users run
 // them. Viewers: noVNC 1.3 (Debian's `novnc`) in headless Chromium, driven
-// by playwright-core; vncdotool (a native RFB viewer). Backends: the
+// by playwright-core, over ws and over wss (a second vncap with a
+// self-signed certificate; noVNC's encrypt=1); vncdotool (a native RFB viewer). Backends: the
 // project's testvnc (colour bars), TigerVNC's Xvnc with VNC authentication,
 // QEMU's VNC server with and without a password. Plus a measurement of when
 // real viewers first speak after the TCP accept (the sniff's silence timeout
@@ -20,7 +21,7 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import {
   PATIENCE_MS, SCRATCH, Vncap, connectOutcome, killAll, noVncUrl, pngStat,
-  randomPassword, serveNoVnc, startChromium, startQemu, startTap, startTestvnc, startXvnc, summary,
+  randomPassword, selfSignedCert, serveNoVnc, startChromium, startQemu, startTap, startTestvnc, startXvnc, summary,
   vncdoCapture, vncdoFails,
 } from './lib.mjs';
 
@@ -30,6 +31,8 @@ const CLUSTER = 'Cl8sterPw';
 const SILENCE_MS = 300;
 
 let vncap;
+/** A second vncap with --tls-cert/--tls-key (wss). */
+let vncapTls;
 let testvnc;
 let xvnc;
 let qemuOpen;
@@ -42,8 +45,10 @@ const measurements = {};
 
 before(async () => {
   web = await serveNoVnc();
-  [vncap, testvnc, xvnc, qemuOpen, qemuLocked] = await Promise.all([
+  const tls = selfSignedCert();
+  [vncap, vncapTls, testvnc, xvnc, qemuOpen, qemuLocked] = await Promise.all([
     Vncap.start({ backendPassword: CLUSTER }),
+    Vncap.start({ backendPassword: CLUSTER, extra: ['--tls-cert', tls.cert, '--tls-key', tls.key] }),
     startTestvnc({ password: CLUSTER }),
     startXvnc({ password: CLUSTER }),
     startQemu(),
@@ -72,12 +77,12 @@ after(async () => {
 
 // ---------------------------------------------------------------- noVNC helpers
 
-/** Opens noVNC on `entryPort` with `password` in a new tab. */
-async function openNoVnc(entryPort, password) {
+/** Opens noVNC on `entryPort` with `password` in a new tab (`encrypt`: wss). */
+async function openNoVnc(entryPort, password, { encrypt = false } = {}) {
   const page = await browser.newPage();
   await page.setViewportSize({ width: 800, height: 600 });
   page.on('pageerror', (e) => process.stderr.write(`  page error: ${e}\n`));
-  await page.goto(noVncUrl(web.base, entryPort, password), { timeout: PATIENCE_MS });
+  await page.goto(noVncUrl(web.base, entryPort, password, { encrypt }), { timeout: PATIENCE_MS });
   return page;
 }
 
@@ -212,6 +217,21 @@ describe('noVNC in Chromium through vncap', () => {
     assert.ok(await page.evaluate(() => document.documentElement.classList.contains('noVNC_connected')));
     await page.close();
     await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
+  });
+
+  test('wss (vncap --tls-cert, noVNC encrypt=1, "tls": true): connected (encrypted), the colour bars on the canvas', async () => {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncapTls.gwmRequest({ port: testvnc.port, password: pw, ws: true, tls: true });
+    const page = await openNoVnc(port, pw, { encrypt: true });
+    const got = await outcome(page);
+    assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
+    assert.match(got.status, /^Connected \(encrypted\) to vncap test backend/);
+    const { points, want } = colourBars();
+    await waitCanvas(page, { width: 640, height: 480, points, want });
+    await shot(page, 'novnc-wss');
+    await page.close();
+    await vncapTls.waitLine(new RegExp(`on port ${port} \\(TLS\\): session ended by the viewer`), PATIENCE_MS, t0);
   });
 
   test('TigerVNC Xvnc (VNC authentication, cluster password): connected, its root weave on the canvas', async () => {

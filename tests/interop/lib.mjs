@@ -8,7 +8,7 @@
 // DESIGN.md: "Entry points" (sniffing: a native viewer waits for the server
 // to speak first) and "Sessions".
 
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -211,8 +211,8 @@ export class Vncap extends Proc {
    * Asks for a console as Ganeti Web Manager does (twisted-vncauthproxy's
    * dialect, spelt as GWM's json.dumps spells it); resolves with the entry port.
    */
-  async gwmRequest({ port, password, ws }) {
-    const line = `{"daddr": "127.0.0.1", "dport": ${port}, "password": "${password}", "ws": ${ws}, "tls": false}\r\n`;
+  async gwmRequest({ port, password, ws, tls = false }) {
+    const line = `{"daddr": "127.0.0.1", "dport": ${port}, "password": "${password}", "ws": ${ws}, "tls": ${tls}}\r\n`;
     const reply = await this.controlRaw(line);
     const entry = Number(reply.trim());
     if (!Number.isInteger(entry) || entry <= 0) throw new Error(`expected a port, got ${JSON.stringify(reply)}`);
@@ -349,10 +349,30 @@ export async function serveNoVnc() {
   return server;
 }
 
-/** noVNC 1.3's own URL parameters (app/ui.js: host, port, path, password, autoconnect). */
-export function noVncUrl(base, entryPort, password) {
+/**
+ * noVNC 1.3's own URL parameters (app/ui.js: host, port, path, password,
+ * autoconnect; encrypt=1 for wss).
+ */
+export function noVncUrl(base, entryPort, password, { encrypt = false } = {}) {
   const q = new URLSearchParams({ host: '127.0.0.1', port: String(entryPort), path: 'websockify', password, autoconnect: '1', logging: 'warn' });
+  if (encrypt) q.set('encrypt', '1');
   return `${base}/vnc.html?${q}`;
+}
+
+/**
+ * A self-signed certificate for 127.0.0.1 (openssl, P-256), written into the
+ * scratch directory; resolves with the PEM files' paths `{cert, key}`.
+ */
+export function selfSignedCert() {
+  const dir = fs.mkdtempSync(path.join(SCRATCH, 'tls-'));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1',
+    '-addext', 'subjectAltName=IP:127.0.0.1',
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return { cert, key };
 }
 
 /**
@@ -365,6 +385,8 @@ export async function startChromium(playwright) {
   const profile = fs.mkdtempSync(path.join(SCRATCH, 'chromium-profile-'));
   const proc = new Proc('chromium', CHROMIUM, [
     '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    // vncap's wss test serves a self-signed certificate made at test time.
+    '--ignore-certificate-errors',
     '--disable-background-networking', '--disable-component-update', '--disable-sync',
     `--user-data-dir=${profile}`, '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0',
     '--window-size=800,600', 'about:blank',
