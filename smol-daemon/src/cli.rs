@@ -56,6 +56,11 @@ pub struct Serve {
     /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
     #[argh(option)]
     pub tls_key: Option<PathBuf>,
+    /// an `Origin` a browser's WebSocket must come from, e.g.
+    /// https://gwm.example.org (repeat for several; default: any); others get
+    /// HTTP 403
+    #[argh(option)]
+    pub allowed_origin: Vec<String>,
     /// host name or address put in JSON replies as `proxy_address` (default:
     /// the address the control request arrived on)
     #[argh(option)]

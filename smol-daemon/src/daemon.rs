@@ -39,6 +39,8 @@ pub struct Settings {
     pub policy_ports: (u16, u16),
     /// TLS on entry points, when configured.
     pub tls: Option<crate::tls::Acceptor>,
+    /// `Origin` values a WebSocket viewer must send (empty: any).
+    pub allowed_origins: Vec<String>,
 }
 
 /// The daemon: settings, the clock, the ticket table and the entry listeners.

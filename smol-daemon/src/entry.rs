@@ -318,7 +318,16 @@ where
 {
     let mut ticket = Err("no such console");
     let (mut reader, mut writer) = if layers.websocket {
-        let mut hs = Handshake::new(Default::default());
+        let origins: Vec<&str> = d
+            .settings
+            .allowed_origins
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let mut hs = Handshake::new(handshake::Config {
+            allowed_origins: &origins,
+            ..Default::default()
+        });
         let sub = loop {
             match drive(&mut hs, &mut r, &mut w, &mut input, &d.clock).await {
                 Ok(handshake::Event::Request) => {

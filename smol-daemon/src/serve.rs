@@ -91,6 +91,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         policy_domain: "*".into(),
         policy_ports: (args.ports.lo, args.ports.hi),
         tls,
+        allowed_origins: args.allowed_origin.clone(),
     };
     let d = Daemon::new(settings, table, ex.clone())
         .map_err(|e| format!("configuration: {}", e.reason()))?;

@@ -241,3 +241,27 @@ fn flashpolicy_command_serves_the_policy() {
     assert!(text.ends_with('\0'));
     assert!(d.terminate().success());
 }
+
+#[test]
+fn websocket_from_a_foreign_origin_is_forbidden() {
+    let backend = Backend::spawn(BackendConfig::with_password("pw")).unwrap();
+    let d = Daemon::start(&["--allowed-origin", "https://gwm.example.org"]);
+    let port = d.gwm_request(backend.addr(), "pw", true);
+    let url = format!("ws://127.0.0.1:{port}/websockify");
+    let foreign = WsOptions {
+        protocols: vec![],
+        origin: Some("https://evil.example.com".into()),
+    };
+    let err = WsStream::connect(&url, &foreign).expect_err("foreign origin");
+    assert!(err.to_string().contains("403"), "{err}");
+    let ours = WsOptions {
+        protocols: vec![],
+        origin: Some("https://GWM.example.org".into()),
+    };
+    let viewer = Viewer::handshake(
+        WsStream::connect(&url, &ours).unwrap(),
+        &ViewerConfig::password("pw"),
+    )
+    .expect("the ticket survives a refused upgrade");
+    assert_eq!(viewer.server_init().width, 640);
+}
