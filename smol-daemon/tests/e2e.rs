@@ -7,7 +7,7 @@ mod support;
 
 use std::net::TcpStream;
 use std::time::Duration;
-use support::{bulk_backend, check_bulk, port_closed, Daemon, PATIENCE};
+use support::{bulk_backend, check_bulk, json_field, port_closed, Daemon, PATIENCE};
 use vncap_tests::backend::{Backend, BackendConfig, Security};
 use vncap_tests::viewer::{Viewer, ViewerConfig, ViewerError, WsOptions, WsStream};
 
@@ -97,17 +97,7 @@ fn snf_request_with_generated_password() {
         reply.contains("\"proxy_address\": \"console.example.org\""),
         "{reply}"
     );
-    let field = |name: &str| -> String {
-        let at = reply
-            .find(&format!("\"{name}\": "))
-            .unwrap_or_else(|| panic!("{name} in {reply}"));
-        let rest = &reply[at + name.len() + 4..];
-        rest.trim_start_matches('"')
-            .split(['"', ',', '}'])
-            .next()
-            .unwrap()
-            .to_string()
-    };
+    let field = |name: &str| json_field(&reply, name);
     let port: u16 = field("source_port").parse().unwrap();
     let password = field("password");
     assert_eq!(password.len(), 8);
@@ -417,17 +407,7 @@ fn single_port_serves_websocket_consoles_by_token() {
         backend.addr().port()
     );
     let reply = d.control_raw(req.as_bytes());
-    let field = |name: &str| -> String {
-        let at = reply
-            .find(&format!("\"{name}\": "))
-            .unwrap_or_else(|| panic!("{name} in {reply}"));
-        let rest = &reply[at + name.len() + 4..];
-        rest.trim_start_matches('"')
-            .split(['"', ',', '}'])
-            .next()
-            .unwrap()
-            .to_string()
-    };
+    let field = |name: &str| json_field(&reply, name);
     assert_eq!(field("source_port"), single.to_string());
     let url_path = field("url_path");
     let token = field("token");

@@ -5,14 +5,13 @@
 
 mod support;
 
-use async_tungstenite::tungstenite::Message;
-use futures_util::StreamExt;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use support::browser::Browser;
 use support::{Daemon, PATIENCE};
 use vncap_tests::backend::{Backend, BackendConfig, Mode};
 use vncap_tests::fixture::{Dir, Fixture};
-use vncap_tests::peer::{bulk_sha256, sha256, vnc_auth_response};
+use vncap_tests::peer::{bulk_sha256, sha256};
 use vncap_tests::viewer::{Viewer, ViewerConfig, WsOptions, WsStream};
 
 fn tcp(port: u16) -> TcpStream {
@@ -68,46 +67,12 @@ fn async_tungstenite_browser_logs_in_and_receives_intact_bytes() {
             .await
             .unwrap();
         let url = format!("ws://127.0.0.1:{port}/websockify");
-        let (mut ws, response) = async_tungstenite::client_async(url, tcp)
-            .await
-            .expect("upgrade");
-        assert!(
-            response.headers().get("sec-websocket-protocol").is_none(),
-            "no subprotocol offered, none echoed"
-        );
-        // RFB arrives as a byte stream cut into messages anywhere: collect.
-        let mut inbox: Vec<u8> = Vec::new();
-        macro_rules! take {
-            ($n:expr) => {{
-                while inbox.len() < $n {
-                    match ws.next().await.expect("stream open").expect("frame") {
-                        Message::Binary(b) => inbox.extend_from_slice(&b),
-                        other => panic!("unexpected {other:?}"),
-                    }
-                }
-                inbox.drain(..$n).collect::<Vec<u8>>()
-            }};
-        }
-        assert_eq!(take!(12), b"RFB 003.008\n");
-        ws.send(Message::binary(b"RFB 003.008\n".to_vec()))
-            .await
-            .unwrap();
-        assert_eq!(take!(2), [1, 2], "VNC authentication only");
-        ws.send(Message::binary(vec![2])).await.unwrap();
-        let challenge: [u8; 16] = take!(16).try_into().unwrap();
-        ws.send(Message::binary(
-            vnc_auth_response(b"browser", &challenge).to_vec(),
-        ))
-        .await
-        .unwrap();
-        assert_eq!(take!(4), [0, 0, 0, 0], "SecurityResult OK");
-        ws.send(Message::binary(vec![1])).await.unwrap(); // ClientInit, shared
-        let init = take!(24);
-        let name_len = u32::from_be_bytes(init[20..24].try_into().unwrap()) as usize;
-        assert_eq!(take!(name_len), b"vncap test backend");
-        let body = take!(len as usize);
+        let (mut b, protocol) = Browser::upgrade(tcp, &url).await;
+        assert_eq!(protocol, None, "no subprotocol offered, none echoed");
+        assert_eq!(b.login("browser").await, "vncap test backend");
+        let body = b.take(len as usize).await;
         assert_eq!(sha256(&body), bulk_sha256(11, len));
-        ws.close(None).await.unwrap();
+        b.ws.close(None).await.unwrap();
     });
 }
 

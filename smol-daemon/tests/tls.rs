@@ -7,18 +7,16 @@
 
 mod support;
 
-use async_tungstenite::tungstenite::Message;
-use async_tungstenite::WebSocketStream;
-use futures_util::StreamExt;
 use rustls::pki_types::{CertificateDer, ServerName};
 use std::io::Write;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use support::{bulk_backend, check_bulk, Daemon, PATIENCE};
+use support::browser::Browser;
+use support::{bulk_backend, check_bulk, json_field, Daemon, PATIENCE};
 use vncap_tests::backend::{Backend, BackendConfig};
-use vncap_tests::peer::{bulk_sha256, sha256, vnc_auth_response};
+use vncap_tests::peer::{bulk_sha256, sha256};
 use vncap_tests::viewer::{Viewer, ViewerConfig, ViewerError};
 
 /// A self-signed certificate for `localhost`, written as PEM files into a
@@ -89,96 +87,29 @@ impl Drop for Cert {
     }
 }
 
-fn gwm_request(d: &Daemon, backend: std::net::SocketAddr, pw: &str, ws: bool, tls: bool) -> u16 {
-    let line = format!(
-        "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"{pw}\", \"ws\": {ws}, \"tls\": {tls}}}\r\n",
-        backend.ip(),
-        backend.port()
-    );
-    let reply = d.control_raw(line.as_bytes());
-    reply
-        .trim_end()
-        .parse()
-        .unwrap_or_else(|_| panic!("expected a port, got {reply:?}"))
-}
-
 /// Sends close_notify, so the daemon sees a clean end of the TLS stream.
 fn close_tls(s: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) {
     s.conn.send_close_notify();
     let _ = s.flush();
 }
 
-/// A browser over wss: `async-tungstenite` over a `futures-rustls` client
-/// stream, RFB by hand over binary messages.
-struct Browser {
-    ws: WebSocketStream<futures_rustls::client::TlsStream<smol::net::TcpStream>>,
-    inbox: Vec<u8>,
-}
-
-impl Browser {
-    async fn connect(cert: &Cert, port: u16, path: &str) -> Browser {
-        let tcp = smol::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let name = ServerName::try_from("localhost").unwrap();
-        let tls = futures_rustls::TlsConnector::from(cert.client_config())
-            .connect(name, tcp)
-            .await
-            .expect("TLS handshake");
-        let url = format!("wss://localhost:{port}/{path}");
-        let (ws, _) = async_tungstenite::client_async(url, tls)
-            .await
-            .expect("upgrade");
-        Browser {
-            ws,
-            inbox: Vec::new(),
-        }
-    }
-
-    /// The next `n` bytes of the RFB stream (cut into messages anywhere).
-    async fn take(&mut self, n: usize) -> Vec<u8> {
-        while self.inbox.len() < n {
-            match self.ws.next().await.expect("stream open").expect("frame") {
-                Message::Binary(b) => self.inbox.extend_from_slice(&b),
-                other => panic!("unexpected {other:?}"),
-            }
-        }
-        self.inbox.drain(..n).collect()
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.ws.send(Message::binary(bytes.to_vec())).await.unwrap();
-    }
-
-    /// RFB 3.8 with VNC authentication, then ClientInit; returns the
-    /// desktop name from ServerInit.
-    async fn login(&mut self, password: &str) -> String {
-        assert_eq!(self.take(12).await, b"RFB 003.008\n");
-        self.send(b"RFB 003.008\n").await;
-        assert_eq!(self.take(2).await, [1, 2], "VNC authentication only");
-        self.send(&[2]).await;
-        let challenge: [u8; 16] = self.take(16).await.try_into().unwrap();
-        self.send(&vnc_auth_response(password.as_bytes(), &challenge))
-            .await;
-        assert_eq!(self.take(4).await, [0, 0, 0, 0], "SecurityResult OK");
-        self.send(&[1]).await; // ClientInit, shared
-        let init = self.take(24).await;
-        let name_len = u32::from_be_bytes(init[20..24].try_into().unwrap()) as usize;
-        String::from_utf8(self.take(name_len).await).unwrap()
-    }
-}
-
-/// The value of a string or number field in a one-line JSON reply.
-fn field(reply: &str, name: &str) -> String {
-    let at = reply
-        .find(&format!("\"{name}\": "))
-        .unwrap_or_else(|| panic!("{name} in {reply}"));
-    let rest = &reply[at + name.len() + 4..];
-    rest.trim_start_matches('"')
-        .split(['"', ',', '}'])
-        .next()
-        .unwrap()
-        .to_string()
+/// A browser over wss, trusting exactly `cert`.
+async fn wss(
+    cert: &Cert,
+    port: u16,
+    path: &str,
+) -> Browser<futures_rustls::client::TlsStream<smol::net::TcpStream>> {
+    let tcp = smol::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let tls = futures_rustls::TlsConnector::from(cert.client_config())
+        .connect(name, tcp)
+        .await
+        .expect("TLS handshake");
+    Browser::upgrade(tls, &format!("wss://localhost:{port}/{path}"))
+        .await
+        .0
 }
 
 #[test]
@@ -187,7 +118,7 @@ fn native_viewer_over_tls_relays_both_ways() {
     let backend = bulk_backend("tls-pw", down, 21);
     let cert = Cert::new();
     let mut d = cert.daemon(&[]);
-    let port = gwm_request(&d, backend.addr(), "tls-pw", false, true);
+    let port = d.gwm_request_tls(backend.addr(), "tls-pw", false, true);
     let mut viewer = Viewer::handshake(cert.connect(port), &ViewerConfig::password("tls-pw"))
         .expect("login over TLS");
     assert_eq!(viewer.server_init().name, "vncap test backend");
@@ -204,9 +135,9 @@ fn websocket_over_tls_relays_intact_bytes() {
     let backend = bulk_backend("wss-pw", len, 31);
     let cert = Cert::new();
     let mut d = cert.daemon(&[]);
-    let port = gwm_request(&d, backend.addr(), "wss-pw", true, true);
+    let port = d.gwm_request_tls(backend.addr(), "wss-pw", true, true);
     smol::block_on(async {
-        let mut b = Browser::connect(&cert, port, "websockify").await;
+        let mut b = wss(&cert, port, "websockify").await;
         assert_eq!(b.login("wss-pw").await, "vncap test backend");
         let body = b.take(len as usize).await;
         assert_eq!(sha256(&body), bulk_sha256(31, len));
@@ -220,7 +151,7 @@ fn tls_only_console_refuses_a_plain_viewer_with_the_reason() {
     let backend = Backend::spawn(BackendConfig::with_password("only")).unwrap();
     let cert = Cert::new();
     let mut d = cert.daemon(&[]);
-    let port = gwm_request(&d, backend.addr(), "only", false, true);
+    let port = d.gwm_request_tls(backend.addr(), "only", false, true);
     let plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
     plain.set_read_timeout(Some(PATIENCE)).unwrap();
     match Viewer::handshake(plain, &ViewerConfig::password("only")) {
@@ -247,7 +178,7 @@ fn gwm_request_without_tls_refuses_a_tls_viewer_with_the_reason() {
     let backend = Backend::spawn(BackendConfig::with_password("plain")).unwrap();
     let cert = Cert::new();
     let mut d = cert.daemon(&[]);
-    let port = gwm_request(&d, backend.addr(), "plain", false, false);
+    let port = d.gwm_request_tls(backend.addr(), "plain", false, false);
     match Viewer::handshake(cert.connect(port), &ViewerConfig::password("plain")) {
         Err(ViewerError::Refused { reason }) => {
             assert_eq!(reason, "this console is not offered over TLS")
@@ -268,11 +199,11 @@ fn snf_vnc_wss_gets_a_port_that_works_over_wss() {
     );
     let reply = d.control_raw(req.as_bytes());
     assert!(reply.starts_with("{\"status\": \"OK\""), "{reply}");
-    let port: u16 = field(&reply, "source_port").parse().unwrap();
+    let port: u16 = json_field(&reply, "source_port").parse().unwrap();
     assert!((d.ports.0..=d.ports.1).contains(&port), "{reply}");
-    let password = field(&reply, "password");
+    let password = json_field(&reply, "password");
     smol::block_on(async {
-        let mut b = Browser::connect(&cert, port, "websockify").await;
+        let mut b = wss(&cert, port, "websockify").await;
         assert_eq!(b.login(&password).await, "vncap test backend");
         b.ws.close(None).await.unwrap();
     });
@@ -289,12 +220,12 @@ fn single_port_serves_wss_consoles_by_token() {
     );
     let reply = d.control_raw(req.as_bytes());
     assert!(reply.starts_with("{\"status\": \"OK\""), "{reply}");
-    let port: u16 = field(&reply, "source_port").parse().unwrap();
-    let url_path = field(&reply, "url_path");
+    let port: u16 = json_field(&reply, "source_port").parse().unwrap();
+    let url_path = json_field(&reply, "url_path");
     assert!(url_path.starts_with("websockify?token="), "{reply}");
-    let password = field(&reply, "password");
+    let password = json_field(&reply, "password");
     smol::block_on(async {
-        let mut b = Browser::connect(&cert, port, &url_path).await;
+        let mut b = wss(&cert, port, &url_path).await;
         assert_eq!(b.login(&password).await, "vncap test backend");
         b.ws.close(None).await.unwrap();
     });
@@ -305,7 +236,7 @@ fn inside_tls_only_websocket_or_silence_is_served() {
     let backend = Backend::spawn(BackendConfig::default()).unwrap();
     let cert = Cert::new();
     let mut d = cert.daemon(&[]);
-    let port = gwm_request(&d, backend.addr(), "pw", false, true);
+    let port = d.gwm_request_tls(backend.addr(), "pw", false, true);
     let mut s = cert.connect(port);
     s.write_all(b"<policy-file-request/>\0").unwrap();
     let mut rest = Vec::new();

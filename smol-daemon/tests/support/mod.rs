@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -143,10 +145,16 @@ impl Daemon {
         reply
     }
 
-    /// A GWM (dialect 1) request, spelt as GWM's `json.dumps` does; returns the port.
+    /// A GWM (dialect 1) request, spelt as GWM's `json.dumps` does, with
+    /// `"tls": false`; returns the port.
     pub fn gwm_request(&self, backend: SocketAddr, password: &str, ws: bool) -> u16 {
+        self.gwm_request_tls(backend, password, ws, false)
+    }
+
+    /// A GWM (dialect 1) request with the given `ws` and `tls`; returns the port.
+    pub fn gwm_request_tls(&self, backend: SocketAddr, password: &str, ws: bool, tls: bool) -> u16 {
         let line = format!(
-            "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"{password}\", \"ws\": {ws}, \"tls\": false}}\r\n",
+            "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"{password}\", \"ws\": {ws}, \"tls\": {tls}}}\r\n",
             backend.ip(),
             backend.port()
         );
@@ -231,4 +239,18 @@ pub fn check_bulk(
         r.received_sha256, report.sent_sha256,
         "viewer→backend bytes intact"
     );
+}
+
+/// The value of `"name": …` in a one-line JSON reply (string or number), as
+/// text; panics if it is absent.
+pub fn json_field(reply: &str, name: &str) -> String {
+    let at = reply
+        .find(&format!("\"{name}\": "))
+        .unwrap_or_else(|| panic!("{name} in {reply}"));
+    let rest = &reply[at + name.len() + 4..];
+    rest.trim_start_matches('"')
+        .split(['"', ',', '}'])
+        .next()
+        .unwrap_or_default()
+        .to_string()
 }
