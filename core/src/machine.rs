@@ -34,10 +34,17 @@ pub trait Machine {
     fn poll_output(&mut self, out: &mut [u8]) -> usize;
     /// The next event, if any.
     fn poll_event(&mut self) -> Option<Self::Event>;
-    /// When the machine next wants [`Machine::handle_timeout`], if ever.
-    fn poll_timeout(&self) -> Option<Instant>;
+    /// When the machine next wants [`Machine::handle_timeout`], if ever. The
+    /// default is never: a machine without a timer of its own leaves its
+    /// deadline to the driver (every handshake here is bounded that way).
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
     /// Tells the machine the time is now `now` (at or after its timeout).
-    fn handle_timeout(&mut self, now: Instant);
+    /// The default does nothing (see [`Machine::poll_timeout`]).
+    fn handle_timeout(&mut self, now: Instant) {
+        let _ = now;
+    }
 }
 
 /// Copies the part of `queued` not yet sent (from `*sent` on) into `out`,

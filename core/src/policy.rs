@@ -12,7 +12,6 @@ use core::fmt::{self, Write as _};
 use heapless::{String, Vec};
 
 use crate::machine::Machine;
-use crate::time::Instant;
 
 /// The request, NUL included.
 pub const REQUEST: &[u8] = b"<policy-file-request/>\0";
@@ -176,12 +175,6 @@ impl Machine for Policy {
     fn poll_event(&mut self) -> Option<Event> {
         self.event.take()
     }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) {}
 }
 
 #[cfg(test)]

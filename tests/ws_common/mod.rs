@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use vncap_core::ws::frame::{self, Decoded};
 use vncap_core::ws::handshake::{self, Handshake};
 use vncap_core::ws::{Connection, Error, Subprotocol};
-use vncap_core::{Instant, Machine};
+use vncap_core::Machine;
 
 /// A client frame: `b0` is FIN/RSV/opcode, the payload is masked with `mask`.
 pub fn client_frame(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
@@ -156,10 +156,4 @@ impl Machine for WsServer {
     fn poll_event(&mut self) -> Option<Ev> {
         self.events.pop_front()
     }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) {}
 }

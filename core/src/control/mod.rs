@@ -43,7 +43,6 @@ pub use request::{
 };
 
 use crate::machine::Machine;
-use crate::time::Instant;
 
 /// Longest request accepted, terminator included.
 pub const MAX_INPUT: usize = 4096;
@@ -404,13 +403,7 @@ impl Machine for Control {
         self.event.take().map(Event::Request)
     }
 
-    /// None: the control channel has no timer of its own (the driver bounds
-    /// how long it waits for a request).
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) {}
+    // No timer of its own: the driver bounds how long it waits for a request.
 }
 
 #[cfg(test)]

@@ -20,7 +20,6 @@ use super::wire::{
     SECURITY_VNC_AUTH, VERSION_LEN,
 };
 use crate::machine::Machine;
-use crate::time::Instant;
 
 /// The most input the machine ever needs at once (the challenge): a caller
 /// buffer of this size never stalls it.
@@ -403,12 +402,6 @@ impl Machine for Client {
     fn poll_event(&mut self) -> Option<Event> {
         self.event.take()
     }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) {}
 }
 
 #[cfg(test)]

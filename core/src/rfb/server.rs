@@ -28,7 +28,6 @@ use super::wire::{
     SECURITY_VNC_AUTH, VERSION_LEN,
 };
 use crate::machine::Machine;
-use crate::time::Instant;
 
 /// The most input the machine ever needs at once (the challenge response):
 /// a caller buffer of this size never stalls it.
@@ -341,12 +340,6 @@ impl Machine for Server {
     fn poll_event(&mut self) -> Option<Event> {
         self.event.take()
     }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) {}
 }
 
 #[cfg(test)]

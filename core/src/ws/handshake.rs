@@ -24,7 +24,6 @@ use sha1::{Digest as _, Sha1};
 
 use super::{Error, Subprotocol};
 use crate::machine::Machine;
-use crate::time::Instant;
 
 /// Default limit on the request header block, in bytes (431 beyond it).
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
@@ -426,12 +425,6 @@ impl Machine for Handshake<'_> {
     fn poll_event(&mut self) -> Option<Event> {
         self.event.take()
     }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-
-    fn handle_timeout(&mut self, _now: Instant) {}
 }
 
 #[cfg(test)]
