@@ -89,6 +89,7 @@ fuzz_target!(|data: &[u8]| {
         single_port: (c & 16 != 0).then_some(SINGLE),
         backend_password: None,
         tls: c & 32 != 0,
+        max_tickets: usize::MAX,
     };
     let mut table: Table<N> = Table::new(config.clone()).expect("config");
     let mut now = Instant::from_millis(u64::from(r.byte()) << 40);

@@ -87,6 +87,20 @@ pub struct Serve {
     /// most concurrent viewer connections, handshakes and sessions (default 256)
     #[argh(option, default = "256")]
     pub max_sessions: usize,
+    /// longest control request in bytes (default 4096; 64-65536)
+    #[argh(option, default = "4096")]
+    pub max_request_bytes: usize,
+    /// longest HTTP request header block of a WebSocket upgrade in bytes
+    /// (default 8192; 256-65536); larger ones get HTTP 431
+    #[argh(option, default = "8192")]
+    pub max_header_bytes: usize,
+    /// longest WebSocket message from a viewer in bytes (default 16 MiB);
+    /// larger ones close the connection with code 1009
+    #[argh(option, default = "16 << 20")]
+    pub max_message_bytes: u64,
+    /// most consoles pending or in use at once (default and at most 1024)
+    #[argh(option, default = "1024")]
+    pub max_tickets: usize,
     /// write the process id here while running
     #[argh(option)]
     pub pidfile: Option<PathBuf>,

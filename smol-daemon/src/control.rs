@@ -105,6 +105,7 @@ where
     let mut ctl = Control::new(control::Config {
         max_timeout_ms: d.max_ticket_timeout_ms(),
         proxy_address: proxy,
+        max_input: d.settings.max_request_bytes,
     });
     let outcome = crate::backend::with_timeout(CONTROL_TIMEOUT, async {
         Ok(request(&d, &mut ctl, &mut r, &mut w).await)
@@ -131,7 +132,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut input = InBuf::new(control::MAX_INPUT);
+    let mut input = InBuf::new(d.settings.max_request_bytes);
     let event = match drive(ctl, r, w, &mut input, &d.clock).await {
         Ok(ev) => ev,
         Err(DriveError::Closed) => {

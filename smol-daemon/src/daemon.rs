@@ -41,6 +41,12 @@ pub struct Settings {
     pub tls: Option<crate::tls::Acceptor>,
     /// `Origin` values a WebSocket viewer must send (empty: any).
     pub allowed_origins: Vec<String>,
+    /// Longest control request.
+    pub max_request_bytes: usize,
+    /// Longest HTTP request header block (WebSocket upgrade).
+    pub max_header_bytes: usize,
+    /// Longest WebSocket message from a viewer.
+    pub max_message_bytes: u64,
 }
 
 /// The daemon: settings, the clock, the ticket table and the entry listeners.

@@ -35,8 +35,9 @@ use vncap_core::ticket::{self, Handle, Lookup};
 use vncap_core::ws::handshake::{self, Handshake};
 use vncap_core::{policy, Instant};
 
-/// Bytes a connection may hold before the RFB stage (an HTTP upgrade request).
-const HANDSHAKE_BUFFER: usize = vncap_core::ws::handshake::DEFAULT_MAX_HEADER_BYTES;
+/// Bytes a connection may hold during RFB authentication (the 16-byte
+/// response, plus whatever a viewer sends early).
+const RFB_BUFFER: usize = 4096;
 
 /// Which door a viewer came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,7 +196,8 @@ async fn authenticate(
 ) -> Result<Viewer, String> {
     let mut r = Plain(stream.clone());
     let mut w = Plain(stream);
-    let mut input = InBuf::new(HANDSHAKE_BUFFER);
+    // Room for an HTTP upgrade request, the largest thing before RFB.
+    let mut input = InBuf::new(d.settings.max_header_bytes);
     let arrival = sniff_arrival(&mut r, &mut input)
         .await
         .map_err(|e| format!("closed before speaking ({e})"))?;
@@ -248,7 +250,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut input = InBuf::new(HANDSHAKE_BUFFER);
+    let mut input = InBuf::new(d.settings.max_header_bytes);
     let arrival = sniff_arrival(&mut r, &mut input)
         .await
         .map_err(|e| format!("TLS: closed before speaking ({e})"))?;
@@ -326,7 +328,7 @@ where
             .collect();
         let mut hs = Handshake::new(handshake::Config {
             allowed_origins: &origins,
-            ..Default::default()
+            max_header_bytes: d.settings.max_header_bytes,
         });
         let sub = loop {
             match drive(&mut hs, &mut r, &mut w, &mut input, &d.clock).await {
@@ -347,9 +349,12 @@ where
                 }
             }
         };
-        let conn = vncap_core::ws::Connection::new(sub, Default::default());
+        let limits = vncap_core::ws::frame::Config {
+            max_message: d.settings.max_message_bytes,
+        };
+        let conn = vncap_core::ws::Connection::new(sub, limits);
         let (wr, ww) = ws::split(conn, r.0, w.0, input.data(), d.settings.relay_buffer);
-        input = InBuf::new(HANDSHAKE_BUFFER);
+        input = InBuf::new(RFB_BUFFER);
         (ViewerRead::Ws(wr), ViewerWrite::Ws(ww))
     } else {
         ticket = find_ticket(d, door, peer, layers, None, d.clock.now());

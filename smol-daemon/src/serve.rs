@@ -34,6 +34,29 @@ fn default_listen() -> IpAddr {
     }
 }
 
+/// Refuses limits outside what the buffers behind them are meant for.
+fn check_limits(args: &cli::Serve) -> Result<(), String> {
+    let within = |name: &str, v: usize, lo: usize, hi: usize| {
+        if (lo..=hi).contains(&v) {
+            Ok(())
+        } else {
+            Err(format!("--{name} {v}: must be {lo}-{hi}"))
+        }
+    };
+    within("max-request-bytes", args.max_request_bytes, 64, 65536)?;
+    within("max-header-bytes", args.max_header_bytes, 256, 65536)?;
+    within(
+        "max-tickets",
+        args.max_tickets,
+        1,
+        crate::daemon::MAX_TICKETS,
+    )?;
+    if args.max_message_bytes == 0 {
+        return Err("--max-message-bytes 0: must be at least 1".into());
+    }
+    Ok(())
+}
+
 /// The first line of the cluster password file, without its line ending.
 fn read_backend_password(path: &std::path::Path) -> Result<ticket::Secret, String> {
     let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -67,6 +90,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         }
         None => None,
     };
+    check_limits(&args)?;
     let secs = |s: u32| u64::from(s) * 1000;
     let table = ticket::Config {
         first_port: args.ports.lo,
@@ -76,6 +100,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         backend_password,
         single_port: single.as_ref().map(|(_, port)| *port),
         tls: tls.is_some(),
+        max_tickets: args.max_tickets,
         ..ticket::Config::default()
     };
     let settings = Settings {
@@ -92,6 +117,9 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         policy_ports: (args.ports.lo, args.ports.hi),
         tls,
         allowed_origins: args.allowed_origin.clone(),
+        max_request_bytes: args.max_request_bytes,
+        max_header_bytes: args.max_header_bytes,
+        max_message_bytes: args.max_message_bytes,
     };
     let d = Daemon::new(settings, table, ex.clone())
         .map_err(|e| format!("configuration: {}", e.reason()))?;

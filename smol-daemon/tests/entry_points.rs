@@ -230,3 +230,82 @@ fn websocket_from_a_foreign_origin_is_forbidden() {
     .expect("the ticket survives a refused upgrade");
     assert_eq!(viewer.server_init().width, 640);
 }
+
+/// Every limit from the command line, each answered the protocol's way.
+#[test]
+fn configured_limits_get_specific_answers() {
+    let backend = Backend::spawn(BackendConfig::with_password("pw")).unwrap();
+    let d = Daemon::start(&[
+        "--max-request-bytes",
+        "128",
+        "--max-header-bytes",
+        "512",
+        "--max-message-bytes",
+        "1024",
+        "--max-tickets",
+        "1",
+    ]);
+    let long = format!("{{\"daddr\": \"{}\"}}\n", "h".repeat(200));
+    assert_eq!(
+        d.control_raw(long.as_bytes()),
+        "FAILED request longer than the limit\n"
+    );
+
+    let port = d.gwm_request(backend.addr(), "pw", true);
+    let again = format!(
+        "{{\"daddr\": \"127.0.0.1\", \"dport\": {}, \"password\": \"pw\"}}\n",
+        backend.addr().port()
+    );
+    assert_eq!(
+        d.control_raw(again.as_bytes()),
+        "FAILED too many pending consoles\n"
+    );
+
+    // An upgrade request whose header block passes the limit: HTTP 431.
+    let mut s = tcp(port);
+    let padded = format!(
+        "GET /websockify HTTP/1.1\r\nHost: x\r\nX-Pad: {}\r\n",
+        "a".repeat(600)
+    );
+    s.write_all(padded.as_bytes()).unwrap();
+    let answer = String::from_utf8_lossy(&read_all(s)).to_string();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+
+    // A WebSocket message over the limit: close code 1009 (the ticket
+    // survived the refused upgrade above).
+    smol::block_on(async {
+        let tcp = smol::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (mut b, _) = Browser::upgrade(tcp, &format!("ws://127.0.0.1:{port}/websockify")).await;
+        b.login("pw").await;
+        b.send(&[0u8; 2000]).await;
+        loop {
+            match futures_util::StreamExt::next(&mut b.ws).await {
+                Some(Ok(async_tungstenite::tungstenite::Message::Close(Some(frame)))) => {
+                    assert_eq!(u16::from(frame.code), 1009);
+                    break;
+                }
+                Some(Ok(_)) => {}
+                other => panic!("expected a close frame with 1009, got {other:?}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn limits_out_of_range_stop_the_daemon_at_startup() {
+    for (flag, value) in [
+        ("--max-tickets", "5000"),
+        ("--max-request-bytes", "10"),
+        ("--max-header-bytes", "100000"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vncap"))
+            .args(["serve", "--control", "127.0.0.1:0", flag, value])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{flag} {value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(&format!("{flag} {value}: must be")), "{err}");
+    }
+}

@@ -412,7 +412,7 @@ fn reason(text: &str) -> Option<Reason> {
 fn snf_reply(reply: &[u8]) -> Result<Answer, ClientError> {
     // The framer ends a request at an empty line; a reply may start with one.
     let reply = reply.trim_ascii_start();
-    let json = match Scan::default().feed(reply) {
+    let json = match Scan::default().feed(reply, MAX_INPUT) {
         Framed::TooDeep => return Err(ClientError::NestedTooDeep),
         Framed::Done { end, consumed } => {
             let rest = reply.get(consumed..).unwrap_or(&[]);

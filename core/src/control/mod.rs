@@ -15,7 +15,8 @@
 //! wait for the answer; **or** at EOF ([`Control::handle_eof`]). Whitespace
 //! after the request (the `\r\n` of a closed object) is consumed; any other
 //! trailing byte is left to the caller (one request per connection). A
-//! request that has not ended within [`MAX_INPUT`] bytes is
+//! request that has not ended within [`Config::max_input`] bytes (default
+//! [`MAX_INPUT`]) is
 //! [`Error::LineTooLong`]; nesting deeper than [`request::MAX_DEPTH`] is
 //! [`Error::NestedTooDeep`].
 //!
@@ -44,7 +45,8 @@ pub use request::{
 
 use crate::machine::Machine;
 
-/// Longest request accepted, terminator included.
+/// Longest request accepted by default, terminator included
+/// ([`Config::max_input`]).
 pub const MAX_INPUT: usize = 4096;
 
 /// Why a control request was refused. [`Error::reason`] is the text sent
@@ -85,7 +87,7 @@ pub enum Error {
     BadClientIp,
     /// `type` is not `vnc`, `vnc-ws` or `vnc-wss`.
     UnknownType,
-    /// No end of request within [`MAX_INPUT`] bytes.
+    /// No end of request within [`Config::max_input`] bytes.
     LineTooLong,
     /// The connection closed before any request.
     NoRequest,
@@ -113,7 +115,7 @@ impl Error {
             Error::TimeoutTooLong => "timeout over the configured maximum",
             Error::BadClientIp => "client.ip is not an IP address",
             Error::UnknownType => "unknown type (expected vnc, vnc-ws or vnc-wss)",
-            Error::LineTooLong => "request longer than 4096 bytes",
+            Error::LineTooLong => "request longer than the limit",
             Error::NoRequest => "connection closed before a request",
         }
     }
@@ -133,14 +135,18 @@ pub struct Config {
     /// The address viewers reach the proxy at, sent as `proxy_address` in
     /// dialect 2 replies.
     pub proxy_address: Host,
+    /// Longest request, terminator included (default [`MAX_INPUT`]); the
+    /// caller's input buffer should be this large.
+    pub max_input: usize,
 }
 
 impl Default for Config {
-    /// 300 s maximum timeout, `proxy_address` empty.
+    /// 300 s maximum timeout, `proxy_address` empty, [`MAX_INPUT`] bytes.
     fn default() -> Self {
         Config {
             max_timeout_ms: 300_000,
             proxy_address: Host::new(),
+            max_input: MAX_INPUT,
         }
     }
 }
@@ -185,12 +191,13 @@ enum Framed {
 }
 
 impl Scan {
-    fn feed(&mut self, input: &[u8]) -> Framed {
+    /// Scans `input` (at most `limit` bytes of it) for the end of a request.
+    fn feed(&mut self, input: &[u8], limit: usize) -> Framed {
         if input.len() < self.pos {
             // The caller did not present the same bytes again; start over.
             *self = Scan::default();
         }
-        let limit = input.len().min(MAX_INPUT);
+        let limit = input.len().min(limit);
         while self.pos < limit {
             let i = self.pos;
             let b = input.get(i).copied().unwrap_or(b'\n');
@@ -382,8 +389,8 @@ impl Machine for Control {
             State::Awaiting(_) | State::Replied => {
                 Ok(input.iter().take_while(|b| b.is_ascii_whitespace()).count())
             }
-            State::Reading => match self.scan.feed(input) {
-                Framed::More if input.len() >= MAX_INPUT => {
+            State::Reading => match self.scan.feed(input, self.config.max_input) {
+                Framed::More if input.len() >= self.config.max_input => {
                     Err(self.fail(Error::LineTooLong, Dialect::Twisted))
                 }
                 Framed::More => Ok(0),
@@ -443,6 +450,24 @@ mod tests {
             }
             v.extend_from_slice(&buf[..n]).unwrap();
         }
+    }
+
+    #[test]
+    fn the_line_limit_is_configurable() {
+        let limited = |max_input| {
+            Control::new(Config {
+                max_input,
+                ..config()
+            })
+        };
+        let mut c = limited(GWM.len());
+        assert_eq!(c.handle_input(GWM), Ok(GWM.len()));
+        let mut c = limited(64);
+        assert_eq!(c.handle_input(&GWM[..63]), Ok(0));
+        assert_eq!(c.handle_input(&GWM[..64]), Err(Error::LineTooLong));
+        assert!(output(&mut c).starts_with(b"FAILED request longer than the limit"));
+        let mut c = limited(64);
+        assert_eq!(c.handle_eof(&GWM[..64]), Err(Error::LineTooLong));
     }
 
     #[test]
@@ -734,7 +759,7 @@ mod tests {
         assert_eq!(failure(&long).0, Error::TooLong(Field::Daddr));
         let (e, out) = failure(&[b' '; MAX_INPUT]);
         assert_eq!(e, Error::LineTooLong);
-        assert_eq!(&out[..], b"FAILED request longer than 4096 bytes\n");
+        assert_eq!(&out[..], b"FAILED request longer than the limit\n");
         // 4095 bytes and a newline: still a request (here a bad one).
         let mut line = [b' '; MAX_INPUT];
         line[MAX_INPUT - 1] = b'\n';

@@ -149,6 +149,9 @@ pub struct Config {
     pub single_port: Option<u16>,
     /// The cluster's backend password (`--backend-password-file`), if any.
     pub backend_password: Option<Secret>,
+    /// Most tickets held at once (pending or in use), at most the table's
+    /// capacity `N` (which is what larger values mean).
+    pub max_tickets: usize,
     /// Whether entry points can speak TLS. Without it, a request that
     /// requires TLS is refused at once rather than given a port its viewer
     /// cannot use.
@@ -157,7 +160,7 @@ pub struct Config {
 
 impl Default for Config {
     /// Ports 7000-8000, 30 s default, 300 s maximum, 1 attempt, no single
-    /// port, no backend password.
+    /// port, no backend password, no TLS, as many tickets as the table holds.
     fn default() -> Self {
         Config {
             first_port: 7000,
@@ -168,6 +171,7 @@ impl Default for Config {
             single_port: None,
             backend_password: None,
             tls: false,
+            max_tickets: usize::MAX,
         }
     }
 }
@@ -411,6 +415,9 @@ impl<const N: usize> Table<N> {
     pub fn issue(&mut self, now: Instant, req: &Request, random: &[u8]) -> Result<Issued, Error> {
         if req.transport.tls == Need::Yes && !self.config.tls {
             return Err(Error::TlsUnavailable);
+        }
+        if self.len() >= self.config.max_tickets {
+            return Err(Error::TableFull);
         }
         let slot = self
             .slots
@@ -760,6 +767,20 @@ mod tests {
             last_port: last,
             ..Config::default()
         }
+    }
+
+    #[test]
+    fn max_tickets_caps_the_table_below_its_capacity() {
+        let mut t: Table<4> = Table::new(Config {
+            max_tickets: 1,
+            ..config(7000, 7003)
+        })
+        .unwrap();
+        let now = Instant::from_millis(0);
+        let first = t.issue(now, &twisted("pw"), &RANDOM).unwrap();
+        assert_eq!(t.issue(now, &twisted("pw"), &RANDOM), Err(Error::TableFull));
+        t.session_ended(first.handle).unwrap();
+        assert!(t.issue(now, &twisted("pw"), &RANDOM).is_ok(), "room again");
     }
 
     #[test]
