@@ -300,12 +300,6 @@ fn limits_out_of_range_stop_the_daemon_at_startup() {
         ("--max-request-bytes", "10"),
         ("--max-header-bytes", "100000"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vncap"))
-            .args(["serve", "--control", "127.0.0.1:0", flag, value])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1), "{flag} {value}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&format!("{flag} {value}: must be")), "{err}");
+        support::startup_fails(&[flag, value], &format!("{flag} {value}: must be"));
     }
 }

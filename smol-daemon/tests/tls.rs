@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use support::browser::Browser;
-use support::{bulk_backend, check_bulk, json_field, Daemon, PATIENCE};
+use support::{bulk_backend, check_bulk, json_field, startup_fails, Daemon, PATIENCE};
 use vncap_tests::backend::{Backend, BackendConfig};
 use vncap_tests::peer::{bulk_sha256, sha256};
 use vncap_tests::viewer::{Viewer, ViewerConfig, ViewerError};
@@ -256,24 +256,6 @@ fn tls_request_is_refused_without_tls_configured() {
     let reply = d.control_raw(line.as_bytes());
     assert!(reply.starts_with("FAILED"), "{reply}");
     assert!(reply.contains("TLS"), "{reply}");
-}
-
-/// Startup fails with a message naming the problem, and a non-zero status.
-fn startup_fails(args: &[&str], expect: &str) {
-    let ports = support::port_block();
-    let range = format!("{}-{}", ports.0, ports.1);
-    let mut all = vec![
-        "serve",
-        "--control",
-        "127.0.0.1:0",
-        "--listen",
-        "127.0.0.1",
-        "--ports",
-        &range,
-    ];
-    all.extend_from_slice(args);
-    let d = Daemon::spawn_until(&all, ports, expect);
-    assert!(!d.terminate().success());
 }
 
 #[test]

@@ -42,7 +42,7 @@ use core::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 use super::reply::{self, Sink};
-use super::request::{Opt, UNESCAPE_CAP};
+use super::request::{Num, Opt, UNESCAPE_CAP};
 use super::{Dialect, Framed, Host, Need, Password, Scan, Transport, MAX_INPUT};
 use crate::ticket::{Token, UrlPath};
 
@@ -642,32 +642,6 @@ impl<'de> Visitor<'de> for ReasonSeed {
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
         Ok(reason(v))
-    }
-}
-
-/// A JSON number, as `f64`.
-struct Num;
-
-impl<'de> DeserializeSeed<'de> for Num {
-    type Value = f64;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<f64, D::Error> {
-        d.deserialize_f64(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Num {
-    type Value = f64;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a number")
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
-        Ok(v)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
-        Ok(v as f64)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
-        Ok(v as f64)
     }
 }
 

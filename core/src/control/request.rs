@@ -642,8 +642,9 @@ impl<'de, const N: usize> Visitor<'de> for Str<'_, N> {
     }
 }
 
-/// A JSON number, as `f64` (integral checks come later).
-struct Num;
+/// A JSON number, as `f64` (integral checks come later). Also read by
+/// [`super::client`] for reply numbers.
+pub(super) struct Num;
 
 impl<'de> DeserializeSeed<'de> for Num {
     type Value = f64;

@@ -254,3 +254,27 @@ pub fn json_field(reply: &str, name: &str) -> String {
         .unwrap_or_default()
         .to_string()
 }
+
+/// `vncap serve` with test defaults plus `extra` must refuse to start: it
+/// exits with status 1 by itself, and its error names `expect`.
+pub fn startup_fails(extra: &[&str], expect: &str) {
+    let ports = port_block();
+    let range = format!("{}-{}", ports.0, ports.1);
+    let out = Command::new(env!("CARGO_BIN_EXE_vncap"))
+        .args([
+            "serve",
+            "--control",
+            "127.0.0.1:0",
+            "--listen",
+            "127.0.0.1",
+            "--ports",
+            &range,
+        ])
+        .args(extra)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run vncap");
+    assert_eq!(out.status.code(), Some(1), "{extra:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(expect), "{extra:?}: {err}");
+}
