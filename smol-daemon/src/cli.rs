@@ -49,13 +49,13 @@ pub struct Serve {
     #[argh(option)]
     pub single_port: Option<u16>,
     /// PEM certificate chain (end-entity first) for TLS on every entry point
-    /// and the single port; with --tls-key, entry points also accept TLS
+    /// and the single port; with --key, entry points also accept TLS
     /// (and requests may require it)
     #[argh(option)]
-    pub tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert (PKCS#8, PKCS#1 or SEC1)
     #[argh(option)]
-    pub tls_key: Option<PathBuf>,
+    pub key: Option<PathBuf>,
     /// an `Origin` a browser's WebSocket must come from, e.g.
     /// https://gwm.example.org (repeat for several; default: any); others get
     /// HTTP 403

@@ -8,7 +8,7 @@
 //! the token in their URL (`websockify?token=…`).
 //!
 //! Each connection: sniff (a silence means a native viewer) → (TLS, when
-//! `--tls-cert` is given, then sniff again inside: a WebSocket upgrade or a
+//! `--cert` is given, then sniff again inside: a WebSocket upgrade or a
 //! silence) → (WebSocket handshake; on the single port, the token picks the
 //! ticket) → RFB server handshake with the ticket password → the ticket is
 //! taken. What follows is `session.rs`. Every decision is a core machine's

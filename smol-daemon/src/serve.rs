@@ -74,10 +74,10 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         .as_deref()
         .map(read_backend_password)
         .transpose()?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
+    let tls = match (&args.cert, &args.key) {
         (Some(cert), Some(key)) => Some(crate::tls::Acceptor::load(cert, key)?),
         (None, None) => None,
-        _ => return Err("--tls-cert and --tls-key go together: give both or neither".into()),
+        _ => return Err("--cert and --key go together: give both or neither".into()),
     };
     let listen = args.listen.unwrap_or_else(default_listen);
     let single = match args.single_port {

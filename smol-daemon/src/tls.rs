@@ -1,4 +1,4 @@
-//! TLS on entry points (`--tls-cert`, `--tls-key`): loading the certificate
+//! TLS on entry points (`--cert`, `--key`): loading the certificate
 //! and key once at startup, and terminating one viewer's TLS with rustls
 //! (the `ring` provider). What runs inside the TLS stream (sniffing again,
 //! the WebSocket upgrade, RFB authentication, the relay) is the same generic
@@ -47,15 +47,15 @@ impl Acceptor {
     pub fn load(cert: &Path, key: &Path) -> Result<Acceptor, String> {
         let chain = CertificateDer::pem_file_iter(cert)
             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+            .map_err(|e| format!("--cert {}: {e}", cert.display()))?;
         if chain.is_empty() {
             return Err(format!(
-                "--tls-cert {}: no certificate in the file",
+                "--cert {}: no certificate in the file",
                 cert.display()
             ));
         }
         let private = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| format!("--tls-key {}: {e}", key.display()))?;
+            .map_err(|e| format!("--key {}: {e}", key.display()))?;
         let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS: {e}"))?
@@ -69,7 +69,7 @@ impl Acceptor {
                     e => e.to_string(),
                 };
                 format!(
-                    "--tls-cert {} with --tls-key {}: {why}",
+                    "--cert {} with --key {}: {why}",
                     cert.display(),
                     key.display()
                 )

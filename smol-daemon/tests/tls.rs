@@ -1,4 +1,4 @@
-//! End to end, TLS on entry points (`--tls-cert`, `--tls-key`): a
+//! End to end, TLS on entry points (`--cert`, `--key`): a
 //! self-signed certificate made at test time, the real `vncap` binary, and
 //! independent TLS clients (a blocking `rustls` client under the test viewer
 //! for native RFB over TLS; `futures-rustls` under `async-tungstenite` for
@@ -49,7 +49,7 @@ impl Cert {
     /// A daemon serving TLS with this certificate, plus `extra` arguments.
     fn daemon(&self, extra: &[&str]) -> Daemon {
         let (cert, key) = (self.cert.to_str().unwrap(), self.key.to_str().unwrap());
-        let mut args = vec!["--tls-cert", cert, "--tls-key", key];
+        let mut args = vec!["--cert", cert, "--key", key];
         args.extend_from_slice(extra);
         let d = Daemon::start(&args);
         assert!(d.logged("TLS on"), "the ready line says TLS is on");
@@ -263,17 +263,14 @@ fn bad_tls_files_are_a_clear_startup_error() {
     let (a, b) = (Cert::new(), Cert::new());
     let (a_cert, a_key) = (a.cert.to_str().unwrap(), a.key.to_str().unwrap());
     let b_key = b.key.to_str().unwrap();
+    startup_fails(&["--cert", a_cert], "--cert and --key go together");
     startup_fails(
-        &["--tls-cert", a_cert],
-        "--tls-cert and --tls-key go together",
-    );
-    startup_fails(
-        &["--tls-cert", a_cert, "--tls-key", b_key],
+        &["--cert", a_cert, "--key", b_key],
         "the key does not belong to the certificate",
     );
-    startup_fails(&["--tls-cert", a_key, "--tls-key", a_key], "--tls-cert ");
+    startup_fails(&["--cert", a_key, "--key", a_key], "--cert ");
     startup_fails(
-        &["--tls-cert", "/nonexistent/cert.pem", "--tls-key", a_key],
+        &["--cert", "/nonexistent/cert.pem", "--key", a_key],
         "/nonexistent/cert.pem",
     );
 }

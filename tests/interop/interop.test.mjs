@@ -31,7 +31,7 @@ const CLUSTER = 'Cl8sterPw';
 const SILENCE_MS = 300;
 
 let vncap;
-/** A second vncap with --tls-cert/--tls-key (wss). */
+/** A second vncap with --cert/--key (wss). */
 let vncapTls;
 let testvnc;
 let xvnc;
@@ -48,7 +48,7 @@ before(async () => {
   const tls = selfSignedCert();
   [vncap, vncapTls, testvnc, xvnc, qemuOpen, qemuLocked] = await Promise.all([
     Vncap.start({ backendPassword: CLUSTER }),
-    Vncap.start({ backendPassword: CLUSTER, extra: ['--tls-cert', tls.cert, '--tls-key', tls.key] }),
+    Vncap.start({ backendPassword: CLUSTER, extra: ['--cert', tls.cert, '--key', tls.key] }),
     startTestvnc({ password: CLUSTER }),
     startXvnc({ password: CLUSTER }),
     startQemu(),
@@ -219,7 +219,7 @@ describe('noVNC in Chromium through vncap', () => {
     await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
   });
 
-  test('wss (vncap --tls-cert, noVNC encrypt=1, "tls": true): connected (encrypted), the colour bars on the canvas', async () => {
+  test('wss (vncap --cert, noVNC encrypt=1, "tls": true): connected (encrypted), the colour bars on the canvas', async () => {
     const pw = randomPassword();
     const t0 = performance.now();
     const port = await vncapTls.gwmRequest({ port: testvnc.port, password: pw, ws: true, tls: true });
