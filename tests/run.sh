@@ -19,6 +19,15 @@ step "clippy (core without logging, and with defmt)"
 cargo clippy -p vncap-core --no-default-features --locked -- -D warnings
 cargo clippy -p vncap-core --no-default-features --features defmt --locked -- -D warnings
 
+step "vncap without TLS (--no-default-features): lints, build, TLS options refused"
+cargo clippy -p vncap --no-default-features --all-targets --locked -- -D warnings
+if out=$(cargo run --quiet --locked -p vncap --no-default-features -- \
+    serve --control 127.0.0.1:0 --cert /dev/null --key /dev/null 2>&1); then
+  echo "a vncap without TLS started with --cert"; exit 1
+fi
+grep -q "built without TLS (cargo feature \`tls\`)" <<<"$out" || { echo "$out"; exit 1; }
+# (cargo test below builds the default binary again, for the suites after it.)
+
 step "no_std consumer links vncap-core (no std, no alloc)"
 (cd examples/nostd-consumer && cargo build --quiet && cargo build --quiet --features log)
 

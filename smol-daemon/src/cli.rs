@@ -53,9 +53,18 @@ pub struct Serve {
     /// (and requests may require it)
     #[argh(option)]
     pub cert: Option<PathBuf>,
-    /// PEM private key of --cert (PKCS#8, PKCS#1 or SEC1)
+    /// PEM private key of --cert (PKCS#8, PKCS#1 or SEC1); both files are
+    /// read again on SIGHUP
     #[argh(option)]
     pub key: Option<PathBuf>,
+    /// entry points accept TLS connections only, whatever a request asked
+    /// (needs --cert and --key); a plain viewer is told why
+    #[argh(switch)]
+    pub require_tls: bool,
+    /// the control channel (HOST:PORT only) speaks TLS with --cert and --key
+    /// (snf-vncauthproxy's --enable-ssl)
+    #[argh(switch)]
+    pub control_tls: bool,
     /// an `Origin` a browser's WebSocket must come from, e.g.
     /// https://gwm.example.org (repeat for several; default: any); others get
     /// HTTP 403
@@ -150,6 +159,13 @@ pub struct Request {
     /// the viewer comes over TLS
     #[argh(switch)]
     pub tls: bool,
+    /// the control channel speaks TLS (serve --control-tls); needs --ca
+    #[argh(switch)]
+    pub control_tls: bool,
+    /// PEM certificates to trust for --control-tls: the CA, or the daemon's
+    /// self-signed --cert itself
+    #[argh(option)]
+    pub ca: Option<PathBuf>,
     /// preferred entry port
     #[argh(option)]
     pub sport: Option<u16>,

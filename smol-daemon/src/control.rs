@@ -2,14 +2,17 @@
 //! request, parsed and answered by the core's `control::Control` in the
 //! request's dialect, with a ticket issued (and its entry listener opened) by
 //! the daemon in between. Bounded by [`CONTROL_TIMEOUT`] per connection.
+//! With `--control-tls` every TCP control connection is TLS (snf's
+//! `--enable-ssl`); a client that does not speak it is closed unanswered.
 
 use crate::buffer::InBuf;
 use crate::daemon::Daemon;
 use crate::drive::{drive, flush, DriveError};
+use crate::tls::Acceptor;
 use crate::transport::{ByteWrite, Plain};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::unix::UnixListener;
-use smol::net::TcpListener;
+use smol::net::{TcpListener, TcpStream};
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -65,8 +68,15 @@ impl Listener {
     }
 }
 
-/// Accepts control connections forever.
-pub async fn accept_loop(d: Rc<Daemon>, listener: Rc<Listener>, public_address: Option<String>) {
+/// Accepts control connections forever; with `tls` (`--control-tls`, TCP
+/// only), each one is a TLS connection first, its handshake bounded by
+/// [`CONTROL_TIMEOUT`] too.
+pub async fn accept_loop(
+    d: Rc<Daemon>,
+    listener: Rc<Listener>,
+    public_address: Option<String>,
+    tls: Option<Acceptor>,
+) {
     loop {
         let accepted = match &*listener {
             Listener::Tcp(l) => l.accept().await.map(|(s, peer)| {
@@ -77,7 +87,10 @@ pub async fn accept_loop(d: Rc<Daemon>, listener: Rc<Listener>, public_address: 
                 let proxy = public_address.clone().unwrap_or(local);
                 let d = d.clone();
                 let peer = peer.to_string();
-                d.ex.spawn(connection(d.clone(), s.clone(), s, peer, proxy))
+                match tls.clone() {
+                    None => d.ex.spawn(connection(d.clone(), s.clone(), s, peer, proxy)),
+                    Some(tls) => d.ex.spawn(tls_connection(d.clone(), tls, s, peer, proxy)),
+                }
             }),
             Listener::Unix(l, path) => l.accept().await.map(|(s, _)| {
                 let proxy = public_address.clone().unwrap_or_else(|| "localhost".into());
@@ -90,6 +103,20 @@ pub async fn accept_loop(d: Rc<Daemon>, listener: Rc<Listener>, public_address: 
             Ok(task) => task.detach(),
             Err(e) => log::warn!("control: accept: {e}"),
         }
+    }
+}
+
+/// One control connection over TLS: the handshake, then [`connection`].
+async fn tls_connection(
+    d: Rc<Daemon>,
+    tls: Acceptor,
+    s: TcpStream,
+    peer: String,
+    proxy_address: String,
+) {
+    match crate::backend::with_timeout(CONTROL_TIMEOUT, tls.accept(&[], s)).await {
+        Ok((r, w)) => connection(d, r, w, peer, proxy_address).await,
+        Err(e) => log::warn!("control {peer}: TLS handshake: {e}"),
     }
 }
 

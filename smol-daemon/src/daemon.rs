@@ -20,7 +20,7 @@ use vncap_core::ticket::{self, Event, Handle, Issued, Table};
 /// Most tickets pending or in use at once (the table's fixed capacity).
 pub const MAX_TICKETS: usize = 1024;
 
-/// Settings every task reads, fixed at start.
+/// Settings every task reads, fixed at start (but for the TLS certificate).
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Where entry listeners bind.
@@ -37,8 +37,11 @@ pub struct Settings {
     pub policy_domain: String,
     /// The ports the Flash policy allows.
     pub policy_ports: (u16, u16),
-    /// TLS on entry points, when configured.
+    /// TLS on entry points, when configured (its certificate is replaced on
+    /// SIGHUP).
     pub tls: Option<crate::tls::Acceptor>,
+    /// `--require-tls`: every console is offered over TLS only.
+    pub require_tls: bool,
     /// `Origin` values a WebSocket viewer must send (empty: any).
     pub allowed_origins: Vec<String>,
     /// Longest control request.

@@ -8,7 +8,7 @@
 //! | `clock.rs` | the one clock |
 //! | `logger.rs` | stderr logging |
 //! | `transport.rs` | byte halves: plain, WebSocket |
-//! | `tls.rs` | TLS on entry points (rustls): certificate loading, the server handshake |
+//! | `tls.rs` | TLS (rustls, feature `tls`): certificate loading and reloading, server and client handshakes; `tls_off.rs` without the feature |
 //! | `drive.rs` | the generic machine driver loop |
 //! | `buffer.rs` | a session's fixed input buffer |
 //! | `relay.rs` | the two-way copy after authentication |
@@ -36,6 +36,7 @@ mod relay;
 mod request;
 mod serve;
 mod session;
+#[cfg_attr(not(feature = "tls"), path = "tls_off.rs")]
 mod tls;
 mod transport;
 mod ws;

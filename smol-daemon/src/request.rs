@@ -1,9 +1,10 @@
 //! `vncap request`: asks a running daemon for a console over its control
-//! channel and prints the port and password. The request and the reply are
-//! the core's (`control::client`); this file only connects and prints.
+//! channel (over TLS with `--control-tls`) and prints the port and password.
+//! The request and the reply are the core's (`control::client`); this file
+//! only connects and prints.
 
 use crate::cli;
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::unix::UnixStream;
 use smol::net::TcpStream;
 use vncap_core::control::client::{parse_reply, write_request, Ask};
@@ -21,6 +22,18 @@ pub fn run(args: cli::Request) -> i32 {
             1
         }
     }
+}
+
+/// Sends `request` and reads the reply to the end.
+async fn exchange<S>(mut s: S, request: &[u8]) -> Result<Vec<u8>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut reply = Vec::new();
+    s.write_all(request).await.map_err(|e| e.to_string())?;
+    s.flush().await.map_err(|e| e.to_string())?;
+    s.read_to_end(&mut reply).await.map_err(|e| e.to_string())?;
+    Ok(reply)
 }
 
 async fn request(args: &cli::Request) -> Result<String, String> {
@@ -47,20 +60,31 @@ async fn request(args: &cli::Request) -> Result<String, String> {
     };
     let mut line = [0u8; 4096];
     let n = write_request(&ask, &mut line).map_err(|e| e.reason().to_string())?;
-    let mut reply = Vec::new();
-    if let Some(path) = args.control.strip_prefix("unix:") {
-        let mut s = UnixStream::connect(path)
-            .await
-            .map_err(|e| format!("{}: {e}", args.control))?;
-        s.write_all(&line[..n]).await.map_err(|e| e.to_string())?;
-        s.read_to_end(&mut reply).await.map_err(|e| e.to_string())?;
+    let request = &line[..n];
+    let connecting = |e: std::io::Error| format!("{}: {e}", args.control);
+    let reply = if let Some(path) = args.control.strip_prefix("unix:") {
+        if args.control_tls {
+            return Err("--control-tls is for a HOST:PORT control channel".into());
+        }
+        exchange(
+            UnixStream::connect(path).await.map_err(connecting)?,
+            request,
+        )
+        .await
     } else {
-        let mut s = TcpStream::connect(&args.control)
+        let s = TcpStream::connect(&args.control)
             .await
-            .map_err(|e| format!("{}: {e}", args.control))?;
-        s.write_all(&line[..n]).await.map_err(|e| e.to_string())?;
-        s.read_to_end(&mut reply).await.map_err(|e| e.to_string())?;
-    }
+            .map_err(connecting)?;
+        if args.control_tls {
+            let ca = args.ca.as_deref().ok_or("--control-tls needs --ca PATH")?;
+            // The name the certificate must carry: the host part of HOST:PORT.
+            let host = args.control.rsplit_once(':').map_or("", |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            exchange(crate::tls::connect(ca, host, s).await?, request).await
+        } else {
+            exchange(s, request).await
+        }
+    }?;
     let answer = parse_reply(dialect, &reply).map_err(|e| e.reason().to_string())?;
     if !answer.ok {
         return Err(format!(

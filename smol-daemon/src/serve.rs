@@ -1,6 +1,7 @@
 //! `vncap serve`: builds the daemon from the command line, binds the control
-//! channel, writes the pidfile, runs until SIGTERM or SIGINT, then closes
-//! every listener and removes what it created.
+//! channel, writes the pidfile, runs until SIGTERM or SIGINT (SIGHUP reloads
+//! the TLS certificate), then closes every listener and removes what it
+//! created.
 
 use crate::backend::ConnectPolicy;
 use crate::cli;
@@ -57,6 +58,39 @@ fn check_limits(args: &cli::Serve) -> Result<(), String> {
     Ok(())
 }
 
+/// Refuses TLS options that cannot work: `--require-tls` and `--control-tls`
+/// without a certificate, `--control-tls` on a Unix socket.
+fn check_tls(args: &cli::Serve, have_tls: bool) -> Result<(), String> {
+    for (name, on) in [
+        ("--require-tls", args.require_tls),
+        ("--control-tls", args.control_tls),
+    ] {
+        if on && !have_tls {
+            return Err(format!("{name} needs --cert and --key"));
+        }
+    }
+    if args.control_tls && args.control.starts_with("unix:") {
+        return Err("--control-tls is for a HOST:PORT control channel, not unix:PATH".into());
+    }
+    Ok(())
+}
+
+/// SIGHUP: reads the TLS certificate and key again; a bad file keeps the
+/// old ones.
+fn reload(d: &Daemon) {
+    let Some(tls) = &d.settings.tls else {
+        log::info!("SIGHUP: no TLS certificate to reload");
+        return;
+    };
+    match tls.reload() {
+        Ok(()) => log::info!(
+            "reloaded the TLS certificate from {}",
+            tls.cert_path().display()
+        ),
+        Err(e) => log::warn!("SIGHUP: kept the old TLS certificate: {e}"),
+    }
+}
+
 /// The first line of the cluster password file, without its line ending.
 fn read_backend_password(path: &std::path::Path) -> Result<ticket::Secret, String> {
     let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -79,6 +113,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         (None, None) => None,
         _ => return Err("--cert and --key go together: give both or neither".into()),
     };
+    check_tls(&args, tls.is_some())?;
     let listen = args.listen.unwrap_or_else(default_listen);
     let single = match args.single_port {
         Some(port) => {
@@ -116,6 +151,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         policy_domain: "*".into(),
         policy_ports: (args.ports.lo, args.ports.hi),
         tls,
+        require_tls: args.require_tls,
         allowed_origins: args.allowed_origin.clone(),
         max_request_bytes: args.max_request_bytes,
         max_header_bytes: args.max_header_bytes,
@@ -133,9 +169,9 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|e| format!("pidfile {}: {e}", path.display()))?;
     }
-    let mut signals =
-        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
-            .map_err(|e| format!("signals: {e}"))?;
+    use async_signal::Signal;
+    let mut signals = async_signal::Signals::new([Signal::Term, Signal::Int, Signal::Hup])
+        .map_err(|e| format!("signals: {e}"))?;
 
     let expiry = ex.spawn(d.clone().expiry_loop());
     let single_task = single.map(|(l, port)| ex.spawn(entry::single_port_loop(d.clone(), l, port)));
@@ -143,15 +179,18 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         d.clone(),
         listener.clone(),
         args.public_address.clone(),
+        d.settings.tls.clone().filter(|_| args.control_tls),
     ));
     let single_note = d
         .single_port()
         .map(|p| format!("; single port {p}"))
         .unwrap_or_default();
-    let tls_note = if d.settings.tls.is_some() {
-        "; TLS on"
-    } else {
-        ""
+    let tls_note = match (&d.settings.tls, args.require_tls, args.control_tls) {
+        (None, ..) => "",
+        (Some(_), false, false) => "; TLS on",
+        (Some(_), true, false) => "; TLS on (required)",
+        (Some(_), false, true) => "; TLS on, control over TLS",
+        (Some(_), true, true) => "; TLS on (required), control over TLS",
     };
     log::info!(
         "vncap {} ready: control on {}, entry ports {}-{} on {}{single_note}{tls_note}",
@@ -162,8 +201,15 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         d.settings.listen
     );
 
-    let signal = signals.next().await;
-    log::info!("{signal:?}: shutting down");
+    loop {
+        match signals.next().await {
+            Some(Ok(Signal::Hup)) => reload(&d),
+            signal => {
+                log::info!("{signal:?}: shutting down");
+                break;
+            }
+        }
+    }
     drop(control_task);
     drop(single_task);
     drop(expiry);

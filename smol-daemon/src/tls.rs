@@ -1,26 +1,35 @@
-//! TLS on entry points (`--cert`, `--key`): loading the certificate
-//! and key once at startup, and terminating one viewer's TLS with rustls
-//! (the `ring` provider). What runs inside the TLS stream (sniffing again,
-//! the WebSocket upgrade, RFB authentication, the relay) is the same generic
+//! TLS (`--cert`, `--key`, cargo feature `tls`): loading the certificate
+//! and key at startup and again on SIGHUP, terminating a viewer's (or, with
+//! `--control-tls`, a control client's) TLS with rustls (the `ring`
+//! provider, TLS 1.2 and 1.3 only), and the client side `vncap request
+//! --control-tls` uses. What runs inside the TLS stream (sniffing again, the
+//! WebSocket upgrade, RFB authentication, the relay) is the same generic
 //! pipeline as over plain TCP (`entry.rs`); this file only turns a socket
 //! whose first bytes were a ClientHello into two plaintext halves.
 //!
+//! Built without the feature, `tls_off.rs` stands in: the same names, an
+//! [`Acceptor`] that cannot be made.
+//!
 //! Not here: any TLS logic of our own (the handshake, records and alerts are
 //! rustls's), client certificates (none are asked for), SNI-based choice of
-//! certificate (one certificate covers every entry point and the single
-//! port). Spec: DESIGN.md "Entry points" (TLS, then sniff again inside).
+//! certificate (one certificate covers every entry point, the single port
+//! and the control channel). Spec: DESIGN.md "Entry points" (TLS, then sniff
+//! again inside).
 
 use futures_lite::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
 use futures_rustls::rustls::crypto::ring;
-use futures_rustls::rustls::{Error, InconsistentKeys, ServerConfig};
+use futures_rustls::rustls::version::{TLS12, TLS13};
+use futures_rustls::rustls::{ClientConfig, Error, InconsistentKeys, RootCertStore, ServerConfig};
 use futures_rustls::server::TlsStream;
-use futures_rustls::TlsAcceptor;
+use futures_rustls::{TlsAcceptor, TlsConnector};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use std::cell::RefCell;
 use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -28,15 +37,29 @@ use std::task::{Context, Poll};
 pub type Read<S> = ReadHalf<TlsStream<Prefixed<S>>>;
 /// The writing half of a viewer's TLS stream over `S`.
 pub type Write<S> = WriteHalf<TlsStream<Prefixed<S>>>;
+/// A client's TLS stream over `S` (`vncap request --control-tls`).
+pub type Client<S> = futures_rustls::client::TlsStream<S>;
+
+/// The TLS versions offered, server and client: 1.3 and 1.2, nothing older.
+const VERSIONS: &[&futures_rustls::rustls::SupportedProtocolVersion] = &[&TLS13, &TLS12];
 
 /// The server side of TLS: one certificate chain and its key, shared by
-/// every entry point.
+/// every entry point and the control channel, and replaced by [`reload`]
+/// (handshakes already begun keep the configuration they started with).
+///
+/// [`reload`]: Acceptor::reload
 #[derive(Clone)]
-pub struct Acceptor(TlsAcceptor);
+pub struct Acceptor(Rc<Files>);
+
+struct Files {
+    cert: PathBuf,
+    key: PathBuf,
+    current: RefCell<TlsAcceptor>,
+}
 
 impl fmt::Debug for Acceptor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("tls::Acceptor")
+        write!(f, "tls::Acceptor({})", self.0.cert.display())
     }
 }
 
@@ -45,36 +68,26 @@ impl Acceptor {
     /// key (PKCS#8, PKCS#1 or SEC1). Fails, naming the file, when one cannot
     /// be read or parsed, or when the key does not match the certificate.
     pub fn load(cert: &Path, key: &Path) -> Result<Acceptor, String> {
-        let chain = CertificateDer::pem_file_iter(cert)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("--cert {}: {e}", cert.display()))?;
-        if chain.is_empty() {
-            return Err(format!(
-                "--cert {}: no certificate in the file",
-                cert.display()
-            ));
-        }
-        let private = PrivateKeyDer::from_pem_file(key)
-            .map_err(|e| format!("--key {}: {e}", key.display()))?;
-        let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS: {e}"))?
-            .with_no_client_auth()
-            .with_single_cert(chain, private)
-            .map_err(|e| {
-                let why = match e {
-                    Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
-                        "the key does not belong to the certificate".to_string()
-                    }
-                    e => e.to_string(),
-                };
-                format!(
-                    "--cert {} with --key {}: {why}",
-                    cert.display(),
-                    key.display()
-                )
-            })?;
-        Ok(Acceptor(TlsAcceptor::from(Arc::new(config))))
+        let config = server_config(cert, key)?;
+        Ok(Acceptor(Rc::new(Files {
+            cert: cert.to_path_buf(),
+            key: key.to_path_buf(),
+            current: RefCell::new(TlsAcceptor::from(config)),
+        })))
+    }
+
+    /// Reads the certificate and key files again and, when they load, uses
+    /// them for every handshake from now on; when they do not, keeps the old
+    /// ones and says why.
+    pub fn reload(&self) -> Result<(), String> {
+        let config = server_config(&self.0.cert, &self.0.key)?;
+        *self.0.current.borrow_mut() = TlsAcceptor::from(config);
+        Ok(())
+    }
+
+    /// The certificate file, for the log.
+    pub fn cert_path(&self) -> &Path {
+        &self.0.cert
     }
 
     /// Runs the server handshake on `stream`, whose first bytes (`sniffed`)
@@ -83,9 +96,73 @@ impl Acceptor {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        let tls = self.0.accept(Prefixed::new(sniffed, stream)).await?;
+        let acceptor = self.0.current.borrow().clone();
+        let tls = acceptor.accept(Prefixed::new(sniffed, stream)).await?;
         Ok(futures_lite::io::split(tls))
     }
+}
+
+/// A server configuration from the two PEM files.
+fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+    let chain = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--cert {}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "--cert {}: no certificate in the file",
+            cert.display()
+        ));
+    }
+    let private =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--key {}: {e}", key.display()))?;
+    let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)
+        .map_err(|e| {
+            let why = match e {
+                Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+                    "the key does not belong to the certificate".to_string()
+                }
+                e => e.to_string(),
+            };
+            format!(
+                "--cert {} with --key {}: {why}",
+                cert.display(),
+                key.display()
+            )
+        })?;
+    Ok(Arc::new(config))
+}
+
+/// The client side: a TLS handshake on `stream` with the server `name` (a
+/// host name or an IP address), trusting the PEM certificates in `ca` (a
+/// CA, or the server's self-signed certificate itself).
+pub async fn connect<S>(ca: &Path, name: &str, stream: S) -> Result<Client<S>, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut roots = RootCertStore::empty();
+    for der in
+        CertificateDer::pem_file_iter(ca).map_err(|e| format!("--ca {}: {e}", ca.display()))?
+    {
+        let der = der.map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+        roots
+            .add(der)
+            .map_err(|e| format!("--ca {}: {e}", ca.display()))?;
+    }
+    let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_protocol_versions(VERSIONS)
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(name.to_string())
+        .map_err(|e| format!("{name}: not a TLS server name ({e})"))?;
+    TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))
 }
 
 /// A stream that first serves bytes already read from it (what sniffing

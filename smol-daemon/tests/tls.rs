@@ -5,6 +5,8 @@
 //! wss), checked against the test backend's report. Also: the core's
 //! transport rule told the truth about TLS, and clear startup errors.
 
+#![cfg(feature = "tls")]
+
 mod support;
 
 use rustls::pki_types::{CertificateDer, ServerName};
