@@ -3,7 +3,11 @@
 //! independent TLS clients (a blocking `rustls` client under the test viewer
 //! for native RFB over TLS; `futures-rustls` under `async-tungstenite` for
 //! wss), checked against the test backend's report. Also: the core's
-//! transport rule told the truth about TLS, and clear startup errors.
+//! transport rule told the truth about TLS (plain viewers on TLS-only
+//! consoles, `--require-tls`), the certificate reloaded on SIGHUP, TLS on
+//! the control channel (`--control-tls`, `vncap request --control-tls`),
+//! TLS 1.2/1.3 only, the handshake deadline, and clear startup errors.
+//! Compiled only with the cargo feature `tls` (the default).
 
 #![cfg(feature = "tls")]
 
@@ -36,7 +40,8 @@ impl Cert {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("vncap-tls-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let made = rcgen::generate_simple_self_signed(names).unwrap();
         let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
         std::fs::write(&cert, made.cert.pem()).unwrap();
         std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
@@ -60,16 +65,13 @@ impl Cert {
 
     /// A client configuration trusting exactly this certificate.
     fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        roots.add(self.der.clone()).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Arc::new(
-            rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .unwrap()
-                .with_root_certificates(roots)
-                .with_no_client_auth(),
-        )
+        client_config(&[self], rustls::DEFAULT_VERSIONS)
+    }
+
+    /// Puts `other`'s certificate and key into this one's files.
+    fn overwrite_with(&self, other: &Cert) {
+        std::fs::copy(&other.cert, &self.cert).unwrap();
+        std::fs::copy(&other.key, &self.key).unwrap();
     }
 
     /// A blocking TLS connection to an entry port (native RFB inside).
@@ -81,6 +83,26 @@ impl Cert {
         let conn = rustls::ClientConnection::new(self.client_config(), name).unwrap();
         rustls::StreamOwned::new(conn, tcp)
     }
+}
+
+/// A client configuration trusting the certificates `trust`, offering
+/// `versions`.
+fn client_config(
+    trust: &[&Cert],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in trust {
+        roots.add(c.der.clone()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
 }
 
 impl Drop for Cert {
@@ -275,4 +297,314 @@ fn bad_tls_files_are_a_clear_startup_error() {
         &["--cert", "/nonexistent/cert.pem", "--key", a_key],
         "/nonexistent/cert.pem",
     );
+}
+
+/// Completes a TLS handshake with `port` offering `versions` and trusting
+/// `trust`; returns the connection (its peer's certificates, the version).
+fn handshake(
+    port: u16,
+    trust: &[&Cert],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> rustls::ClientConnection {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(client_config(trust, versions), name).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut tcp).expect("TLS handshake");
+    }
+    conn
+}
+
+/// The end-entity certificate `port` serves (any of `trust`).
+fn served_cert(port: u16, trust: &[&Cert]) -> CertificateDer<'static> {
+    let conn = handshake(port, trust, rustls::DEFAULT_VERSIONS);
+    conn.peer_certificates().expect("a certificate")[0].clone()
+}
+
+#[test]
+fn sighup_reloads_the_certificate_and_a_bad_file_keeps_the_old_one() {
+    let (a, b) = (Cert::new(), Cert::new());
+    let mut d = a.daemon(&["--single-port", "0"]);
+    let port = d.single_port();
+    assert_eq!(served_cert(port, &[&a, &b]), a.der);
+
+    a.overwrite_with(&b);
+    d.signal("HUP");
+    d.wait_log(|l| {
+        l.contains(&format!(
+            "reloaded the TLS certificate from {}",
+            a.cert.display()
+        ))
+    });
+    assert_eq!(served_cert(port, &[&a, &b]), b.der, "new handshakes use B");
+
+    std::fs::write(&a.cert, "not a certificate\n").unwrap();
+    d.signal("HUP");
+    let warning = d.wait_log(|l| l.contains("kept the old TLS certificate"));
+    assert!(warning.contains(a.cert.to_str().unwrap()), "{warning}");
+    assert_eq!(served_cert(port, &[&a, &b]), b.der, "B is kept");
+    d.terminate();
+}
+
+#[test]
+fn sighup_during_a_session_leaves_it_alone() {
+    let (a, b) = (Cert::new(), Cert::new());
+    let backend = Backend::spawn(BackendConfig::with_password("hup")).unwrap();
+    let mut d = a.daemon(&[]);
+    let port = d.gwm_request_tls(backend.addr(), "hup", false, true);
+    let mut viewer =
+        Viewer::handshake(a.connect(port), &ViewerConfig::password("hup")).expect("login");
+    a.overwrite_with(&b);
+    d.signal("HUP");
+    d.wait_log(|l| l.contains("reloaded the TLS certificate"));
+    let fb = viewer.fetch_framebuffer().expect("the session goes on");
+    let mut direct = Viewer::handshake(
+        TcpStream::connect(backend.addr()).unwrap(),
+        &ViewerConfig::password("hup"),
+    )
+    .unwrap();
+    assert_eq!(fb.sha256(), direct.fetch_framebuffer().unwrap().sha256());
+}
+
+/// Upgrades a plain TCP connection to a WebSocket at `port` and reads RFB up
+/// to the server's refusal; returns its reason.
+fn refused_over_plain_websocket(port: u16) -> String {
+    smol::block_on(async {
+        let tcp = smol::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let url = format!("ws://127.0.0.1:{port}/websockify");
+        let (mut b, _) = Browser::upgrade(tcp, &url).await;
+        assert_eq!(b.take(12).await, b"RFB 003.008\n");
+        b.send(b"RFB 003.008\n").await;
+        assert_eq!(b.take(1).await, [0], "no security types: a refusal");
+        let len = u32::from_be_bytes(b.take(4).await.try_into().unwrap());
+        String::from_utf8(b.take(len as usize).await).unwrap()
+    })
+}
+
+#[test]
+fn tls_only_console_refuses_a_plain_websocket_with_the_reason() {
+    let backend = Backend::spawn(BackendConfig::with_password("wss")).unwrap();
+    let cert = Cert::new();
+    let mut d = cert.daemon(&[]);
+    let port = d.gwm_request_tls(backend.addr(), "wss", true, true);
+    assert_eq!(
+        refused_over_plain_websocket(port),
+        "this console is offered over TLS only"
+    );
+    d.wait_log(|l| l.contains("refused: this console is offered over TLS only"));
+    smol::block_on(async {
+        let mut b = wss(&cert, port, "websockify").await;
+        assert_eq!(b.login("wss").await, "vncap test backend");
+        b.ws.close(None).await.unwrap();
+    });
+}
+
+#[test]
+fn require_tls_refuses_every_plain_viewer() {
+    let backend = Backend::spawn(BackendConfig::with_password("req")).unwrap();
+    let cert = Cert::new();
+    let mut d = cert.daemon(&["--require-tls"]);
+    assert!(d.logged("TLS on (required)"));
+    // GWM without "tls" or "ws": a console any viewer could use, but for
+    // --require-tls.
+    let line = format!(
+        "{{\"daddr\": \"127.0.0.1\", \"dport\": {}, \"password\": \"req\"}}\n",
+        backend.addr().port()
+    );
+    let port: u16 = d.control_raw(line.as_bytes()).trim().parse().unwrap();
+
+    let plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    plain.set_read_timeout(Some(PATIENCE)).unwrap();
+    match Viewer::handshake(plain, &ViewerConfig::password("req")) {
+        Err(ViewerError::Refused { reason }) => {
+            assert_eq!(reason, "this console is offered over TLS only")
+        }
+        other => panic!("expected a refusal, got {:?}", other.err()),
+    }
+    assert_eq!(
+        refused_over_plain_websocket(port),
+        "this console is offered over TLS only"
+    );
+    d.wait_log(|l| l.contains("refused: this console is offered over TLS only"));
+
+    let viewer = Viewer::handshake(cert.connect(port), &ViewerConfig::password("req"))
+        .expect("login over TLS");
+    assert_eq!(viewer.server_init().name, "vncap test backend");
+}
+
+#[test]
+fn require_tls_and_control_tls_need_a_certificate() {
+    startup_fails(&["--require-tls"], "--require-tls needs --cert and --key");
+    startup_fails(&["--control-tls"], "--control-tls needs --cert and --key");
+    let cert = Cert::new();
+    let dir = cert.dir.join("control.sock");
+    let control = format!("unix:{}", dir.display());
+    let (c, k) = (cert.cert.to_str().unwrap(), cert.key.to_str().unwrap());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vncap"))
+        .args(["serve", "--listen", "127.0.0.1", "--control", &control])
+        .args(["--cert", c, "--key", k, "--control-tls"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--control-tls is for a HOST:PORT control channel"),
+        "{err}"
+    );
+}
+
+/// One control request over TLS; the whole reply.
+fn control_tls(d: &Daemon, cert: &Cert, request: &[u8]) -> String {
+    let tcp = TcpStream::connect(d.control).expect("connect control");
+    tcp.set_read_timeout(Some(PATIENCE)).unwrap();
+    let name = ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(cert.client_config(), name).unwrap();
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    s.write_all(request).unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut s, &mut reply).expect("a clean TLS close");
+    reply
+}
+
+#[test]
+fn control_channel_over_tls() {
+    let backend = Backend::spawn(BackendConfig::with_password("ctl")).unwrap();
+    let cert = Cert::new();
+    let mut d = cert.daemon(&["--control-tls"]);
+    assert!(d.logged("control over TLS"));
+    let line = format!(
+        "{{\"daddr\": \"127.0.0.1\", \"dport\": {}, \"password\": \"ctl\", \"ws\": false, \"tls\": false}}\r\n",
+        backend.addr().port()
+    );
+    let port: u16 = control_tls(&d, &cert, line.as_bytes())
+        .trim_end()
+        .parse()
+        .expect("a port");
+    let plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let viewer = Viewer::handshake(plain, &ViewerConfig::password("ctl")).expect("login");
+    assert_eq!(viewer.server_init().name, "vncap test backend");
+
+    // A plaintext client is closed without an answer.
+    let mut plain = TcpStream::connect(d.control).unwrap();
+    plain.set_read_timeout(Some(PATIENCE)).unwrap();
+    plain.write_all(line.as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut plain, &mut reply);
+    let text = String::from_utf8_lossy(&reply);
+    assert!(
+        !text.contains("FAILED") && text.trim().parse::<u16>().is_err() && !text.contains('{'),
+        "no control reply: {reply:?}"
+    );
+    d.wait_log(|l| l.contains("control ") && l.contains("TLS handshake"));
+
+    // The daemon goes on; `vncap request --control-tls` speaks it too.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vncap"))
+        .args([
+            "request",
+            "--control",
+            &d.control.to_string(),
+            "--control-tls",
+        ])
+        .args(["--ca", cert.cert.to_str().unwrap()])
+        .args(["--daddr", "127.0.0.1", "--dport"])
+        .arg(backend.addr().port().to_string())
+        .args(["--password", "ctl"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let port: u16 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("port "))
+        .expect("a port line")
+        .parse()
+        .unwrap();
+    let plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    Viewer::handshake(plain, &ViewerConfig::password("ctl")).expect("login");
+
+    // Without --ca it says what is missing.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vncap"))
+        .args([
+            "request",
+            "--control",
+            &d.control.to_string(),
+            "--control-tls",
+        ])
+        .args(["--daddr", "127.0.0.1", "--dport", "1", "--password", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--control-tls needs --ca"));
+}
+
+#[test]
+fn a_stalled_tls_handshake_is_cut_at_the_handshake_deadline() {
+    let cert = Cert::new();
+    let mut d = cert.daemon(&["--single-port", "0", "--handshake-timeout", "1"]);
+    let port = d.single_port();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    // The first bytes of a ClientHello record (length 0x200), then nothing.
+    s.write_all(&[
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ])
+    .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let end = std::io::Read::read_to_end(&mut s, &mut rest);
+    assert!(
+        !matches!(&end, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "closed by the daemon, not by our read timeout: {end:?}"
+    );
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(500),
+        "not before the deadline"
+    );
+    d.wait_log(|l| l.contains("handshake timed out after 1s"));
+}
+
+#[test]
+fn tls_1_2_and_1_3_are_served_and_1_1_is_refused() {
+    let cert = Cert::new();
+    let mut d = cert.daemon(&["--single-port", "0"]);
+    let port = d.single_port();
+    for v in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let conn = handshake(port, &[&cert], &[v]);
+        assert_eq!(conn.protocol_version(), Some(v.version));
+    }
+    // A ClientHello whose highest version is TLS 1.1 (no supported_versions
+    // extension; signature_algorithms so that choosing the certificate is
+    // not what fails) gets a fatal protocol_version alert.
+    let mut hello = vec![0x01, 0x00, 0x00, 0x00, 0x03, 0x02];
+    hello.extend_from_slice(&[7; 32]); // random
+    hello.extend_from_slice(&[0x00]); // no session id
+    hello.extend_from_slice(&[0x00, 0x04, 0xc0, 0x13, 0x00, 0x2f]); // ECDHE-RSA/RSA AES128-SHA
+    hello.extend_from_slice(&[0x01, 0x00]); // null compression
+    hello.extend_from_slice(&[0x00, 0x0c, 0x00, 0x0d, 0x00, 0x08, 0x00, 0x06]); // signature_algorithms:
+    hello.extend_from_slice(&[0x04, 0x03, 0x08, 0x04, 0x04, 0x01]); // ECDSA-P256, PSS, PKCS#1 (SHA-256)
+    let body = (hello.len() - 4) as u16;
+    hello[2..4].copy_from_slice(&body.to_be_bytes());
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&(hello.len() as u16).to_be_bytes());
+    record.extend_from_slice(&hello);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.write_all(&record).unwrap();
+    let mut answer = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut answer);
+    assert_eq!(answer.first(), Some(&0x15), "an alert record: {answer:?}");
+    assert_eq!(
+        answer.get(5..7),
+        Some(&[2, 70][..]),
+        "fatal protocol_version: {answer:?}"
+    );
+    d.wait_log(|l| l.contains("TLS handshake") && l.contains("single port"));
 }

@@ -165,6 +165,19 @@ impl Daemon {
             .unwrap_or_else(|_| panic!("expected a port, got {reply:?}"))
     }
 
+    /// Sends the signal `sig` (`HUP`, `TERM`, ...).
+    pub fn signal(&self, sig: &str) {
+        signal(self.child.id(), sig);
+    }
+
+    /// The single port (`--single-port 0`), as the ready line says.
+    pub fn single_port(&mut self) -> u16 {
+        let ready = self.wait_log(|l| l.contains("ready: control on "));
+        let after = ready.split("single port ").nth(1).expect("a single port");
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().expect("the single port's number")
+    }
+
     /// Sends SIGTERM and waits for the exit (a watchdog sends SIGKILL after
     /// [`PATIENCE`], so a hung daemon fails the test instead of hanging it).
     pub fn terminate(mut self) -> ExitStatus {
