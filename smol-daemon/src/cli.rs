@@ -48,9 +48,9 @@ pub struct Serve {
     /// requests for WebSocket consoles then get a token instead of a port
     #[argh(option)]
     pub single_port: Option<u16>,
-    /// PEM certificate chain (end-entity first) for TLS on every entry point
-    /// and the single port; with --key, entry points also accept TLS
-    /// (and requests may require it)
+    /// PEM certificate chain (end-entity first) for TLS on every entry point,
+    /// the single port and (--control-tls) the control channel; with --key,
+    /// entry points also accept TLS (and requests may require it)
     #[argh(option)]
     pub cert: Option<PathBuf>,
     /// PEM private key of --cert (PKCS#8, PKCS#1 or SEC1); both files are
