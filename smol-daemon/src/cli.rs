@@ -29,7 +29,8 @@ pub enum Command {
 }
 
 /// run the proxy in the foreground (the service manager daemonizes); logs to
-/// stderr; exits 0 on SIGTERM or SIGINT after closing its listeners
+/// stderr; SIGHUP re-reads --cert and --key; exits 0 on SIGTERM or SIGINT
+/// after closing its listeners
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "serve")]
 pub struct Serve {
