@@ -40,8 +40,6 @@ pub struct Settings {
     /// TLS on entry points, when configured (its certificate is replaced on
     /// SIGHUP).
     pub tls: Option<crate::tls::Acceptor>,
-    /// `--require-tls`: every console is offered over TLS only.
-    pub require_tls: bool,
     /// `Origin` values a WebSocket viewer must send (empty: any).
     pub allowed_origins: Vec<String>,
     /// Longest control request.

@@ -28,7 +28,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
-use vncap_core::control::{Need, Password};
+use vncap_core::control::Password;
 use vncap_core::rfb::server;
 use vncap_core::sniff::{self, Kind};
 use vncap_core::ticket::{self, Handle, Lookup};
@@ -271,7 +271,6 @@ where
 
 /// The ticket a viewer may use, and its password; or why it may not (told
 /// to the viewer as RFB's "connection failed", or as a 404 on the single port).
-/// With `--require-tls` every ticket is TLS-only, whatever its request said.
 fn find_ticket(
     d: &Daemon,
     door: Door,
@@ -299,11 +298,7 @@ fn find_ticket(
         }
         .map_err(|e| e.reason())?;
         let ticket = t.get(h).ok_or(ticket::Error::NoSuchTicket.reason())?;
-        let mut transport = ticket.transport;
-        if d.settings.require_tls {
-            transport.tls = Need::Yes;
-        }
-        transport.check(layers.tls, layers.websocket)?;
+        ticket.transport.check(layers.tls, layers.websocket)?;
         Ok((h, ticket.viewer_password.clone()))
     })
 }

@@ -135,6 +135,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         backend_password,
         single_port: single.as_ref().map(|(_, port)| *port),
         tls: tls.is_some(),
+        require_tls: args.require_tls,
         max_tickets: args.max_tickets,
         ..ticket::Config::default()
     };
@@ -151,7 +152,6 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         policy_domain: "*".into(),
         policy_ports: (args.ports.lo, args.ports.hi),
         tls,
-        require_tls: args.require_tls,
         allowed_origins: args.allowed_origin.clone(),
         max_request_bytes: args.max_request_bytes,
         max_header_bytes: args.max_header_bytes,

@@ -156,6 +156,9 @@ pub struct Config {
     /// requires TLS is refused at once rather than given a port its viewer
     /// cannot use.
     pub tls: bool,
+    /// Every ticket is offered over TLS only, whatever its request said
+    /// (`--require-tls`); meaningful with `tls`.
+    pub require_tls: bool,
 }
 
 impl Default for Config {
@@ -171,6 +174,7 @@ impl Default for Config {
             single_port: None,
             backend_password: None,
             tls: false,
+            require_tls: false,
             max_tickets: usize::MAX,
         }
     }
@@ -411,9 +415,13 @@ impl<const N: usize> Table<N> {
     /// allows WebSocket; otherwise a pool port (`req.preferred_port` when
     /// free and in range). The viewer password is `req.viewer_password()`,
     /// or generated. The lifetime is `req.timeout_ms` or the default, cut to
-    /// the maximum.
+    /// the maximum. With `require_tls` the ticket is TLS-only.
     pub fn issue(&mut self, now: Instant, req: &Request, random: &[u8]) -> Result<Issued, Error> {
-        if req.transport.tls == Need::Yes && !self.config.tls {
+        let mut transport = req.transport;
+        if self.config.require_tls {
+            transport.tls = Need::Yes;
+        }
+        if transport.tls == Need::Yes && !self.config.tls {
             return Err(Error::TlsUnavailable);
         }
         if self.len() >= self.config.max_tickets {
@@ -483,7 +491,7 @@ impl<const N: usize> Table<N> {
             backend_port: req.port,
             backend_password,
             client_ip: req.client_ip,
-            transport: req.transport,
+            transport,
             expires,
             attempts_left: self.config.attempts.max(1),
             state: State::Pending,
@@ -803,6 +811,21 @@ mod tests {
         .unwrap();
         req.transport.tls = Need::Yes;
         assert!(with_tls.issue(now, &req, &RANDOM).is_ok());
+    }
+
+    #[test]
+    fn require_tls_makes_every_ticket_tls_only() {
+        let now = Instant::from_millis(0);
+        let mut table: Table<2> = Table::new(Config {
+            tls: true,
+            require_tls: true,
+            ..config(7000, 7001)
+        })
+        .unwrap();
+        let issued = table.issue(now, &twisted("pw"), &RANDOM).unwrap();
+        let ticket = table.get(issued.handle).unwrap();
+        assert_eq!(ticket.transport.tls, Need::Yes);
+        assert_eq!(ticket.transport.websocket, Need::Either);
     }
 
     #[test]
