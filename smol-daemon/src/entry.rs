@@ -269,8 +269,26 @@ where
     authenticate_over(d, door, peer, r, w, input, layers).await
 }
 
-/// The ticket a viewer may use, and its password; or why it may not (told
-/// to the viewer as RFB's "connection failed", or as a 404 on the single port).
+/// Why a viewer may not use a console: told as RFB's "connection failed"
+/// reason, or on the single port as an HTTP status.
+#[derive(Debug, Clone, Copy)]
+struct Refusal {
+    reason: &'static str,
+    /// 404: no console by that name (now); 403: one that refuses this
+    /// transport (e.g. plain WebSocket on a TLS-only console).
+    http_status: u16,
+}
+
+impl Refusal {
+    const fn not_found(reason: &'static str) -> Self {
+        Refusal {
+            reason,
+            http_status: 404,
+        }
+    }
+}
+
+/// The ticket a viewer may use, and its password; or why it may not.
 fn find_ticket(
     d: &Daemon,
     door: Door,
@@ -278,7 +296,7 @@ fn find_ticket(
     layers: Layers,
     token: Option<&str>,
     now: Instant,
-) -> Result<(Handle, Password), &'static str> {
+) -> Result<(Handle, Password), Refusal> {
     d.with_tickets(|t| {
         let h = match door {
             Door::Port { handle, port } => {
@@ -291,14 +309,23 @@ fn find_ticket(
                 })
             }
             Door::Single { .. } => {
-                let token =
-                    token.ok_or("this entry point serves WebSocket consoles named by a token")?;
+                let token = token.ok_or(Refusal::not_found(
+                    "this entry point serves WebSocket consoles named by a token",
+                ))?;
                 t.lookup(Lookup::Token(token.as_bytes()), peer.ip(), now)
             }
         }
-        .map_err(|e| e.reason())?;
-        let ticket = t.get(h).ok_or(ticket::Error::NoSuchTicket.reason())?;
-        ticket.transport.check(layers.tls, layers.websocket)?;
+        .map_err(|e| Refusal::not_found(e.reason()))?;
+        let ticket = t
+            .get(h)
+            .ok_or(Refusal::not_found(ticket::Error::NoSuchTicket.reason()))?;
+        ticket
+            .transport
+            .check(layers.tls, layers.websocket)
+            .map_err(|reason| Refusal {
+                reason,
+                http_status: 403,
+            })?;
         Ok((h, ticket.viewer_password.clone()))
     })
 }
@@ -318,7 +345,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut ticket = Err("no such console");
+    let mut ticket = Err(Refusal::not_found("no such console"));
     let (mut reader, mut writer) = if layers.websocket {
         let origins: Vec<&str> = d
             .settings
@@ -337,14 +364,17 @@ where
                     ticket = find_ticket(d, door, peer, layers, token, d.clock.now());
                     match (door, &ticket) {
                         // No console behind this URL: an HTTP answer.
-                        (Door::Single { .. }, Err(_)) => hs.reject(404),
+                        (Door::Single { .. }, Err(refusal)) => hs.reject(refusal.http_status),
                         _ => hs.accept(),
                     }
                 }
                 Ok(handshake::Event::Upgraded(sub)) => break sub,
                 Err(e) => {
                     w.close().await;
-                    let why = ticket.err().map(|t| format!(" ({t})")).unwrap_or_default();
+                    let why = ticket
+                        .err()
+                        .map(|r| format!(" ({})", r.reason))
+                        .unwrap_or_default();
                     return Err(format!("WebSocket handshake: {e}{why}"));
                 }
             }
@@ -369,7 +399,7 @@ where
             getrandom::fill(&mut challenge).map_err(|e| format!("no randomness: {e}"))?;
             server::Server::new(password.as_bytes(), challenge)
         }
-        Err(reason) => server::Server::refusing(reason),
+        Err(refusal) => server::Server::refusing(refusal.reason),
     };
     let outcome = drive(&mut server, &mut reader, &mut writer, &mut input, &d.clock).await;
     let result = match (outcome, ticket) {
@@ -389,11 +419,11 @@ where
                 _ => "wrong password; ticket burnt".into(),
             })
         }
-        (Err(DriveError::Protocol(server::Error::Refused)), Err(reason)) => {
-            Err(format!("refused: {reason}"))
+        (Err(DriveError::Protocol(server::Error::Refused)), Err(refusal)) => {
+            Err(format!("refused: {}", refusal.reason))
         }
         (Err(e), _) => Err(format!("RFB handshake: {e}")),
-        (Ok(_), Err(reason)) => Err(format!("refused: {reason}")),
+        (Ok(_), Err(refusal)) => Err(format!("refused: {}", refusal.reason)),
     };
     let handle = match result {
         Ok(handle) => handle,

@@ -23,7 +23,7 @@ use support::browser::Browser;
 use support::{bulk_backend, check_bulk, json_field, startup_fails, Daemon, PATIENCE};
 use vncap_tests::backend::{Backend, BackendConfig};
 use vncap_tests::peer::{bulk_sha256, sha256};
-use vncap_tests::viewer::{Viewer, ViewerConfig, ViewerError};
+use vncap_tests::viewer::{Viewer, ViewerConfig, ViewerError, WsOptions, WsStream};
 
 /// A self-signed certificate for `localhost`, written as PEM files into a
 /// fresh temporary directory (removed on drop).
@@ -251,6 +251,31 @@ fn single_port_serves_wss_consoles_by_token() {
     smol::block_on(async {
         let mut b = wss(&cert, port, &url_path).await;
         assert_eq!(b.login(&password).await, "vncap test backend");
+        b.ws.close(None).await.unwrap();
+    });
+}
+
+#[test]
+fn single_port_answers_plain_websocket_on_a_wss_console_with_403() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let cert = Cert::new();
+    let d = cert.daemon(&["--single-port", "0"]);
+    let req = format!(
+        "{{\"destination_address\": \"127.0.0.1\", \"destination_port\": {}, \"type\": \"vnc-wss\"}}\n",
+        backend.addr().port()
+    );
+    let reply = d.control_raw(req.as_bytes());
+    let port: u16 = json_field(&reply, "source_port").parse().unwrap();
+    let url = format!("ws://127.0.0.1:{port}/{}", json_field(&reply, "url_path"));
+    let err = WsStream::connect(&url, &WsOptions::default()).expect_err("TLS-only console");
+    assert!(err.to_string().contains("403"), "{err}");
+    // A refusal of the transport is not a use: the console still serves wss.
+    smol::block_on(async {
+        let mut b = wss(&cert, port, &json_field(&reply, "url_path")).await;
+        assert_eq!(
+            b.login(&json_field(&reply, "password")).await,
+            "vncap test backend"
+        );
         b.ws.close(None).await.unwrap();
     });
 }
