@@ -16,7 +16,7 @@ use smol::net::{TcpListener, TcpStream};
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use vncap_core::control::{self, Control, Event, Host};
 use vncap_core::Machine;
 
@@ -69,8 +69,9 @@ impl Listener {
 }
 
 /// Accepts control connections forever; with `tls` (`--control-tls`, TCP
-/// only), each one is a TLS connection first, its handshake bounded by
-/// [`CONTROL_TIMEOUT`] too.
+/// only), each one is a TLS connection first. A connection has
+/// [`CONTROL_TIMEOUT`] from its accept for everything: handshake, request,
+/// reply.
 pub async fn accept_loop(
     d: Rc<Daemon>,
     listener: Rc<Listener>,
@@ -87,16 +88,22 @@ pub async fn accept_loop(
                 let proxy = public_address.clone().unwrap_or(local);
                 let d = d.clone();
                 let peer = peer.to_string();
+                let deadline = Instant::now() + CONTROL_TIMEOUT;
                 match tls.clone() {
-                    None => d.ex.spawn(connection(d.clone(), s.clone(), s, peer, proxy)),
-                    Some(tls) => d.ex.spawn(tls_connection(d.clone(), tls, s, peer, proxy)),
+                    None => {
+                        d.ex.spawn(connection(d.clone(), (s.clone(), s), peer, proxy, deadline))
+                    }
+                    Some(tls) => {
+                        d.ex.spawn(tls_connection(d.clone(), tls, s, peer, proxy, deadline))
+                    }
                 }
             }),
             Listener::Unix(l, path) => l.accept().await.map(|(s, _)| {
                 let proxy = public_address.clone().unwrap_or_else(|| "localhost".into());
                 let d = d.clone();
                 let peer = format!("unix:{}", path.display());
-                d.ex.spawn(connection(d.clone(), s.clone(), s, peer, proxy))
+                let deadline = Instant::now() + CONTROL_TIMEOUT;
+                d.ex.spawn(connection(d.clone(), (s.clone(), s), peer, proxy, deadline))
             }),
         };
         match accepted {
@@ -113,16 +120,24 @@ async fn tls_connection(
     s: TcpStream,
     peer: String,
     proxy_address: String,
+    deadline: Instant,
 ) {
-    match crate::backend::with_timeout(CONTROL_TIMEOUT, tls.accept(&[], s)).await {
-        Ok((r, w)) => connection(d, r, w, peer, proxy_address).await,
+    let left = deadline.saturating_duration_since(Instant::now());
+    match crate::backend::with_timeout(left, tls.accept(&[], s)).await {
+        Ok(halves) => connection(d, halves, peer, proxy_address, deadline).await,
         Err(e) => log::warn!("control {peer}: TLS handshake: {e}"),
     }
 }
 
-/// One control connection: request in, ticket, reply out, close.
-async fn connection<R, W>(d: Rc<Daemon>, r: R, w: W, peer: String, proxy_address: String)
-where
+/// One control connection: request in, ticket, reply out, close; by
+/// `deadline`.
+async fn connection<R, W>(
+    d: Rc<Daemon>,
+    (r, w): (R, W),
+    peer: String,
+    proxy_address: String,
+    deadline: Instant,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -134,7 +149,8 @@ where
         proxy_address: proxy,
         max_input: d.settings.max_request_bytes,
     });
-    let outcome = crate::backend::with_timeout(CONTROL_TIMEOUT, async {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let outcome = crate::backend::with_timeout(left, async {
         Ok(request(&d, &mut ctl, &mut r, &mut w).await)
     })
     .await;
