@@ -16,6 +16,8 @@ have python3  || need_apt+=(python3)
 have chromium || need_apt+=(chromium)
 [ -f /usr/share/novnc/vnc.html ] || need_apt+=(novnc)
 have qemu-system-x86_64 || need_apt+=(qemu-system-x86)
+# xsetroot: paints the interop suite's Xvnc root a known solid colour.
+have xsetroot || need_apt+=(x11-xserver-utils)
 have node     || need_apt+=(nodejs)
 # openssl: the interop suite's self-signed certificate for wss.
 have openssl  || need_apt+=(openssl)
@@ -39,13 +41,30 @@ if ! have vncdo; then
     || python3 -m pip install -q --break-system-packages vncdotool
 fi
 
+# websockets: the interop suite's base64-subprotocol viewer (ws_base64.py).
+if ! python3 -c 'import websockets' 2>/dev/null; then
+  echo "setup: python3 -m pip install websockets"
+  python3 -m pip install -q websockets 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages websockets
+fi
+
 # playwright-core (pinned in tests/interop/package-lock.json) drives the
 # system Chromium; it never downloads a browser (no `playwright install`).
+# @novnc/novnc (pinned there too) is the second noVNC build the suite runs.
 interop="$(cd "$(dirname "$0")" && pwd)/interop"
-pinned=$(sed -n '/"node_modules\/playwright-core"/,/}/s/.*"version": "\(.*\)".*/\1/p' "$interop/package-lock.json")
-installed=$(sed -n 's/^  "version": "\(.*\)".*/\1/p' "$interop/node_modules/playwright-core/package.json" 2>/dev/null || true)
+npm_versions() { # pinned|installed: both modules' versions on one line
+  for m in playwright-core @novnc/novnc; do
+    if [ "$1" = pinned ]; then
+      awk -v key="\"node_modules/$m\"" '$1 == key":" {f=1} f && /"version"/ {gsub(/[",]/, "", $2); print $2; exit}' "$interop/package-lock.json"
+    else
+      sed -n 's/^  "version": "\(.*\)".*/\1/p' "$interop/node_modules/$m/package.json" 2>/dev/null || true
+    fi
+  done | tr '\n' ' '
+}
+pinned=$(npm_versions pinned)
+installed=$(npm_versions installed)
 if [ "$pinned" != "$installed" ]; then
-  echo "setup: npm ci in $interop (playwright-core $pinned)"
+  echo "setup: npm ci in $interop (playwright-core, @novnc/novnc: $pinned)"
   (cd "$interop" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 fi
 

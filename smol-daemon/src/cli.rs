@@ -111,6 +111,11 @@ pub struct Serve {
     /// most consoles pending or in use at once (default and at most 1024)
     #[argh(option, default = "1024")]
     pub max_tickets: usize,
+    /// record every connection's RFB bytes (viewer leg and backend leg, both
+    /// directions) as text files in this directory (mode 0600; they hold the
+    /// VNC challenge and response: treat them like a password file)
+    #[argh(option)]
+    pub record: Option<PathBuf>,
     /// write the process id here while running
     #[argh(option)]
     pub pidfile: Option<PathBuf>,

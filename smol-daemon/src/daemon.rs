@@ -48,6 +48,8 @@ pub struct Settings {
     pub max_header_bytes: usize,
     /// Longest WebSocket message from a viewer.
     pub max_message_bytes: u64,
+    /// `--record`: the directory every connection's RFB bytes go to.
+    pub record: Option<std::path::PathBuf>,
 }
 
 /// The daemon: settings, the clock, the ticket table and the entry listeners.

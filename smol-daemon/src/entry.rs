@@ -18,6 +18,7 @@
 use crate::buffer::InBuf;
 use crate::daemon::Daemon;
 use crate::drive::{drive, flush, DriveError};
+use crate::record::{self, Recording, Tag, Tap};
 use crate::session::{Authenticated, ViewerRead, ViewerWrite};
 use crate::tls;
 use crate::transport::{ByteWrite, Plain};
@@ -346,7 +347,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let mut ticket = Err(Refusal::not_found("no such console"));
-    let (mut reader, mut writer) = if layers.websocket {
+    let (reader, writer) = if layers.websocket {
         let origins: Vec<&str> = d
             .settings
             .allowed_origins
@@ -390,6 +391,18 @@ where
         ticket = find_ticket(d, door, peer, layers, None, d.clock.now());
         (ViewerRead::Plain(r), ViewerWrite::Plain(w))
     };
+    // --record: the viewer's RFB bytes, from here on.
+    let rec = d.settings.record.as_deref().and_then(|dir| {
+        let how = match (layers.tls, layers.websocket) {
+            (false, false) => "native RFB",
+            (false, true) => "WebSocket",
+            (true, false) => "native RFB over TLS",
+            (true, true) => "WebSocket over TLS",
+        };
+        record::start(Recording::viewer(dir, peer, &format!("{door}, {how}")))
+    });
+    let mut reader = Tap::new(reader, rec.as_ref(), Tag::Client);
+    let mut writer = Tap::new(writer, rec.as_ref(), Tag::Server);
 
     // A viewer that may not use a ticket still gets an answer it can show:
     // RFB's "connection failed" with the reason.

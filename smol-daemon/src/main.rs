@@ -12,6 +12,7 @@
 //! | `drive.rs` | the generic machine driver loop |
 //! | `buffer.rs` | a session's fixed input buffer |
 //! | `relay.rs` | the two-way copy after authentication |
+//! | `record.rs` | `--record`: transport halves that copy RFB bytes to files |
 //! | `ws.rs` | WebSocket as a transport (the core's codec over a socket) |
 //! | `serve.rs` | `vncap serve`: startup, signals, pidfile |
 //! | `daemon.rs` | shared state: the ticket table, entry listeners, expiry |
@@ -32,6 +33,7 @@ mod drive;
 mod entry;
 mod flashpolicy;
 mod logger;
+mod record;
 mod relay;
 mod request;
 mod serve;

@@ -126,6 +126,11 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         None => None,
     };
     check_limits(&args)?;
+    if let Some(dir) = &args.record {
+        if !dir.is_dir() {
+            return Err(format!("--record {}: not a directory", dir.display()));
+        }
+    }
     let secs = |s: u32| u64::from(s) * 1000;
     let table = ticket::Config {
         first_port: args.ports.lo,
@@ -156,6 +161,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         max_request_bytes: args.max_request_bytes,
         max_header_bytes: args.max_header_bytes,
         max_message_bytes: args.max_message_bytes,
+        record: args.record.clone(),
     };
     let d = Daemon::new(settings, table, ex.clone())
         .map_err(|e| format!("configuration: {}", e.reason()))?;

@@ -8,6 +8,7 @@ use crate::backend;
 use crate::buffer::InBuf;
 use crate::daemon::Daemon;
 use crate::drive::{drive, flush, DriveError};
+use crate::record::{self, Tag, Tap};
 use crate::relay::relay;
 use crate::transport::{ByteRead, ByteWrite, Plain};
 use crate::ws;
@@ -67,10 +68,10 @@ impl<W: AsyncWrite + Unpin> ByteWrite for ViewerWrite<W> {
 pub struct Authenticated<R, W> {
     /// The ticket it took.
     pub handle: Handle,
-    /// Its halves.
-    pub reader: ViewerRead<R, W>,
-    /// Its halves.
-    pub writer: ViewerWrite<W>,
+    /// Its halves (recorded with `--record`).
+    pub reader: Tap<ViewerRead<R, W>>,
+    /// Its halves (recorded with `--record`).
+    pub writer: Tap<ViewerWrite<W>>,
     /// The RFB server machine, waiting for `accept` or `reject`.
     pub server: server::Server,
     /// Viewer bytes read after its authentication (an early ClientInit).
@@ -106,8 +107,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
                     .await)
             }
         };
-        let mut br = Plain(stream.clone());
-        let mut bw = Plain(stream);
+        // --record: the backend leg goes next to the viewer's.
+        let rec =
+            (self.reader.recording()).and_then(|viewer| record::start(viewer.backend(host, bport)));
+        let mut br = Tap::new(Plain(stream.clone()), rec.as_ref(), Tag::Server);
+        let mut bw = Tap::new(Plain(stream), rec.as_ref(), Tag::Client);
         let mut binput = InBuf::new(1024);
         let mut login = client::Client::new(ticket.backend_password.as_deref());
         // A backend that accepts but never speaks RFB must not hold the viewer.

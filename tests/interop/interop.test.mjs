@@ -1,66 +1,92 @@
 // The real-peer interop suite: vncap between third-party peers as users run
-// them. Viewers: noVNC 1.3 (Debian's `novnc`) in headless Chromium, driven
-// by playwright-core, over ws and over wss (a second vncap with a
-// self-signed certificate; noVNC's encrypt=1); vncdotool (a native RFB viewer). Backends: the
-// project's testvnc (colour bars), TigerVNC's Xvnc with VNC authentication,
-// QEMU's VNC server with and without a password. Plus a measurement of when
-// real viewers first speak after the TCP accept (the sniff's silence timeout
-// is 300 ms, core/src/sniff.rs).
+// them. Viewers: noVNC in headless Chromium driven by playwright-core, in two
+// builds (Debian's `novnc` 1.3 with its vnc.html, npm's `@novnc/novnc` with
+// novnc-page.html around its core/rfb.js), over ws and wss; vncdotool (a
+// native RFB viewer); a Python `websockets` viewer offering only the `base64`
+// subprotocol (as GWM's noVNC 0.4 does). Backends: the project's testvnc
+// (colour bars), TigerVNC's Xvnc with `-SecurityTypes None` and a known solid
+// root colour, Xvnc with VNC authentication (the cluster password from
+// `--backend-password-file`), QEMU's VNC server with and without a password.
+// Consoles are requested through vapclient.py (GWM's vapclient, byte for
+// byte) or as raw snf-dialect JSON. Plus a measurement of when real viewers
+// first speak after the TCP accept (the sniff's silence is 300 ms).
 //
-// It is not a load test and not a protocol conformance suite: each test is
-// one console as a user would open it. Run by tests/interop/run.sh
-// (`node --test`); every process it starts is stopped in `after`.
+// The test names carry the issue's scenario numbers (1-9). Each test is one
+// console as a user would open it; not a load test. Run by run.sh (`node
+// --test`, reporter.mjs: PASS/FAIL lines and `N passed, M failed`). A failed
+// test screenshots its open pages; a failed run keeps the scratch directory
+// with every process's log and prints the paths.
 //
-// DESIGN.md: "Entry points", "Sessions", "The control channel" (dialect 1,
-// `--backend-password-file`).
+// vncap runs with `--record`; INTEROP_FIXTURES=DIR copies the recordings of
+// scenarios 1-4 there, trimmed, as fixtures (tests/fixtures/rfb/interop/).
+//
+// DESIGN.md: "Entry points", "Sessions", "The control channel".
 
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import {
-  PATIENCE_MS, SCRATCH, Vncap, connectOutcome, killAll, noVncUrl, pngStat,
-  randomPassword, selfSignedCert, serveNoVnc, startChromium, startQemu, startTap, startTestvnc, startXvnc, summary,
-  vncdoCapture, vncdoFails,
+  HERE, NOVNC_BUILDS, PATIENCE_MS, Proc, SCRATCH, Vncap, connectOutcome, dumpLogs, freePort, killAll,
+  noVncUrl, pngStat, randomPassword, selfSignedCert, serveNoVnc, startChromium, startQemu, startTap,
+  startTestvnc, startXvnc, summary, vncdoCapture, vncdoFails, within,
 } from './lib.mjs';
 
 /** Ganeti's cluster VNC password: every backend that asks for one gets this. */
 const CLUSTER = 'Cl8sterPw';
 /** vncap's sniff silence timeout (core/src/sniff.rs SILENCE_TIMEOUT_MS). */
 const SILENCE_MS = 300;
+/** The known picture: Xvnc's root painted by `xsetroot -solid`. */
+const SOLID = '#3a7bd5';
+const SOLID_RGB = [0x3a, 0x7b, 0xd5];
+/** vncap's --connect-timeout here (seconds), and its retries. */
+const CONNECT_TIMEOUT_S = 2;
+/** The reason vncap's RFB server gives a wrong password (core/src/rfb/server.rs). */
+const AUTH_REASON = 'Authentication failure';
 
 let vncap;
 /** A second vncap with --cert/--key (wss). */
 let vncapTls;
 let testvnc;
-let xvnc;
+let xvncNone;
+let xvncAuth;
 let qemuOpen;
 let qemuLocked;
-let web;
+/** One static HTTP server per noVNC build: `web.debian`, `web.npm`. */
+const web = {};
 let browser;
 let chromiumHandle;
 const taps = [];
 const measurements = {};
+/** Scenario recordings to keep as fixtures: name → {port, pw} (entry port, ticket password). */
+const recordings = {};
+const RECORD_DIR = path.join(SCRATCH, 'record');
+let failures = 0;
 
 before(async () => {
-  web = await serveNoVnc();
+  fs.mkdirSync(RECORD_DIR, { mode: 0o700 });
+  [web.debian, web.npm] = await Promise.all([serveNoVnc(NOVNC_BUILDS.debian), serveNoVnc(NOVNC_BUILDS.npm)]);
   const tls = selfSignedCert();
-  [vncap, vncapTls, testvnc, xvnc, qemuOpen, qemuLocked] = await Promise.all([
-    Vncap.start({ backendPassword: CLUSTER }),
-    Vncap.start({ backendPassword: CLUSTER, extra: ['--cert', tls.cert, '--key', tls.key] }),
+  const common = ['--connect-timeout', String(CONNECT_TIMEOUT_S), '--connect-retries', '1'];
+  [vncap, vncapTls, testvnc, xvncNone, xvncAuth, qemuOpen, qemuLocked] = await Promise.all([
+    Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--record', RECORD_DIR] }),
+    Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--cert', tls.cert, '--key', tls.key] }),
     startTestvnc({ password: CLUSTER }),
+    startXvnc({ solid: SOLID }),
     startXvnc({ password: CLUSTER }),
     startQemu(),
     startQemu({ password: CLUSTER }),
   ]);
   chromiumHandle = await startChromium(chromium);
   browser = chromiumHandle.context;
+  process.stdout.write(`# noVNC builds: Debian ${NOVNC_BUILDS.debian.version}, npm @novnc/novnc ${NOVNC_BUILDS.npm.version}\n`);
 });
 
 after(async () => {
   if (chromiumHandle) await chromiumHandle.close();
-  if (web) web.close();
+  for (const w of Object.values(web)) w.close();
   for (const t of taps) t.close();
   await killAll();
   if (Object.keys(measurements).length) {
@@ -68,27 +94,64 @@ after(async () => {
     fs.writeFileSync(file, JSON.stringify(measurements, null, 2));
     process.stdout.write(`# first-byte measurements (ms after TCP accept): ${JSON.stringify(measurements)}\n`);
   }
-  if (process.env.INTEROP_KEEP) {
-    process.stdout.write(`# kept screenshots and captures in ${SCRATCH}\n`);
+  if (process.env.INTEROP_FIXTURES) keepFixtures(process.env.INTEROP_FIXTURES);
+  if (failures > 0) {
+    const logs = dumpLogs();
+    process.stdout.write(`# ${failures} test(s) failed; kept ${SCRATCH}\n# logs:\n${logs.map((l) => `#   ${l}\n`).join('')}`);
+  } else if (process.env.INTEROP_KEEP) {
+    dumpLogs();
+    process.stdout.write(`# kept screenshots, captures, recordings and logs in ${SCRATCH}\n`);
   } else {
     fs.rmSync(SCRATCH, { recursive: true, force: true, maxRetries: 5 });
   }
 });
 
-// ---------------------------------------------------------------- noVNC helpers
+// ---------------------------------------------------------------- scenario wrapper
 
-/** Opens noVNC on `entryPort` with `password` in a new tab (`encrypt`: wss). */
-async function openNoVnc(entryPort, password, { encrypt = false } = {}) {
-  const page = await browser.newPage();
-  await page.setViewportSize({ width: 800, height: 600 });
-  page.on('pageerror', (e) => process.stderr.write(`  page error: ${e}\n`));
-  await page.goto(noVncUrl(web.base, entryPort, password, { encrypt }), { timeout: PATIENCE_MS });
-  return page;
+/**
+ * A test whose open pages are screenshotted when it fails (paths added to
+ * the error), and whose failure keeps the run's scratch directory and logs.
+ * `fn` gets `open(build, port, password, opts)`, which opens noVNC.
+ */
+function scenario(name, fn) {
+  test(name, async (t) => {
+    const pages = [];
+    const open = async (build, entryPort, password, opts) => {
+      const page = await browser.newPage();
+      pages.push(page);
+      await page.setViewportSize({ width: 800, height: 600 });
+      page.on('pageerror', (e) => process.stderr.write(`  page error: ${e}\n`));
+      page.on('console', (m) => { if (m.type() === 'error') process.stderr.write(`  page console: ${m.text()}\n`); });
+      await page.goto(noVncUrl(web[build], entryPort, password, opts), { timeout: PATIENCE_MS });
+      return page;
+    };
+    try {
+      await fn({ open, t });
+    } catch (e) {
+      failures++;
+      const shots = [];
+      for (const [i, page] of pages.entries()) {
+        if (page.isClosed()) continue;
+        const file = path.join(SCRATCH, `FAILED-${name.replace(/[^A-Za-z0-9]+/g, '_').slice(0, 60)}-${i}.png`);
+        try {
+          await page.screenshot({ path: file, timeout: 5000 });
+          shots.push(file);
+        } catch { /* the page is gone */ }
+      }
+      e.message += `\n  screenshots: ${shots.join(', ') || 'none'}\n  scratch (kept): ${SCRATCH}\n  vncap log (last lines):\n${vncap?.tail(15) ?? ''}`;
+      throw e;
+    } finally {
+      for (const page of pages) await page.close().catch(() => {});
+    }
+  });
 }
+
+// ---------------------------------------------------------------- noVNC helpers
 
 /**
  * Waits until noVNC says connected or shows an error status; resolves with
- * `{state: 'connected' | 'error', status}` (the status bar's text).
+ * `{state: 'connected' | 'error', status}` (the status bar's text; both
+ * builds use noVNC 1.3's UI wording, see novnc-page.html).
  */
 async function outcome(page) {
   const handle = await page.waitForFunction(() => {
@@ -134,7 +197,9 @@ function canvasHistogram(page) {
 
 /**
  * Waits (on animation frames, bounded) until the canvas is `width`x`height`
- * and `expect(pixels)` holds; fails with what the canvas last showed.
+ * and shows what `check` asks: 'points' (each point within 2 of `want[i]`),
+ * 'present' (at least want.count pixels of want.rgb) or 'solid' (every pixel
+ * exactly want.rgb); fails with what the canvas last showed.
  */
 async function waitCanvas(page, { width, height, points = [], check = 'points', want }) {
   try {
@@ -148,16 +213,15 @@ async function waitCanvas(page, { width, height, points = [], check = 'points', 
           return Math.abs(p[0] - want[i][0]) <= 2 && Math.abs(p[1] - want[i][1]) <= 2 && Math.abs(p[2] - want[i][2]) <= 2;
         });
       }
-      // check === 'present': at least want.count pixels of colour want.rgb
       const d = ctx.getImageData(0, 0, c.width, c.height).data;
       let n = 0;
       for (let i = 0; i < d.length; i += 4) {
         if (d[i] === want.rgb[0] && d[i + 1] === want.rgb[1] && d[i + 2] === want.rgb[2]) n++;
       }
-      return n >= want.count;
+      return check === 'solid' ? n === c.width * c.height : n >= want.count;
     }, { width, height, points, check, want }, { timeout: PATIENCE_MS, polling: 'raf' });
   } catch (e) {
-    const seen = await canvasPixels(page, points).catch(() => null);
+    const seen = await canvasPixels(page, points.length ? points : [[0, 0], [width >> 1, height >> 1]]).catch(() => null);
     throw new Error(`canvas never showed the backend's picture: ${e.message}\nlast seen: ${JSON.stringify(seen)}`);
   }
 }
@@ -188,14 +252,118 @@ function assertWeave(white, total) {
   assert.ok(white > total * 0.24 && white < total * 0.26, `weave: ${white} of ${total} pixels white`);
 }
 
-// ---------------------------------------------------------------- browser
+/** The reason in a noVNC 1.3-worded rejection status. */
+function rejectionReason(status) {
+  const m = /^New connection has been rejected with reason: (.*)$/.exec(status);
+  assert.ok(m, `not a rejection: ${JSON.stringify(status)}`);
+  return m[1];
+}
+
+// ---------------------------------------------------------------- noVNC
 
 describe('noVNC in Chromium through vncap', () => {
-  test('testvnc backend: connected, the colour bars on the canvas; a second browser on the used ticket is refused', async () => {
+  for (const build of ['debian', 'npm']) {
+    scenario(`1 noVNC (${build}) → vncap (ws) → Xvnc -SecurityTypes None: the canvas is the solid root colour`, async ({ open }) => {
+      const pw = randomPassword();
+      const t0 = performance.now();
+      const port = await vncap.gwmRequest({ port: xvncNone.port, password: pw, ws: true });
+      if (build === 'debian') recordings['novnc-xvnc-none'] = { port, pw };
+      const page = await open(build, port, pw);
+      const got = await outcome(page);
+      assert.equal(got.state, 'connected', `noVNC ${build}: ${got.status}`);
+      assert.match(got.status, new RegExp(`^Connected \\(unencrypted\\) to vncap-interop-${xvncNone.display}`));
+      const { width, height } = xvncNone.geometry;
+      await waitCanvas(page, { width, height, check: 'solid', want: { rgb: SOLID_RGB } });
+      await shot(page, `novnc-${build}-xvnc-none`);
+      await page.close();
+      await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
+    });
+  }
+
+  scenario('2 noVNC (debian) → vncap → Xvnc VncAuth with the cluster password: its root weave on the canvas', async ({ open }) => {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncap.gwmRequest({ port: xvncAuth.port, password: pw, ws: true });
+    recordings['novnc-xvnc-vncauth'] = { port, pw };
+    const page = await open('debian', port, pw);
+    const got = await outcome(page);
+    assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
+    assert.match(got.status, new RegExp(`to vncap-interop-${xvncAuth.display}`));
+    const { width, height } = xvncAuth.geometry;
+    await waitCanvas(page, { width, height, check: 'present', want: { rgb: [255, 255, 255], count: (width * height) / 8 } });
+    const h = await canvasHistogram(page);
+    // X's classic root weave (-retro): about a quarter white, the rest black.
+    assert.deepEqual(Object.keys(h).sort(), ['0,0,0', '255,255,255'], `colours ${JSON.stringify(h)}`);
+    assertWeave(h['255,255,255'], width * height);
+    await shot(page, 'novnc-xvnc-vncauth');
+    await page.close();
+    await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
+  });
+
+  scenario('3 noVNC (debian) → vncap → QEMU VNC without a password: its "no graphic display" text on the canvas', async ({ open }) => {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncap.gwmRequest({ port: qemuOpen.port, password: pw, ws: true });
+    recordings['novnc-qemu'] = { port, pw };
+    const page = await open('debian', port, pw);
+    const got = await outcome(page);
+    assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
+    assert.match(got.status, /to QEMU/);
+    await waitCanvas(page, { width: 640, height: 480, check: 'present', want: { rgb: [170, 170, 170], count: 500 } });
+    await shot(page, 'novnc-qemu');
+    await page.close();
+    await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
+  });
+
+  scenario('3 noVNC (npm) → vncap → QEMU VNC with a password (the cluster password): its text on the canvas', async ({ open }) => {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncap.gwmRequest({ port: qemuLocked.port, password: pw, ws: true });
+    const page = await open('npm', port, pw);
+    const got = await outcome(page);
+    assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
+    assert.match(got.status, /to QEMU/);
+    await waitCanvas(page, { width: 640, height: 480, check: 'present', want: { rgb: [170, 170, 170], count: 500 } });
+    await shot(page, 'novnc-npm-qemu-password');
+    await page.close();
+    await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
+  });
+
+  for (const build of ['debian', 'npm']) {
+    scenario(`5 noVNC (${build}) with a wrong password: rejected with vncap's reason, the ticket gone, the backend never reached`, async ({ open }) => {
+      const pw = randomPassword();
+      const t0 = performance.now();
+      const port = await vncap.gwmRequest({ port: qemuLocked.port, password: pw, ws: true });
+      const page = await open(build, port, `${pw.slice(0, 7)}!`);
+      const got = await outcome(page);
+      assert.equal(got.state, 'error', `noVNC ${build}: ${got.status}`);
+      assert.equal(rejectionReason(got.status), AUTH_REASON);
+      await vncap.waitLine(new RegExp(`on port ${port}: wrong password; ticket burnt`), PATIENCE_MS, t0);
+      await vncap.waitLine(new RegExp(`entry port ${port} closed`), PATIENCE_MS, t0);
+      assert.equal(await connectOutcome(port), 'refused', `entry port ${port} still open after a burnt ticket`);
+      assert.ok(!vncap.lines.some((l) => l.at >= t0 && l.line.includes(`backend 127.0.0.1:${qemuLocked.port}`)), 'vncap reached the backend for a wrong password');
+    });
+  }
+
+  scenario(`6 backend down (a closed port): noVNC shows vncap's reason within the connect timeout (${CONNECT_TIMEOUT_S} s)`, async ({ open }) => {
+    const dead = await freePort(); // nobody listens there
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncap.gwmRequest({ port: dead, password: pw, ws: true });
+    const page = await open('debian', port, pw);
+    const got = await outcome(page);
+    const elapsed = performance.now() - t0;
+    assert.equal(got.state, 'error', `noVNC: ${got.status}`);
+    assert.match(rejectionReason(got.status), /^backend unreachable: .*(refused|Connection refused)/i);
+    assert.ok(elapsed < CONNECT_TIMEOUT_S * 1000, `the refusal took ${Math.round(elapsed)} ms`);
+    await vncap.waitLine(new RegExp(`backend unreachable: .*\\(127\\.0\\.0\\.1:${dead}\\)`), PATIENCE_MS, t0);
+  });
+
+  scenario('7 reuse: a second browser on a used ticket is refused (testvnc, colour bars), the first session untouched', async ({ open }) => {
     const pw = randomPassword();
     const t0 = performance.now();
     const port = await vncap.gwmRequest({ port: testvnc.port, password: pw, ws: true });
-    const page = await openNoVnc(port, pw);
+    const page = await open('debian', port, pw);
     const got = await outcome(page);
     assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
     assert.match(got.status, /^Connected \(unencrypted\) to vncap test backend/);
@@ -207,23 +375,41 @@ describe('noVNC in Chromium through vncap', () => {
     // One-time: the entry port closed once the first viewer got in.
     await vncap.waitLine(new RegExp(`entry port ${port} closed`), PATIENCE_MS, t0);
     assert.equal(await connectOutcome(port), 'refused', `entry port ${port} still accepts after use`);
-    const second = await openNoVnc(port, pw);
+    const second = await open('debian', port, pw);
     const refused = await outcome(second);
     assert.equal(refused.state, 'error');
     assert.match(refused.status, /Failed to connect to server/);
     await second.close();
 
-    // The first session is untouched by the second attempt; closing the tab ends it.
     assert.ok(await page.evaluate(() => document.documentElement.classList.contains('noVNC_connected')));
     await page.close();
     await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
   });
 
-  test('wss (vncap --cert, noVNC encrypt=1, "tls": true): connected (encrypted), the colour bars on the canvas', async () => {
+  scenario('8 snf dialect: raw JSON on the control socket (vncap makes the password), then noVNC (npm) → Xvnc None', async ({ open }) => {
+    const t0 = performance.now();
+    const reply = await vncap.controlRaw(`${JSON.stringify({
+      source_port: 0, destination_address: '127.0.0.1', destination_port: xvncNone.port, type: 'vnc-ws',
+    })}\n`);
+    const r = JSON.parse(reply);
+    assert.equal(r.status, 'OK', reply);
+    assert.ok(Number.isInteger(r.source_port) && r.source_port > 0, reply);
+    assert.match(r.password, /^\S{8,}$/, reply);
+    assert.ok(r.expires_in > 0, reply);
+    const page = await open('npm', r.source_port, r.password);
+    const got = await outcome(page);
+    assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
+    const { width, height } = xvncNone.geometry;
+    await waitCanvas(page, { width, height, check: 'solid', want: { rgb: SOLID_RGB } });
+    await page.close();
+    await vncap.waitLine(new RegExp(`on port ${r.source_port}: session ended by the viewer`), PATIENCE_MS, t0);
+  });
+
+  scenario('wss (vncap --cert, noVNC encrypt=1, "tls": true): connected (encrypted), the colour bars on the canvas', async ({ open }) => {
     const pw = randomPassword();
     const t0 = performance.now();
     const port = await vncapTls.gwmRequest({ port: testvnc.port, password: pw, ws: true, tls: true });
-    const page = await openNoVnc(port, pw, { encrypt: true });
+    const page = await open('debian', port, pw, { encrypt: true });
     const got = await outcome(page);
     assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
     assert.match(got.status, /^Connected \(encrypted\) to vncap test backend/);
@@ -233,72 +419,36 @@ describe('noVNC in Chromium through vncap', () => {
     await page.close();
     await vncapTls.waitLine(new RegExp(`on port ${port} \\(TLS\\): session ended by the viewer`), PATIENCE_MS, t0);
   });
-
-  test('TigerVNC Xvnc (VNC authentication, cluster password): connected, its root weave on the canvas', async () => {
-    const pw = randomPassword();
-    const t0 = performance.now();
-    const port = await vncap.gwmRequest({ port: xvnc.port, password: pw, ws: true });
-    const page = await openNoVnc(port, pw);
-    const got = await outcome(page);
-    assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
-    assert.match(got.status, new RegExp(`to vncap-interop-${xvnc.display}`));
-    const { width, height } = xvnc.geometry;
-    await waitCanvas(page, { width, height, check: 'present', want: { rgb: [255, 255, 255], count: (width * height) / 8 } });
-    const h = await canvasHistogram(page);
-    // X's classic root weave (-retro): about a quarter white, the rest black.
-    assert.deepEqual(Object.keys(h).sort(), ['0,0,0', '255,255,255'], `colours ${JSON.stringify(h)}`);
-    assertWeave(h['255,255,255'], width * height);
-    await shot(page, 'novnc-xvnc');
-    await page.close();
-    await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
-  });
-
-  test('QEMU VNC server without a password: connected, its "no graphic display" text on the canvas', async () => {
-    const pw = randomPassword();
-    const t0 = performance.now();
-    const port = await vncap.gwmRequest({ port: qemuOpen.port, password: pw, ws: true });
-    const page = await openNoVnc(port, pw);
-    const got = await outcome(page);
-    assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
-    assert.match(got.status, /to QEMU/);
-    await waitCanvas(page, { width: 640, height: 480, check: 'present', want: { rgb: [170, 170, 170], count: 500 } });
-    await shot(page, 'novnc-qemu');
-    await page.close();
-    await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
-  });
-
-  test('wrong password: noVNC shows "Authentication failure", the ticket is burnt, the backend never reached', async () => {
-    const pw = randomPassword();
-    const t0 = performance.now();
-    const port = await vncap.gwmRequest({ port: qemuLocked.port, password: pw, ws: true });
-    const page = await openNoVnc(port, `${pw.slice(0, 7)}!`);
-    const got = await outcome(page);
-    assert.equal(got.state, 'error');
-    assert.equal(got.status, 'New connection has been rejected with reason: Authentication failure');
-    await vncap.waitLine(new RegExp(`on port ${port}: wrong password; ticket burnt`), PATIENCE_MS, t0);
-    await vncap.waitLine(new RegExp(`entry port ${port} closed`), PATIENCE_MS, t0);
-    assert.equal(await connectOutcome(port), 'refused', `entry port ${port} still open after a burnt ticket`);
-    assert.ok(!vncap.lines.some((l) => l.at >= t0 && l.line.includes(`backend 127.0.0.1:${qemuLocked.port}`)), 'vncap reached the backend for a wrong password');
-    await page.close();
-  });
 });
 
-// ---------------------------------------------------------------- native viewer
+// ---------------------------------------------------------------- other viewers
 
-describe('vncdotool (native RFB viewer) through vncap', () => {
-  test('TigerVNC Xvnc: the capture is its root weave', async () => {
+describe('native and base64 viewers through vncap', () => {
+  scenario('4 vncdotool → vncap (plain RFB) → Xvnc None: the capture is the solid root colour', async () => {
     const pw = randomPassword();
     const t0 = performance.now();
-    const port = await vncap.gwmRequest({ port: xvnc.port, password: pw, ws: false });
+    const port = await vncap.gwmRequest({ port: xvncNone.port, password: pw, ws: false });
+    recordings['vncdo-xvnc-none'] = { port, pw };
+    const png = await vncdoCapture(port, pw, 'vncdo-xvnc-none');
+    const { width, height } = xvncNone.geometry;
+    assert.equal(`${png.width}x${png.height}`, `${width}x${height}`);
+    assert.deepEqual(png.colors, [[width * height, SOLID_RGB]], JSON.stringify(png.colors));
+    await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
+  });
+
+  scenario('4 vncdotool → vncap → Xvnc VncAuth: the capture is its root weave', async () => {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncap.gwmRequest({ port: xvncAuth.port, password: pw, ws: false });
     const png = await vncdoCapture(port, pw, 'vncdo-xvnc');
-    const { width, height } = xvnc.geometry;
+    const { width, height } = xvncAuth.geometry;
     assert.equal(`${png.width}x${png.height}`, `${width}x${height}`);
     assert.deepEqual(png.colors.map(([, rgb]) => rgb.join()), ['0,0,0', '255,255,255'], JSON.stringify(png.colors));
     assertWeave(png.colors[1][0], width * height);
     await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
   });
 
-  test('QEMU with a password (password-secret, the cluster password): the capture shows its text', async () => {
+  scenario('vncdotool → QEMU with a password (the cluster password): the capture shows its text', async () => {
     const pw = randomPassword();
     const t0 = performance.now();
     const port = await vncap.gwmRequest({ port: qemuLocked.port, password: pw, ws: false });
@@ -309,7 +459,7 @@ describe('vncdotool (native RFB viewer) through vncap', () => {
     await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
   });
 
-  test('QEMU without a password: the capture shows its text', async () => {
+  scenario('vncdotool → QEMU without a password: the capture shows its text', async () => {
     const pw = randomPassword();
     const port = await vncap.gwmRequest({ port: qemuOpen.port, password: pw, ws: false });
     const png = await vncdoCapture(port, pw, 'vncdo-qemu-open');
@@ -317,7 +467,7 @@ describe('vncdotool (native RFB viewer) through vncap', () => {
     assert.ok(png.colors.some(([n, rgb]) => rgb.join() === '170,170,170' && n > 500), JSON.stringify(png.colors));
   });
 
-  test('testvnc: the capture is the colour bars', async () => {
+  scenario('vncdotool → testvnc: the capture is the colour bars', async () => {
     const pw = randomPassword();
     const port = await vncap.gwmRequest({ port: testvnc.port, password: pw, ws: false });
     const png = await vncdoCapture(port, pw, 'vncdo-testvnc');
@@ -325,22 +475,48 @@ describe('vncdotool (native RFB viewer) through vncap', () => {
     assert.deepEqual(pngStat(png.png, points).points, want);
   });
 
-  test('wrong password: vncdotool fails, the ticket is burnt', async () => {
+  scenario('5 vncdotool with a wrong password: it fails, the ticket is burnt', async () => {
     const pw = randomPassword();
     const t0 = performance.now();
-    const port = await vncap.gwmRequest({ port: xvnc.port, password: pw, ws: false });
+    const port = await vncap.gwmRequest({ port: xvncAuth.port, password: pw, ws: false });
     const r = await vncdoFails(port, 'not-it!!');
     assert.notEqual(r.exit.code, 0, `vncdo succeeded: ${r.output}`);
     await vncap.waitLine(new RegExp(`on port ${port}: wrong password; ticket burnt`), PATIENCE_MS, t0);
     await vncap.waitLine(new RegExp(`entry port ${port} closed`), PATIENCE_MS, t0);
     assert.equal(await connectOutcome(port), 'refused');
   });
+
+  scenario('7 expiry: a ticket never used is gone after its timeout (1 s)', async () => {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncap.gwmRequest({ port: testvnc.port, password: pw, ws: false, timeout: 1 });
+    const { at } = await vncap.waitLine(new RegExp(`entry port ${port} closed`), PATIENCE_MS, t0);
+    assert.ok(at - t0 >= 900, `closed after ${Math.round(at - t0)} ms, before its timeout`);
+    assert.ok(at - t0 < 5000, `closed only after ${Math.round(at - t0)} ms`);
+    assert.equal(await connectOutcome(port), 'refused', `entry port ${port} open after expiry`);
+  });
+
+  scenario('9 a base64-subprotocol WebSocket viewer (Python websockets, like noVNC 0.4) logs in and gets Xvnc\'s ServerInit', async () => {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncap.gwmRequest({ port: xvncAuth.port, password: pw, ws: true });
+    const p = new Proc('ws_base64', 'python3', [path.join(HERE, 'ws_base64.py'), `ws://127.0.0.1:${port}/websockify`, pw],
+      { env: { ...process.env, PYTHONWARNINGS: 'ignore' } });
+    const exit = await within(PATIENCE_MS, 'ws_base64.py', p.exitPromise);
+    const out = p.lines.map((l) => l.line).join('\n');
+    assert.equal(exit.code, 0, out);
+    const init = JSON.parse(p.lines.find((l) => l.line.startsWith('{')).line);
+    assert.deepEqual(init, {
+      version: 'RFB 003.008', width: xvncAuth.geometry.width, height: xvncAuth.geometry.height, name: `vncap-interop-${xvncAuth.display}`,
+    });
+    await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
+  });
 });
 
 // ---------------------------------------------------------------- measurements
 
 describe('when real viewers first speak after the TCP accept', () => {
-  test('Chromium (noVNC): its WebSocket upgrade arrives well inside the sniff silence', async (t) => {
+  scenario('Chromium (noVNC): its WebSocket upgrade arrives well inside the sniff silence', async ({ open, t }) => {
     const first = [];
     const answered = [];
     for (let i = 0; i < 5; i++) {
@@ -349,7 +525,7 @@ describe('when real viewers first speak after the TCP accept', () => {
       const port = await vncap.gwmRequest({ port: testvnc.port, password: pw, ws: true });
       const tap = await startTap(port);
       taps.push(tap);
-      const page = await openNoVnc(tap.port, pw);
+      const page = await open('debian', tap.port, pw);
       const got = await outcome(page);
       assert.equal(got.state, 'connected', `noVNC via the tap: ${got.status}`);
       const [rec] = tap.records;
@@ -357,7 +533,9 @@ describe('when real viewers first speak after the TCP accept', () => {
       first.push(rec.clientFirst);
       answered.push(rec.serverFirst);
       await page.close();
-      await vncap.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
+      // Through the tap, a write toward the closed tab may fail first; relay.rs
+      // then names the direction that failed ("by the backend (Broken pipe)").
+      await vncap.waitLine(new RegExp(`on port ${port}: session ended by the`), PATIENCE_MS, t0);
     }
     measurements.chromium_ws_upgrade = summary(first);
     measurements.chromium_101_answer = summary(answered);
@@ -366,7 +544,7 @@ describe('when real viewers first speak after the TCP accept', () => {
     assert.ok(Math.max(...first) < SILENCE_MS, `a browser took ${Math.max(...first)} ms to speak`);
   });
 
-  test('vncdotool: silent until the server speaks; vncap speaks after the silence timeout', async (t) => {
+  scenario('vncdotool: silent until the server speaks; vncap speaks after the silence timeout', async ({ t }) => {
     const serverFirst = [];
     const clientFirst = [];
     for (let i = 0; i < 3; i++) {
@@ -388,3 +566,78 @@ describe('when real viewers first speak after the TCP accept', () => {
     t.diagnostic(`vncdotool's first byte after accept (ms): ${JSON.stringify(measurements.vncdo_first_byte)}`);
   });
 });
+
+// ---------------------------------------------------------------- recordings
+
+/** Bytes of RFB payload a kept fixture holds at most (the rest is cut at a chunk boundary). */
+const FIXTURE_BYTES = 48 * 1024;
+
+function peerVersions() {
+  const first = (cmd, args) => {
+    const r = spawnSync(cmd, args, { encoding: 'utf8' });
+    return `${r.stdout}${r.stderr}`.trim().split('\n')[0];
+  };
+  const vncdo = spawnSync('python3', ['-c', 'import importlib.metadata as m; print(m.version("vncdotool"))'], { encoding: 'utf8' }).stdout.trim();
+  return {
+    Xvnc: first('Xvnc', ['-version']),
+    qemu: first('qemu-system-x86_64', ['--version']),
+    chromium: first(process.env.CHROMIUM || '/usr/bin/chromium', ['--version']),
+    'novnc-debian': NOVNC_BUILDS.debian.version,
+    'novnc-npm': NOVNC_BUILDS.npm.version,
+    vncdotool: vncdo,
+  };
+}
+
+/**
+ * Copies the recordings of scenarios 1-4 (viewer leg and backend leg) into
+ * `dir` as `<name>-viewer.txt` / `<name>-backend.txt`, with a header saying
+ * how they were made, cut after FIXTURE_BYTES of payload.
+ */
+function keepFixtures(dir) {
+  fs.mkdirSync(dir, { recursive: true });
+  const files = fs.readdirSync(RECORD_DIR).map((f) => path.join(RECORD_DIR, f));
+  const versions = peerVersions();
+  const peers = {
+    'novnc-xvnc-none': `noVNC ${versions['novnc-debian']} (Debian) in ${versions.chromium} -> vncap (ws) -> ${versions.Xvnc} -SecurityTypes None, root xsetroot -solid ${SOLID}`,
+    'novnc-xvnc-vncauth': `noVNC ${versions['novnc-debian']} (Debian) in ${versions.chromium} -> vncap (ws) -> ${versions.Xvnc} -SecurityTypes VncAuth (cluster password ${CLUSTER}), -retro`,
+    'novnc-qemu': `noVNC ${versions['novnc-debian']} (Debian) in ${versions.chromium} -> vncap (ws) -> ${versions.qemu} -machine none -vnc (no password)`,
+    'vncdo-xvnc-none': `vncdotool ${versions.vncdotool} (vncdo capture) -> vncap (native RFB) -> ${versions.Xvnc} -SecurityTypes None, root xsetroot -solid ${SOLID}`,
+  };
+  for (const [name, { port, pw }] of Object.entries(recordings)) {
+    const viewer = files.find((f) => f.endsWith('-viewer.txt') && fs.readFileSync(f, 'utf8').includes(`# door: port ${port},`));
+    if (!viewer) throw new Error(`no recording for ${name} (port ${port})`);
+    const backend = viewer.replace(/-viewer\.txt$/, '-backend.txt');
+    for (const [leg, file] of [['viewer', viewer], ['backend', backend]]) {
+      const lines = fs.readFileSync(file, 'utf8').split('\n');
+      const header = lines.filter((l) => l.startsWith('#') && !/^# (viewer|door|started|backend|viewer-leg):/.test(l));
+      header.push(
+        `# peers: ${peers[name]}`,
+        '# how: tests/fixtures/rfb/interop/capture.sh (the interop suite with INTEROP_FIXTURES; vncap serve --record)',
+        // The ticket's one-time password (what the viewer typed), and what
+        // the backend asked of vncap (the cluster password, or nothing).
+        `# password: ${pw}`,
+        `# server-password: ${name.includes('vncauth') ? CLUSTER : ''}`,
+      );
+      const body = [];
+      let bytes = 0;
+      let cut = false;
+      for (const l of lines) {
+        if (!/^[CS]: /.test(l)) continue;
+        const n = (l.length - 2) / 3;
+        if (bytes + n > FIXTURE_BYTES) {
+          const keep = FIXTURE_BYTES - bytes;
+          if (keep > 0) body.push(l.slice(0, 2 + 3 * keep));
+          bytes += Math.max(keep, 0);
+          cut = true;
+          break;
+        }
+        bytes += n;
+        body.push(l);
+      }
+      header.push(`# trimmed: ${cut ? `after ${bytes} bytes (the streams go on)` : 'no'}`);
+      const target = path.join(dir, `${name}-${leg}.txt`);
+      fs.writeFileSync(target, `${[...header, ...body].join('\n')}\n`);
+      process.stdout.write(`# fixture ${target} (${bytes} bytes)\n`);
+    }
+  }
+}

@@ -32,6 +32,26 @@ export const PATIENCE_MS = 20_000;
 export const SCRATCH = fs.mkdtempSync(path.join(os.tmpdir(), 'vncap-interop-'));
 
 const children = new Set();
+/** Every process started in this run (running or not), for failure logs. */
+const everyProc = [];
+
+/**
+ * Writes every process's output into SCRATCH/logs/ (for a failed run);
+ * returns the file paths.
+ */
+export function dumpLogs() {
+  const dir = path.join(SCRATCH, 'logs');
+  fs.mkdirSync(dir, { recursive: true });
+  const names = new Map();
+  return everyProc.filter((p) => p.name !== 'vapclient').map((p) => {
+    const base = p.name.replace(/[^A-Za-z0-9._-]+/g, '_');
+    const n = (names.get(base) || 0) + 1;
+    names.set(base, n);
+    const file = path.join(dir, `${base}${n > 1 ? `-${n}` : ''}.log`);
+    fs.writeFileSync(file, p.lines.map((l) => l.line).join('\n') + '\n');
+    return file;
+  });
+}
 
 /** Kills every process this module started (SIGTERM, then SIGKILL). */
 export async function killAll() {
@@ -69,6 +89,7 @@ export class Proc {
     this.exited = null;
     this.child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], ...opts });
     children.add(this);
+    everyProc.push(this);
     this.exitPromise = new Promise((resolve) => {
       this.child.on('exit', (code, signal) => {
         this.exited = { code, signal };
@@ -208,14 +229,22 @@ export class Vncap extends Proc {
   }
 
   /**
-   * Asks for a console as Ganeti Web Manager does (twisted-vncauthproxy's
-   * dialect, spelt as GWM's json.dumps spells it); resolves with the entry port.
+   * Asks for a console as Ganeti Web Manager does, through vapclient.py (a
+   * byte-exact stand-in for GWM's vapclient: `json.dumps(request) + "\r\n"`,
+   * `recv(1024).strip()`, a reply starting "FAIL" is a failure); resolves
+   * with the entry port. `timeout`: seconds the ticket waits (else vncap's
+   * default).
    */
-  async gwmRequest({ port, password, ws, tls = false }) {
-    const line = `{"daddr": "127.0.0.1", "dport": ${port}, "password": "${password}", "ws": ${ws}, "tls": ${tls}}\r\n`;
-    const reply = await this.controlRaw(line);
-    const entry = Number(reply.trim());
-    if (!Number.isInteger(entry) || entry <= 0) throw new Error(`expected a port, got ${JSON.stringify(reply)}`);
+  async gwmRequest({ port, password, ws, tls = false, timeout }) {
+    const args = [path.join(HERE, 'vapclient.py'), `${this.control.host}:${this.control.port}`,
+      '127.0.0.1', String(port), password, ws ? 'ws' : 'plain', tls ? 'tls' : 'notls'];
+    if (timeout !== undefined) args.push(String(timeout));
+    const p = new Proc('vapclient', 'python3', args);
+    const exit = await within(PATIENCE_MS, 'vapclient.py', p.exitPromise);
+    const out = p.lines.map((l) => l.line).join('\n').trim();
+    if (exit.code !== 0) throw new Error(`vapclient.py: ${out}`);
+    const entry = Number(out);
+    if (!Number.isInteger(entry) || entry <= 0) throw new Error(`expected a port, got ${JSON.stringify(out)}`);
     return entry;
   }
 }
@@ -232,37 +261,51 @@ export async function startTestvnc({ password } = {}) {
   return p;
 }
 
+let nextDisplay = 71;
+
 /**
- * TigerVNC's Xvnc with VNC authentication (password file made by
- * `vncpasswd -f`), on display :71-:79 and a free RFB port, root window in the
- * classic X weave (`-retro`) so there are pixels to look at.
+ * TigerVNC's Xvnc on display :71-:89 and a free RFB port. With `password`:
+ * VNC authentication (password file made by `vncpasswd -f`); without:
+ * `-SecurityTypes None`. The root window is the classic X weave (`-retro`),
+ * or, with `solid` ('#rrggbb'), painted that one colour by `xsetroot -solid`
+ * (resolves once xsetroot has exited, so the picture is there).
  */
-export async function startXvnc({ password, width = 320, height = 240 }) {
-  const pwFile = path.join(SCRATCH, 'xvnc-passwd');
-  const made = spawnSync('vncpasswd', ['-f'], { input: `${password}\n` });
-  if (made.status !== 0) throw new Error(`vncpasswd -f: ${made.stderr}`);
-  fs.writeFileSync(pwFile, made.stdout, { mode: 0o600 });
+export async function startXvnc({ password, solid, width = 320, height = 240 }) {
+  const security = ['-SecurityTypes', 'None'];
+  if (password !== undefined) {
+    const pwFile = path.join(SCRATCH, 'xvnc-passwd');
+    const made = spawnSync('vncpasswd', ['-f'], { input: `${password}\n` });
+    if (made.status !== 0) throw new Error(`vncpasswd -f: ${made.stderr}`);
+    fs.writeFileSync(pwFile, made.stdout, { mode: 0o600 });
+    security.splice(0, 2, '-SecurityTypes', 'VncAuth', '-PasswordFile', pwFile);
+  }
   let lastError;
-  for (let display = 71; display <= 79; display++) {
+  while (nextDisplay <= 89) {
+    const display = nextDisplay++; // claimed before any await: starts may run concurrently
     if (fs.existsSync(`/tmp/.X${display}-lock`)) continue;
     const port = await freePort();
     const p = new Proc(`Xvnc:${display}`, 'Xvnc', [
       `:${display}`, '-rfbport', String(port), '-interface', '127.0.0.1', '-nolisten', 'tcp',
-      '-SecurityTypes', 'VncAuth', '-PasswordFile', pwFile,
-      '-geometry', `${width}x${height}`, '-depth', '24', '-retro', '-desktop', `vncap-interop-${display}`,
+      ...security, '-geometry', `${width}x${height}`, '-depth', '24',
+      ...(solid ? [] : ['-retro']), '-desktop', `vncap-interop-${display}`,
     ]);
     try {
       await p.waitLine(/Listening for VNC connections/);
       p.port = port;
       p.display = display;
       p.geometry = { width, height };
+      if (solid) {
+        const paint = new Proc(`xsetroot:${display}`, 'xsetroot', ['-display', `:${display}`, '-solid', solid]);
+        const exit = await within(PATIENCE_MS, 'xsetroot', paint.exitPromise);
+        if (exit.code !== 0) throw new Error(`xsetroot -solid ${solid} exited ${exit.code ?? exit.signal}\n${paint.tail()}`);
+      }
       return p;
     } catch (e) {
       lastError = e;
       await p.stop();
     }
   }
-  throw new Error(`no Xvnc display in :71-:79 would start: ${lastError}`);
+  throw new Error(`no Xvnc display in :71-:89 would start: ${lastError}`);
 }
 
 /**
@@ -326,13 +369,40 @@ export function pngStat(file, points = []) {
 
 // ---------------------------------------------------------------- noVNC
 
-/** Serves noVNC's static files on 127.0.0.1 (port picked by the OS). */
-export async function serveNoVnc() {
+/**
+ * The noVNC builds the suite runs: Debian's `novnc` (1.3, its own vnc.html
+ * UI) and npm's `@novnc/novnc` (pinned in package.json; ES modules, no UI:
+ * `novnc-page.html` here drives its `core/rfb.js`). Each is served from its
+ * own HTTP root.
+ */
+export const NOVNC_BUILDS = {
+  debian: { root: NOVNC, page: 'vnc.html', version: debianNoVncVersion() },
+  npm: {
+    root: path.join(HERE, 'node_modules', '@novnc', 'novnc'),
+    page: 'novnc-page.html',
+    version: JSON.parse(fs.readFileSync(path.join(HERE, 'node_modules', '@novnc', 'novnc', 'package.json'), 'utf8')).version,
+  },
+};
+
+function debianNoVncVersion() {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(NOVNC, 'package.json'), 'utf8')).version;
+  } catch {
+    const r = spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'novnc'], { encoding: 'utf8' });
+    return r.status === 0 ? r.stdout.trim() : 'unknown';
+  }
+}
+
+/**
+ * Serves one noVNC build's static files on 127.0.0.1 (port picked by the
+ * OS), plus this directory's novnc-page.html.
+ */
+export async function serveNoVnc(build = NOVNC_BUILDS.debian) {
   const types = { '.html': 'text/html', '.js': 'text/javascript', '.css': 'text/css', '.svg': 'image/svg+xml', '.png': 'image/png', '.ico': 'image/x-icon', '.json': 'application/json', '.ogg': 'audio/ogg', '.mp3': 'audio/mpeg' };
-  const root = fs.realpathSync(NOVNC);
+  const root = fs.realpathSync(build.root);
   const server = http.createServer((req, res) => {
     const rel = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    let file = path.join(root, path.normalize(rel));
+    let file = rel === '/novnc-page.html' ? path.join(HERE, 'novnc-page.html') : path.join(root, path.normalize(rel));
     try {
       file = fs.realpathSync(file); // Debian symlinks vendor/ into /usr/share/javascript
     } catch {
@@ -346,17 +416,19 @@ export async function serveNoVnc() {
   });
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
   server.base = `http://127.0.0.1:${server.address().port}`;
+  server.build = build;
   return server;
 }
 
 /**
- * noVNC 1.3's own URL parameters (app/ui.js: host, port, path, password,
- * autoconnect; encrypt=1 for wss).
+ * The URL that opens `server`'s noVNC on `entryPort`: noVNC 1.3's own URL
+ * parameters (app/ui.js: host, port, path, password, autoconnect; encrypt=1
+ * for wss), which novnc-page.html reads too.
  */
-export function noVncUrl(base, entryPort, password, { encrypt = false } = {}) {
+export function noVncUrl(server, entryPort, password, { encrypt = false } = {}) {
   const q = new URLSearchParams({ host: '127.0.0.1', port: String(entryPort), path: 'websockify', password, autoconnect: '1', logging: 'warn' });
   if (encrypt) q.set('encrypt', '1');
-  return `${base}/vnc.html?${q}`;
+  return `${server.base}/${server.build.page}?${q}`;
 }
 
 /**

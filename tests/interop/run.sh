@@ -6,8 +6,14 @@
 # then runs `node --test` in its own process group, bounded in time; every
 # process it started is killed on the way out, whatever happens.
 #
+# Output (reporter.mjs): `PASS <name>` / `FAIL <name>` per test, then
+# `N passed, M failed`. A failure keeps the scratch directory (screenshots,
+# every process's log; the paths are printed).
+#
 # Environment: INTEROP_VERBOSE=1 echoes every peer's log; INTEROP_KEEP=1
-# keeps the screenshots and captures (the path is printed).
+# keeps the screenshots, captures, recordings and logs (the path is printed);
+# INTEROP_FIXTURES=DIR writes the recordings of scenarios 1-4 there as
+# fixtures (tests/fixtures/rfb/interop/capture.sh).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -35,7 +41,7 @@ cd "$here"
 start=$(date +%s)
 # A new session (setsid) puts node, Chromium, Xvnc, QEMU, vncap and testvnc
 # in one process group that cleanup() can end as a whole.
-setsid timeout --kill-after=10 240 node --test --test-reporter=spec interop.test.mjs &
+setsid timeout --kill-after=10 240 node --test --test-reporter=./reporter.mjs --test-reporter-destination=stdout interop.test.mjs &
 group=$!
 status=0
 wait "$group" || status=$?
