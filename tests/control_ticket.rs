@@ -107,7 +107,7 @@ enum Op {
     Connect(u16),
     Authenticate(usize),
     Fail(usize),
-    End(usize),
+    Withdraw(usize),
     Advance(u16),
     Timeout,
 }
@@ -121,7 +121,7 @@ fn op() -> impl Strategy<Value = Op> {
         (6999u16..7005).prop_map(Op::Connect),
         (0usize..8).prop_map(Op::Authenticate),
         (0usize..8).prop_map(Op::Fail),
-        (0usize..8).prop_map(Op::End),
+        (0usize..8).prop_map(Op::Withdraw),
         (0u16..3000).prop_map(Op::Advance),
         Just(Op::Timeout),
     ]
@@ -158,10 +158,10 @@ proptest! {
         };
         let mut table: Table<3> = Table::new(cfg).unwrap();
         let mut now = Instant::from_millis(10);
-        // Model: handle -> (port, expires, in_use).
+        // Model: handle -> (port, expires) of every pending ticket.
         let mut handles: Vec<ticket::Handle> = Vec::new();
-        let mut live: HashMap<ticket::Handle, (u16, Instant, bool)> = HashMap::new();
-        let mut authenticated_once: HashMap<ticket::Handle, u32> = HashMap::new();
+        let mut live: HashMap<ticket::Handle, (u16, Instant)> = HashMap::new();
+        let mut used: HashMap<ticket::Handle, u32> = HashMap::new();
         let mut last_freed: Option<u16> = None;
         for op in ops {
             match op {
@@ -175,13 +175,13 @@ proptest! {
                             }
                             last_freed = None;
                             prop_assert!((7000..=7003).contains(&i.port));
-                            prop_assert!(live.values().all(|(p, _, _)| *p != i.port), "port double-issued");
+                            prop_assert!(live.values().all(|(p, _)| *p != i.port), "port double-issued");
                             if let Some(p) = preferred {
-                                if (7000..=7003).contains(&p) && live.values().all(|(q, _, _)| *q != p) {
+                                if (7000..=7003).contains(&p) && live.values().all(|(q, _)| *q != p) {
                                     prop_assert_eq!(i.port, p, "free preferred port not honoured");
                                 }
                             }
-                            live.insert(i.handle, (i.port, i.expires, false));
+                            live.insert(i.handle, (i.port, i.expires));
                             handles.push(i.handle);
                         }
                         Err(ticket::Error::TableFull) => prop_assert_eq!(live.len(), 3),
@@ -191,14 +191,13 @@ proptest! {
                 }
                 Op::Connect(port) => {
                     let r = table.lookup(Lookup::Port(port), PEER, now);
-                    let model = live.iter().find(|(_, (p, _, _))| *p == port);
+                    let model = live.iter().find(|(_, (p, _))| *p == port);
                     match (r, model) {
-                        (Ok(h), Some((mh, (_, exp, in_use)))) => {
+                        (Ok(h), Some((mh, (_, exp)))) => {
                             prop_assert_eq!(h, *mh);
-                            prop_assert!(now < *exp && !in_use, "usable after expiry or use");
+                            prop_assert!(now < *exp, "usable after expiry");
                         }
-                        (Err(ticket::Error::Expired), Some((_, (_, exp, false)))) => prop_assert!(now >= *exp),
-                        (Err(ticket::Error::InUse), Some((_, (_, _, true)))) => {}
+                        (Err(ticket::Error::Expired), Some((_, (_, exp)))) => prop_assert!(now >= *exp),
                         (Err(ticket::Error::NoSuchTicket), None) => {}
                         (r, m) => prop_assert!(false, "lookup {:?} vs model {:?}", r, m),
                     }
@@ -206,26 +205,26 @@ proptest! {
                 Op::Authenticate(i) => {
                     let Some(&h) = handles.get(i) else { continue };
                     let r = table.authenticated(h, now);
-                    match live.get_mut(&h) {
-                        Some((_, exp, in_use)) => {
-                            if !*in_use && now < *exp {
-                                prop_assert_eq!(r, Ok(()));
-                                *in_use = true;
-                                *authenticated_once.entry(h).or_default() += 1;
-                            } else {
-                                prop_assert!(r.is_err());
-                            }
+                    match live.get(&h).copied() {
+                        Some((port, exp)) if now < exp => {
+                            // One-time: the ticket leaves the table with its port.
+                            let ticket = r.expect("a usable ticket authenticates");
+                            prop_assert_eq!(ticket.port(), Some(port));
+                            live.remove(&h);
+                            last_freed = Some(port);
+                            *used.entry(h).or_default() += 1;
+                            prop_assert_eq!(table.poll_event(), Some(ticket::Event::Closed { handle: h, port: Some(port) }));
                         }
+                        Some(_) => prop_assert_eq!(r, Err(ticket::Error::Expired)),
                         None => prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket)),
                     }
-                    prop_assert!(authenticated_once.get(&h).copied().unwrap_or(0) <= 1, "used twice");
+                    prop_assert!(used.get(&h).copied().unwrap_or(0) <= 1, "used twice");
                 }
                 Op::Fail(i) => {
                     let Some(&h) = handles.get(i) else { continue };
                     let r = table.failed_attempt(h);
-                    match live.get(&h) {
-                        Some((port, _, false)) => {
-                            let port = *port;
+                    match live.get(&h).copied() {
+                        Some((port, _)) => {
                             if r == Ok(Attempt::Gone) {
                                 live.remove(&h);
                                 last_freed = Some(port);
@@ -234,15 +233,14 @@ proptest! {
                                 prop_assert!(matches!(r, Ok(Attempt::Retry(_))));
                             }
                         }
-                        Some((_, _, true)) => prop_assert_eq!(r, Err(ticket::Error::InUse)),
                         None => prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket)),
                     }
                 }
-                Op::End(i) => {
+                Op::Withdraw(i) => {
                     let Some(&h) = handles.get(i) else { continue };
-                    let r = table.session_ended(h);
+                    let r = table.withdraw(h);
                     match live.remove(&h) {
-                        Some((port, _, _)) => {
+                        Some((port, _)) => {
                             prop_assert_eq!(r, Ok(()));
                             last_freed = Some(port);
                             prop_assert_eq!(table.poll_event(), Some(ticket::Event::Closed { handle: h, port: Some(port) }));
@@ -254,36 +252,34 @@ proptest! {
                 Op::Timeout => {
                     // Exercise both expiry-1 and expiry exactly.
                     if let Some(at) = table.poll_timeout() {
-                        let want_next: Option<Instant> = live.values().filter(|(_, _, u)| !u).map(|(_, e, _)| *e).min();
+                        let want_next: Option<Instant> = live.values().map(|(_, e)| *e).min();
                         prop_assert_eq!(Some(at), want_next);
                         // Usable at expiry - 1 ms, not at expiry.
-                        for (h, (port, exp, in_use)) in &live {
-                            if *exp == at && !in_use && at > now {
+                        for (h, (port, exp)) in &live {
+                            if *exp == at && at > now {
                                 prop_assert_eq!(table.lookup(Lookup::Port(*port), PEER, at - 1), Ok(*h));
                                 prop_assert_eq!(table.lookup(Lookup::Port(*port), PEER, at), Err(ticket::Error::Expired));
-                                prop_assert_eq!(table.authenticated(*h, at), Err(ticket::Error::Expired));
+                                prop_assert_eq!(table.authenticated(*h, at).map(drop), Err(ticket::Error::Expired));
                             }
                         }
                         table.handle_timeout(at - 1);
                         prop_assert_eq!(table.poll_event(), None, "expired early");
                         if at > now { now = at; }
                         table.handle_timeout(now);
-                        let mut expired = Vec::new();
                         while let Some(ev) = table.poll_event() {
                             match ev {
                                 ticket::Event::Expired { handle, port } => {
-                                    let (p, exp, in_use) = live.remove(&handle).expect("expired an unknown ticket");
+                                    let (p, exp) = live.remove(&handle).expect("expired an unknown ticket");
                                     prop_assert_eq!(port, Some(p));
-                                    prop_assert!(exp <= now && !in_use);
+                                    prop_assert!(exp <= now);
                                     last_freed = Some(p);
-                                    expired.push(handle);
                                 }
                                 other => prop_assert!(false, "unexpected {:?}", other),
                             }
                         }
-                        prop_assert!(live.values().all(|(_, e, u)| *u || *e > now), "a due ticket stayed");
+                        prop_assert!(live.values().all(|(_, e)| *e > now), "a due ticket stayed");
                     } else {
-                        prop_assert!(live.values().all(|(_, _, u)| *u));
+                        prop_assert!(live.is_empty());
                     }
                 }
             }
@@ -291,9 +287,9 @@ proptest! {
             prop_assert_eq!(table.len(), live.len());
             prop_assert_eq!(table.free_ports() as usize + live.len(), 4, "a port was lost");
         }
-        // End everything: every port comes back.
+        // Withdraw everything: every port comes back.
         for h in live.keys() {
-            table.session_ended(*h).unwrap();
+            table.withdraw(*h).unwrap();
         }
         prop_assert_eq!(table.free_ports(), 4);
         prop_assert!(table.check_invariants());

@@ -1,15 +1,15 @@
 //! Fuzz target: `ticket::Table` driven by an arbitrary sequence of
 //! operations (issue, lookup by port and token, authenticated,
-//! failed_attempt, session_ended, clock steps, handle_timeout) over a tiny
+//! failed_attempt, withdraw, clock steps, handle_timeout) over a tiny
 //! table and port pool, on a virtual clock, checked against a model.
 //!
 //! Input: `[config] [ops...]`, each op a byte (`% 8`) and its arguments.
 //! Asserts after every step: no panic; `check_invariants()`; the table
-//! holds exactly the model's tickets, in the model's states; stale handles
-//! reach nothing; every event names a ticket the model says just went (and
-//! `Expired` only a Pending one at or past its expiry); lookups and
-//! `authenticated` succeed exactly for Pending, unexpired tickets;
-//! `poll_timeout` is the earliest Pending expiry.
+//! holds exactly the model's tickets; stale handles reach nothing; every
+//! event names a ticket the model says just went (and `Expired` only one at
+//! or past its expiry); lookups and `authenticated` succeed exactly for
+//! unexpired tickets, and `authenticated` hands the ticket out of the table;
+//! `poll_timeout` is the earliest expiry.
 
 #![no_main]
 
@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use libfuzzer_sys::fuzz_target;
 use vncap_core::control::{Dialect, Host, Need, Password, Request, Transport};
 use vncap_core::ticket::{
-    Attempt, Config, Entry, Error, Event, Handle, Lookup, State, Table, Token,
+    Attempt, Config, Entry, Error, Event, Handle, Lookup, Table, Token,
 };
 use vncap_core::Instant;
 use vncap_fuzz::Reader;
@@ -32,7 +32,6 @@ struct Live {
     port: Option<u16>,
     token: Option<Token>,
     expires: Instant,
-    in_use: bool,
     pin: Option<IpAddr>,
 }
 
@@ -89,6 +88,7 @@ fuzz_target!(|data: &[u8]| {
         single_port: (c & 16 != 0).then_some(SINGLE),
         backend_password: None,
         tls: c & 32 != 0,
+        require_tls: false,
         max_tickets: usize::MAX,
     };
     let mut table: Table<N> = Table::new(config.clone()).expect("config");
@@ -105,7 +105,7 @@ fuzz_target!(|data: &[u8]| {
             (!seen.is_empty()).then(|| seen[i % seen.len()])
         };
         let live = |model: &[Live], h: Handle| model.iter().position(|l| l.handle == h);
-        let usable = |l: &Live, now: Instant| !l.in_use && now < l.expires;
+        let usable = |l: &Live, now: Instant| now < l.expires;
         match op % 8 {
             0 => {
                 let req = request(&mut r);
@@ -139,7 +139,6 @@ fuzz_target!(|data: &[u8]| {
                             port: iss.own_port.then_some(iss.port),
                             token: iss.token.clone(),
                             expires: iss.expires,
-                            in_use: false,
                             pin: req.client_ip,
                         });
                         if seen.len() < 64 {
@@ -191,7 +190,6 @@ fuzz_target!(|data: &[u8]| {
                     }
                     (Ok(h), None) => panic!("lookup found {h:?}, the model nothing"),
                     (Err(Error::NoSuchTicket), f) => assert!(f.is_none()),
-                    (Err(Error::InUse), Some(l)) => assert!(l.in_use),
                     (Err(Error::Expired), Some(l)) => assert!(now >= l.expires),
                     (Err(Error::WrongClient), Some(l)) => assert!(l.pin.is_some()),
                     (Err(e), f) => panic!("lookup: {e:?} with {:?}", f.map(|l| l.handle)),
@@ -203,13 +201,13 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let i = live(&model, h);
                 match table.authenticated(h, now) {
-                    Ok(()) => {
+                    Ok(t) => {
                         let i = i.expect("authenticated a gone ticket");
                         assert!(usable(&model[i], now));
-                        model[i].in_use = true;
+                        assert_eq!(t.port(), model[i].port);
+                        // Its Event::Closed follows: checked below.
                     }
                     Err(Error::NoSuchTicket) => assert!(i.is_none()),
-                    Err(Error::InUse) => assert!(model[i.unwrap()].in_use),
                     Err(Error::Expired) => assert!(now >= model[i.unwrap()].expires),
                     Err(e) => panic!("authenticated: {e:?}"),
                 }
@@ -220,10 +218,9 @@ fuzz_target!(|data: &[u8]| {
                 };
                 let i = live(&model, h);
                 match table.failed_attempt(h) {
-                    Ok(Attempt::Retry(n)) => assert!(n > 0 && !model[i.unwrap()].in_use),
-                    Ok(Attempt::Gone) => assert!(!model[i.unwrap()].in_use),
+                    Ok(Attempt::Retry(n)) => assert!(n > 0 && i.is_some()),
+                    Ok(Attempt::Gone) => assert!(i.is_some()),
                     Err(Error::NoSuchTicket) => assert!(i.is_none()),
-                    Err(Error::InUse) => assert!(model[i.unwrap()].in_use),
                     Err(e) => panic!("failed_attempt: {e:?}"),
                 }
             }
@@ -232,10 +229,10 @@ fuzz_target!(|data: &[u8]| {
                     continue;
                 };
                 let i = live(&model, h);
-                match table.session_ended(h) {
+                match table.withdraw(h) {
                     Ok(()) => assert!(i.is_some()),
                     Err(Error::NoSuchTicket) => assert!(i.is_none()),
-                    Err(e) => panic!("session_ended: {e:?}"),
+                    Err(e) => panic!("withdraw: {e:?}"),
                 }
             }
             6 => now = now + u64::from(r.u16()) * 10,
@@ -254,21 +251,13 @@ fuzz_target!(|data: &[u8]| {
             let l = model.remove(i);
             assert_eq!(l.port, port);
             if expired {
-                assert!(!l.in_use && l.expires <= now);
+                assert!(l.expires <= now);
             }
         }
         assert!(table.check_invariants(), "ticket table invariants broken");
         assert_eq!(table.len(), model.len());
         for l in &model {
             let t = table.get(l.handle).expect("live ticket missing");
-            assert_eq!(
-                t.state,
-                if l.in_use {
-                    State::InUse
-                } else {
-                    State::Pending
-                }
-            );
             assert_eq!(t.port(), l.port);
             match (&t.entry, &l.token) {
                 (Entry::Token(a), Some(b)) => assert_eq!(a, b),
@@ -281,7 +270,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let held = model.iter().filter(|l| l.port.is_some()).count() as u32;
         assert_eq!(table.free_ports() + held, table.pool_size());
-        let earliest = model.iter().filter(|l| !l.in_use).map(|l| l.expires).min();
+        let earliest = model.iter().map(|l| l.expires).min();
         assert_eq!(table.poll_timeout(), earliest);
     }
 });

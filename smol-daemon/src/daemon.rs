@@ -15,9 +15,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 use vncap_core::control::Request;
-use vncap_core::ticket::{self, Event, Handle, Issued, Table};
+use vncap_core::ticket::{self, Event, Issued, Table};
 
-/// Most tickets pending or in use at once (the table's fixed capacity).
+/// Most tickets issued and not yet used at once (the table's fixed capacity).
 pub const MAX_TICKETS: usize = 1024;
 
 /// Settings every task reads, fixed at start (but for the TLS certificate).
@@ -173,16 +173,11 @@ impl Daemon {
                 }
                 Err(e) => {
                     log::warn!("entry port {}: {e}; trying another", issued.port);
-                    self.with_tickets(|t| t.session_ended(issued.handle)).ok();
+                    self.with_tickets(|t| t.withdraw(issued.handle)).ok();
                 }
             }
         }
         Err("no entry port could be opened".into())
-    }
-
-    /// Gives a ticket up (session over, or failed before it started).
-    pub fn end(&self, handle: Handle) {
-        self.with_tickets(|t| t.session_ended(handle)).ok();
     }
 
     fn wake_timer(&self) {

@@ -417,8 +417,9 @@ where
     let outcome = drive(&mut server, &mut reader, &mut writer, &mut input, &d.clock).await;
     let result = match (outcome, ticket) {
         (Ok(server::Event::Authenticated), Ok((handle, _))) => {
+            // One-time: the ticket leaves the table, its listener closes.
             match d.with_tickets(|t| t.authenticated(handle, d.clock.now())) {
-                Ok(()) => Ok(handle),
+                Ok(ticket) => Ok(ticket),
                 Err(e) => {
                     server.reject(e.reason());
                     let _ = flush(&mut server, &mut writer).await;
@@ -438,19 +439,15 @@ where
         (Err(e), _) => Err(format!("RFB handshake: {e}")),
         (Ok(_), Err(refusal)) => Err(format!("refused: {}", refusal.reason)),
     };
-    let handle = match result {
-        Ok(handle) => handle,
+    let ticket = match result {
+        Ok(ticket) => ticket,
         Err(failure) => {
             writer.close().await;
             return Err(failure);
         }
     };
-    // One-time: nobody else gets in through this ticket's port.
-    if let Door::Port { port, .. } = door {
-        d.close_listener(port);
-    }
     Ok(Authenticated {
-        handle,
+        ticket,
         reader,
         writer,
         server,

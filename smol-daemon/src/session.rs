@@ -17,7 +17,7 @@ use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
 use vncap_core::rfb::{client, server};
-use vncap_core::ticket::Handle;
+use vncap_core::ticket::Ticket;
 
 /// The viewer's reading half, whatever carries it.
 pub enum ViewerRead<R, W> {
@@ -64,10 +64,11 @@ impl<W: AsyncWrite + Unpin> ByteWrite for ViewerWrite<W> {
     }
 }
 
-/// An authenticated viewer, holding its ticket (InUse), ready for the backend.
+/// An authenticated viewer, with the ticket it took out of the table, ready
+/// for the backend.
 pub struct Authenticated<R, W> {
-    /// The ticket it took.
-    pub handle: Handle,
+    /// The ticket it used (no longer in the table): the backend to reach.
+    pub ticket: Ticket,
     /// Its halves (recorded with `--record`).
     pub reader: Tap<ViewerRead<R, W>>,
     /// Its halves (recorded with `--record`).
@@ -79,11 +80,9 @@ pub struct Authenticated<R, W> {
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
-    /// Backend login, SecurityResult, relay; the ticket ends whatever happens.
+    /// Backend login, SecurityResult, relay.
     pub async fn run(mut self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
-        let result = self.connect_and_relay(d, peer).await;
-        d.end(self.handle);
-        match result {
+        match self.connect_and_relay(d, peer).await {
             Ok(msg) => log::info!("{peer} on {door}: {msg}"),
             Err(msg) => log::warn!("{peer} on {door}: {msg}"),
         }
@@ -94,9 +93,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
         d: &Rc<Daemon>,
         peer: SocketAddr,
     ) -> Result<String, String> {
-        let ticket = d
-            .with_tickets(|t| t.get(self.handle).cloned())
-            .ok_or("ticket gone")?;
+        let ticket = self.ticket.clone();
         let (host, bport) = (ticket.backend_host.as_str(), ticket.backend_port);
         log::info!("{peer}: authenticated; connecting to backend {host}:{bport}");
         let stream = match backend::connect(host, bport, d.settings.connect).await {

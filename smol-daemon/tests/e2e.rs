@@ -440,3 +440,19 @@ fn single_port_serves_websocket_consoles_by_token() {
     let port = d.gwm_request(backend.addr(), "pw", true);
     assert!((d.ports.0..=d.ports.1).contains(&port));
 }
+
+#[test]
+fn running_sessions_hold_no_ticket() {
+    // `--max-tickets` bounds consoles nobody has used yet; a session in
+    // progress holds its sockets, not a place in the ticket table.
+    let backend = Backend::spawn(BackendConfig::with_password("pw")).unwrap();
+    let d = Daemon::start(&["--max-tickets", "1"]);
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let port = d.gwm_request(backend.addr(), "pw", false);
+        let viewer = Viewer::handshake(tcp(port), &ViewerConfig::password("pw")).unwrap();
+        assert_eq!(viewer.server_init().width, 640);
+        sessions.push(viewer);
+    }
+    assert_eq!(backend.connections(), 3);
+}

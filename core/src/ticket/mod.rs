@@ -7,16 +7,16 @@
 //!
 //! # Life of a ticket
 //!
-//! `issue` → **Pending** (its listener is open) → `authenticated` →
-//! **InUse** (the session runs; the driver closes the listener) →
-//! `session_ended` → gone. A Pending ticket is also gone when it expires
-//! (`handle_timeout`) or when `failed_attempt` uses its last attempt. An
-//! InUse ticket is not expired by the ticket timeout: its session runs until
-//! it ends. Whenever a ticket goes, its port returns to the pool and an
-//! [`Event`] says which port's listener to close.
+//! `issue` → **pending** (its listener is open) → `authenticated` → gone
+//! from the table, handed to the session (one-time use: the session keeps
+//! what it needs, the table bounds only consoles nobody has used yet). A
+//! pending ticket is also gone when it expires (`handle_timeout`), when
+//! `failed_attempt` uses its last attempt, or when the driver `withdraw`s it.
+//! Whenever a ticket goes, its port returns to the pool and an [`Event`] says
+//! which port's listener to close.
 //!
-//! A ticket is usable (`lookup`, `authenticated`) only while Pending and
-//! `now < expires`: at `expires` exactly it is expired, whether or not
+//! A ticket is usable (`lookup`, `authenticated`) only while `now <
+//! expires`: at `expires` exactly it is expired, whether or not
 //! `handle_timeout` has run yet.
 //!
 //! # Driver story
@@ -26,9 +26,10 @@
 //!     → open a listener on issued.port (pool port), reply issued.granted()
 //! viewer connects → table.lookup(Lookup::Port(p) or Lookup::Token(t), peer_ip, now)
 //!     → handle; RFB server with table.get(handle).viewer_password
-//!     → good password: table.authenticated(handle, now), close that listener
+//!     → good password: ticket = table.authenticated(handle, now)?, close that
+//!       listener, run the session with the ticket's backend
 //!     → bad password: table.failed_attempt(handle)
-//! session over → table.session_ended(handle)
+//! a listener cannot open → table.withdraw(handle)
 //! one timer: table.poll_timeout(); on it table.handle_timeout(now)
 //! after every call: while let Some(ev) = table.poll_event() { close ev's listener }
 //! ```
@@ -99,8 +100,6 @@ pub enum Error {
     NoSuchTicket,
     /// The ticket's time is up.
     Expired,
-    /// The ticket is already in use by a session.
-    InUse,
     /// The viewer's address is not the pinned `client.ip`.
     WrongClient,
 }
@@ -117,7 +116,6 @@ impl Error {
             Error::TlsUnavailable => "TLS requested, but this proxy has no TLS configured",
             Error::NoSuchTicket => "no such console (used, expired or unknown)",
             Error::Expired => "console expired",
-            Error::InUse => "console already in use",
             Error::WrongClient => "viewer address does not match client.ip",
         }
     }
@@ -149,7 +147,7 @@ pub struct Config {
     pub single_port: Option<u16>,
     /// The cluster's backend password (`--backend-password-file`), if any.
     pub backend_password: Option<Secret>,
-    /// Most tickets held at once (pending or in use), at most the table's
+    /// Most tickets held at once (pending), at most the table's
     /// capacity `N` (which is what larger values mean).
     pub max_tickets: usize,
     /// Whether entry points can speak TLS. Without it, a request that
@@ -198,16 +196,7 @@ pub enum Lookup<'a> {
     Token(&'a [u8]),
 }
 
-/// Where a ticket is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum State {
-    /// Waiting for its viewer.
-    Pending,
-    /// Its session runs.
-    InUse,
-}
-
-/// One pending (or running) console. Its `Debug` shows no password or token.
+/// One pending console. Its `Debug` shows no password or token.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Ticket {
     /// How the viewer reaches it.
@@ -229,8 +218,6 @@ pub struct Ticket {
     pub expires: Instant,
     /// Failed password attempts left.
     pub attempts_left: u8,
-    /// Pending or InUse.
-    pub state: State,
 }
 
 impl fmt::Debug for Ticket {
@@ -252,7 +239,6 @@ impl fmt::Debug for Ticket {
             .field("transport", &self.transport)
             .field("expires", &self.expires)
             .field("attempts_left", &self.attempts_left)
-            .field("state", &self.state)
             .finish()
     }
 }
@@ -388,7 +374,7 @@ impl<const N: usize> Table<N> {
         &self.config
     }
 
-    /// Tickets in the table (Pending and InUse).
+    /// Tickets in the table (pending).
     pub fn len(&self) -> usize {
         self.slots.iter().filter(|s| s.is_some()).count()
     }
@@ -494,7 +480,6 @@ impl<const N: usize> Table<N> {
             transport,
             expires,
             attempts_left: self.config.attempts.max(1),
-            state: State::Pending,
         };
         let generation = self.generations.get(slot).copied().unwrap_or(0);
         if let Some(s) = self.slots.get_mut(slot) {
@@ -571,22 +556,19 @@ impl<const N: usize> Table<N> {
         })
     }
 
-    /// The viewer authenticated: Pending → InUse, once. Fails if the ticket
-    /// is gone, already InUse, or expired at `now`.
-    pub fn authenticated(&mut self, handle: Handle, now: Instant) -> Result<(), Error> {
-        let t = self.get_mut(handle).ok_or(Error::NoSuchTicket)?;
-        usable(t, now)?;
-        t.state = State::InUse;
-        Ok(())
+    /// The viewer authenticated: the ticket leaves the table (its port freed,
+    /// [`Event::Closed`] queued) and is returned for the session. Fails if the
+    /// ticket is gone (a second viewer that authenticated as well comes too
+    /// late) or expired at `now`.
+    pub fn authenticated(&mut self, handle: Handle, now: Instant) -> Result<Ticket, Error> {
+        usable(self.get(handle).ok_or(Error::NoSuchTicket)?, now)?;
+        self.remove(handle, false).ok_or(Error::NoSuchTicket)
     }
 
     /// A viewer presented a wrong password: uses an attempt; at the last one
     /// the ticket is gone, its port freed and [`Event::Closed`] queued.
     pub fn failed_attempt(&mut self, handle: Handle) -> Result<Attempt, Error> {
         let t = self.get_mut(handle).ok_or(Error::NoSuchTicket)?;
-        if t.state != State::Pending {
-            return Err(Error::InUse);
-        }
         t.attempts_left = t.attempts_left.saturating_sub(1);
         if t.attempts_left > 0 {
             return Ok(Attempt::Retry(t.attempts_left));
@@ -595,43 +577,36 @@ impl<const N: usize> Table<N> {
         Ok(Attempt::Gone)
     }
 
-    /// The ticket's session ended (or the driver gives the ticket up in any
-    /// state): it is gone, its port freed, [`Event::Closed`] queued.
-    pub fn session_ended(&mut self, handle: Handle) -> Result<(), Error> {
-        self.get(handle).ok_or(Error::NoSuchTicket)?;
-        self.remove(handle, false);
-        Ok(())
+    /// The driver gives a pending ticket up (say, its listener could not
+    /// open): it is gone, its port freed, [`Event::Closed`] queued.
+    pub fn withdraw(&mut self, handle: Handle) -> Result<(), Error> {
+        self.remove(handle, false)
+            .map(drop)
+            .ok_or(Error::NoSuchTicket)
     }
 
-    /// The earliest expiry of a Pending ticket: when to call
+    /// The earliest expiry: when to call
     /// [`Table::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.slots
-            .iter()
-            .flatten()
-            .filter(|t| t.state == State::Pending)
-            .map(|t| t.expires)
-            .min()
+        self.slots.iter().flatten().map(|t| t.expires).min()
     }
 
     /// Removes every Pending ticket with `expires <= now`, queuing
-    /// [`Event::Expired`] for each. InUse tickets stay.
+    /// [`Event::Expired`] for each.
     pub fn handle_timeout(&mut self, now: Instant) {
         for slot in 0..N {
             let expired = self
                 .slots
                 .get(slot)
                 .and_then(Option::as_ref)
-                .is_some_and(|t| t.state == State::Pending && t.expires <= now);
+                .is_some_and(|t| t.expires <= now);
             if expired {
                 let generation = self.generations.get(slot).copied().unwrap_or(0);
-                self.remove(
-                    Handle {
-                        slot: slot as u16,
-                        generation,
-                    },
-                    true,
-                );
+                let handle = Handle {
+                    slot: slot as u16,
+                    generation,
+                };
+                self.remove(handle, true);
             }
         }
     }
@@ -676,11 +651,12 @@ impl<const N: usize> Table<N> {
         self.slots.get_mut(slot)?.as_mut()
     }
 
-    fn remove(&mut self, handle: Handle, expired: bool) {
+    /// Takes the ticket out (if `handle` still names it), frees its port and
+    /// queues its event.
+    fn remove(&mut self, handle: Handle, expired: bool) -> Option<Ticket> {
+        self.get(handle)?;
         let slot = usize::from(handle.slot);
-        let Some(ticket) = self.slots.get_mut(slot).and_then(Option::take) else {
-            return;
-        };
+        let ticket = self.slots.get_mut(slot).and_then(Option::take)?;
         if let Some(g) = self.generations.get_mut(slot) {
             *g = g.wrapping_add(1);
         }
@@ -698,13 +674,11 @@ impl<const N: usize> Table<N> {
         if self.events.push_back(event).is_err() {
             warn!("ticket: event queue full, dropping an event");
         }
+        Some(ticket)
     }
 }
 
 fn usable(t: &Ticket, now: Instant) -> Result<(), Error> {
-    if t.state != State::Pending {
-        return Err(Error::InUse);
-    }
     if now >= t.expires {
         return Err(Error::Expired);
     }
@@ -787,7 +761,7 @@ mod tests {
         let now = Instant::from_millis(0);
         let first = t.issue(now, &twisted("pw"), &RANDOM).unwrap();
         assert_eq!(t.issue(now, &twisted("pw"), &RANDOM), Err(Error::TableFull));
-        t.session_ended(first.handle).unwrap();
+        t.withdraw(first.handle).unwrap();
         assert!(t.issue(now, &twisted("pw"), &RANDOM).is_ok(), "room again");
     }
 
@@ -850,16 +824,17 @@ mod tests {
             t.lookup(Lookup::Port(7001), PEER, now),
             Err(Error::NoSuchTicket)
         );
-        t.authenticated(h, now).unwrap();
-        // One-time: nobody else can use it.
-        assert_eq!(t.authenticated(h, now), Err(Error::InUse));
-        assert_eq!(t.lookup(Lookup::Port(7000), PEER, now), Err(Error::InUse));
-        // InUse tickets are not expired by the timeout.
+        let used = t.authenticated(h, now).unwrap();
+        assert_eq!(used.backend_port, 5900);
+        assert_eq!(used.backend_password.as_deref(), Some(&b"secret12"[..]));
+        // One-time: the table forgets it at once; nobody else can use it.
+        assert_eq!(t.authenticated(h, now), Err(Error::NoSuchTicket));
+        assert_eq!(
+            t.lookup(Lookup::Port(7000), PEER, now),
+            Err(Error::NoSuchTicket)
+        );
         assert_eq!(t.poll_timeout(), None);
-        t.handle_timeout(now + 1_000_000);
-        assert!(t.get(h).is_some());
-        assert_eq!(t.free_ports(), 1);
-        t.session_ended(h).unwrap();
+        assert!(t.is_empty());
         assert_eq!(
             t.poll_event(),
             Some(Event::Closed {
@@ -870,7 +845,7 @@ mod tests {
         assert_eq!(t.poll_event(), None);
         assert_eq!(t.free_ports(), 2);
         assert_eq!(t.get(h), None);
-        assert_eq!(t.session_ended(h), Err(Error::NoSuchTicket));
+        assert_eq!(t.withdraw(h), Err(Error::NoSuchTicket));
         assert!(t.check_invariants());
     }
 
@@ -1023,7 +998,7 @@ mod tests {
             t.lookup(Lookup::Token(b""), PEER, now),
             Err(Error::NoSuchTicket)
         );
-        t.session_ended(h).unwrap();
+        t.withdraw(h).unwrap();
         assert_eq!(
             t.poll_event(),
             Some(Event::Closed {
