@@ -24,6 +24,10 @@ use crate::transport::{ByteWrite, Plain};
 use crate::ws;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
+
+/// A WebSocket viewer's input buffer (held for the whole session: the
+/// viewer→backend direction carries input events; see bench/RESULTS.md).
+const WS_INPUT_BUFFER: usize = 16 * 1024;
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -133,7 +137,7 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) 
             deadline.as_secs()
         ),
         Some(Err(msg)) => log::info!("{peer} on {door}: {msg}"),
-        Some(Ok(Viewer::Tcp(session))) => session.run(&d, peer, &door.to_string()).await,
+        Some(Ok(Viewer::Tcp(session))) => session.run_tcp(&d, peer, &door.to_string()).await,
         Some(Ok(Viewer::Tls(session))) => session.run(&d, peer, &format!("{door} (TLS)")).await,
     }
 }
@@ -353,7 +357,7 @@ where
             max_message: d.settings.max_message_bytes,
         };
         let conn = vncap_core::ws::Connection::new(sub, limits);
-        let (wr, ww) = ws::split(conn, r.0, w.0, input.data(), d.settings.relay_buffer);
+        let (wr, ww) = ws::split(conn, r.0, w.0, input.data(), WS_INPUT_BUFFER);
         input = InBuf::new(RFB_BUFFER);
         (ViewerRead::Ws(wr), ViewerWrite::Ws(ww))
     } else {

@@ -12,6 +12,7 @@
 //! | `drive.rs` | the generic machine driver loop |
 //! | `buffer.rs` | a session's fixed input buffer |
 //! | `relay.rs` | the two-way copy after authentication |
+//! | `splice.rs` | the same for plain TCP on both sides, with `splice(2)` |
 //! | `ws.rs` | WebSocket as a transport (the core's codec over a socket) |
 //! | `serve.rs` | `vncap serve`: startup, signals, pidfile |
 //! | `daemon.rs` | shared state: the ticket table, entry listeners, expiry |
@@ -36,6 +37,7 @@ mod relay;
 mod request;
 mod serve;
 mod session;
+mod splice;
 mod tls;
 mod transport;
 mod ws;

@@ -12,6 +12,7 @@ use crate::relay::relay;
 use crate::transport::{ByteRead, ByteWrite, Plain};
 use crate::ws;
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use smol::net::TcpStream;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
@@ -77,10 +78,33 @@ pub struct Authenticated<R, W> {
     pub early: InBuf,
 }
 
+impl Authenticated<TcpStream, TcpStream> {
+    /// [`Authenticated::run`] for a viewer on TCP: a native viewer (plain
+    /// RFB, no TLS, no WebSocket) is relayed with `splice(2)`.
+    pub async fn run_tcp(self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
+        let splice = match &self.reader {
+            ViewerRead::Plain(Plain(s)) => Some(s.clone()),
+            ViewerRead::Ws(_) => None,
+        };
+        self.run_with(d, peer, door, splice).await
+    }
+}
+
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
     /// Backend login, SecurityResult, relay; the ticket ends whatever happens.
-    pub async fn run(mut self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
-        let result = self.connect_and_relay(d, peer).await;
+    pub async fn run(self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
+        self.run_with(d, peer, door, None).await
+    }
+
+    /// `splice`: the viewer's plain TCP socket, when the relay may splice.
+    async fn run_with(
+        mut self,
+        d: &Rc<Daemon>,
+        peer: SocketAddr,
+        door: &str,
+        splice: Option<TcpStream>,
+    ) {
+        let result = self.connect_and_relay(d, peer, splice).await;
         d.end(self.handle);
         match result {
             Ok(msg) => log::info!("{peer} on {door}: {msg}"),
@@ -92,6 +116,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
         &mut self,
         d: &Rc<Daemon>,
         peer: SocketAddr,
+        splice: Option<TcpStream>,
     ) -> Result<String, String> {
         let ticket = d
             .with_tickets(|t| t.get(self.handle).cloned())
@@ -106,6 +131,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
                     .await)
             }
         };
+        let backend_tcp = stream.clone();
         let mut br = Plain(stream.clone());
         let mut bw = Plain(stream);
         let mut binput = InBuf::new(1024);
@@ -143,12 +169,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
         write_early(&mut self.writer, binput.data())
             .await
             .map_err(|e| format!("viewer: {e}"))?;
-        let end = relay(
-            (&mut self.reader, &mut self.writer),
-            (&mut br, &mut bw),
-            d.settings.relay_buffer,
-        )
-        .await;
+        // Handshake buffers are not kept for the session's life.
+        self.early = InBuf::new(0);
+        drop(binput);
+        // Both sides plain TCP: splice. (At merge: "and not recording".)
+        let end = match splice {
+            Some(viewer_tcp) => crate::splice::relay(viewer_tcp, backend_tcp).await,
+            None => {
+                relay(
+                    (&mut self.reader, &mut self.writer),
+                    (&mut br, &mut bw),
+                    d.settings.relay_buffer,
+                )
+                .await
+            }
+        };
         match end.error {
             None => Ok(format!("session ended by the {}", end.closed_by)),
             Some(e) => Ok(format!("session ended by the {} ({e})", end.closed_by)),
