@@ -77,7 +77,8 @@ impl Drop for Slot {
 /// life of the thread that touched them (2 MiB of the idle daemon's RSS when
 /// it was the main thread). The helper's stack goes when it ends.
 fn new_table(config: ticket::Config) -> Result<Box<Table<MAX_TICKETS>>, ticket::Error> {
-    let stack = 4 * std::mem::size_of::<Table<MAX_TICKETS>>() + (256 << 10);
+    // As much as the main thread has (unoptimised builds make several copies).
+    let stack = (8 << 20) + 4 * std::mem::size_of::<Table<MAX_TICKETS>>();
     std::thread::Builder::new()
         .name("vncap-init".into())
         .stack_size(stack)
