@@ -221,9 +221,9 @@ impl Shared {
     }
 }
 
-/// The fake RFB backend: RFB 3.8 with security None, then [`Mode`]. The
-/// handshake runs on the accepting thread (a few microseconds on loopback);
-/// bulk, sink and echo sessions get a thread each, idle ones none.
+/// The fake RFB backend: RFB 3.8 with security None, then [`Mode`]. Each
+/// connection gets a thread (small stack) for its handshake and, but for idle
+/// sessions (kept open by the backend, no thread), for its whole session.
 struct Backend {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -244,24 +244,29 @@ impl Backend {
             .name("bench-backend".into())
             .spawn(move || {
                 let block = Arc::new(pattern_block());
-                let mut idle = Vec::new();
+                let idle = Arc::new(Mutex::new(Vec::new()));
                 for stream in listener.incoming() {
                     if s.stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let Ok(mut stream) = stream else { continue };
-                    if backend_handshake(&mut stream).is_err() {
-                        continue;
-                    }
-                    s.update(|c| c.sessions += 1);
-                    if mode == Mode::Idle {
-                        idle.push(stream);
-                        continue;
-                    }
-                    let (s, block) = (s.clone(), block.clone());
+                    let Ok(stream) = stream else { continue };
+                    let (s, block, idle) = (s.clone(), block.clone(), idle.clone());
                     let _ = std::thread::Builder::new()
                         .stack_size(256 * 1024)
-                        .spawn(move || backend_session(stream, mode, &s, &block));
+                        .spawn(move || {
+                            let mut stream = stream;
+                            if backend_handshake(&mut stream).is_err() {
+                                return;
+                            }
+                            s.update(|c| c.sessions += 1);
+                            if mode == Mode::Idle {
+                                if let Ok(mut idle) = idle.lock() {
+                                    idle.push(stream);
+                                }
+                                return;
+                            }
+                            backend_session(stream, mode, &s, &block);
+                        });
                 }
             })
             .map_err(|e| e.to_string())?;
@@ -944,8 +949,7 @@ struct Results {
     /// CPU seconds per GiB (down, up).
     cpu: Option<(f64, f64)>,
     rtt_us: Vec<f64>,
-    /// Setups per second, and each setup's latency in ms.
-    setups: Option<(f64, Vec<f64>)>,
+    setups: Option<Setups>,
     /// Per idle-session count: the memory, or why not measured.
     memory: Vec<(usize, Result<Memory, String>)>,
 }
@@ -1056,12 +1060,13 @@ fn round_trips(kinds: &[Kind], args: &Args) -> Res<Vec<Vec<f64>>> {
 /// Session setups per second at `--concurrency`, each a fresh connection
 /// through the whole handshake (for vncap: control request, connect,
 /// WebSocket upgrade, VNC authentication, backend login), closed at once.
-fn setup_rate(kind: Kind, args: &Args) -> Res<(f64, Vec<f64>)> {
+fn setup_rate(kind: Kind, args: &Args) -> Res<Setups> {
     let b = Backend::spawn(Mode::Echo)?;
     let relay = Relay::start(kind, b.addr, args, 0, args.concurrency * 4 + 64)?;
     // Bounded batches so closed sessions give their tickets and ports back.
     let batch = args.concurrency * 4;
     let (mut done, mut times) = (0, Vec::with_capacity(args.setups));
+    let cpu0 = relay.cpu_ticks();
     let t0 = Instant::now();
     while done < args.setups {
         let n = batch.min(args.setups - done);
@@ -1073,7 +1078,24 @@ fn setup_rate(kind: Kind, args: &Args) -> Res<(f64, Vec<f64>)> {
             return Err(format!("{}: sessions did not end", kind.name()));
         }
     }
-    Ok((args.setups as f64 / t0.elapsed().as_secs_f64(), times))
+    let rate = args.setups as f64 / t0.elapsed().as_secs_f64();
+    let cpu_us = cpu0.zip(relay.cpu_ticks()).map(|(a, b)| {
+        b.saturating_sub(a) as f64 / clock_ticks_per_second() * 1e6 / args.setups as f64
+    });
+    Ok(Setups {
+        rate,
+        times,
+        cpu_us,
+    })
+}
+
+/// Setups per second, each setup's latency in ms, and the relay's CPU time
+/// per setup in µs.
+#[derive(Debug, Clone)]
+struct Setups {
+    rate: f64,
+    times: Vec<f64>,
+    cpu_us: Option<f64>,
 }
 
 /// A relay's memory, KiB, summed over its process tree.
@@ -1278,26 +1300,29 @@ fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
         args.setups,
         args.concurrency,
     );
-    println!("| relay | RTT p50 µs | ×socat | RTT p99 µs | ×socat | setups/s | ×socat | setup p50 ms | setup p99 ms |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| relay | RTT p50 µs | ×socat | RTT p99 µs | ×socat | setups/s | ×socat | setup p50 ms | setup p99 ms | relay CPU µs/setup |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (kind, r) in rows {
         let (p50, p99) = (quantile(&r.rtt_us, 0.5), quantile(&r.rtt_us, 0.99));
-        let (rate, l50, l99) = match &r.setups {
-            Some((rate, t)) => (
-                format!("{rate:.0}"),
-                format!("{:.2}", quantile(t, 0.5)),
-                format!("{:.2}", quantile(t, 0.99)),
+        let (rate, l50, l99, cpu) = match &r.setups {
+            Some(x) => (
+                format!("{:.0}", x.rate),
+                format!("{:.2}", quantile(&x.times, 0.5)),
+                format!("{:.2}", quantile(&x.times, 0.99)),
+                x.cpu_us
+                    .map(|c| format!("{c:.0}"))
+                    .unwrap_or_else(|| "—".into()),
             ),
-            None => ("—".into(), "—".into(), "—".into()),
+            None => ("—".into(), "—".into(), "—".into(), "—".into()),
         };
         println!(
-            "| {} | {p50:.1} | {} | {p99:.1} | {} | {rate} | {} | {l50} | {l99} |",
+            "| {} | {p50:.1} | {} | {p99:.1} | {} | {rate} | {} | {l50} | {l99} | {cpu} |",
             kind.name(),
             ratio(p50, base(&|s| Some(quantile(&s.rtt_us, 0.5)))),
             ratio(p99, base(&|s| Some(quantile(&s.rtt_us, 0.99)))),
             r.setups
                 .as_ref()
-                .map(|(x, _)| ratio(*x, base(&|s| s.setups.as_ref().map(|t| t.0))))
+                .map(|x| ratio(x.rate, base(&|s| s.setups.as_ref().map(|t| t.rate))))
                 .unwrap_or_else(|| "—".into()),
         );
     }
