@@ -1105,8 +1105,6 @@ struct Memory {
     pss_idle: u64,
     rss: u64,
     pss: u64,
-    /// Seconds it took to open them all.
-    open_s: f64,
 }
 
 /// The relay's memory idle and with `n` idle sessions (established, logged
@@ -1116,9 +1114,7 @@ fn memory(kind: Kind, n: usize, args: &Args) -> Res<Memory> {
     let relay = Relay::start(kind, b.addr, args, 0, n + 64)?;
     let pid = relay.pid().ok_or("no relay process")?;
     let (rss_idle, pss_idle) = tree_memory(pid);
-    let t0 = Instant::now();
     let (conns, _) = open_many(&relay, n, args.concurrency)?;
-    let open_s = t0.elapsed().as_secs_f64();
     if !b.shared.wait(|c| c.sessions >= n) {
         return Err(format!("{}: sessions did not all open", kind.name()));
     }
@@ -1129,7 +1125,6 @@ fn memory(kind: Kind, n: usize, args: &Args) -> Res<Memory> {
         pss_idle,
         rss,
         pss,
-        open_s,
     })
 }
 
@@ -1196,25 +1191,45 @@ fn measure(kinds: &[Kind], args: &Args) -> Res<Vec<Results>> {
     Ok(results)
 }
 
-/// `--hold`: how many WebSocket sessions one vncap holds, and its memory.
+/// `--hold`: how many WebSocket sessions one vncap holds (opened in batches
+/// until one fails or all are open), and its memory then.
 fn hold(args: &Args) -> Res<String> {
     let n = args.hold;
+    let b = Backend::spawn(Mode::Idle)?;
+    let relay = Relay::start(Kind::VncapWs, b.addr, args, 0, n + 64)?;
+    let pid = relay.pid().ok_or("no relay process")?;
+    let (_, pss_idle) = tree_memory(pid);
     let t0 = Instant::now();
-    let m = memory(Kind::VncapWs, n, args);
-    let mut out = format!("### Holding {n} sessions\n\n");
-    match m {
-        Ok(m) => out += &format!(
-            "vncap (WebSocket) held {n} idle sessions, opened {} at a time in {:.1} s: RSS {} MiB, PSS {} MiB ({} idle): {:.1} KiB PSS per session.\n",
-            args.concurrency,
-            m.open_s,
-            mib(m.rss),
-            mib(m.pss),
-            mib(m.pss_idle),
-            per_session(&m, n),
-        ),
-        Err(e) => out += &format!("Not held: {e} (after {:.1} s).\n", t0.elapsed().as_secs_f64()),
+    let mut held = Vec::with_capacity(n);
+    let mut failure = None;
+    while held.len() < n {
+        let batch = (n - held.len()).min(args.concurrency * 16);
+        match open_many(&relay, batch, args.concurrency) {
+            Ok((conns, _)) => held.extend(conns),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
     }
-    Ok(out)
+    let open_s = t0.elapsed().as_secs_f64();
+    let k = held.len();
+    if !b.shared.wait(|c| c.sessions >= k) {
+        return Err("held sessions did not all reach the backend".into());
+    }
+    let (rss, pss) = tree_memory(pid);
+    let per = (pss as f64 - pss_idle as f64).max(0.0) / k.max(1) as f64;
+    let mut out = format!(
+        "### Holding sessions\n\nvncap (WebSocket viewers) held {k} of {n} idle sessions, opened {} at a time in {open_s:.1} s: RSS {} MiB, PSS {} MiB ({} idle), {per:.1} KiB PSS per session.",
+        args.concurrency,
+        mib(rss),
+        mib(pss),
+        mib(pss_idle),
+    );
+    if let Some(e) = failure {
+        out += &format!(" The next batch failed: {e}.");
+    }
+    Ok(out + "\n")
 }
 
 // ---------------------------------------------------------------- report
