@@ -17,8 +17,9 @@ use std::io;
 
 /// The buffer an idle direction waits with, bytes.
 pub const SMALL: usize = 2048;
-/// Large buffers kept for reuse.
-const FREE_BUFFERS: usize = 32;
+/// Large buffers kept for reuse (8 × 256 KiB at most stay allocated after
+/// bursts).
+const FREE_BUFFERS: usize = 8;
 
 thread_local! {
     static FREE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
