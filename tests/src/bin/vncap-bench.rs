@@ -1105,6 +1105,21 @@ struct Memory {
     pss_idle: u64,
     rss: u64,
     pss: u64,
+    /// The relay process's open descriptors and how many are pipes.
+    fds: (usize, usize),
+}
+
+/// Open descriptors of `pid`, and how many of them are pipes.
+fn fd_counts(pid: u32) -> (usize, usize) {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return (0, 0);
+    };
+    dir.flatten().fold((0, 0), |(all, pipes), e| {
+        let pipe = std::fs::read_link(e.path())
+            .map(|t| t.to_string_lossy().starts_with("pipe:"))
+            .unwrap_or(false);
+        (all + 1, pipes + usize::from(pipe))
+    })
 }
 
 /// The relay's memory idle and with `n` idle sessions (established, logged
@@ -1119,12 +1134,14 @@ fn memory(kind: Kind, n: usize, args: &Args) -> Res<Memory> {
         return Err(format!("{}: sessions did not all open", kind.name()));
     }
     let (rss, pss) = tree_memory(pid);
+    let fds = fd_counts(pid);
     drop(conns);
     Ok(Memory {
         rss_idle,
         pss_idle,
         rss,
         pss,
+        fds,
     })
 }
 
@@ -1345,16 +1362,17 @@ fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
     println!(
         "\n### Memory\n\nThe relay's process tree (socat and websockify fork one process per connection) idle and with N established, \
          idle sessions; RSS summed over the tree, PSS divides shared pages between the processes sharing them. Per session: \
-         (PSS with N − PSS idle) / N. Kernel socket buffers and pipes are not counted for anyone.\n"
+         (PSS with N − PSS idle) / N. Kernel socket buffers and pipes are not counted for anyone; fds (pipes): the open \
+         descriptors of the relay's first process with N sessions (for a forking relay: its listener only).\n"
     );
     print!("| relay | RSS idle MiB | PSS idle MiB |");
     for n in &counts {
-        print!(" RSS {n} MiB | PSS {n} MiB | KiB/session ({n}) | ×socat |");
+        print!(" RSS {n} MiB | PSS {n} MiB | KiB/session ({n}) | ×socat | fds (pipes) ({n}) |");
     }
     println!();
     print!("|---|---:|---:|");
     for _ in &counts {
-        print!("---:|---:|---:|---:|");
+        print!("---:|---:|---:|---:|---:|");
     }
     println!();
     for (kind, r) in rows {
@@ -1378,13 +1396,15 @@ fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
                     });
                     let per = per_session(m, *n);
                     print!(
-                        " {} | {} | {per:.0} | {} |",
+                        " {} | {} | {per:.0} | {} | {} ({}) |",
                         mib(m.rss),
                         mib(m.pss),
-                        ratio(per, socat_per)
+                        ratio(per, socat_per),
+                        m.fds.0,
+                        m.fds.1,
                     );
                 }
-                Err(e) => print!(" {e} | | | |"),
+                Err(e) => print!(" {e} | | | | |"),
             }
         }
         println!();
