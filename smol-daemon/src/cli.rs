@@ -98,7 +98,8 @@ pub struct Serve {
     /// larger ones close the connection with code 1009
     #[argh(option, default = "16 << 20")]
     pub max_message_bytes: u64,
-    /// most consoles pending or in use at once (default and at most 1024)
+    /// most consoles waiting for their viewer at once (default and at most
+    /// 1024; a running session does not count: see --max-sessions)
     #[argh(option, default = "1024")]
     pub max_tickets: usize,
     /// write the process id here while running

@@ -64,7 +64,8 @@ impl<W: AsyncWrite + Unpin> ByteWrite for ViewerWrite<W> {
     }
 }
 
-/// An authenticated viewer, holding its ticket (InUse), ready for the backend.
+/// An authenticated viewer, holding its ticket (InUse until the session has
+/// copied what it needs), ready for the backend.
 pub struct Authenticated<R, W> {
     /// The ticket it took.
     pub handle: Handle,
@@ -121,6 +122,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
         let ticket = d
             .with_tickets(|t| t.get(self.handle).cloned())
             .ok_or("ticket gone")?;
+        // A used ticket is gone: the session keeps its copy, and the table's
+        // slot (and pool port) go back at once, so the table bounds pending
+        // consoles only and `--max-sessions` bounds sessions (10,000 fit).
+        d.end(self.handle);
         let (host, bport) = (ticket.backend_host.as_str(), ticket.backend_port);
         log::info!("{peer}: authenticated; connecting to backend {host}:{bport}");
         let stream = match backend::connect(host, bport, d.settings.connect).await {

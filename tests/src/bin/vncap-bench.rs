@@ -1216,6 +1216,18 @@ fn hold(args: &Args) -> Res<String> {
     let relay = Relay::start(Kind::VncapWs, b.addr, args, 0, n + 64)?;
     let pid = relay.pid().ok_or("no relay process")?;
     let (_, pss_idle) = tree_memory(pid);
+    // Two sockets a session, a few more for the daemon itself.
+    let limit = open_file_limit(pid);
+    let fit = limit.map_or(n, |l| l.saturating_sub(64) / 2);
+    let capped = if fit < n {
+        format!(
+            " Capped at {fit}: vncap's open-file limit is {} here (two sockets a session).",
+            limit.unwrap_or(0)
+        )
+    } else {
+        String::new()
+    };
+    let n = n.min(fit);
     let t0 = Instant::now();
     let mut held = Vec::with_capacity(n);
     let mut failure = None;
@@ -1237,7 +1249,8 @@ fn hold(args: &Args) -> Res<String> {
     let (rss, pss) = tree_memory(pid);
     let per = (pss as f64 - pss_idle as f64).max(0.0) / k.max(1) as f64;
     let mut out = format!(
-        "### Holding sessions\n\nvncap (WebSocket viewers) held {k} of {n} idle sessions, opened {} at a time in {open_s:.1} s: RSS {} MiB, PSS {} MiB ({} idle), {per:.1} KiB PSS per session.",
+        "### Holding sessions\n\nvncap (WebSocket viewers) held {k} of {} idle sessions, opened {} at a time in {open_s:.1} s: RSS {} MiB, PSS {} MiB ({} idle), {per:.1} KiB PSS per session.",
+        args.hold,
         args.concurrency,
         mib(rss),
         mib(pss),
@@ -1246,7 +1259,14 @@ fn hold(args: &Args) -> Res<String> {
     if let Some(e) = failure {
         out += &format!(" The next batch failed: {e}.");
     }
-    Ok(out + "\n")
+    Ok(out + &capped + "\n")
+}
+
+/// The soft open-file limit of `pid` (`/proc/PID/limits`).
+fn open_file_limit(pid: u32) -> Option<usize> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 // ---------------------------------------------------------------- report
