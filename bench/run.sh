@@ -45,7 +45,7 @@ if [ "$smoke" -eq 1 ]; then
   cargo build --quiet --locked -p vncap -p vncap-tests --bins
   bin=target/debug
   args=(--reps 1 --mib 4 --pings 20 --setups 16 --sessions 4
-        --relays direct,socat,vncap,vncap-ws)
+        --relays direct,socat,vncap,vncap-ws,vncap-wss)
   websockify=""
 else
   # websockify 0.13 with numpy from PyPI, in a venv of its own under target/.

@@ -10,8 +10,10 @@
 //! harness on this machine), `socat` tuned as a careful operator runs it
 //! (`-b 262144`, `backlog=1024`), `websockify` (the program named by
 //! `--websockify`; `bench/run.sh` installs 0.13 with numpy from PyPI), and
-//! vncap's plain RFB and WebSocket entry points (a fresh ticket from the
-//! control channel and a VNC authentication login per connection).
+//! vncap's plain RFB, WebSocket and wss entry points (a fresh ticket from
+//! the control channel and a VNC authentication login per connection; for
+//! wss, vncap serves a self-signed certificate made at start and the viewer
+//! is rustls trusting exactly it).
 //!
 //! The harness must not be the bottleneck, so both of its peers are its own
 //! and do no per-byte work: the fake RFB backend ([`Backend`]: RFB 3.8,
@@ -79,10 +81,10 @@ struct Args {
     #[argh(option, default = "20100")]
     port_base: u16,
     /// relays to run, comma separated (default:
-    /// direct,socat,websockify,vncap,vncap-ws)
+    /// direct,socat,websockify,vncap,vncap-ws,vncap-wss)
     #[argh(
         option,
-        default = "String::from(\"direct,socat,websockify,vncap,vncap-ws\")"
+        default = "String::from(\"direct,socat,websockify,vncap,vncap-ws,vncap-wss\")"
     )]
     relays: String,
 }
@@ -136,6 +138,8 @@ enum Kind {
     Websockify,
     Vncap,
     VncapWs,
+    /// WebSocket over TLS (wss), a self-signed certificate made at start.
+    VncapWss,
 }
 
 impl Kind {
@@ -146,6 +150,7 @@ impl Kind {
             "websockify" => Kind::Websockify,
             "vncap" => Kind::Vncap,
             "vncap-ws" => Kind::VncapWs,
+            "vncap-wss" => Kind::VncapWss,
             other => return Err(format!("unknown relay {other:?}")),
         })
     }
@@ -157,11 +162,12 @@ impl Kind {
             Kind::Websockify => "websockify",
             Kind::Vncap => "vncap RFB",
             Kind::VncapWs => "vncap WebSocket",
+            Kind::VncapWss => "vncap wss (TLS)",
         }
     }
 
     fn ws(self) -> bool {
-        matches!(self, Kind::Websockify | Kind::VncapWs)
+        matches!(self, Kind::Websockify | Kind::VncapWs | Kind::VncapWss)
     }
 }
 
@@ -365,8 +371,8 @@ impl Conn for TcpStream {
 /// offering `binary`, then every write is one masked binary frame and reads
 /// return frame payloads (reading large payloads straight into the caller's
 /// buffer). Enough for the benchmark; the tests use tungstenite.
-struct Ws {
-    tcp: TcpStream,
+struct Ws<S> {
+    tcp: S,
     /// Bytes read but not yet consumed, `rbuf[rpos..rend]`.
     rbuf: Vec<u8>,
     rpos: usize,
@@ -378,8 +384,8 @@ struct Ws {
     key: u64,
 }
 
-impl Ws {
-    fn handshake(mut tcp: TcpStream, port: u16) -> io::Result<Ws> {
+impl<S: Read + Write> Ws<S> {
+    fn handshake(mut tcp: S, port: u16) -> io::Result<Ws<S>> {
         let req = format!(
             "GET /websockify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
              Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -476,7 +482,7 @@ impl Ws {
     }
 }
 
-impl Read for Ws {
+impl<S: Read + Write> Read for Ws<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if buf.is_empty() {
             return Ok(0);
@@ -503,7 +509,7 @@ impl Read for Ws {
     }
 }
 
-impl Write for Ws {
+impl<S: Read + Write> Write for Ws<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.send(0x82, buf)?;
         Ok(buf.len())
@@ -514,7 +520,7 @@ impl Write for Ws {
     }
 }
 
-impl Ws {
+impl<S: Read + Write> Ws<S> {
     /// Sends one frame with FIN and `opcode`, masked with a fresh key.
     fn send(&mut self, b0: u8, payload: &[u8]) -> io::Result<()> {
         self.key ^= self.key << 13;
@@ -553,7 +559,7 @@ impl Ws {
     }
 }
 
-impl Conn for Ws {
+impl<S: Read + Write + Send> Conn for Ws<S> {
     fn finish_send(&mut self) -> io::Result<()> {
         self.send(0x88, &1000u16.to_be_bytes())
     }
@@ -747,6 +753,53 @@ struct Relay {
     port: u16,
     /// vncap's control channel.
     control: Option<SocketAddr>,
+    /// The certificate a wss vncap serves, and a client trusting it.
+    tls: Option<Tls>,
+}
+
+/// A self-signed certificate for `localhost` in a temporary directory
+/// (removed on drop) and a rustls client configuration trusting only it.
+struct Tls {
+    dir: PathBuf,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Tls {
+    fn new() -> Res<Tls> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("vncap-bench-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .map_err(|e| format!("certificate: {e}"))?;
+        std::fs::write(dir.join("cert.pem"), made.cert.pem()).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem())
+            .map_err(|e| e.to_string())?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(made.cert.der().clone())
+            .map_err(|e| format!("certificate: {e}"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Tls {
+            dir,
+            config: Arc::new(config),
+        })
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Relay {
@@ -765,6 +818,7 @@ impl Relay {
             proc: None,
             port: 0,
             control: None,
+            tls: None,
         };
         match kind {
             Kind::Direct => {}
@@ -793,7 +847,7 @@ impl Relay {
                 relay.port = port;
                 relay.proc = Some(p);
             }
-            Kind::Vncap | Kind::VncapWs => {
+            Kind::Vncap | Kind::VncapWs | Kind::VncapWss => {
                 let control = free_port()?;
                 let lo = usize::from(args.port_base) + slot * width;
                 let hi = lo + width - 1;
@@ -801,6 +855,17 @@ impl Relay {
                     return Err("--port-base too high".into());
                 }
                 let vncap = vncap_path(args)?;
+                let mut tls_args = Vec::new();
+                if kind == Kind::VncapWss {
+                    let tls = Tls::new()?;
+                    tls_args = vec![
+                        "--cert".to_string(),
+                        tls.path("cert.pem"),
+                        "--key".to_string(),
+                        tls.path("key.pem"),
+                    ];
+                    relay.tls = Some(tls);
+                }
                 let mut p = spawn(
                     &vncap,
                     &[
@@ -815,7 +880,10 @@ impl Relay {
                         (width + 16).to_string(),
                         "--log-level".into(),
                         "warn".into(),
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(tls_args)
+                    .collect::<Vec<_>>(),
                     "vncap",
                     false,
                 )?;
@@ -835,10 +903,11 @@ impl Relay {
         s.set_read_timeout(Some(PATIENCE))
             .map_err(|e| e.to_string())?;
         let line = format!(
-            "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"{PASSWORD}\", \"ws\": {}, \"tls\": false}}\r\n",
+            "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"{PASSWORD}\", \"ws\": {}, \"tls\": {}}}\r\n",
             self.backend.ip(),
             self.backend.port(),
             self.kind.ws(),
+            self.tls.is_some(),
         );
         s.write_all(line.as_bytes())
             .map_err(|e| format!("control: {e}"))?;
@@ -856,7 +925,7 @@ impl Relay {
         let (port, config) = match self.kind {
             Kind::Direct => (self.backend.port(), ViewerConfig::none()),
             Kind::Socat | Kind::Websockify => (self.port, ViewerConfig::none()),
-            Kind::Vncap | Kind::VncapWs => {
+            Kind::Vncap | Kind::VncapWs | Kind::VncapWss => {
                 let control = self.control.ok_or("vncap without control")?;
                 (self.ticket(control)?, ViewerConfig::password(PASSWORD))
             }
@@ -867,7 +936,14 @@ impl Relay {
             .map_err(|e| e.to_string())?;
         tcp.set_write_timeout(Some(PATIENCE))
             .map_err(|e| e.to_string())?;
-        let stream: Box<dyn Conn> = if self.kind.ws() {
+        let stream: Box<dyn Conn> = if let Some(tls) = &self.tls {
+            let name =
+                rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+            let conn = rustls::ClientConnection::new(tls.config.clone(), name)
+                .map_err(|e| format!("tls: {e}"))?;
+            let tls = rustls::StreamOwned::new(conn, tcp);
+            Box::new(Ws::handshake(tls, port).map_err(|e| format!("wss: {e}"))?)
+        } else if self.kind.ws() {
             Box::new(Ws::handshake(tcp, port).map_err(|e| format!("ws: {e}"))?)
         } else {
             Box::new(tcp)
