@@ -108,8 +108,8 @@ pub struct Serve {
     /// larger ones close the connection with code 1009
     #[argh(option, default = "16 << 20")]
     pub max_message_bytes: u64,
-    /// most consoles issued and not yet used at once (default and at most
-    /// 1024); sessions in progress count against --max-sessions instead
+    /// most consoles waiting for their viewer at once (default and at most
+    /// 1024; a running session does not count: see --max-sessions)
     #[argh(option, default = "1024")]
     pub max_tickets: usize,
     /// record every connection's RFB bytes (viewer leg and backend leg, both

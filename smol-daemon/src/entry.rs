@@ -25,6 +25,10 @@ use crate::transport::{ByteWrite, Plain};
 use crate::ws;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
+
+/// A WebSocket viewer's input buffer (held for the whole session: the
+/// viewer→backend direction carries input events; see bench/RESULTS.md).
+const WS_INPUT_BUFFER: usize = 16 * 1024;
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -101,7 +105,10 @@ async fn serve_door(d: &Rc<Daemon>, listener: &TcpListener, door: Door) {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
+                // Out of descriptors (EMFILE) the connection stays queued and
+                // the listener stays readable: pause instead of spinning.
                 log::warn!("{door}: accept: {e}");
+                smol::Timer::after(std::time::Duration::from_millis(100)).await;
                 continue;
             }
         };
@@ -134,7 +141,7 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) 
             deadline.as_secs()
         ),
         Some(Err(msg)) => log::info!("{peer} on {door}: {msg}"),
-        Some(Ok(Viewer::Tcp(session))) => session.run(&d, peer, &door.to_string()).await,
+        Some(Ok(Viewer::Tcp(session))) => session.run_tcp(&d, peer, &door.to_string()).await,
         Some(Ok(Viewer::Tls(session))) => session.run(&d, peer, &format!("{door} (TLS)")).await,
     }
 }
@@ -384,7 +391,7 @@ where
             max_message: d.settings.max_message_bytes,
         };
         let conn = vncap_core::ws::Connection::new(sub, limits);
-        let (wr, ww) = ws::split(conn, r.0, w.0, input.data(), d.settings.relay_buffer);
+        let (wr, ww) = ws::split(conn, r.0, w.0, input.data(), WS_INPUT_BUFFER);
         input = InBuf::new(RFB_BUFFER);
         (ViewerRead::Ws(wr), ViewerWrite::Ws(ww))
     } else {

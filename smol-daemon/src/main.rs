@@ -13,6 +13,7 @@
 //! | `buffer.rs` | a session's fixed input buffer |
 //! | `relay.rs` | the two-way copy after authentication |
 //! | `record.rs` | `--record`: transport halves that copy RFB bytes to files |
+//! | `splice.rs` | the same for plain TCP on both sides, with `splice(2)` |
 //! | `ws.rs` | WebSocket as a transport (the core's codec over a socket) |
 //! | `serve.rs` | `vncap serve`: startup, signals, pidfile |
 //! | `daemon.rs` | shared state: the ticket table, entry listeners, expiry |
@@ -38,6 +39,7 @@ mod relay;
 mod request;
 mod serve;
 mod session;
+mod splice;
 #[cfg_attr(not(feature = "tls"), path = "tls_off.rs")]
 mod tls;
 mod transport;

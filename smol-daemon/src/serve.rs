@@ -17,13 +17,40 @@ use std::rc::Rc;
 use std::time::Duration;
 use vncap_core::ticket;
 
-/// Relay buffer per direction and session.
-const RELAY_BUFFER: usize = 64 * 1024;
+/// Relay buffer of a streaming direction (taken from a free list only while
+/// data flows: relay.rs); as large as a tuned socat's `-b 262144`.
+const RELAY_BUFFER: usize = 256 * 1024;
 
 /// Runs the daemon; returns the process exit code.
 pub fn run(args: cli::Serve) -> i32 {
     crate::logger::init(args.log_level);
+    raise_fd_limit();
     crate::run_local(|ex| serve(args, ex))
+}
+
+/// Listen backlog of the control and single-port listeners (std binds with
+/// 128; the kernel caps it at `net.core.somaxconn`).
+const BACKLOG: i32 = 4096;
+
+/// Raises the soft open-file limit to the hard one: each session is two
+/// sockets, and 10,000 of them must fit (the default soft limit is often
+/// 1024).
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            log::warn!("cannot raise the open-file limit: {e}");
+        }
+    }
+}
+
+/// Re-listens with [`BACKLOG`] (Linux resizes a listening socket's backlog).
+fn widen_backlog(l: impl std::os::fd::AsFd) {
+    if let Err(e) = rustix::net::listen(l, BACKLOG) {
+        log::warn!("cannot widen the listen backlog: {e}");
+    }
 }
 
 /// `::` where this host has IPv6 (dual-stack), else `0.0.0.0`.
@@ -121,6 +148,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
                 .await
                 .map_err(|e| format!("single port {port}: {e}"))?;
             let port = l.local_addr().map_err(|e| e.to_string())?.port();
+            widen_backlog(&l);
             Some((l, port))
         }
         None => None,
@@ -171,6 +199,10 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
             .await
             .map_err(|e| format!("control {}: {e}", args.control))?,
     );
+    match &*listener {
+        control::Listener::Tcp(l) => widen_backlog(l),
+        control::Listener::Unix(l, _) => widen_backlog(l),
+    }
     if let Some(path) = &args.pidfile {
         std::fs::write(path, format!("{}\n", std::process::id()))
             .map_err(|e| format!("pidfile {}: {e}", path.display()))?;

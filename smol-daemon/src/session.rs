@@ -13,6 +13,7 @@ use crate::relay::relay;
 use crate::transport::{ByteRead, ByteWrite, Plain};
 use crate::ws;
 use futures_lite::io::{AsyncRead, AsyncWrite};
+use smol::net::TcpStream;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
@@ -79,10 +80,34 @@ pub struct Authenticated<R, W> {
     pub early: InBuf,
 }
 
+impl Authenticated<TcpStream, TcpStream> {
+    /// [`Authenticated::run`] for a viewer on TCP: a native viewer (plain
+    /// RFB, no TLS, no WebSocket) is relayed with `splice(2)`, unless
+    /// `--record` needs the bytes.
+    pub async fn run_tcp(self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
+        let splice = match (&self.reader.inner, self.reader.recording()) {
+            (ViewerRead::Plain(Plain(s)), None) => Some(s.clone()),
+            _ => None,
+        };
+        self.run_with(d, peer, door, splice).await
+    }
+}
+
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
     /// Backend login, SecurityResult, relay.
-    pub async fn run(mut self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
-        match self.connect_and_relay(d, peer).await {
+    pub async fn run(self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
+        self.run_with(d, peer, door, None).await
+    }
+
+    /// `splice`: the viewer's plain TCP socket, when the relay may splice.
+    async fn run_with(
+        mut self,
+        d: &Rc<Daemon>,
+        peer: SocketAddr,
+        door: &str,
+        splice: Option<TcpStream>,
+    ) {
+        match self.connect_and_relay(d, peer, splice).await {
             Ok(msg) => log::info!("{peer} on {door}: {msg}"),
             Err(msg) => log::warn!("{peer} on {door}: {msg}"),
         }
@@ -92,6 +117,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
         &mut self,
         d: &Rc<Daemon>,
         peer: SocketAddr,
+        splice: Option<TcpStream>,
     ) -> Result<String, String> {
         let ticket = self.ticket.clone();
         let (host, bport) = (ticket.backend_host.as_str(), ticket.backend_port);
@@ -107,6 +133,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
         // --record: the backend leg goes next to the viewer's.
         let rec =
             (self.reader.recording()).and_then(|viewer| record::start(viewer.backend(host, bport)));
+        let backend_tcp = stream.clone();
         let mut br = Tap::new(Plain(stream.clone()), rec.as_ref(), Tag::Server);
         let mut bw = Tap::new(Plain(stream), rec.as_ref(), Tag::Client);
         let mut binput = InBuf::new(1024);
@@ -144,12 +171,21 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
         write_early(&mut self.writer, binput.data())
             .await
             .map_err(|e| format!("viewer: {e}"))?;
-        let end = relay(
-            (&mut self.reader, &mut self.writer),
-            (&mut br, &mut bw),
-            d.settings.relay_buffer,
-        )
-        .await;
+        // Handshake buffers are not kept for the session's life.
+        self.early = InBuf::new(0);
+        drop(binput);
+        // Both sides plain TCP, nothing recorded (`run_tcp`): splice.
+        let end = match splice {
+            Some(viewer_tcp) => crate::splice::relay(viewer_tcp, backend_tcp).await,
+            None => {
+                relay(
+                    (&mut self.reader, &mut self.writer),
+                    (&mut br, &mut bw),
+                    d.settings.relay_buffer,
+                )
+                .await
+            }
+        };
         match end.error {
             None => Ok(format!("session ended by the {}", end.closed_by)),
             Some(e) => Ok(format!("session ended by the {} ({e})", end.closed_by)),

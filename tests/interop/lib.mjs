@@ -203,7 +203,8 @@ export class Vncap extends Proc {
   static async start({ backendPassword, ports = privatePortBlock(), extra = [] } = {}) {
     const args = ['serve', '--control', '127.0.0.1:0', '--listen', '127.0.0.1', '--ports', ports, '--log-level', 'debug'];
     if (backendPassword !== undefined) {
-      const file = path.join(SCRATCH, 'cluster-password');
+      // One file per daemon: two started at once must not truncate each other's.
+      const file = path.join(SCRATCH, `cluster-password-${randomBytes(4).toString('hex')}`);
       fs.writeFileSync(file, `${backendPassword}\n`, { mode: 0o600 });
       args.push('--backend-password-file', file);
     }

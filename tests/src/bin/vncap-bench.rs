@@ -1,25 +1,30 @@
 //! `vncap-bench`: the benchmark harness. It measures, for each relay under
-//! test, what a console costs and how fast it is: bulk throughput in both
-//! directions, small-message round trips, the relay's memory idle and with N
-//! established sessions, and its CPU time per GiB relayed. It prints markdown
-//! tables (medians, spreads, ratios against a plain `socat` relay) on stdout.
+//! test, in one run on one machine: bulk throughput both ways (and the
+//! relay's CPU per GiB moved), small-message round trips, session setups per
+//! second, and the relay's memory idle and with N idle sessions; optionally
+//! how many sessions one vncap holds (`--hold`). It prints markdown tables
+//! (medians, spreads, ratios against a tuned `socat` relay) on stdout.
 //! `bench/run.sh` builds it and runs it; `bench/RESULTS.md` holds a run.
 //!
-//! The relays: `direct` (the viewer talks to the backend: the ceiling of the
-//! test peers), `socat` (`TCP-LISTEN:…,fork TCP:backend`), `websockify`
-//! (Debian's, with the WebSocket viewer), and vncap's plain RFB and WebSocket
-//! entry points (a fresh ticket and an RFB login per connection). The backend
-//! is [`vncap_tests::backend`] (bulk mode for throughput, echo mode for round
-//! trips, the test pattern for idle sessions). A second socat row runs it
-//! with `-b 65536` (vncap's relay buffer size; socat's default is 8 KiB), to
-//! tell buffer size apart from the rest; ratios stay against plain socat.
+//! The relays: `direct` (the viewer on the backend: the ceiling of this
+//! harness on this machine), `socat` tuned as a careful operator runs it
+//! (`-b 262144`, `backlog=1024`), `websockify` (the program named by
+//! `--websockify`; `bench/run.sh` installs 0.13 with numpy from PyPI), and
+//! vncap's plain RFB, WebSocket and wss entry points (a fresh ticket from
+//! the control channel and a VNC authentication login per connection; for
+//! wss, vncap serves a self-signed certificate made at start and the viewer
+//! is rustls trusting exactly it).
 //!
-//! The viewer side is the same code for every relay: [`Viewer::handshake`]
-//! over a `TcpStream` or over the one WebSocket client ([`WsStream`], used
-//! for websockify and vncap alike), then 64 KiB reads and writes, no
-//! checksums in the timed loop (the upload's checksum is checked by the
-//! backend afterwards). A download ends when the viewer has read every byte,
-//! an upload when the backend has ([`BackendHandle::wait_received`]).
+//! The harness must not be the bottleneck, so both of its peers are its own
+//! and do no per-byte work: the fake RFB backend ([`Backend`]: RFB 3.8,
+//! security None, then bulk, sink, echo or idle) writes one prepared 1 MiB
+//! block over and over and counts what it reads; the viewer reads and writes
+//! 1 MiB at a time, over TCP or over a minimal WebSocket client ([`Ws`]:
+//! binary frames, masked as a browser masks them) so no WebSocket library's
+//! copying is measured. The RFB handshake on the viewer side is
+//! [`vncap_tests::viewer::Viewer`]. Correctness of what is relayed is the
+//! tests' business (`smol-daemon/tests/e2e.rs` checks checksums); here only
+//! the byte counts are checked.
 //!
 //! It is not a test: it asserts nothing about speed, and it is never run by
 //! `cargo test` (`tests/run.sh` runs `bench/run.sh --smoke` so it cannot rot).
@@ -28,16 +33,16 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
-use sha2::{Digest, Sha256};
-use vncap_tests::backend::{Backend, BackendConfig, BackendHandle, Mode};
-use vncap_tests::peer::BulkStream;
-use vncap_tests::viewer::{Viewer, ViewerConfig, WsOptions, WsStream};
+use vncap_tests::viewer::{Viewer, ViewerConfig};
 
 /// Benchmarks vncap against a direct connection, socat and websockify.
 #[derive(FromArgs)]
@@ -45,37 +50,55 @@ struct Args {
     /// the vncap binary (default: `vncap` beside this program)
     #[argh(option)]
     vncap: Option<PathBuf>,
-    /// repetitions of each bulk transfer (default 15)
-    #[argh(option, default = "15")]
+    /// the websockify program (default `websockify` on PATH)
+    #[argh(option, default = "String::from(\"websockify\")")]
+    websockify: String,
+    /// repetitions of each bulk transfer (default 5)
+    #[argh(option, default = "5")]
     reps: usize,
-    /// mebibytes per bulk transfer (default 64)
-    #[argh(option, default = "64")]
+    /// mebibytes per bulk transfer (default 1024)
+    #[argh(option, default = "1024")]
     mib: u64,
-    /// round trips of 16 bytes (default 1000)
-    #[argh(option, default = "1000")]
+    /// round trips of 8 bytes (default 10000)
+    #[argh(option, default = "10000")]
     pings: usize,
-    /// concurrent established sessions for the memory figure (default 50)
-    #[argh(option, default = "50")]
-    sessions: usize,
-    /// first port of vncap's entry-port pool (default 30100; the pool is
-    /// sessions + 64 ports wide and must be free)
-    #[argh(option, default = "30100")]
+    /// session setups per relay for the setup rate (default 2000)
+    #[argh(option, default = "2000")]
+    setups: usize,
+    /// concurrent viewers for setups and for opening idle sessions (default 16)
+    #[argh(option, default = "16")]
+    concurrency: usize,
+    /// idle session counts for the memory figures, comma separated
+    /// (default 100,1000)
+    #[argh(option, default = "String::from(\"100,1000\")")]
+    sessions: String,
+    /// then open this many WebSocket sessions through one vncap and report
+    /// its memory (0: skip; default 0)
+    #[argh(option, default = "0")]
+    hold: usize,
+    /// first port of vncap's entry-port pools (default 20100; below the
+    /// ephemeral range, and free for the largest session count + 64)
+    #[argh(option, default = "20100")]
     port_base: u16,
     /// relays to run, comma separated (default:
-    /// direct,socat,socat-64k,websockify,vncap,vncap-ws)
+    /// direct,socat,websockify,vncap,vncap-ws,vncap-wss)
     #[argh(
         option,
-        default = "String::from(\"direct,socat,socat-64k,websockify,vncap,vncap-ws\")"
+        default = "String::from(\"direct,socat,websockify,vncap,vncap-ws,vncap-wss\")"
     )]
     relays: String,
 }
 
 /// Longest any single step may take before the run fails.
 const PATIENCE: Duration = Duration::from_secs(30);
-/// The viewer's read and write size, the same for every relay.
-const CHUNK: usize = 64 * 1024;
+/// The viewer's and the backend's read and write size.
+const CHUNK: usize = 1 << 20;
 /// The ticket password vncap's viewers present.
 const PASSWORD: &str = "benchpw1";
+/// Round-trip message size.
+const PING: usize = 8;
+/// websockify forks a Python per connection and fails past ~508 sessions.
+const WEBSOCKIFY_MAX_SESSIONS: usize = 500;
 const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;
 
@@ -83,21 +106,40 @@ type Res<T> = Result<T, String>;
 
 fn main() {
     let args: Args = argh::from_env();
+    raise_fd_limit();
     if let Err(e) = run(&args) {
         eprintln!("vncap-bench: {e}");
         std::process::exit(1);
     }
 }
 
+/// Raises the soft open-file limit to the hard one (viewers and backend
+/// sessions are two descriptors per session here).
+fn raise_fd_limit() {
+    let Ok(out) = Command::new("sh").args(["-c", "ulimit -Hn"]).output() else {
+        return;
+    };
+    let hard = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    // std has no setrlimit; prlimit(1) (util-linux) sets it on this process.
+    let _ = Command::new("prlimit")
+        .args([
+            format!("--pid={}", std::process::id()),
+            format!("--nofile={hard}:{hard}"),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Direct,
     Socat,
-    /// socat with 64 KiB transfer blocks (its default is 8 KiB), as vncap uses.
-    Socat64k,
     Websockify,
     Vncap,
     VncapWs,
+    /// WebSocket over TLS (wss), a self-signed certificate made at start.
+    VncapWss,
 }
 
 impl Kind {
@@ -105,10 +147,10 @@ impl Kind {
         Ok(match s {
             "direct" => Kind::Direct,
             "socat" => Kind::Socat,
-            "socat-64k" => Kind::Socat64k,
             "websockify" => Kind::Websockify,
             "vncap" => Kind::Vncap,
             "vncap-ws" => Kind::VncapWs,
+            "vncap-wss" => Kind::VncapWss,
             other => return Err(format!("unknown relay {other:?}")),
         })
     }
@@ -116,16 +158,412 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Direct => "direct (no relay)",
-            Kind::Socat => "socat",
-            Kind::Socat64k => "socat -b65536",
+            Kind::Socat => "socat -b262144",
             Kind::Websockify => "websockify",
             Kind::Vncap => "vncap RFB",
             Kind::VncapWs => "vncap WebSocket",
+            Kind::VncapWss => "vncap wss (TLS)",
+        }
+    }
+
+    fn ws(self) -> bool {
+        matches!(self, Kind::Websockify | Kind::VncapWs | Kind::VncapWss)
+    }
+}
+
+// ---------------------------------------------------------------- backend
+
+/// What the fake backend does after ServerInit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Sends `len` bytes, then reads until EOF.
+    Bulk(u64),
+    /// Reads and counts until EOF.
+    Sink,
+    /// Sends back what it reads until EOF.
+    Echo,
+    /// Keeps the connection open, doing nothing (no thread).
+    Idle,
+}
+
+#[derive(Default)]
+struct Counts {
+    sessions: usize,
+    received: u64,
+    ended: usize,
+}
+
+struct Shared {
+    counts: Mutex<Counts>,
+    changed: Condvar,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn update(&self, f: impl FnOnce(&mut Counts)) {
+        if let Ok(mut c) = self.counts.lock() {
+            f(&mut c);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits until `ok` holds of the counts, at most [`PATIENCE`].
+    fn wait(&self, ok: impl Fn(&Counts) -> bool) -> bool {
+        let until = Instant::now() + PATIENCE;
+        let Ok(mut c) = self.counts.lock() else {
+            return false;
+        };
+        while !ok(&c) {
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            match self.changed.wait_timeout(c, until - now) {
+                Ok((g, _)) => c = g,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+}
+
+/// The fake RFB backend: RFB 3.8 with security None, then [`Mode`]. Each
+/// connection gets a thread (small stack) for its handshake and, but for idle
+/// sessions (kept open by the backend, no thread), for its whole session.
+struct Backend {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Backend {
+    fn spawn(mode: Mode) -> Res<Backend> {
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("backend: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let shared = Arc::new(Shared {
+            counts: Mutex::new(Counts::default()),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let accept = std::thread::Builder::new()
+            .name("bench-backend".into())
+            .spawn(move || {
+                let block = Arc::new(pattern_block());
+                let idle = Arc::new(Mutex::new(Vec::new()));
+                for stream in listener.incoming() {
+                    if s.stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let (s, block, idle) = (s.clone(), block.clone(), idle.clone());
+                    let _ = std::thread::Builder::new()
+                        .stack_size(256 * 1024)
+                        .spawn(move || {
+                            let mut stream = stream;
+                            if backend_handshake(&mut stream).is_err() {
+                                return;
+                            }
+                            s.update(|c| c.sessions += 1);
+                            if mode == Mode::Idle {
+                                if let Ok(mut idle) = idle.lock() {
+                                    idle.push(stream);
+                                }
+                                return;
+                            }
+                            backend_session(stream, mode, &s, &block);
+                        });
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Backend {
+            addr,
+            shared,
+            accept: Some(accept),
+        })
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
         }
     }
 }
 
-// ---------------------------------------------------------------- processes
+/// 1 MiB of bytes that are not all alike.
+fn pattern_block() -> Vec<u8> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    (0..CHUNK)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+fn backend_handshake(s: &mut TcpStream) -> io::Result<()> {
+    s.set_read_timeout(Some(PATIENCE))?;
+    s.set_nodelay(true)?;
+    s.write_all(b"RFB 003.008\n")?;
+    let mut version = [0u8; 12];
+    s.read_exact(&mut version)?;
+    s.write_all(&[1, 1])?; // one security type: None
+    let mut chosen = [0u8; 1];
+    s.read_exact(&mut chosen)?;
+    s.write_all(&0u32.to_be_bytes())?; // SecurityResult OK
+    let mut shared = [0u8; 1];
+    s.read_exact(&mut shared)?;
+    let name = b"bench";
+    let mut init = vec![0, 64, 0, 48]; // 64×48
+    init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
+    init.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    init.extend_from_slice(name);
+    s.write_all(&init)?;
+    s.set_read_timeout(None)
+}
+
+fn backend_session(mut s: TcpStream, mode: Mode, shared: &Shared, block: &[u8]) {
+    let mut buf = vec![0u8; if mode == Mode::Echo { 64 * 1024 } else { CHUNK }];
+    if let Mode::Bulk(len) = mode {
+        let mut sent = 0u64;
+        while sent < len {
+            let n = (len - sent).min(block.len() as u64) as usize;
+            if s.write_all(&block[..n]).is_err() {
+                break;
+            }
+            sent += n as u64;
+        }
+    }
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) if mode == Mode::Echo => {
+                if s.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            Ok(n) => shared.update(|c| c.received += n as u64),
+        }
+    }
+    shared.update(|c| c.ended += 1);
+}
+
+// ---------------------------------------------------------------- viewer streams
+
+/// What the viewer's byte stream must also do: end its sending half.
+trait Conn: Read + Write + Send {
+    fn finish_send(&mut self) -> io::Result<()>;
+}
+
+impl Conn for TcpStream {
+    fn finish_send(&mut self) -> io::Result<()> {
+        self.shutdown(Shutdown::Write)
+    }
+}
+
+/// A minimal WebSocket client (RFC 6455, client role): one upgrade request
+/// offering `binary`, then every write is one masked binary frame and reads
+/// return frame payloads (reading large payloads straight into the caller's
+/// buffer). Enough for the benchmark; the tests use tungstenite.
+struct Ws<S> {
+    tcp: S,
+    /// Bytes read but not yet consumed, `rbuf[rpos..rend]`.
+    rbuf: Vec<u8>,
+    rpos: usize,
+    rend: usize,
+    /// Payload bytes left in the current data frame.
+    left: u64,
+    closed: bool,
+    wbuf: Vec<u8>,
+    key: u64,
+}
+
+impl<S: Read + Write> Ws<S> {
+    fn handshake(mut tcp: S, port: u16) -> io::Result<Ws<S>> {
+        let req = format!(
+            "GET /websockify HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n"
+        );
+        tcp.write_all(req.as_bytes())?;
+        let mut ws = Ws {
+            tcp,
+            rbuf: vec![0; 64 * 1024],
+            rpos: 0,
+            rend: 0,
+            left: 0,
+            closed: false,
+            wbuf: Vec::new(),
+            key: 0x2545_F491_4F6C_DD1D ^ u64::from(port),
+        };
+        loop {
+            if let Some(i) = ws.rbuf[..ws.rend].windows(4).position(|w| w == b"\r\n\r\n") {
+                if !ws.rbuf.starts_with(b"HTTP/1.1 101") {
+                    return Err(io::Error::other(format!(
+                        "upgrade refused: {}",
+                        String::from_utf8_lossy(&ws.rbuf[..i])
+                    )));
+                }
+                ws.rpos = i + 4;
+                return Ok(ws);
+            }
+            if ws.rend == ws.rbuf.len() {
+                return Err(io::Error::other("upgrade answer too long"));
+            }
+            let n = ws.tcp.read(&mut ws.rbuf[ws.rend..])?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            ws.rend += n;
+        }
+    }
+
+    /// Makes at least `n` unconsumed bytes available in `rbuf`.
+    fn need(&mut self, n: usize) -> io::Result<()> {
+        if self.rend - self.rpos >= n {
+            return Ok(());
+        }
+        self.rbuf.copy_within(self.rpos..self.rend, 0);
+        self.rend -= self.rpos;
+        self.rpos = 0;
+        while self.rend < n {
+            let got = self.tcp.read(&mut self.rbuf[self.rend..])?;
+            if got == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            self.rend += got;
+        }
+        Ok(())
+    }
+
+    /// Reads frame headers until a data frame with payload starts (or Close).
+    fn next_frame(&mut self) -> io::Result<()> {
+        while self.left == 0 && !self.closed {
+            self.need(2)?;
+            let (b0, b1) = (self.rbuf[self.rpos], self.rbuf[self.rpos + 1]);
+            let (mut len, mut hdr) = (u64::from(b1 & 0x7f), 2);
+            if len == 126 {
+                self.need(4)?;
+                len = u64::from(u16::from_be_bytes([
+                    self.rbuf[self.rpos + 2],
+                    self.rbuf[self.rpos + 3],
+                ]));
+                hdr = 4;
+            } else if len == 127 {
+                self.need(10)?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&self.rbuf[self.rpos + 2..self.rpos + 10]);
+                len = u64::from_be_bytes(b);
+                hdr = 10;
+            }
+            if b1 & 0x80 != 0 {
+                return Err(io::Error::other("masked frame from the server"));
+            }
+            self.rpos += hdr;
+            match b0 & 0x0f {
+                0 | 2 => self.left = len,
+                8 => self.closed = true,
+                9 | 10 => {
+                    // Ping/pong: skip the payload (a ping goes unanswered).
+                    let len = usize::try_from(len).map_err(io::Error::other)?;
+                    self.need(len)?;
+                    self.rpos += len;
+                }
+                op => return Err(io::Error::other(format!("unexpected opcode {op}"))),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<S: Read + Write> Read for Ws<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        self.next_frame()?;
+        if self.closed {
+            return Ok(0);
+        }
+        let want = (buf.len() as u64).min(self.left) as usize;
+        let n = if self.rpos < self.rend {
+            let n = want.min(self.rend - self.rpos);
+            buf[..n].copy_from_slice(&self.rbuf[self.rpos..self.rpos + n]);
+            self.rpos += n;
+            n
+        } else {
+            let n = self.tcp.read(&mut buf[..want])?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            n
+        };
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+impl<S: Read + Write> Write for Ws<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.send(0x82, buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<S: Read + Write> Ws<S> {
+    /// Sends one frame with FIN and `opcode`, masked with a fresh key.
+    fn send(&mut self, b0: u8, payload: &[u8]) -> io::Result<()> {
+        self.key ^= self.key << 13;
+        self.key ^= self.key >> 7;
+        self.key ^= self.key << 17;
+        let key = (self.key as u32).to_ne_bytes();
+        let w = &mut self.wbuf;
+        w.clear();
+        w.push(b0);
+        let len = payload.len();
+        if len < 126 {
+            w.push(0x80 | len as u8);
+        } else if len <= 0xffff {
+            w.push(0x80 | 126);
+            w.extend_from_slice(&(len as u16).to_be_bytes());
+        } else {
+            w.push(0x80 | 127);
+            w.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+        w.extend_from_slice(&key);
+        let start = w.len();
+        w.extend_from_slice(payload);
+        // Eight bytes at a time: the masking must not slow the viewer down.
+        let key8 = u64::from_ne_bytes([
+            key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
+        ]);
+        let mut words = w[start..].chunks_exact_mut(8);
+        for c in &mut words {
+            let v = u64::from_ne_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) ^ key8;
+            c.copy_from_slice(&v.to_ne_bytes());
+        }
+        for (i, b) in words.into_remainder().iter_mut().enumerate() {
+            *b ^= key[i % 4];
+        }
+        self.tcp.write_all(&self.wbuf)
+    }
+}
+
+impl<S: Read + Write + Send> Conn for Ws<S> {
+    fn finish_send(&mut self) -> io::Result<()> {
+        self.send(0x88, &1000u16.to_be_bytes())
+    }
+}
 
 /// A process tree the harness started; killed (the whole tree) on drop.
 struct Proc {
@@ -315,53 +753,83 @@ struct Relay {
     port: u16,
     /// vncap's control channel.
     control: Option<SocketAddr>,
+    /// The certificate a wss vncap serves, and a client trusting it.
+    tls: Option<Tls>,
 }
 
-/// What the viewer's byte stream must also do: end its sending half.
-trait Conn: Read + Write + Send {
-    fn finish_send(&mut self) -> io::Result<()>;
+/// A self-signed certificate for `localhost` in a temporary directory
+/// (removed on drop) and a rustls client configuration trusting only it.
+struct Tls {
+    dir: PathBuf,
+    config: Arc<rustls::ClientConfig>,
 }
 
-impl Conn for TcpStream {
-    fn finish_send(&mut self) -> io::Result<()> {
-        self.shutdown(std::net::Shutdown::Write)
+impl Tls {
+    fn new() -> Res<Tls> {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("vncap-bench-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])
+            .map_err(|e| format!("certificate: {e}"))?;
+        std::fs::write(dir.join("cert.pem"), made.cert.pem()).map_err(|e| e.to_string())?;
+        std::fs::write(dir.join("key.pem"), made.signing_key.serialize_pem())
+            .map_err(|e| e.to_string())?;
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(made.cert.der().clone())
+            .map_err(|e| format!("certificate: {e}"))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(Tls {
+            dir,
+            config: Arc::new(config),
+        })
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
     }
 }
 
-impl Conn for WsStream {
-    fn finish_send(&mut self) -> io::Result<()> {
-        let ws = self.websocket();
-        let _ = ws.close(None);
-        match ws.flush() {
-            Ok(()) | Err(tungstenite::Error::ConnectionClosed) => Ok(()),
-            Err(e) => Err(io::Error::other(e.to_string())),
-        }
+impl Drop for Tls {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 impl Relay {
     /// Starts `kind` in front of `backend`; `slot` picks a private range of
-    /// entry ports for a vncap (several run side by side).
-    fn start(kind: Kind, backend: SocketAddr, args: &Args, vncap: &str, slot: usize) -> Res<Relay> {
+    /// `width` entry ports for a vncap (several run side by side).
+    fn start(
+        kind: Kind,
+        backend: SocketAddr,
+        args: &Args,
+        slot: usize,
+        width: usize,
+    ) -> Res<Relay> {
         let mut relay = Relay {
             kind,
             backend,
             proc: None,
             port: 0,
             control: None,
+            tls: None,
         };
         match kind {
             Kind::Direct => {}
-            Kind::Socat | Kind::Socat64k => {
+            Kind::Socat => {
                 let port = free_port()?;
-                let mut socat_args = Vec::new();
-                if kind == Kind::Socat64k {
-                    socat_args.extend(["-b".to_string(), "65536".to_string()]);
-                }
-                socat_args.extend([
-                    format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork"),
+                let socat_args = [
+                    "-b".to_string(),
+                    "262144".to_string(),
+                    format!("TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork,backlog=1024"),
                     format!("TCP:{backend}"),
-                ]);
+                ];
                 let mut p = spawn("socat", &socat_args, "socat", false)?;
                 wait_listening(port, &mut p, "socat")?;
                 relay.port = port;
@@ -370,7 +838,7 @@ impl Relay {
             Kind::Websockify => {
                 let port = free_port()?;
                 let mut p = spawn(
-                    "websockify",
+                    &args.websockify,
                     &[format!("127.0.0.1:{port}"), backend.to_string()],
                     "websockify",
                     true,
@@ -379,16 +847,27 @@ impl Relay {
                 relay.port = port;
                 relay.proc = Some(p);
             }
-            Kind::Vncap | Kind::VncapWs => {
+            Kind::Vncap | Kind::VncapWs | Kind::VncapWss => {
                 let control = free_port()?;
-                let width = args.sessions + 64;
                 let lo = usize::from(args.port_base) + slot * width;
                 let hi = lo + width - 1;
                 if hi > usize::from(u16::MAX) {
                     return Err("--port-base too high".into());
                 }
+                let vncap = vncap_path(args)?;
+                let mut tls_args = Vec::new();
+                if kind == Kind::VncapWss {
+                    let tls = Tls::new()?;
+                    tls_args = vec![
+                        "--cert".to_string(),
+                        tls.path("cert.pem"),
+                        "--key".to_string(),
+                        tls.path("key.pem"),
+                    ];
+                    relay.tls = Some(tls);
+                }
                 let mut p = spawn(
-                    vncap,
+                    &vncap,
                     &[
                         "serve".into(),
                         "--control".into(),
@@ -398,10 +877,13 @@ impl Relay {
                         "--ports".into(),
                         format!("{lo}-{hi}"),
                         "--max-sessions".into(),
-                        (args.sessions + 16).to_string(),
+                        (width + 16).to_string(),
                         "--log-level".into(),
                         "warn".into(),
-                    ],
+                    ]
+                    .into_iter()
+                    .chain(tls_args)
+                    .collect::<Vec<_>>(),
                     "vncap",
                     false,
                 )?;
@@ -414,15 +896,18 @@ impl Relay {
     }
 
     /// Asks vncap for a ticket to the backend (twisted-vncauthproxy's
-    /// dialect, as Ganeti Web Manager sends it); returns the entry port.
-    fn ticket(&self, control: SocketAddr, ws: bool) -> Res<u16> {
+    /// dialect, one connection per request, as Ganeti Web Manager does);
+    /// returns the entry port.
+    fn ticket(&self, control: SocketAddr) -> Res<u16> {
         let mut s = TcpStream::connect(control).map_err(|e| format!("control: {e}"))?;
         s.set_read_timeout(Some(PATIENCE))
             .map_err(|e| e.to_string())?;
         let line = format!(
-            "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"{PASSWORD}\", \"ws\": {ws}, \"tls\": false}}\r\n",
+            "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"{PASSWORD}\", \"ws\": {}, \"tls\": {}}}\r\n",
             self.backend.ip(),
-            self.backend.port()
+            self.backend.port(),
+            self.kind.ws(),
+            self.tls.is_some(),
         );
         s.write_all(line.as_bytes())
             .map_err(|e| format!("control: {e}"))?;
@@ -437,18 +922,12 @@ impl Relay {
 
     /// A viewer logged in through the relay (RFB handshake done, ServerInit read).
     fn connect(&self) -> Res<Box<dyn Conn>> {
-        let (port, ws, config) = match self.kind {
-            Kind::Direct => (self.backend.port(), false, ViewerConfig::none()),
-            Kind::Socat | Kind::Socat64k => (self.port, false, ViewerConfig::none()),
-            Kind::Websockify => (self.port, true, ViewerConfig::none()),
-            Kind::Vncap | Kind::VncapWs => {
+        let (port, config) = match self.kind {
+            Kind::Direct => (self.backend.port(), ViewerConfig::none()),
+            Kind::Socat | Kind::Websockify => (self.port, ViewerConfig::none()),
+            Kind::Vncap | Kind::VncapWs | Kind::VncapWss => {
                 let control = self.control.ok_or("vncap without control")?;
-                let ws = self.kind == Kind::VncapWs;
-                (
-                    self.ticket(control, ws)?,
-                    ws,
-                    ViewerConfig::password(PASSWORD),
-                )
+                (self.ticket(control)?, ViewerConfig::password(PASSWORD))
             }
         };
         let tcp = TcpStream::connect(("127.0.0.1", port)).map_err(|e| format!("connect: {e}"))?;
@@ -457,13 +936,15 @@ impl Relay {
             .map_err(|e| e.to_string())?;
         tcp.set_write_timeout(Some(PATIENCE))
             .map_err(|e| e.to_string())?;
-        let stream: Box<dyn Conn> = if ws {
-            let options = WsOptions {
-                protocols: vec!["binary".into()],
-                origin: None,
-            };
-            let url = format!("ws://127.0.0.1:{port}/websockify");
-            Box::new(WsStream::handshake(tcp, &url, &options).map_err(|e| format!("ws: {e}"))?)
+        let stream: Box<dyn Conn> = if let Some(tls) = &self.tls {
+            let name =
+                rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+            let conn = rustls::ClientConnection::new(tls.config.clone(), name)
+                .map_err(|e| format!("tls: {e}"))?;
+            let tls = rustls::StreamOwned::new(conn, tcp);
+            Box::new(Ws::handshake(tls, port).map_err(|e| format!("wss: {e}"))?)
+        } else if self.kind.ws() {
+            Box::new(Ws::handshake(tcp, port).map_err(|e| format!("ws: {e}"))?)
         } else {
             Box::new(tcp)
         };
@@ -475,21 +956,64 @@ impl Relay {
     fn cpu_ticks(&self) -> Option<u64> {
         self.proc.as_ref().map(|p| tree_cpu_ticks(p.pid()))
     }
+
+    fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(Proc::pid)
+    }
 }
 
-fn backend(mode: Mode) -> Res<BackendHandle> {
-    Backend::spawn(BackendConfig {
-        mode,
-        ..BackendConfig::default()
-    })
-    .map_err(|e| format!("backend: {e}"))
+fn vncap_path(args: &Args) -> Res<String> {
+    let p = match &args.vncap {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()
+            .map_err(|e| e.to_string())?
+            .with_file_name("vncap"),
+    };
+    Ok(p.to_string_lossy().into_owned())
 }
 
-/// Waits for the backend's `n`th finished session and returns its report.
-fn wait_report(b: &BackendHandle, n: usize) -> Res<vncap_tests::backend::SessionReport> {
-    b.wait_reports(n, PATIENCE)
-        .and_then(|r| r.get(n - 1).cloned())
-        .ok_or_else(|| format!("backend session {n} did not end within {PATIENCE:?}"))
+/// Every relay in front of one backend.
+fn start_all(kinds: &[Kind], b: &Backend, args: &Args, width: usize) -> Res<Vec<Relay>> {
+    kinds
+        .iter()
+        .enumerate()
+        .map(|(slot, &k)| Relay::start(k, b.addr, args, slot, width))
+        .collect()
+}
+
+/// Opens `n` sessions through `relay`, `concurrency` at a time; returns them
+/// and the time each took.
+/// Open sessions and the seconds each took to open.
+type Opened = (Vec<Box<dyn Conn>>, Vec<f64>);
+
+fn open_many(relay: &Relay, n: usize, concurrency: usize) -> Res<Opened> {
+    let next = AtomicUsize::new(0);
+    let results = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..concurrency.clamp(1, n.max(1)))
+            .map(|_| {
+                s.spawn(|| -> Res<Opened> {
+                    let (mut conns, mut times) = (Vec::new(), Vec::new());
+                    while next.fetch_add(1, Ordering::SeqCst) < n {
+                        let t0 = Instant::now();
+                        conns.push(relay.connect()?);
+                        times.push(t0.elapsed().as_secs_f64());
+                    }
+                    Ok((conns, times))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err("viewer panicked".into())))
+            .collect::<Vec<_>>()
+    });
+    let (mut conns, mut times) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for r in results {
+        let (c, t) = r?;
+        conns.extend(c);
+        times.extend(t);
+    }
+    Ok((conns, times))
 }
 
 // ---------------------------------------------------------------- measurements
@@ -501,45 +1025,19 @@ struct Results {
     /// CPU seconds per GiB (down, up).
     cpu: Option<(f64, f64)>,
     rtt_us: Vec<f64>,
-    memory: Option<Memory>,
-}
-
-/// Every relay in front of one backend.
-fn start_all(kinds: &[Kind], b: &BackendHandle, args: &Args, vncap: &str) -> Res<Vec<Relay>> {
-    kinds
-        .iter()
-        .enumerate()
-        .map(|(slot, &k)| Relay::start(k, b.addr(), args, vncap, slot))
-        .collect()
+    setups: Option<Setups>,
+    /// Per idle-session count: the memory, or why not measured.
+    memory: Vec<(usize, Result<Memory, String>)>,
 }
 
 /// Throughput in MiB/s of each repetition, and CPU seconds per GiB, for each
 /// relay. The relays take turns within each round, so a burst of load from
 /// elsewhere on the machine falls on all of them alike.
-fn throughput(
-    kinds: &[Kind],
-    up: bool,
-    args: &Args,
-    vncap: &str,
-    hz: f64,
-) -> Res<Vec<(Vec<f64>, Option<f64>)>> {
+fn throughput(kinds: &[Kind], up: bool, args: &Args) -> Res<Vec<(Vec<f64>, Option<f64>)>> {
     let len = args.mib * (1 << 20);
-    let mode = Mode::Bulk {
-        len: if up { 0 } else { len },
-        seed: 1,
-    };
-    let b = backend(mode)?;
-    let relays = start_all(kinds, &b, args, vncap)?;
-    let mut pattern = vec![0u8; CHUNK];
-    BulkStream::new(2).fill(&mut pattern);
-    let mut h = Sha256::new();
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
-        h.update(&pattern[..n]);
-        left -= n as u64;
-    }
-    let expected: [u8; 32] = h.finalize().into();
+    let b = Backend::spawn(if up { Mode::Sink } else { Mode::Bulk(len) })?;
+    let relays = start_all(kinds, &b, args, 64)?;
+    let block = pattern_block();
     let mut buf = vec![0u8; CHUNK];
     let mut rates = vec![Vec::new(); relays.len()];
     let cpu0: Vec<Option<u64>> = relays.iter().map(Relay::cpu_ticks).collect();
@@ -549,35 +1047,22 @@ fn throughput(
             sessions += 1;
             let name = relay.kind.name();
             let mut conn = relay.connect()?;
-            let received0 = b.received();
+            let received0 = b.shared.counts.lock().map(|c| c.received).unwrap_or(0);
             let t0 = Instant::now();
             if up {
                 let mut left = len;
                 while left > 0 {
                     let n = left.min(CHUNK as u64) as usize;
-                    conn.write_all(&pattern[..n])
+                    conn.write_all(&block[..n])
                         .map_err(|e| format!("{name}: upload: {e}"))?;
                     left -= n as u64;
                 }
-                conn.flush().map_err(|e| e.to_string())?;
-                if !b.wait_received(received0 + len, PATIENCE) {
+                if !b.shared.wait(|c| c.received >= received0 + len) {
                     return Err(format!("{name}: upload not received"));
                 }
                 let dt = t0.elapsed();
-                conn.finish_send().map_err(|e| e.to_string())?;
-                let r = wait_report(&b, sessions)?;
-                if r.received_len != len || r.received_sha256 != expected {
-                    return Err(format!(
-                        "{name}: backend received {} of {len} bytes, checksum {}",
-                        r.received_len,
-                        if r.received_sha256 == expected {
-                            "ok"
-                        } else {
-                            "WRONG"
-                        }
-                    ));
-                }
                 rates[i].push(len as f64 / MIB / dt.as_secs_f64());
+                conn.finish_send().map_err(|e| e.to_string())?;
             } else {
                 let mut got = 0u64;
                 while got < len {
@@ -590,14 +1075,16 @@ fn throughput(
                     }
                     got += n as u64;
                 }
-                let dt = t0.elapsed();
-                rates[i].push(len as f64 / MIB / dt.as_secs_f64());
-                drop(conn);
-                wait_report(&b, sessions)?;
+                rates[i].push(len as f64 / MIB / t0.elapsed().as_secs_f64());
+            }
+            drop(conn);
+            if !b.shared.wait(|c| c.ended >= sessions) {
+                return Err(format!("{name}: backend session did not end"));
             }
         }
     }
     let gib = (len as f64 * args.reps as f64) / GIB;
+    let hz = clock_ticks_per_second();
     Ok(relays
         .iter()
         .zip(cpu0)
@@ -611,26 +1098,25 @@ fn throughput(
         .collect())
 }
 
-/// Round-trip times in µs of 16-byte messages through an echoing backend,
-/// for each relay, one session each, taking turns in rounds of 50.
-fn round_trips(kinds: &[Kind], args: &Args, vncap: &str) -> Res<Vec<Vec<f64>>> {
-    let b = backend(Mode::Echo)?;
-    let relays = start_all(kinds, &b, args, vncap)?;
+/// Round-trip times in µs of 8-byte messages through an echoing backend,
+/// for each relay, one session each, taking turns in rounds of 500.
+fn round_trips(kinds: &[Kind], args: &Args) -> Res<Vec<Vec<f64>>> {
+    let b = Backend::spawn(Mode::Echo)?;
+    let relays = start_all(kinds, &b, args, 64)?;
     let mut conns = relays.iter().map(Relay::connect).collect::<Res<Vec<_>>>()?;
     let mut rtts = vec![Vec::with_capacity(args.pings); relays.len()];
-    let warmup = (args.pings / 10).min(100);
+    let warmup = (args.pings / 10).min(1000);
     let total = warmup + args.pings;
     let mut done = 0;
     while done < total {
-        let round = (total - done).min(50);
+        let round = (total - done).min(500);
         for (i, conn) in conns.iter_mut().enumerate() {
             let name = relays[i].kind.name();
             for j in done..done + round {
-                let ping = [(j % 251) as u8; 16];
+                let ping = [(j % 251) as u8; PING];
                 let t0 = Instant::now();
                 conn.write_all(&ping).map_err(|e| e.to_string())?;
-                conn.flush().map_err(|e| e.to_string())?;
-                let mut pong = [0u8; 16];
+                let mut pong = [0u8; PING];
                 conn.read_exact(&mut pong)
                     .map_err(|e| format!("{name}: echo: {e}"))?;
                 let dt = t0.elapsed();
@@ -647,6 +1133,47 @@ fn round_trips(kinds: &[Kind], args: &Args, vncap: &str) -> Res<Vec<Vec<f64>>> {
     Ok(rtts)
 }
 
+/// Session setups per second at `--concurrency`, each a fresh connection
+/// through the whole handshake (for vncap: control request, connect,
+/// WebSocket upgrade, VNC authentication, backend login), closed at once.
+fn setup_rate(kind: Kind, args: &Args) -> Res<Setups> {
+    let b = Backend::spawn(Mode::Echo)?;
+    let relay = Relay::start(kind, b.addr, args, 0, args.concurrency * 4 + 64)?;
+    // Bounded batches so closed sessions give their tickets and ports back.
+    let batch = args.concurrency * 4;
+    let (mut done, mut times) = (0, Vec::with_capacity(args.setups));
+    let cpu0 = relay.cpu_ticks();
+    let t0 = Instant::now();
+    while done < args.setups {
+        let n = batch.min(args.setups - done);
+        let (conns, t) = open_many(&relay, n, args.concurrency)?;
+        drop(conns);
+        times.extend(t.iter().map(|s| s * 1e3));
+        done += n;
+        if !b.shared.wait(|c| c.ended >= done) {
+            return Err(format!("{}: sessions did not end", kind.name()));
+        }
+    }
+    let rate = args.setups as f64 / t0.elapsed().as_secs_f64();
+    let cpu_us = cpu0.zip(relay.cpu_ticks()).map(|(a, b)| {
+        b.saturating_sub(a) as f64 / clock_ticks_per_second() * 1e6 / args.setups as f64
+    });
+    Ok(Setups {
+        rate,
+        times,
+        cpu_us,
+    })
+}
+
+/// Setups per second, each setup's latency in ms, and the relay's CPU time
+/// per setup in µs.
+#[derive(Debug, Clone)]
+struct Setups {
+    rate: f64,
+    times: Vec<f64>,
+    cpu_us: Option<f64>,
+}
+
 /// A relay's memory, KiB, summed over its process tree.
 #[derive(Debug, Clone, Copy)]
 struct Memory {
@@ -654,42 +1181,61 @@ struct Memory {
     pss_idle: u64,
     rss: u64,
     pss: u64,
+    /// The relay process's open descriptors and how many are pipes.
+    fds: (usize, usize),
 }
 
-/// The relay's memory idle and with `--sessions` established sessions.
-fn memory(kind: Kind, args: &Args, vncap: &str) -> Res<Memory> {
-    let b = backend(Mode::TestPattern)?;
-    let relay = Relay::start(kind, b.addr(), args, vncap, 0)?;
-    let pid = relay.proc.as_ref().ok_or("no relay process")?.pid();
+/// Open descriptors of `pid`, and how many of them are pipes.
+fn fd_counts(pid: u32) -> (usize, usize) {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return (0, 0);
+    };
+    dir.flatten().fold((0, 0), |(all, pipes), e| {
+        let pipe = std::fs::read_link(e.path())
+            .map(|t| t.to_string_lossy().starts_with("pipe:"))
+            .unwrap_or(false);
+        (all + 1, pipes + usize::from(pipe))
+    })
+}
+
+/// The relay's memory idle and with `n` idle sessions (established, logged
+/// in, no traffic).
+fn memory(kind: Kind, n: usize, args: &Args) -> Res<Memory> {
+    let b = Backend::spawn(Mode::Idle)?;
+    let relay = Relay::start(kind, b.addr, args, 0, n + 64)?;
+    let pid = relay.pid().ok_or("no relay process")?;
     let (rss_idle, pss_idle) = tree_memory(pid);
-    // A few logins at a time: socat listens with a backlog of 5.
-    let mut conns: Vec<Box<dyn Conn>> = Vec::with_capacity(args.sessions);
-    while conns.len() < args.sessions {
-        let batch = (args.sessions - conns.len()).min(4);
-        let opened = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..batch).map(|_| s.spawn(|| relay.connect())).collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err("viewer panicked".into())))
-                .collect::<Res<Vec<_>>>()
-        })?;
-        conns.extend(opened);
-    }
-    if !b.wait_sessions(args.sessions, PATIENCE) {
+    let (conns, _) = open_many(&relay, n, args.concurrency)?;
+    if !b.shared.wait(|c| c.sessions >= n) {
         return Err(format!("{}: sessions did not all open", kind.name()));
     }
     let (rss, pss) = tree_memory(pid);
+    let fds = fd_counts(pid);
     drop(conns);
     Ok(Memory {
         rss_idle,
         pss_idle,
         rss,
         pss,
+        fds,
     })
 }
 
+fn session_counts(args: &Args) -> Res<Vec<usize>> {
+    args.sessions
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| format!("--sessions: bad count {s:?}"))
+        })
+        .collect()
+}
+
 /// Every measurement of every relay.
-fn measure(kinds: &[Kind], args: &Args, vncap: &str, hz: f64) -> Res<Vec<Results>> {
+fn measure(kinds: &[Kind], args: &Args) -> Res<Vec<Results>> {
     let mut results = vec![Results::default(); kinds.len()];
     let t0 = Instant::now();
     let took = |what: &str| {
@@ -698,33 +1244,105 @@ fn measure(kinds: &[Kind], args: &Args, vncap: &str, hz: f64) -> Res<Vec<Results
             t0.elapsed().as_secs_f64()
         )
     };
-    for (r, (rates, cpu)) in results
-        .iter_mut()
-        .zip(throughput(kinds, false, args, vncap, hz)?)
-    {
+    for (r, (rates, cpu)) in results.iter_mut().zip(throughput(kinds, false, args)?) {
         r.down = rates;
         r.cpu = cpu.map(|d| (d, f64::NAN));
     }
     took("backend→viewer");
-    for (r, (rates, cpu)) in results
-        .iter_mut()
-        .zip(throughput(kinds, true, args, vncap, hz)?)
-    {
+    for (r, (rates, cpu)) in results.iter_mut().zip(throughput(kinds, true, args)?) {
         r.up = rates;
         r.cpu = r.cpu.zip(cpu).map(|((d, _), u)| (d, u));
     }
     took("viewer→backend");
-    for (r, rtts) in results.iter_mut().zip(round_trips(kinds, args, vncap)?) {
+    for (r, rtts) in results.iter_mut().zip(round_trips(kinds, args)?) {
         r.rtt_us = rtts;
     }
     took("round trips");
     for (r, &kind) in results.iter_mut().zip(kinds) {
-        if kind != Kind::Direct {
-            r.memory = Some(memory(kind, args, vncap)?);
+        // A native viewer is silent until the server speaks: vncap waits out
+        // the 300 ms sniff for it by design, so its setups are measured with
+        // the WebSocket viewer, which speaks first.
+        if kind != Kind::Vncap {
+            r.setups = Some(setup_rate(kind, args)?);
         }
     }
-    took("memory");
+    took("setups");
+    for n in session_counts(args)? {
+        for (r, &kind) in results.iter_mut().zip(kinds) {
+            if kind == Kind::Direct {
+                continue;
+            }
+            let m = if kind == Kind::Websockify && n > WEBSOCKIFY_MAX_SESSIONS {
+                Err("not run (fails past ~508 sessions)".to_string())
+            } else {
+                Ok(memory(kind, n, args)?)
+            };
+            r.memory.push((n, m));
+        }
+        took(&format!("memory with {n} sessions"));
+    }
     Ok(results)
+}
+
+/// `--hold`: how many WebSocket sessions one vncap holds (opened in batches
+/// until one fails or all are open), and its memory then.
+fn hold(args: &Args) -> Res<String> {
+    let n = args.hold;
+    let b = Backend::spawn(Mode::Idle)?;
+    let relay = Relay::start(Kind::VncapWs, b.addr, args, 0, n + 64)?;
+    let pid = relay.pid().ok_or("no relay process")?;
+    let (_, pss_idle) = tree_memory(pid);
+    // Two sockets a session, a few more for the daemon itself.
+    let limit = open_file_limit(pid);
+    let fit = limit.map_or(n, |l| l.saturating_sub(64) / 2);
+    let capped = if fit < n {
+        format!(
+            " Capped at {fit}: vncap's open-file limit is {} here (two sockets a session).",
+            limit.unwrap_or(0)
+        )
+    } else {
+        String::new()
+    };
+    let n = n.min(fit);
+    let t0 = Instant::now();
+    let mut held = Vec::with_capacity(n);
+    let mut failure = None;
+    while held.len() < n {
+        let batch = (n - held.len()).min(args.concurrency * 16);
+        match open_many(&relay, batch, args.concurrency) {
+            Ok((conns, _)) => held.extend(conns),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    let open_s = t0.elapsed().as_secs_f64();
+    let k = held.len();
+    if !b.shared.wait(|c| c.sessions >= k) {
+        return Err("held sessions did not all reach the backend".into());
+    }
+    let (rss, pss) = tree_memory(pid);
+    let per = (pss as f64 - pss_idle as f64).max(0.0) / k.max(1) as f64;
+    let mut out = format!(
+        "### Holding sessions\n\nvncap (WebSocket viewers) held {k} of {} idle sessions, opened {} at a time in {open_s:.1} s: RSS {} MiB, PSS {} MiB ({} idle), {per:.1} KiB PSS per session.",
+        args.hold,
+        args.concurrency,
+        mib(rss),
+        mib(pss),
+        mib(pss_idle),
+    );
+    if let Some(e) = failure {
+        out += &format!(" The next batch failed: {e}.");
+    }
+    Ok(out + &capped + "\n")
+}
+
+/// The soft open-file limit of `pid` (`/proc/PID/limits`).
+fn open_file_limit(pid: u32) -> Option<usize> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
 }
 
 // ---------------------------------------------------------------- report
@@ -772,84 +1390,138 @@ fn mib(kib: u64) -> String {
     format!("{:.1}", kib as f64 / 1024.0)
 }
 
-fn report(args: &Args, rows: &[(Kind, Results)]) {
+fn per_session(m: &Memory, n: usize) -> f64 {
+    (m.pss as f64 - m.pss_idle as f64).max(0.0) / n as f64
+}
+
+fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
     let socat = rows.iter().find(|(k, _)| *k == Kind::Socat).map(|(_, r)| r);
     let base = |f: &dyn Fn(&Results) -> Option<f64>| socat.and_then(f);
     println!(
-        "### Throughput and round trips\n\n{} MiB per transfer, median of {} (min–max); round trips: {} × 16 bytes after {} warm-up. Ratios are against socat.\n",
-        args.mib,
-        args.reps,
-        args.pings,
-        (args.pings / 10).min(100)
+        "### Throughput\n\n{} MiB per transfer after an RFB login, median of {} (min–max); CPU is user+system time of the relay's process tree per GiB moved. Ratios are against tuned socat.\n",
+        args.mib, args.reps,
     );
-    println!("| relay | backend→viewer MiB/s | ×socat | viewer→backend MiB/s | ×socat | RTT median µs | RTT p99 µs | ×socat (median) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| relay | backend→viewer MiB/s | ×socat | viewer→backend MiB/s | ×socat | CPU s/GiB ↓ | CPU s/GiB ↑ |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (kind, r) in rows {
-        let (d, u, m) = (median(&r.down), median(&r.up), median(&r.rtt_us));
-        println!(
-            "| {} | {d:.0}{} | {} | {u:.0}{} | {} | {m:.1} | {:.1} | {} |",
-            kind.name(),
-            spread(&r.down),
-            ratio(d, base(&|s| Some(median(&s.down)))),
-            spread(&r.up),
-            ratio(u, base(&|s| Some(median(&s.up)))),
-            quantile(&r.rtt_us, 0.99),
-            ratio(m, base(&|s| Some(median(&s.rtt_us)))),
-        );
-    }
-    println!(
-        "\n### Relay process: memory and CPU\n\nMemory summed over the relay's process tree (socat and websockify fork one process per connection); \
-         PSS divides shared pages between the processes that share them. CPU is user+system time of the tree over all bulk repetitions, per GiB relayed.\n"
-    );
-    println!(
-        "| relay | RSS idle MiB | PSS idle MiB | RSS with {n} sessions MiB | PSS with {n} sessions MiB | ×socat (PSS) | PSS per session KiB | CPU s/GiB ↓ | CPU s/GiB ↑ | ×socat (CPU ↓) |",
-        n = args.sessions
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (kind, r) in rows {
-        let Some(m) = r.memory else {
-            continue;
-        };
-        let per = (m.pss as f64 - m.pss_idle as f64).max(0.0) / args.sessions as f64;
+        let (d, u) = (median(&r.down), median(&r.up));
         let (cd, cu) = r
             .cpu
             .map(|(d, u)| (format!("{d:.2}"), format!("{u:.2}")))
             .unwrap_or(("—".into(), "—".into()));
         println!(
-            "| {} | {} | {} | {} | {} | {} | {per:.0} | {cd} | {cu} | {} |",
+            "| {} | {d:.0}{} | {} | {u:.0}{} | {} | {cd} | {cu} |",
             kind.name(),
-            mib(m.rss_idle),
-            mib(m.pss_idle),
-            mib(m.rss),
-            mib(m.pss),
-            ratio(m.pss as f64, base(&|s| s.memory.map(|m| m.pss as f64))),
-            match (r.cpu, socat.and_then(|s| s.cpu)) {
-                (Some((d, _)), Some((sd, _))) => ratio(d, Some(sd)),
-                _ => "—".into(),
-            },
+            spread(&r.down),
+            ratio(d, base(&|s| Some(median(&s.down)))),
+            spread(&r.up),
+            ratio(u, base(&|s| Some(median(&s.up)))),
         );
     }
+    println!(
+        "\n### Round trips and setups\n\nRound trips: {} × {PING}-byte messages through an echoing backend after {} warm-up. \
+         Setups: {} sessions per relay, {} at a time, each a new connection through the whole handshake (vncap: a control \
+         request on its own connection, connect, WebSocket upgrade, VNC authentication, backend login), closed at once; \
+         vncap RFB is not measured (a native viewer waits out the 300 ms sniff by design).\n",
+        args.pings,
+        (args.pings / 10).min(1000),
+        args.setups,
+        args.concurrency,
+    );
+    println!("| relay | RTT p50 µs | ×socat | RTT p99 µs | ×socat | setups/s | ×socat | setup p50 ms | setup p99 ms | relay CPU µs/setup |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (kind, r) in rows {
+        let (p50, p99) = (quantile(&r.rtt_us, 0.5), quantile(&r.rtt_us, 0.99));
+        let (rate, l50, l99, cpu) = match &r.setups {
+            Some(x) => (
+                format!("{:.0}", x.rate),
+                format!("{:.2}", quantile(&x.times, 0.5)),
+                format!("{:.2}", quantile(&x.times, 0.99)),
+                x.cpu_us
+                    .map(|c| format!("{c:.0}"))
+                    .unwrap_or_else(|| "—".into()),
+            ),
+            None => ("—".into(), "—".into(), "—".into(), "—".into()),
+        };
+        println!(
+            "| {} | {p50:.1} | {} | {p99:.1} | {} | {rate} | {} | {l50} | {l99} | {cpu} |",
+            kind.name(),
+            ratio(p50, base(&|s| Some(quantile(&s.rtt_us, 0.5)))),
+            ratio(p99, base(&|s| Some(quantile(&s.rtt_us, 0.99)))),
+            r.setups
+                .as_ref()
+                .map(|x| ratio(x.rate, base(&|s| s.setups.as_ref().map(|t| t.rate))))
+                .unwrap_or_else(|| "—".into()),
+        );
+    }
+    let counts = session_counts(args)?;
+    println!(
+        "\n### Memory\n\nThe relay's process tree (socat and websockify fork one process per connection) idle and with N established, \
+         idle sessions; RSS summed over the tree, PSS divides shared pages between the processes sharing them. Per session: \
+         (PSS with N − PSS idle) / N. Kernel socket buffers and pipes are not counted for anyone; fds (pipes): the open \
+         descriptors of the relay's first process with N sessions (for a forking relay: its listener only).\n"
+    );
+    print!("| relay | RSS idle MiB | PSS idle MiB |");
+    for n in &counts {
+        print!(" RSS {n} MiB | PSS {n} MiB | KiB/session ({n}) | ×socat | fds (pipes) ({n}) |");
+    }
+    println!();
+    print!("|---|---:|---:|");
+    for _ in &counts {
+        print!("---:|---:|---:|---:|---:|");
+    }
+    println!();
+    for (kind, r) in rows {
+        let Some((_, Ok(first))) = r.memory.iter().find(|(_, m)| m.is_ok()) else {
+            continue;
+        };
+        print!(
+            "| {} | {} | {} |",
+            kind.name(),
+            mib(first.rss_idle),
+            mib(first.pss_idle)
+        );
+        for (n, m) in &r.memory {
+            match m {
+                Ok(m) => {
+                    let socat_per = socat.and_then(|s| {
+                        s.memory
+                            .iter()
+                            .find_map(|(k, sm)| (k == n).then_some(sm.as_ref().ok()).flatten())
+                            .map(|sm| per_session(sm, *n))
+                    });
+                    let per = per_session(m, *n);
+                    print!(
+                        " {} | {} | {per:.0} | {} | {} ({}) |",
+                        mib(m.rss),
+                        mib(m.pss),
+                        ratio(per, socat_per),
+                        m.fds.0,
+                        m.fds.1,
+                    );
+                }
+                Err(e) => print!(" {e} | | | | |"),
+            }
+        }
+        println!();
+    }
+    Ok(())
 }
 
 fn run(args: &Args) -> Res<()> {
-    if args.reps == 0 || args.mib == 0 || args.pings == 0 || args.sessions == 0 {
-        return Err("--reps, --mib, --pings and --sessions must be positive".into());
+    if args.reps == 0 || args.mib == 0 || args.pings == 0 || args.setups == 0 {
+        return Err("--reps, --mib, --pings and --setups must be positive".into());
     }
-    let vncap = match &args.vncap {
-        Some(p) => p.clone(),
-        None => std::env::current_exe()
-            .map_err(|e| e.to_string())?
-            .with_file_name("vncap"),
-    };
-    let vncap = vncap.to_string_lossy().into_owned();
     let kinds = args
         .relays
         .split(',')
         .map(|s| Kind::parse(s.trim()))
         .collect::<Res<Vec<_>>>()?;
-    let hz = clock_ticks_per_second();
-    let results = measure(&kinds, args, &vncap, hz)?;
+    let results = measure(&kinds, args)?;
     let rows: Vec<(Kind, Results)> = kinds.into_iter().zip(results).collect();
-    report(args, &rows);
+    report(args, &rows)?;
+    if args.hold > 0 {
+        println!("\n{}", hold(args)?);
+    }
     Ok(())
 }
