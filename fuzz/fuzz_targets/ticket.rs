@@ -17,9 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
 use vncap_core::control::{Dialect, Host, Need, Password, Request, Transport};
-use vncap_core::ticket::{
-    Attempt, Config, Entry, Error, Event, Handle, Lookup, Table, Token,
-};
+use vncap_core::ticket::{Attempt, Config, Entry, Error, Event, Handle, Lookup, Table, Token};
 use vncap_core::Instant;
 use vncap_fuzz::Reader;
 

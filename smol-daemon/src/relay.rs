@@ -10,6 +10,11 @@
 //! first short read (the socket had nothing more), before waiting again. So an
 //! idle session holds no large buffer, except one that stopped exactly on a
 //! full read. Plain TCP on both sides does not come here (`splice.rs`).
+//!
+//! Fairness: a socket with data ready never makes a read wait, so a
+//! streaming direction yields to the executor every [`YIELD_EVERY`] copies;
+//! one fast session cannot starve the others, the control channel or the
+//! handshake deadlines on the single thread.
 
 use crate::transport::{ByteRead, ByteWrite, HEADROOM};
 use std::cell::RefCell;
@@ -17,6 +22,9 @@ use std::io;
 
 /// The buffer an idle direction waits with, bytes.
 pub const SMALL: usize = 2048;
+/// Copies (or splices) a streaming direction makes before it lets other tasks
+/// run.
+pub const YIELD_EVERY: u32 = 16;
 /// Large buffers kept for reuse (8 × 256 KiB at most stay allocated after
 /// bursts).
 const FREE_BUFFERS: usize = 8;
@@ -73,24 +81,38 @@ impl std::fmt::Display for Side {
     }
 }
 
-/// Copies from `r` to `w` until EOF or error: waits with a small buffer,
-/// streams with a large one of `buf_size` bytes.
-async fn pump<R: ByteRead, W: ByteWrite>(r: &mut R, w: &mut W, buf_size: usize) -> io::Result<()> {
+/// How one direction stopped: the side that stopped it (the one that closed,
+/// or whose socket failed) and the error, if it was not a clean EOF.
+pub type Stop = (Side, Option<io::Error>);
+
+/// Copies from `r` (the `from` side) to `w` (the `to` side) until EOF or
+/// error: waits with a small buffer, streams with a large one of `buf_size`
+/// bytes.
+async fn pump<R: ByteRead, W: ByteWrite>(
+    (r, from): (&mut R, Side),
+    (w, to): (&mut W, Side),
+    buf_size: usize,
+) -> Stop {
     let mut small = [0u8; HEADROOM + SMALL];
     let mut large: Option<Box<[u8]>> = None;
-    let result = loop {
+    let mut copies = 0u32;
+    let stop = loop {
         let buf: &mut [u8] = match large.as_mut() {
             Some(b) => b,
             None => &mut small,
         };
         let n = match r.read_bytes(&mut buf[HEADROOM..]).await {
-            Ok(0) => break Ok(()),
+            Ok(0) => break (from, None),
             Ok(n) => n,
-            Err(e) => break Err(e),
+            Err(e) => break (from, Some(e)),
         };
         let full = n == buf.len() - HEADROOM;
         if let Err(e) = w.write_payload(buf, HEADROOM..HEADROOM + n).await {
-            break Err(e);
+            break (to, Some(e));
+        }
+        copies += 1;
+        if copies % YIELD_EVERY == 0 {
+            futures_lite::future::yield_now().await;
         }
         match (full, large.is_some()) {
             (true, false) if buf_size > SMALL => large = Some(take_buffer(HEADROOM + buf_size)),
@@ -99,7 +121,7 @@ async fn pump<R: ByteRead, W: ByteWrite>(r: &mut R, w: &mut W, buf_size: usize) 
         }
     };
     large.into_iter().for_each(give_buffer);
-    result
+    stop
 }
 
 /// Relays viewer ⇄ backend with buffers of `buf_size` bytes each way, then
@@ -117,15 +139,61 @@ where
 {
     let (vr, vw) = viewer;
     let (br, bw) = backend;
-    let end = futures_lite::future::or(
-        async { (Side::Viewer, pump(vr, bw, buf_size).await) },
-        async { (Side::Backend, pump(br, vw, buf_size).await) },
+    let (closed_by, error) = futures_lite::future::or(
+        pump((vr, Side::Viewer), (bw, Side::Backend), buf_size),
+        pump((br, Side::Backend), (vw, Side::Viewer), buf_size),
     )
     .await;
     vw.close().await;
     bw.close().await;
-    RelayEnd {
-        closed_by: end.0,
-        error: end.1.err(),
+    RelayEnd { closed_by, error }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ops::Range;
+
+    /// A reader with nothing, ever (a quiet viewer).
+    struct Quiet;
+    impl ByteRead for Quiet {
+        async fn read_bytes(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            futures_lite::future::pending().await
+        }
+    }
+
+    /// A reader that always has a full buffer (a streaming backend).
+    struct Streaming;
+    impl ByteRead for Streaming {
+        async fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+    }
+
+    /// A writer whose peer is gone, or one that takes everything.
+    struct Writer(Option<io::ErrorKind>);
+    impl ByteWrite for Writer {
+        async fn write_payload(&mut self, _: &mut [u8], _: Range<usize>) -> io::Result<()> {
+            self.0.map_or(Ok(()), |kind| Err(kind.into()))
+        }
+        async fn close(&mut self) {}
+    }
+
+    #[test]
+    fn a_failed_write_blames_the_side_written_to() {
+        let gone = Some(io::ErrorKind::BrokenPipe);
+        let end = smol::block_on(relay(
+            (&mut Quiet, &mut Writer(gone)),
+            (&mut Streaming, &mut Writer(None)),
+            4096,
+        ));
+        assert_eq!(end.closed_by, Side::Viewer);
+        assert_eq!(end.error.map(|e| e.kind()), gone);
+        let end = smol::block_on(relay(
+            (&mut Streaming, &mut Writer(None)),
+            (&mut Quiet, &mut Writer(gone)),
+            4096,
+        ));
+        assert_eq!(end.closed_by, Side::Backend);
     }
 }

@@ -15,7 +15,7 @@
 //! quota (`/proc/sys/fs/pipe-user-pages-soft`, 64 MiB).
 //! The generic relay (`relay.rs`) stays for every other transport.
 
-use crate::relay::{RelayEnd, Side};
+use crate::relay::{RelayEnd, Side, Stop, YIELD_EVERY};
 use rustix::io::Errno;
 use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
 use smol::Async;
@@ -62,45 +62,60 @@ fn flags() -> SpliceFlags {
     SpliceFlags::MOVE | SpliceFlags::NONBLOCK
 }
 
-/// Moves bytes `from` → `to` until EOF or error.
-async fn pump(from: &Async<TcpStream>, to: &Async<TcpStream>) -> io::Result<()> {
+/// Moves bytes `from` (side `sides.0`) → `to` (side `sides.1`) until EOF
+/// or error.
+async fn pump(from: &Async<TcpStream>, to: &Async<TcpStream>, sides: (Side, Side)) -> Stop {
     loop {
         // Idle: wait with no pipe held.
-        from.readable().await?;
-        let pipe = take_pipe()?;
-        let result = burst(from, to, &pipe).await;
-        match result {
+        if let Err(e) = from.readable().await {
+            return (sides.0, Some(e));
+        }
+        let pipe = match take_pipe() {
+            Ok(p) => p,
+            Err(e) => return (sides.0, Some(e)),
+        };
+        match burst(from, to, &pipe, sides).await {
             // The pipe is empty only when the burst ended cleanly.
-            Ok(true) => give_pipe(pipe),
-            Ok(false) => return Ok(()),
-            Err(e) => return Err(e),
+            None => give_pipe(pipe),
+            Some(stop) => return stop,
         }
     }
 }
 
-/// Splices while `from` has data; `Ok(true)` when it has no more for now
-/// (the pipe is empty again), `Ok(false)` at EOF.
+/// Splices while `from` has data; `None` when it has no more for now (the
+/// pipe is empty again), else how the direction stopped.
 async fn burst(
     from: &Async<TcpStream>,
     to: &Async<TcpStream>,
     (pr, pw): &(OwnedFd, OwnedFd),
-) -> io::Result<bool> {
+    (from_side, to_side): (Side, Side),
+) -> Option<Stop> {
+    let mut splices = 0u32;
     loop {
         let mut in_pipe = match splice(from, None, pw, None, SPLICE_LEN, flags()) {
-            Ok(0) => return Ok(false),
+            Ok(0) => return Some((from_side, None)),
             Ok(n) => n,
-            Err(Errno::AGAIN) => return Ok(true),
+            Err(Errno::AGAIN) => return None,
             Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
+            Err(e) => return Some((from_side, Some(e.into()))),
         };
         while in_pipe > 0 {
             match splice(pr, None, to, None, in_pipe, flags()) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(0) => return Some((to_side, Some(io::ErrorKind::WriteZero.into()))),
                 Ok(n) => in_pipe -= n,
-                Err(Errno::AGAIN) => to.writable().await?,
+                Err(Errno::AGAIN) => {
+                    if let Err(e) = to.writable().await {
+                        return Some((to_side, Some(e)));
+                    }
+                }
                 Err(Errno::INTR) => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Some((to_side, Some(e.into()))),
             }
+        }
+        // Fairness (see relay.rs): a streaming direction lets others run.
+        splices += 1;
+        if splices % YIELD_EVERY == 0 {
+            futures_lite::future::yield_now().await;
         }
     }
 }
@@ -110,14 +125,12 @@ async fn burst(
 pub async fn relay(viewer: smol::net::TcpStream, backend: smol::net::TcpStream) -> RelayEnd {
     let v: Arc<Async<TcpStream>> = viewer.into();
     let b: Arc<Async<TcpStream>> = backend.into();
-    let end = futures_lite::future::or(async { (Side::Viewer, pump(&v, &b).await) }, async {
-        (Side::Backend, pump(&b, &v).await)
-    })
+    let (closed_by, error) = futures_lite::future::or(
+        pump(&v, &b, (Side::Viewer, Side::Backend)),
+        pump(&b, &v, (Side::Backend, Side::Viewer)),
+    )
     .await;
     let _ = v.get_ref().shutdown(Shutdown::Write);
     let _ = b.get_ref().shutdown(Shutdown::Write);
-    RelayEnd {
-        closed_by: end.0,
-        error: end.1.err(),
-    }
+    RelayEnd { closed_by, error }
 }

@@ -456,3 +456,20 @@ fn running_sessions_hold_no_ticket() {
     }
     assert_eq!(backend.connections(), 3);
 }
+
+#[test]
+fn a_viewer_gone_mid_stream_is_named_as_the_one_that_ended_it() {
+    // The backend streams; the viewer hangs up without reading (a reset,
+    // seen by a read or a write first): the log names the viewer, on both
+    // relays (spliced native RFB, WebSocket).
+    let backend = bulk_backend("pw", 1 << 30, 7);
+    let mut d = Daemon::start(&[]);
+    let native = d.gwm_request(backend.addr(), "pw", false);
+    let viewer = Viewer::handshake(tcp(native), &ViewerConfig::password("pw")).unwrap();
+    drop(viewer.into_inner());
+    d.wait_log(|l| l.contains(&format!("on port {native}: session ended by the viewer")));
+    let port = d.gwm_request(backend.addr(), "pw", true);
+    let viewer = Viewer::handshake(ws(port), &ViewerConfig::password("pw")).unwrap();
+    drop(viewer.into_inner());
+    d.wait_log(|l| l.contains(&format!("on port {port}: session ended by the viewer")));
+}
