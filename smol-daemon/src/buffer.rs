@@ -23,6 +23,11 @@ impl InBuf {
         }
     }
 
+    /// Its capacity in bytes.
+    pub fn capacity(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The bytes read and not yet consumed.
     pub fn data(&self) -> &[u8] {
         &self.buf[self.start..self.end]

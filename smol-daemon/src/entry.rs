@@ -25,10 +25,6 @@ use crate::transport::{ByteWrite, Plain};
 use crate::ws;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
-
-/// A WebSocket viewer's input buffer (held for the whole session: the
-/// viewer→backend direction carries input events; see bench/RESULTS.md).
-const WS_INPUT_BUFFER: usize = 16 * 1024;
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -39,6 +35,10 @@ use vncap_core::sniff::{self, Kind};
 use vncap_core::ticket::{self, Handle, Lookup};
 use vncap_core::ws::handshake::{self, Handshake};
 use vncap_core::{policy, Instant};
+
+/// A WebSocket viewer's socket buffer while its frames stream (an idle
+/// viewer's reader waits with a small one: `ws.rs`).
+const WS_INPUT_BUFFER: usize = 64 * 1024;
 
 /// Bytes a connection may hold during RFB authentication (the 16-byte
 /// response, plus whatever a viewer sends early).

@@ -8,9 +8,12 @@
 //! Binary sessions are zero-copy outbound (the frame header goes into the
 //! headroom in front of the payload). Inbound, decoded bytes are unmasked in
 //! place and copied once into the reader's buffer; that direction carries only
-//! the viewer's input events.
+//! the viewer's input events. An idle reader waits with a small socket buffer
+//! ([`crate::relay::SMALL`]) and takes its large one only while frames stream
+//! (a read filled the buffer), as the relay does with its own buffers.
 
 use crate::buffer::InBuf;
+use crate::relay::SMALL;
 use crate::transport::{ByteRead, ByteWrite, Plain};
 use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use smol::lock::Mutex;
@@ -51,6 +54,10 @@ impl<W: AsyncWrite + Unpin> Shared<W> {
 pub struct WsRead<R, W> {
     sock: R,
     raw: InBuf,
+    /// `raw`'s capacity while frames stream.
+    large: usize,
+    /// The last read filled `raw`: more is probably waiting.
+    streaming: bool,
     /// Decoded bytes inside `raw`'s storage not yet handed out.
     ready: Range<usize>,
     shared: Rc<Shared<W>>,
@@ -65,7 +72,7 @@ pub struct WsWrite<W> {
 
 /// Splits a WebSocket connection into its halves. `leftover` holds socket
 /// bytes read after the handshake (the first frames); `buf_size` bounds the
-/// memory of each half.
+/// memory of each half (the reader's while frames stream).
 pub fn split<R, W>(
     conn: Connection,
     sock_r: R,
@@ -82,7 +89,7 @@ where
         conn: RefCell::new(conn),
         sock: Mutex::new(sock_w),
     });
-    let mut raw = InBuf::new(buf_size.max(leftover.len()));
+    let mut raw = InBuf::new(SMALL.max(leftover.len()));
     raw.push(leftover);
     let scratch = if base64 {
         vec![0; buf_size / 3 * 4 + 16]
@@ -93,11 +100,32 @@ where
         WsRead {
             sock: sock_r,
             raw,
+            large: buf_size.max(SMALL),
+            streaming: false,
             ready: 0..0,
             shared: shared.clone(),
         },
         WsWrite { shared, scratch },
     )
+}
+
+impl<R, W> WsRead<R, W> {
+    /// Sizes `raw` before a read: large while streaming, small once idle and
+    /// drained. Only called with nothing handed out of `raw` (`ready` empty).
+    fn size_raw(&mut self) {
+        let want = if self.streaming {
+            self.large
+        } else if self.raw.data().is_empty() {
+            SMALL
+        } else {
+            return;
+        };
+        if self.raw.capacity() != want && self.raw.data().len() <= want {
+            let mut next = InBuf::new(want);
+            next.push(self.raw.data());
+            self.raw = next;
+        }
+    }
 }
 
 fn protocol_error(reason: &'static str) -> io::Error {
@@ -138,12 +166,14 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> ByteRead for WsRead<R, W> {
                 Ok(Some(r)) if !r.is_empty() => self.ready = r,
                 Ok(Some(_)) if used > 0 => {}
                 Ok(Some(_)) => {
+                    self.size_raw();
                     if self.raw.is_full() {
                         return Err(protocol_error("frame header does not fit the buffer"));
                     }
                     if self.raw.fill(&mut Plain(&mut self.sock)).await? == 0 {
                         return Ok(0);
                     }
+                    self.streaming = self.raw.is_full();
                 }
             }
         }
