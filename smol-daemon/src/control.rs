@@ -108,7 +108,7 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok(task) => task.detach(),
-            Err(e) => log::warn!("control: accept: {e}"),
+            Err(e) => crate::accept_failed("control", e).await,
         }
     }
 }

@@ -105,10 +105,7 @@ async fn serve_door(d: &Rc<Daemon>, listener: &TcpListener, door: Door) {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                // Out of descriptors (EMFILE) the connection stays queued and
-                // the listener stays readable: pause instead of spinning.
-                log::warn!("{door}: accept: {e}");
-                smol::Timer::after(std::time::Duration::from_millis(100)).await;
+                crate::accept_failed(door, e).await;
                 continue;
             }
         };

@@ -47,7 +47,7 @@ async fn serve(args: cli::FlashPolicy, ex: Rc<LocalExecutor<'static>>) -> Result
             let (stream, peer) = match listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
-                    log::warn!("accept: {e}");
+                    crate::accept_failed("flash policy", e).await;
                     continue;
                 }
             };

@@ -61,6 +61,14 @@ where
     }
 }
 
+/// After an accept that failed: logs it and pauses 100 ms. Out of
+/// descriptors (EMFILE) the connection stays queued and the listener stays
+/// readable, so retrying at once would spin the single thread.
+async fn accept_failed(listener: impl std::fmt::Display, e: std::io::Error) {
+    log::warn!("{listener}: accept: {e}");
+    smol::Timer::after(std::time::Duration::from_millis(100)).await;
+}
+
 fn main() {
     let cli: cli::Cli = argh::from_env();
     let code = match cli.command {
