@@ -275,20 +275,19 @@ where
 }
 
 /// Why a viewer may not use a console: told as RFB's "connection failed"
-/// reason, or on the single port as an HTTP status.
+/// reason, or on the single port as an HTTP status (the core's choice:
+/// [`ticket::Error::http_status`]).
 #[derive(Debug, Clone, Copy)]
 struct Refusal {
     reason: &'static str,
-    /// 404: no console by that name (now); 403: one that refuses this
-    /// transport (e.g. plain WebSocket on a TLS-only console).
     http_status: u16,
 }
 
-impl Refusal {
-    const fn not_found(reason: &'static str) -> Self {
+impl From<ticket::Error> for Refusal {
+    fn from(e: ticket::Error) -> Self {
         Refusal {
-            reason,
-            http_status: 404,
+            reason: e.reason(),
+            http_status: e.http_status(),
         }
     }
 }
@@ -302,35 +301,26 @@ fn find_ticket(
     token: Option<&str>,
     now: Instant,
 ) -> Result<(Handle, Password), Refusal> {
+    let arrived = (layers.tls, layers.websocket);
     d.with_tickets(|t| {
         let h = match door {
             Door::Port { handle, port } => {
-                t.lookup(Lookup::Port(port), peer.ip(), now).and_then(|h| {
-                    if h == handle {
-                        Ok(h)
-                    } else {
-                        Err(ticket::Error::NoSuchTicket)
-                    }
-                })
+                let h = t.admit(Lookup::Port(port), peer.ip(), now, arrived)?;
+                // The port's ticket changed hands since this listener opened.
+                if h != handle {
+                    return Err(ticket::Error::NoSuchTicket.into());
+                }
+                h
             }
             Door::Single { .. } => {
-                let token = token.ok_or(Refusal::not_found(
-                    "this entry point serves WebSocket consoles named by a token",
-                ))?;
-                t.lookup(Lookup::Token(token.as_bytes()), peer.ip(), now)
+                let token = token.ok_or(Refusal {
+                    reason: "this entry point serves WebSocket consoles named by a token",
+                    http_status: 404,
+                })?;
+                t.admit(Lookup::Token(token.as_bytes()), peer.ip(), now, arrived)?
             }
-        }
-        .map_err(|e| Refusal::not_found(e.reason()))?;
-        let ticket = t
-            .get(h)
-            .ok_or(Refusal::not_found(ticket::Error::NoSuchTicket.reason()))?;
-        ticket
-            .transport
-            .check(layers.tls, layers.websocket)
-            .map_err(|reason| Refusal {
-                reason,
-                http_status: 403,
-            })?;
+        };
+        let ticket = t.get(h).ok_or(ticket::Error::NoSuchTicket)?;
         Ok((h, ticket.viewer_password.clone()))
     })
 }
@@ -350,7 +340,7 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let mut ticket = Err(Refusal::not_found("no such console"));
+    let mut ticket = Err(Refusal::from(ticket::Error::NoSuchTicket));
     let (reader, writer) = if layers.websocket {
         let origins: Vec<&str> = d
             .settings

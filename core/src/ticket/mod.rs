@@ -102,6 +102,9 @@ pub enum Error {
     Expired,
     /// The viewer's address is not the pinned `client.ip`.
     WrongClient,
+    /// The viewer came over a transport its console refuses (the reason says
+    /// which: [`crate::control::Transport::check`]).
+    WrongTransport(&'static str),
 }
 
 impl Error {
@@ -117,6 +120,17 @@ impl Error {
             Error::NoSuchTicket => "no such console (used, expired or unknown)",
             Error::Expired => "console expired",
             Error::WrongClient => "viewer address does not match client.ip",
+            Error::WrongTransport(why) => why,
+        }
+    }
+
+    /// The HTTP status a WebSocket upgrade refused for this reason gets on
+    /// the single port: 403 for a console that exists but refuses this
+    /// viewer, 404 for no console by that name (now).
+    pub const fn http_status(&self) -> u16 {
+        match self {
+            Error::WrongClient | Error::WrongTransport(_) => 403,
+            _ => 404,
         }
     }
 }
@@ -515,6 +529,33 @@ impl<const N: usize> Table<N> {
     /// (IPv4-mapped IPv6 addresses compare equal to IPv4). Tokens are
     /// compared in constant time against every ticket.
     pub fn lookup(&self, key: Lookup<'_>, peer: IpAddr, now: Instant) -> Result<Handle, Error> {
+        self.find(key, peer, now).map(|(h, _)| h)
+    }
+
+    /// [`Table::lookup`] for a viewer that arrived with (or without) TLS and
+    /// WebSocket, as the entry point saw it: its console must also offer
+    /// that transport ([`Error::WrongTransport`] otherwise).
+    pub fn admit(
+        &self,
+        key: Lookup<'_>,
+        peer: IpAddr,
+        now: Instant,
+        (tls, websocket): (bool, bool),
+    ) -> Result<Handle, Error> {
+        let (handle, ticket) = self.find(key, peer, now)?;
+        ticket
+            .transport
+            .check(tls, websocket)
+            .map_err(Error::WrongTransport)?;
+        Ok(handle)
+    }
+
+    fn find(
+        &self,
+        key: Lookup<'_>,
+        peer: IpAddr,
+        now: Instant,
+    ) -> Result<(Handle, &Ticket), Error> {
         let slot = match key {
             Lookup::Port(p) => self
                 .slots
@@ -550,10 +591,11 @@ impl<const N: usize> Table<N> {
                 return Err(Error::WrongClient);
             }
         }
-        Ok(Handle {
+        let handle = Handle {
             slot: slot as u16,
             generation: self.generations.get(slot).copied().unwrap_or(0),
-        })
+        };
+        Ok((handle, ticket))
     }
 
     /// The viewer authenticated: the ticket leaves the table (its port freed,
@@ -800,6 +842,39 @@ mod tests {
         let ticket = table.get(issued.handle).unwrap();
         assert_eq!(ticket.transport.tls, Need::Yes);
         assert_eq!(ticket.transport.websocket, Need::Either);
+    }
+
+    #[test]
+    fn admit_checks_the_transport_and_says_how_to_refuse() {
+        let now = Instant::from_millis(0);
+        let mut t: Table<2> = Table::new(Config {
+            tls: true,
+            ..config(7000, 7001)
+        })
+        .unwrap();
+        let mut req = twisted("pw");
+        req.transport = Transport::WEBSOCKET_TLS;
+        let i = t.issue(now, &req, &RANDOM).unwrap();
+        let at = Lookup::Port(i.port);
+        assert_eq!(t.admit(at, PEER, now, (true, true)), Ok(i.handle));
+        let plain = t.admit(at, PEER, now, (false, true));
+        assert_eq!(
+            plain,
+            Err(Error::WrongTransport(
+                "this console is offered over TLS only"
+            ))
+        );
+        assert_eq!(plain.unwrap_err().http_status(), 403);
+        let native = t.admit(at, PEER, now, (true, false)).unwrap_err();
+        assert_eq!(
+            native.reason(),
+            "this console is offered over WebSocket only"
+        );
+        // A refused transport is not an attempt: the ticket is still there.
+        assert_eq!(t.lookup(at, PEER, now), Ok(i.handle));
+        let gone = t.admit(Lookup::Port(7001), PEER, now, (true, true));
+        assert_eq!(gone, Err(Error::NoSuchTicket));
+        assert_eq!(gone.unwrap_err().http_status(), 404);
     }
 
     #[test]
