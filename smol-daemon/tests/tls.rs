@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use support::browser::Browser;
-use support::{bulk_backend, check_bulk, json_field, startup_fails, Daemon, PATIENCE};
+use support::{bulk_backend, check_bulk, gwm_line, json_field, startup_fails, Daemon, PATIENCE};
 use vncap_tests::backend::{Backend, BackendConfig};
 use vncap_tests::peer::{bulk_sha256, sha256};
 use vncap_tests::viewer::{Viewer, ViewerConfig, ViewerError, WsOptions, WsStream};
@@ -501,10 +501,7 @@ fn control_channel_over_tls() {
     let cert = Cert::new();
     let mut d = cert.daemon(&["--control-tls"]);
     assert!(d.logged("control over TLS"));
-    let line = format!(
-        "{{\"daddr\": \"127.0.0.1\", \"dport\": {}, \"password\": \"ctl\", \"ws\": false, \"tls\": false}}\r\n",
-        backend.addr().port()
-    );
+    let line = gwm_line(backend.addr(), "ctl", false, false);
     let port: u16 = control_tls(&d, &cert, line.as_bytes())
         .trim_end()
         .parse()

@@ -153,12 +153,7 @@ impl Daemon {
 
     /// A GWM (dialect 1) request with the given `ws` and `tls`; returns the port.
     pub fn gwm_request_tls(&self, backend: SocketAddr, password: &str, ws: bool, tls: bool) -> u16 {
-        let line = format!(
-            "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"{password}\", \"ws\": {ws}, \"tls\": {tls}}}\r\n",
-            backend.ip(),
-            backend.port()
-        );
-        let reply = self.control_raw(line.as_bytes());
+        let reply = self.control_raw(gwm_line(backend, password, ws, tls).as_bytes());
         reply
             .trim_end()
             .parse()
@@ -220,6 +215,15 @@ pub fn port_closed(port: u16) -> bool {
 }
 
 /// A backend that sends `len` bytes of the bulk stream seeded with `seed`
+/// A GWM (vapclient) request line, as Ganeti Web Manager sends it.
+pub fn gwm_line(backend: SocketAddr, password: &str, ws: bool, tls: bool) -> String {
+    format!(
+        "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"{password}\", \"ws\": {ws}, \"tls\": {tls}}}\r\n",
+        backend.ip(),
+        backend.port()
+    )
+}
+
 /// after ServerInit and reports what it receives.
 pub fn bulk_backend(password: &str, len: u64, seed: u64) -> BackendHandle {
     Backend::spawn(BackendConfig {
