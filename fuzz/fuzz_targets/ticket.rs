@@ -1,5 +1,5 @@
 //! Fuzz target: `ticket::Table` driven by an arbitrary sequence of
-//! operations (issue, lookup by port and token, authenticated,
+//! operations (issue, admit by port and token, authenticated,
 //! failed_attempt, withdraw, clock steps, handle_timeout) over a tiny
 //! table and port pool, on a virtual clock, checked against a model.
 //!
@@ -8,7 +8,8 @@
 //! holds exactly the model's tickets; stale handles reach nothing; every
 //! event names a ticket the model says just went (and `Expired` only one at
 //! or past its expiry); lookups and `authenticated` succeed exactly for
-//! unexpired tickets, and `authenticated` hands the ticket out of the table;
+//! unexpired tickets, `admit` also exactly for the transports the ticket's
+//! request allows, and `authenticated` hands the ticket out of the table;
 //! `poll_timeout` is the earliest expiry.
 
 #![no_main]
@@ -30,6 +31,7 @@ struct Live {
     port: Option<u16>,
     token: Option<Token>,
     expires: Instant,
+    transport: Transport,
     pin: Option<IpAddr>,
 }
 
@@ -137,6 +139,7 @@ fuzz_target!(|data: &[u8]| {
                             port: iss.own_port.then_some(iss.port),
                             token: iss.token.clone(),
                             expires: iss.expires,
+                            transport: req.transport,
                             pin: req.client_ip,
                         });
                         if seen.len() < 64 {
@@ -161,6 +164,8 @@ fuzz_target!(|data: &[u8]| {
             1 | 2 => {
                 let b = r.byte();
                 let peer = ip(r.byte());
+                let arrived = r.byte();
+                let arrived = (arrived & 1 != 0, arrived & 2 != 0);
                 let garbage;
                 let key = if op % 8 == 1 {
                     Lookup::Port(FIRST + u16::from(b % 6))
@@ -178,13 +183,23 @@ fuzz_target!(|data: &[u8]| {
                     Lookup::Port(p) => l.port == Some(p),
                     Lookup::Token(t) => l.token.as_ref().is_some_and(|x| x.as_bytes() == t),
                 });
-                match (table.lookup(key, peer, now), found) {
+                let admitted = table.admit(key, peer, now, arrived);
+                let looked = table.lookup(key, peer, now);
+                if let Err(e) = looked {
+                    assert_eq!(admitted, Err(e), "admit refuses what lookup refuses");
+                }
+                match (looked, found) {
                     (Ok(h), Some(l)) => {
                         assert_eq!(h, l.handle);
                         assert!(usable(l, now));
                         assert!(l
                             .pin
                             .is_none_or(|p| p.to_canonical() == peer.to_canonical()));
+                        match admitted {
+                            Ok(a) => assert_eq!(a, h),
+                            Err(e) => assert!(matches!(e, Error::WrongTransport(_))),
+                        }
+                        assert_eq!(admitted.is_ok(), l.transport.allows(arrived.0, arrived.1));
                     }
                     (Ok(h), None) => panic!("lookup found {h:?}, the model nothing"),
                     (Err(Error::NoSuchTicket), f) => assert!(f.is_none()),
