@@ -136,6 +136,15 @@ async fn wss(
         .0
 }
 
+/// A browser over wss logs in to the test backend, then closes cleanly.
+fn wss_login(cert: &Cert, port: u16, path: &str, password: &str) {
+    smol::block_on(async {
+        let mut b = wss(cert, port, path).await;
+        assert_eq!(b.login(password).await, "vncap test backend");
+        b.ws.close(None).await.unwrap();
+    });
+}
+
 #[test]
 fn native_viewer_over_tls_relays_both_ways() {
     let (down, up) = (2 << 20, (1 << 20) + 5);
@@ -226,11 +235,7 @@ fn snf_vnc_wss_gets_a_port_that_works_over_wss() {
     let port: u16 = json_field(&reply, "source_port").parse().unwrap();
     assert!((d.ports.0..=d.ports.1).contains(&port), "{reply}");
     let password = json_field(&reply, "password");
-    smol::block_on(async {
-        let mut b = wss(&cert, port, "websockify").await;
-        assert_eq!(b.login(&password).await, "vncap test backend");
-        b.ws.close(None).await.unwrap();
-    });
+    wss_login(&cert, port, "websockify", &password);
 }
 
 #[test]
@@ -253,11 +258,7 @@ fn single_port_serves_wss_consoles_by_token_and_refuses_plain_websocket() {
     let plain = format!("ws://127.0.0.1:{port}/{url_path}");
     let err = WsStream::connect(&plain, &WsOptions::default()).expect_err("TLS-only console");
     assert!(err.to_string().contains("403"), "{err}");
-    smol::block_on(async {
-        let mut b = wss(&cert, port, &url_path).await;
-        assert_eq!(b.login(&password).await, "vncap test backend");
-        b.ws.close(None).await.unwrap();
-    });
+    wss_login(&cert, port, &url_path, &password);
 }
 
 #[test]
@@ -400,11 +401,7 @@ fn tls_only_console_refuses_a_plain_websocket_with_the_reason() {
         "this console is offered over TLS only"
     );
     d.wait_log(|l| l.contains("refused: this console is offered over TLS only"));
-    smol::block_on(async {
-        let mut b = wss(&cert, port, "websockify").await;
-        assert_eq!(b.login("wss").await, "vncap test backend");
-        b.ws.close(None).await.unwrap();
-    });
+    wss_login(&cert, port, "websockify", "wss");
 }
 
 #[test]

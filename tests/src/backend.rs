@@ -278,6 +278,26 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// Waits until `done(state)` holds, and returns the state still locked;
+    /// `None` after `timeout`.
+    fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&State) -> bool,
+    ) -> Option<MutexGuard<'_, State>> {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        while !done(&state) {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Some(state)
+    }
 }
 
 impl BackendHandle {
@@ -306,37 +326,17 @@ impl BackendHandle {
     /// Waits until at least `n` connections have ended and returns all
     /// reports, or `None` after `timeout`.
     pub fn wait_reports(&self, n: usize, timeout: Duration) -> Option<Vec<SessionReport>> {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.lock();
-        while state.reports.len() < n {
-            let left = deadline.checked_duration_since(Instant::now())?;
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        Some(state.reports.clone())
+        self.shared
+            .wait_until(timeout, |s| s.reports.len() >= n)
+            .map(|s| s.reports.clone())
     }
 
     /// Waits until at least `n` sessions have got through the handshake;
     /// `false` after `timeout`.
     pub fn wait_sessions(&self, n: usize, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.lock();
-        while state.sessions < n {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
-            };
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        self.shared
+            .wait_until(timeout, |s| s.sessions >= n)
+            .is_some()
     }
 
     /// Bytes received after ClientInit by all sessions so far, counted as
@@ -348,20 +348,9 @@ impl BackendHandle {
     /// Waits until [`BackendHandle::received`] is at least `n`; `false`
     /// after `timeout`.
     pub fn wait_received(&self, n: u64, timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.shared.lock();
-        while state.received < n {
-            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
-            };
-            state = self
-                .shared
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
-        }
-        true
+        self.shared
+            .wait_until(timeout, |s| s.received >= n)
+            .is_some()
     }
 
     /// Stops the backend now (the same as dropping the handle).
