@@ -18,6 +18,7 @@
 //! | [`ws`] | WebSocket: handshake, frame codec, connection (RFC 6455) |
 //! | [`policy`] | the Flash socket-policy responder |
 //! | [`sniff`] | what the first bytes on an entry point are |
+//! | [`entry`] | one viewer connection from its first byte to "authenticated": sniff, TLS hand-off, WebSocket, admit, RFB, deadlines |
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@
 mod logging;
 
 pub mod control;
+pub mod entry;
 pub mod machine;
 pub mod policy;
 pub mod rfb;

@@ -15,6 +15,10 @@
 //! empty) until it returns `Ok(0)` or `Err`: a failure found after consumed
 //! bytes is reported by the next call, so what is consumed never depends on
 //! how the input was split.
+//! When the peer closes its side, the driver calls [`Machine::handle_eof`]
+//! with what is still unconsumed (maybe nothing): a machine that can finish
+//! there (a control request without its newline) does; one that needed more
+//! returns its error, with its answer queued like any other.
 //! After an `Err`, the answer the protocol has for it (an HTTP status, a close
 //! frame, an RFB reason) is already queued in `poll_output`, and every later
 //! `handle_input` returns the same error (errors are sticky).
@@ -30,6 +34,14 @@ pub trait Machine {
 
     /// Feeds bytes read from the peer; returns how many were consumed.
     fn handle_input(&mut self, input: &[u8]) -> Result<usize, Self::Error>;
+    /// The peer will send nothing after `input` (its unconsumed bytes,
+    /// maybe none): like [`Machine::handle_input`], but a message that is
+    /// still incomplete is final. Returns the bytes consumed. The default
+    /// is `handle_input`: a machine with nothing to finish leaves the end to
+    /// the driver (which then reports the peer as gone).
+    fn handle_eof(&mut self, input: &[u8]) -> Result<usize, Self::Error> {
+        self.handle_input(input)
+    }
     /// Copies bytes to send into `out`; returns how many (0: nothing queued).
     fn poll_output(&mut self, out: &mut [u8]) -> usize;
     /// The next event, if any.

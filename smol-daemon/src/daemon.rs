@@ -15,6 +15,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
 use vncap_core::control::Request;
+use vncap_core::entry::Door;
 use vncap_core::ticket::{self, Event, Issued, Table};
 
 /// Most tickets issued and not yet used at once (the table's fixed capacity).
@@ -177,12 +178,18 @@ impl Daemon {
             }
             match TcpListener::bind(SocketAddr::new(self.settings.listen, issued.port)).await {
                 Ok(listener) => {
-                    let task = self.ex.spawn(entry::accept_loop(
-                        self.clone(),
-                        issued.handle,
-                        issued.port,
-                        listener,
-                    ));
+                    // What the stored ticket allows (policy may narrow the request's).
+                    let offers = self
+                        .with_tickets(|t| t.get(issued.handle).map(|t| t.transport))
+                        .unwrap_or(req.transport);
+                    let door = Door::Port {
+                        port: issued.port,
+                        handle: issued.handle,
+                        offers,
+                    };
+                    let task = self
+                        .ex
+                        .spawn(entry::accept_loop(self.clone(), door, listener));
                     self.listeners.borrow_mut().insert(issued.port, task);
                     self.wake_timer();
                     return Ok(issued);

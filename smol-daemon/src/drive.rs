@@ -79,7 +79,13 @@ where
         // Called even with no input: a machine may report a failure found
         // after the bytes it consumed last time only on the next call.
         match m.handle_input(input.data()) {
-            Ok(0) => {}
+            Ok(0) => {
+                // A decision reached without consuming (a sniff): report it.
+                flush(m, w).await?;
+                if let Some(event) = m.poll_event() {
+                    return Ok(event);
+                }
+            }
             Ok(n) => {
                 input.consume(n);
                 continue;
@@ -105,7 +111,21 @@ where
         };
         match n {
             None => m.handle_timeout(clock.now()),
-            Some(Ok(0)) => return Err(DriveError::Closed),
+            Some(Ok(0)) => {
+                // The peer's end: the machine finishes or says why not.
+                match m.handle_eof(input.data()) {
+                    Ok(n) => input.consume(n),
+                    Err(e) => {
+                        flush(m, w).await?;
+                        return Err(DriveError::Protocol(e));
+                    }
+                }
+                flush(m, w).await?;
+                return match m.poll_event() {
+                    Some(event) => Ok(event),
+                    None => Err(DriveError::Closed),
+                };
+            }
             Some(Ok(_)) => {}
             Some(Err(e)) => return Err(DriveError::Io(e)),
         }

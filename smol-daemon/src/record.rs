@@ -112,7 +112,7 @@ impl Recording {
     }
 
     /// Appends one chunk as a tagged hex line.
-    fn chunk(&self, tag: Tag, bytes: &[u8]) {
+    pub fn chunk(&self, tag: Tag, bytes: &[u8]) {
         if bytes.is_empty() {
             return;
         }
@@ -161,11 +161,6 @@ impl<T> Tap<T> {
             inner,
             rec: rec.map(|r| (r.clone(), tag)),
         }
-    }
-
-    /// The recording, if this half is recorded.
-    pub fn recording(&self) -> Option<&Rc<Recording>> {
-        self.rec.as_ref().map(|(r, _)| r)
     }
 }
 

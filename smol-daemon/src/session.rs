@@ -1,7 +1,7 @@
 //! One authenticated viewer's session: log in to the backend (connect with
-//! timeout and retries, then the core's `rfb::client`), answer the viewer's
-//! SecurityResult (`accept`, or `reject` with the reason the viewer will
-//! show), relay both ways, and give the ticket back. What happens before
+//! timeout and retries, then the core's `rfb::client`), have the entry
+//! machine answer the viewer's SecurityResult (`accept`, or `reject` with
+//! the reason the core words), relay both ways. What happens before
 //! authentication is `entry.rs`.
 
 use crate::backend;
@@ -17,7 +17,8 @@ use smol::net::TcpStream;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
-use vncap_core::rfb::{client, server};
+use vncap_core::entry::{Entry, Rejection};
+use vncap_core::rfb::client;
 use vncap_core::ticket::Ticket;
 
 /// The viewer's reading half, whatever carries it.
@@ -65,35 +66,37 @@ impl<W: AsyncWrite + Unpin> ByteWrite for ViewerWrite<W> {
     }
 }
 
+/// A WebSocket viewer's socket buffer while its frames stream (an idle
+/// viewer's reader waits with a small one: `ws.rs`).
+const WS_INPUT_BUFFER: usize = 64 * 1024;
+
 /// An authenticated viewer, with the ticket it took out of the table, ready
 /// for the backend.
-pub struct Authenticated<R, W> {
+pub struct Authenticated<'a, R, W> {
     /// The ticket it used (no longer in the table): the backend to reach.
     pub ticket: Ticket,
-    /// Its halves (recorded with `--record`).
-    pub reader: Tap<ViewerRead<R, W>>,
-    /// Its halves (recorded with `--record`).
-    pub writer: Tap<ViewerWrite<W>>,
-    /// The RFB server machine, waiting for `accept` or `reject`.
-    pub server: server::Server,
-    /// Viewer bytes read after its authentication (an early ClientInit).
-    pub early: InBuf,
+    /// The entry machine, waiting for `accept` or `reject`.
+    pub entry: Entry<'a>,
+    /// The viewer's transport (TCP, or TLS), below any WebSocket.
+    pub reader: Plain<R>,
+    /// The viewer's transport, writing.
+    pub writer: Plain<W>,
+    /// Viewer bytes read and not consumed by the entry machine.
+    pub input: InBuf,
 }
 
-impl Authenticated<TcpStream, TcpStream> {
+impl Authenticated<'_, TcpStream, TcpStream> {
     /// [`Authenticated::run`] for a viewer on TCP: a native viewer (plain
     /// RFB, no TLS, no WebSocket) is relayed with `splice(2)`, unless
     /// `--record` needs the bytes.
     pub async fn run_tcp(self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
-        let splice = match (&self.reader.inner, self.reader.recording()) {
-            (ViewerRead::Plain(Plain(s)), None) => Some(s.clone()),
-            _ => None,
-        };
+        let splice = (!self.entry.layers().websocket && d.settings.record.is_none())
+            .then(|| self.reader.0.clone());
         self.run_with(d, peer, door, splice).await
     }
 }
 
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
     /// Backend login, SecurityResult, relay.
     pub async fn run(self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
         self.run_with(d, peer, door, None).await
@@ -101,41 +104,54 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
 
     /// `splice`: the viewer's plain TCP socket, when the relay may splice.
     async fn run_with(
-        mut self,
+        self,
         d: &Rc<Daemon>,
         peer: SocketAddr,
         door: &str,
         splice: Option<TcpStream>,
     ) {
-        match self.connect_and_relay(d, peer, splice).await {
+        match self.connect_and_relay(d, peer, door, splice).await {
             Ok(msg) => log::info!("{peer} on {door}: {msg}"),
             Err(msg) => log::warn!("{peer} on {door}: {msg}"),
         }
     }
 
     async fn connect_and_relay(
-        &mut self,
+        self,
         d: &Rc<Daemon>,
         peer: SocketAddr,
+        door: &str,
         splice: Option<TcpStream>,
     ) -> Result<String, String> {
-        let ticket = self.ticket.clone();
+        let Authenticated {
+            ticket,
+            mut entry,
+            reader,
+            mut writer,
+            input,
+        } = self;
         let (host, bport) = (ticket.backend_host.as_str(), ticket.backend_port);
-        log::info!("{peer}: authenticated; connecting to backend {host}:{bport}");
+        let target = format!("{host}:{bport}");
+        log::info!("{peer}: authenticated; connecting to backend {target}");
         let stream = match backend::connect(host, bport, d.settings.connect).await {
             Ok(s) => s,
             Err(e) => {
-                return Err(self
-                    .refuse(&format!("backend unreachable: {e}"), host, bport)
-                    .await)
+                let detail = e.to_string();
+                let why = Rejection::Unreachable(&detail);
+                return Err(refuse(&mut entry, &mut writer, why, &target).await);
             }
         };
-        // --record: the backend leg goes next to the viewer's.
-        let rec =
-            (self.reader.recording()).and_then(|viewer| record::start(viewer.backend(host, bport)));
+        // --record: both legs, from the viewer's handshake on.
+        let rec = crate::entry::start_recording(d, &entry, peer, door);
+        let recorded = rec
+            .as_ref()
+            .map_or(0, |rec| crate::entry::write_transcript(rec, &entry, 0));
+        let brec = rec
+            .as_ref()
+            .and_then(|viewer| record::start(viewer.backend(host, bport)));
         let backend_tcp = stream.clone();
-        let mut br = Tap::new(Plain(stream.clone()), rec.as_ref(), Tag::Server);
-        let mut bw = Tap::new(Plain(stream), rec.as_ref(), Tag::Client);
+        let mut br = Tap::new(Plain(stream.clone()), brec.as_ref(), Tag::Server);
+        let mut bw = Tap::new(Plain(stream), brec.as_ref(), Tag::Client);
         let mut binput = InBuf::new(1024);
         let mut login = client::Client::new(ticket.backend_password.as_deref());
         // A backend that accepts but never speaks RFB must not hold the viewer.
@@ -143,43 +159,68 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
             Ok(drive(&mut login, &mut br, &mut bw, &mut binput, &d.clock).await)
         })
         .await;
-        match logged_in {
-            Ok(Ok(client::Event::LoggedIn)) => {}
+        let broken;
+        let why = match &logged_in {
+            Ok(Ok(client::Event::LoggedIn)) => None,
+            Ok(Err(DriveError::Protocol(e))) => {
+                Some(Rejection::LoginFailed(*e, login.server_reason()))
+            }
             Ok(Err(e)) => {
-                let reason = match (&e, login.server_reason()) {
-                    (DriveError::Protocol(_), Some(r)) if !r.is_empty() => {
-                        format!("backend: {e}: {r}")
-                    }
-                    _ => format!("backend: {e}"),
-                };
-                return Err(self.refuse(&reason, host, bport).await);
+                broken = e.to_string();
+                Some(Rejection::LoginBroken(&broken))
             }
-            Err(_) => {
-                return Err(self
-                    .refuse("backend did not complete the RFB handshake", host, bport)
-                    .await)
-            }
+            Err(_) => Some(Rejection::LoginTimedOut),
+        };
+        if let Some(why) = why {
+            return Err(refuse(&mut entry, &mut writer, why, &target).await);
         }
-        self.server.accept();
-        flush(&mut self.server, &mut self.writer)
+        entry.accept();
+        flush(&mut entry, &mut writer)
             .await
             .map_err(|e| format!("viewer: {e}"))?;
+        if let Some(rec) = &rec {
+            // SecurityResult OK.
+            crate::entry::write_transcript(rec, &entry, recorded);
+        }
+        let handover = entry.into_relay();
+        // The viewer's bytes read past the handshake, in order: WebSocket
+        // frames the entry machine held, then its unconsumed input; without
+        // WebSocket, that input is RFB for the backend.
+        let mut leftover = handover.raw.to_vec();
+        leftover.extend_from_slice(input.data());
+        drop(input);
+        let (viewer_r, viewer_w, early) = match handover.websocket {
+            Some(conn) => {
+                let (wr, ww) = ws::split(conn, reader.0, writer.0, &leftover, WS_INPUT_BUFFER);
+                let early = handover.early_rfb.to_vec();
+                (ViewerRead::Ws(wr), ViewerWrite::Ws(ww), early)
+            }
+            None => (
+                ViewerRead::Plain(reader),
+                ViewerWrite::Plain(writer),
+                leftover,
+            ),
+        };
+        let mut viewer_r = Tap::new(viewer_r, rec.as_ref(), Tag::Client);
+        let mut viewer_w = Tap::new(viewer_w, rec.as_ref(), Tag::Server);
+        if let Some(rec) = &rec {
+            rec.chunk(Tag::Client, &early);
+        }
         // Bytes already read on either side go first (ClientInit sent early).
-        write_early(&mut bw, self.early.data())
+        write_early(&mut bw, &early)
             .await
             .map_err(|e| format!("backend: {e}"))?;
-        write_early(&mut self.writer, binput.data())
+        write_early(&mut viewer_w, binput.data())
             .await
             .map_err(|e| format!("viewer: {e}"))?;
         // Handshake buffers are not kept for the session's life.
-        self.early = InBuf::new(0);
-        drop(binput);
+        drop((binput, early));
         // Both sides plain TCP, nothing recorded (`run_tcp`): splice.
         let end = match splice {
             Some(viewer_tcp) => crate::splice::relay(viewer_tcp, backend_tcp).await,
             None => {
                 relay(
-                    (&mut self.reader, &mut self.writer),
+                    (&mut viewer_r, &mut viewer_w),
                     (&mut br, &mut bw),
                     d.settings.relay_buffer,
                 )
@@ -191,14 +232,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
             Some(e) => Ok(format!("session ended by the {} ({e})", end.closed_by)),
         }
     }
+}
 
-    /// Tells the viewer why it cannot have its console, then closes it.
-    async fn refuse(&mut self, reason: &str, host: &str, port: u16) -> String {
-        self.server.reject(reason);
-        let _ = flush(&mut self.server, &mut self.writer).await;
-        self.writer.close().await;
-        format!("{reason} ({host}:{port})")
-    }
+/// Tells the viewer why it cannot have its console (the core words it),
+/// then closes it; returns what to log.
+async fn refuse<W: AsyncWrite + Unpin>(
+    entry: &mut Entry<'_>,
+    writer: &mut Plain<W>,
+    why: Rejection<'_>,
+    target: &str,
+) -> String {
+    let reason = entry.reject(why);
+    let _ = flush(entry, writer).await;
+    writer.close().await;
+    format!("{} ({target})", reason.as_str())
 }
 
 /// Writes bytes a handshake stage read past its end, if any.

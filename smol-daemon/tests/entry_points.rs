@@ -26,6 +26,31 @@ fn read_all(mut s: TcpStream) -> Vec<u8> {
     v
 }
 
+/// A GWM request that leaves `ws` out: the console may be reached either
+/// way, so its port sniffs what arrives. Returns the port.
+fn sniffing_request(d: &Daemon, backend: std::net::SocketAddr) -> u16 {
+    let line = format!(
+        "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"pw\"}}\r\n",
+        backend.ip(),
+        backend.port()
+    );
+    let reply = d.control_raw(line.as_bytes());
+    reply.trim_end().parse().expect("a port")
+}
+
+/// A native-only console (`"ws": false`) does not wait for a silence: its
+/// port speaks RFB's ProtocolVersion before the viewer says anything.
+#[test]
+fn native_only_port_speaks_first() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let d = Daemon::start(&[]);
+    let port = d.gwm_request(backend.addr(), "pw", false);
+    let mut s = tcp(port);
+    let mut version = [0u8; 12];
+    s.read_exact(&mut version).expect("the server speaks first");
+    assert_eq!(&version, b"RFB 003.008\n");
+}
+
 #[test]
 fn base64_subprotocol_serves_novnc_0_4() {
     let backend = Backend::spawn(BackendConfig::with_password("gwm-pw")).unwrap();
@@ -80,7 +105,9 @@ fn async_tungstenite_browser_logs_in_and_receives_intact_bytes() {
 fn flash_policy_request_on_an_entry_point_keeps_the_ticket() {
     let backend = Backend::spawn(BackendConfig::default()).unwrap();
     let d = Daemon::start(&[]);
-    let port = d.gwm_request(backend.addr(), "pw", false);
+    // A console that may be a WebSocket or native: its port sniffs. (A
+    // native-only console's port speaks RFB first and serves no policy.)
+    let port = sniffing_request(&d, backend.addr());
     let mut s = tcp(port);
     s.write_all(b"<policy-file-request/>\0").unwrap();
     let answer = read_all(s);
@@ -97,7 +124,7 @@ fn flash_policy_request_on_an_entry_point_keeps_the_ticket() {
 fn tls_client_hello_gets_a_handshake_failure_alert() {
     let backend = Backend::spawn(BackendConfig::default()).unwrap();
     let mut d = Daemon::start(&[]);
-    let port = d.gwm_request(backend.addr(), "pw", false);
+    let port = sniffing_request(&d, backend.addr());
     let hello = Fixture::load("sniff/tls-clienthello.txt").stream(Dir::Client);
     let mut s = tcp(port);
     s.write_all(&hello).unwrap();

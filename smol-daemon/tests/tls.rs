@@ -211,7 +211,15 @@ fn gwm_request_without_tls_refuses_a_tls_viewer_with_the_reason() {
     let backend = Backend::spawn(BackendConfig::with_password("plain")).unwrap();
     let cert = Cert::new();
     let mut d = cert.daemon(&[]);
-    let port = d.gwm_request_tls(backend.addr(), "plain", false, false);
+    // `ws` left out: the port sniffs, so a TLS viewer is heard (a
+    // native-only console's port speaks RFB first, which no TLS client
+    // can read).
+    let line = format!(
+        "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"plain\", \"tls\": false}}\r\n",
+        backend.addr().ip(),
+        backend.addr().port()
+    );
+    let port: u16 = d.control_raw(line.as_bytes()).trim_end().parse().unwrap();
     match Viewer::handshake(cert.connect(port), &ViewerConfig::password("plain")) {
         Err(ViewerError::Refused { reason }) => {
             assert_eq!(reason, "this console is not offered over TLS")

@@ -70,6 +70,10 @@ pub enum Error {
     /// address). Answer: "connection failed" (zero security types, or type 0
     /// on 3.3) with the driver's reason, which every version shows.
     Refused,
+    /// The driver's handshake deadline passed ([`Server::time_out`]). Answer:
+    /// SecurityResult failed with the driver's reason to a 3.8 viewer that
+    /// was answering the challenge; nothing in earlier states.
+    TimedOut,
 }
 
 impl Error {
@@ -83,6 +87,7 @@ impl Error {
             Error::AuthenticationFailed => "Authentication failure",
             Error::Rejected => "rejected by the proxy",
             Error::Refused => "refused by the proxy",
+            Error::TimedOut => "handshake timed out",
         }
     }
 }
@@ -220,6 +225,23 @@ impl Server {
         true
     }
 
+    /// Gives up on a viewer that has not authenticated (the driver's
+    /// handshake deadline passed): one answering the challenge gets
+    /// SecurityResult failed with `reason` (3.8); one that has not sent its
+    /// version or security type gets nothing more (RFB has no message for
+    /// it). Afterwards `handle_input` returns [`Error::TimedOut`]. Returns
+    /// `false` (and does nothing) once authenticated or stopped.
+    pub fn time_out(&mut self, reason: &str) -> bool {
+        match self.state {
+            State::Response => self.security_result_failed(&Reason::from_str_truncated(reason)),
+            State::Version | State::SecurityType => {}
+            State::Decision | State::Accepted | State::Failed => return false,
+        }
+        self.state = State::Failed;
+        self.error = Some(Error::TimedOut);
+        true
+    }
+
     fn security_result_failed(&mut self, reason: &Reason) {
         self.out.push(&SECURITY_RESULT_FAILED.to_be_bytes());
         if self.version == Some(Version::V3_8) {
@@ -229,7 +251,7 @@ impl Server {
 
     fn fail(&mut self, e: Error) -> Error {
         match e {
-            Error::NotRfb | Error::Rejected | Error::Refused => {}
+            Error::NotRfb | Error::Rejected | Error::Refused | Error::TimedOut => {}
             Error::UnsupportedVersion => {
                 self.out.push(&[0]);
                 self.out

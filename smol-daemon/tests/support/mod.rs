@@ -214,7 +214,6 @@ pub fn port_closed(port: u16) -> bool {
     }
 }
 
-/// A backend that sends `len` bytes of the bulk stream seeded with `seed`
 /// A GWM (vapclient) request line, as Ganeti Web Manager sends it.
 pub fn gwm_line(backend: SocketAddr, password: &str, ws: bool, tls: bool) -> String {
     format!(
@@ -224,6 +223,7 @@ pub fn gwm_line(backend: SocketAddr, password: &str, ws: bool, tls: bool) -> Str
     )
 }
 
+/// A backend that sends `len` bytes of the bulk stream seeded with `seed`
 /// after ServerInit and reports what it receives.
 pub fn bulk_backend(password: &str, len: u64, seed: u64) -> BackendHandle {
     Backend::spawn(BackendConfig {

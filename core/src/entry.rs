@@ -1,0 +1,1001 @@
+//! One viewer connection on an entry point, from its first byte to
+//! "authenticated, here is the ticket": the viewer's way in (DESIGN
+//! "Entry points" and "Sessions"). It is not the relay, not TLS (rustls is
+//! the driver's: the machine asks for it with [`Event::StartTls`] and is fed
+//! the plaintext) and not the backend login (`rfb::client`); it sequences the
+//! machines of [`crate::sniff`], [`crate::policy`], [`crate::ws::handshake`],
+//! [`crate::ws::frame`] and [`crate::rfb::server`], asks its driver who may
+//! come in (the ticket table decides, [`Entry::admit_from`]), and answers
+//! every failure and every deadline on the wire.
+//!
+//! # What arrives, and what it gets
+//!
+//! - A ticket's port whose console cannot be a WebSocket and is not TLS-only
+//!   (GWM's `"ws": false`, snf's `vnc`) serves native viewers only: RFB's
+//!   ProtocolVersion goes out at once, with no sniffing silence.
+//! - Anywhere else the first bytes are sniffed: a TLS ClientHello
+//!   ([`Event::StartTls`]; without a certificate, a `handshake_failure`
+//!   alert), an HTTP request (the WebSocket handshake; its `token` query
+//!   parameter names a single-port console), a Flash policy request (the
+//!   policy, then close), or — after [`sniff::SILENCE_TIMEOUT_MS`] of
+//!   silence — a native viewer waiting for the server. Inside TLS only a
+//!   WebSocket upgrade or a silence may follow. Bytes that are none of these
+//!   are closed unanswered.
+//! - Who may come in is decided once the layers are known ([`Event::Admit`]):
+//!   a refused viewer on the single port gets the HTTP status of its refusal
+//!   ([`ticket::Error::http_status`]); anywhere else it gets RFB's
+//!   "connection failed" with the reason (inside the WebSocket when one was
+//!   opened), which noVNC and native viewers show.
+//! - The RFB server handshake runs with the ticket's password (inside
+//!   WebSocket frames when there are some). A wrong password burns an
+//!   attempt ([`Entry::charge_attempt`]); a right one reports
+//!   [`Event::Authenticated`]: the driver takes the ticket
+//!   ([`Entry::take_ticket`]), logs in to the backend, and then calls
+//!   [`Entry::accept`] or [`Entry::reject`] (the reason the viewer sees is
+//!   chosen here, [`Rejection`]). After `accept` and a last flush,
+//!   [`Entry::into_relay`] hands over the WebSocket connection and every byte
+//!   read past the handshake, in order.
+//! - One deadline bounds everything before authentication
+//!   ([`Config::handshake_timeout_ms`] from the accept): at it, an HTTP
+//!   request still being read gets `408`, a viewer answering the challenge
+//!   gets SecurityResult failed with "handshake timed out", and the
+//!   connection ends ([`Error::TimedOut`]).
+//!
+//! # Driver order
+//!
+//! As for every [`Machine`] (see `machine.rs`), in a loop:
+//!
+//! 1. [`Machine::poll_output`] until 0, writing to the viewer (inside TLS
+//!    once TLS has started);
+//! 2. [`Machine::poll_event`], acting on:
+//!    - [`Event::StartTls`]: run the TLS server handshake over the socket,
+//!      giving it the unconsumed input (the ClientHello); within
+//!      [`Machine::poll_timeout`]; then [`Entry::tls_started`] and feed the
+//!      plaintext from then on;
+//!    - [`Event::Admit`]: [`Entry::admit_from`] (or [`Entry::incoming`] and
+//!      [`Entry::admit`] for a table of one's own), then go on;
+//!    - [`Event::PolicyServed`]: flush, close;
+//!    - [`Event::Authenticated`]: [`Entry::take_ticket`], the backend, then
+//!      [`Entry::accept`] or [`Entry::reject`], flush, and on accept
+//!      [`Entry::into_relay`];
+//! 3. wait for input or for [`Machine::poll_timeout`]: feed
+//!    [`Machine::handle_input`] (again after every `Ok(n > 0)`, with the
+//!    rest), [`Machine::handle_eof`] when the viewer closed, or
+//!    [`Machine::handle_timeout`].
+//!
+//! On `Err`, flush the queued answer, call [`Entry::charge_attempt`] (a
+//! wrong password burns an attempt of the ticket), and close.
+
+use core::fmt::{self, Write as _};
+use core::net::IpAddr;
+
+use heapless::Vec;
+
+use crate::control::{Need, Transport};
+use crate::machine::Machine;
+use crate::policy;
+use crate::rfb::des::CHALLENGE_LEN;
+use crate::rfb::server::{self, Server};
+use crate::rfb::wire::{Reason, REASON_MAX};
+use crate::sniff::{self, Kind};
+use crate::ticket::{self, Attempt, Handle, Lookup, Table, Ticket};
+use crate::time::Instant;
+use crate::ws::frame::{self, Decoded};
+use crate::ws::handshake::{self, Handshake};
+use crate::ws::{self, Connection};
+
+/// Undecoded WebSocket bytes the machine holds during the RFB handshake
+/// (frames are decoded in place here; the caller's input is read-only).
+pub const RAW_CAP: usize = 512;
+/// Decoded RFB bytes the machine holds for the RFB server (an early
+/// ClientInit or more after the viewer's response is handed on).
+pub const RFB_CAP: usize = 256;
+/// The WebSocket close code after a failed handshake inside WebSocket
+/// (RFC 6455 section 7.4.1: policy violation); frame errors send their own.
+pub const CLOSE_REFUSED: u16 = 1008;
+/// Bytes of RFB kept by a transcript ([`Config::transcript`]): more than a
+/// whole handshake both ways.
+pub const TRANSCRIPT_CAP: usize = 512;
+/// Messages kept by a transcript.
+const TRANSCRIPT_RECORDS: usize = 32;
+/// The longest client frame header (RFC 6455 section 5.2: 2 + 8 + 4 bytes).
+const MAX_FRAME_HEADER: usize = 14;
+/// What a viewer is told when the handshake deadline passes.
+const TIMED_OUT: &str = "handshake timed out";
+
+/// Which door a viewer came through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The entry port of one ticket.
+    Port {
+        /// Its port.
+        port: u16,
+        /// The ticket the port was opened for.
+        handle: Handle,
+        /// The layers that ticket's console allows (its request's).
+        offers: Transport,
+    },
+    /// The single-port WebSocket listener: the URL's token names the ticket.
+    Single {
+        /// The listener's port.
+        port: u16,
+    },
+}
+
+impl Door {
+    /// Whether a viewer here can only be a native one: a ticket's port whose
+    /// console cannot be a WebSocket and is not TLS-only. Such a door speaks
+    /// RFB first, without waiting for a silence.
+    pub const fn native_only(&self) -> bool {
+        match self {
+            Door::Port { offers, .. } => {
+                matches!(offers.websocket, Need::No) && !matches!(offers.tls, Need::Yes)
+            }
+            Door::Single { .. } => false,
+        }
+    }
+}
+
+impl fmt::Display for Door {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Door::Port { port, .. } => write!(f, "port {port}"),
+            Door::Single { port } => write!(f, "single port {port}"),
+        }
+    }
+}
+
+/// The layers a viewer arrived with, as sniffed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Layers {
+    /// TLS around the connection.
+    pub tls: bool,
+    /// WebSocket carrying RFB.
+    pub websocket: bool,
+}
+
+impl fmt::Display for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match (self.tls, self.websocket) {
+            (false, false) => "native RFB",
+            (false, true) => "WebSocket",
+            (true, false) => "native RFB over TLS",
+            (true, true) => "WebSocket over TLS",
+        })
+    }
+}
+
+/// Settings of one entry machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Config<'a> {
+    /// Where the viewer came in.
+    pub door: Door,
+    /// The viewer's address (checked against a ticket's pinned client).
+    pub peer: IpAddr,
+    /// Whether TLS is offered (a certificate is configured).
+    pub tls: bool,
+    /// Milliseconds from the accept until the viewer must have
+    /// authenticated.
+    pub handshake_timeout_ms: u64,
+    /// The WebSocket handshake's limits and Origin allow-list.
+    pub websocket: handshake::Config<'a>,
+    /// The WebSocket frames' limits.
+    pub frames: frame::Config,
+    /// The Flash policy served on a ticket's port.
+    pub policy: policy::Config<'a>,
+    /// Keep the RFB bytes of the handshake, each way in order
+    /// ([`Entry::transcript`]), for recording sessions.
+    pub transcript: bool,
+}
+
+/// The RFB bytes of a handshake in the order they crossed, without TLS and
+/// WebSocket framing ([`Entry::transcript`]).
+#[derive(Debug, Default)]
+pub struct Transcript {
+    bytes: Vec<u8, TRANSCRIPT_CAP>,
+    records: Vec<(bool, u16), TRANSCRIPT_RECORDS>,
+    /// Some bytes did not fit (the transcript is a prefix).
+    pub truncated: bool,
+}
+
+impl Transcript {
+    fn push(&mut self, from_viewer: bool, b: &[u8]) {
+        if b.is_empty() {
+            return;
+        }
+        if self.bytes.extend_from_slice(b).is_err()
+            || self.records.push((from_viewer, b.len() as u16)).is_err()
+        {
+            self.truncated = true;
+        }
+    }
+
+    /// Each message: whether the viewer sent it (else vncap did), and its
+    /// bytes.
+    pub fn records(&self) -> impl Iterator<Item = (bool, &[u8])> {
+        let mut at = 0usize;
+        self.records.iter().map(move |&(from_viewer, len)| {
+            let b = self
+                .bytes
+                .get(at..at + usize::from(len))
+                .unwrap_or_default();
+            at += usize::from(len);
+            (from_viewer, b)
+        })
+    }
+}
+
+/// Why a viewer may not use a console, and how that is said.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// What the viewer is told (RFB's "connection failed" reason).
+    pub reason: &'static str,
+    /// The HTTP status on the single port.
+    pub http_status: u16,
+}
+
+impl Refusal {
+    /// A viewer on the single port that named no token (or no WebSocket).
+    pub const NO_TOKEN: Refusal = Refusal {
+        reason: "this entry point serves WebSocket consoles named by a token",
+        http_status: 404,
+    };
+}
+
+impl From<ticket::Error> for Refusal {
+    fn from(e: ticket::Error) -> Self {
+        Refusal {
+            reason: e.reason(),
+            http_status: e.http_status(),
+        }
+    }
+}
+
+/// What the viewer asks for, for the admit step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Incoming<'a> {
+    /// The ticket it names: its port, or its token; `None` on the single
+    /// port without a token.
+    pub lookup: Option<Lookup<'a>>,
+    /// The layers it arrived with.
+    pub layers: Layers,
+}
+
+/// What the entry machine reports to its driver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A TLS ClientHello arrived: run TLS over the connection (starting with
+    /// the unconsumed input), then call [`Entry::tls_started`].
+    StartTls,
+    /// The layers are known: decide with [`Entry::admit_from`] or
+    /// [`Entry::admit`].
+    Admit,
+    /// A Flash policy request was answered: flush, then close.
+    PolicyServed,
+    /// The viewer knows the password of this ticket: [`Entry::take_ticket`],
+    /// the backend, then [`Entry::accept`] or [`Entry::reject`].
+    Authenticated(Handle),
+}
+
+/// Why the connection ends before a session. The answer the protocol has is
+/// queued in `poll_output` when the error is returned; errors are sticky.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The viewer closed its side before authenticating. No answer.
+    Closed,
+    /// A ClientHello where no TLS is offered: a `handshake_failure` alert.
+    TlsNotOffered,
+    /// The viewer spoke first with something that is not TLS, HTTP or a
+    /// Flash policy request. No answer.
+    UnknownProtocol,
+    /// Inside TLS, something other than a WebSocket upgrade. No answer.
+    NotWebSocketInsideTls,
+    /// The handshake deadline passed: 408, or RFB's failure, where the
+    /// protocol has room.
+    TimedOut,
+    /// A malformed Flash policy request. No answer.
+    Policy(policy::Error),
+    /// A bad WebSocket upgrade request: its HTTP status.
+    Handshake(ws::Error),
+    /// A bad WebSocket frame during the RFB handshake: its close code.
+    Frame(ws::Error),
+    /// The viewer may not use a console: its HTTP status on the single
+    /// port, else RFB's "connection failed" with the reason.
+    Refused(Refusal),
+    /// The RFB handshake failed (the viewer's version or security type):
+    /// RFB's answer.
+    Rfb(server::Error),
+    /// The viewer's response does not match the password: SecurityResult
+    /// failed; the ticket loses an attempt ([`Entry::charge_attempt`]).
+    WrongPassword,
+    /// The driver called [`Entry::reject`] (or the ticket went before
+    /// [`Entry::take_ticket`]): SecurityResult failed with the reason.
+    Rejected,
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Closed => f.write_str("closed before authenticating"),
+            Error::TlsNotOffered => {
+                f.write_str("TLS is not offered on this entry point; sent handshake_failure")
+            }
+            Error::UnknownProtocol => {
+                f.write_str("spoke first and is not a known protocol; closed")
+            }
+            Error::NotWebSocketInsideTls => {
+                f.write_str("TLS: spoke first and is not a WebSocket upgrade; closed")
+            }
+            Error::TimedOut => f.write_str("handshake timed out"),
+            Error::Policy(e) => write!(f, "Flash policy: {e}"),
+            Error::Handshake(e) => write!(f, "WebSocket handshake: {e}"),
+            Error::Frame(e) => write!(f, "WebSocket: {e}"),
+            Error::Refused(r) => write!(f, "refused: {}", r.reason),
+            Error::Rfb(e) => write!(f, "RFB handshake: {e}"),
+            Error::WrongPassword => f.write_str("wrong password"),
+            Error::Rejected => f.write_str("rejected"),
+        }
+    }
+}
+
+/// Why the driver cannot give an authenticated viewer its console; the
+/// viewer sees [`Rejection::reason`].
+#[derive(Debug, Clone, Copy)]
+pub enum Rejection<'a> {
+    /// The backend could not be reached (the detail: the connect error).
+    Unreachable(&'a str),
+    /// The backend refused the login: the RFB client's error, and the
+    /// reason the backend gave, if any.
+    LoginFailed(crate::rfb::client::Error, Option<&'a str>),
+    /// The backend's connection failed during the login (the detail).
+    LoginBroken(&'a str),
+    /// The backend accepted the connection but did not finish RFB in time.
+    LoginTimedOut,
+    /// The ticket can no longer be used (it expired while the viewer
+    /// answered, or a second viewer was faster).
+    Ticket(ticket::Error),
+}
+
+impl Rejection<'_> {
+    /// The reason sent to the viewer (RFB 3.8 SecurityResult), at most
+    /// [`REASON_MAX`] bytes.
+    pub fn reason(&self) -> Reason {
+        let mut s: heapless::String<REASON_MAX> = heapless::String::new();
+        // A longer text is cut by the write: what fits is sent.
+        let _ = match self {
+            Rejection::Unreachable(detail) => write!(s, "backend unreachable: {detail}"),
+            Rejection::LoginFailed(e, Some(r)) if !r.is_empty() => write!(s, "backend: {e}: {r}"),
+            Rejection::LoginFailed(e, _) => write!(s, "backend: {e}"),
+            Rejection::LoginBroken(detail) => write!(s, "backend: {detail}"),
+            Rejection::LoginTimedOut => s.write_str("backend did not complete the RFB handshake"),
+            Rejection::Ticket(e) => s.write_str(e.reason()),
+        };
+        Reason::from_str_truncated(&s)
+    }
+}
+
+/// What [`Entry::into_relay`] hands over once the viewer is accepted.
+#[derive(Debug)]
+pub struct Relay {
+    /// The WebSocket connection (its decoder's state included), if the
+    /// viewer came over WebSocket.
+    pub websocket: Option<Connection>,
+    /// RFB bytes the viewer sent after its response (decoded from frames):
+    /// write them to the backend first.
+    pub early_rfb: Vec<u8, RFB_CAP>,
+    /// Undecoded WebSocket bytes the machine had read: they come before the
+    /// driver's own unconsumed input. (Without WebSocket, the early bytes
+    /// are all in the driver's unconsumed input.)
+    pub raw: Vec<u8, RAW_CAP>,
+}
+
+#[derive(Debug)]
+enum State {
+    /// Looking at the first bytes (the second time inside TLS).
+    Sniff {
+        inside_tls: bool,
+        silence_at: Instant,
+    },
+    /// [`Event::StartTls`] reported; waiting for [`Entry::tls_started`].
+    Tls,
+    /// Answering a Flash policy request (`Entry::policy`).
+    Policy,
+    /// Reading the WebSocket upgrade request.
+    Upgrade,
+    /// [`Event::Admit`] reported; waiting for the decision.
+    Admit,
+    /// The RFB server handshake.
+    Rfb,
+    /// [`Event::Authenticated`] reported; waiting for accept or reject.
+    Decision,
+    /// SecurityResult OK queued.
+    Accepted,
+    /// Done: the policy was served, or `error`.
+    Done,
+}
+
+/// One viewer connection's way in (see the module docs).
+pub struct Entry<'a> {
+    config: Config<'a>,
+    state: State,
+    layers: Layers,
+    deadline: Instant,
+    challenge: [u8; CHALLENGE_LEN],
+    /// Input was offered while sniffing (bytes that are not yet anything).
+    spoke: bool,
+    upgrade: Option<Handshake<'a>>,
+    policy: Option<policy::Policy>,
+    server: Option<Server>,
+    websocket: Option<Connection>,
+    admitted: Option<Handle>,
+    refusal: Option<Refusal>,
+    raw: Vec<u8, RAW_CAP>,
+    rfb: Vec<u8, RFB_CAP>,
+    alert_sent: Option<usize>,
+    /// Close the WebSocket once the RFB answer is out.
+    close: Option<(u16, &'static str)>,
+    transcript: Option<Transcript>,
+    event: Option<Event>,
+    error: Option<Error>,
+}
+
+impl fmt::Debug for Entry<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Entry")
+            .field("door", &self.config.door)
+            .field("state", &self.state)
+            .field("layers", &self.layers)
+            .field("error", &self.error)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> Entry<'a> {
+    /// The machine for a viewer accepted at `now`. `challenge` is the VNC
+    /// authentication challenge, from a secure RNG.
+    pub fn new(config: Config<'a>, now: Instant, challenge: [u8; CHALLENGE_LEN]) -> Self {
+        let mut entry = Entry {
+            config,
+            state: State::Sniff {
+                inside_tls: false,
+                silence_at: now + sniff::SILENCE_TIMEOUT_MS,
+            },
+            layers: Layers::default(),
+            deadline: now + config.handshake_timeout_ms,
+            challenge,
+            spoke: false,
+            upgrade: None,
+            policy: None,
+            server: None,
+            websocket: None,
+            admitted: None,
+            refusal: None,
+            raw: Vec::new(),
+            rfb: Vec::new(),
+            alert_sent: None,
+            close: None,
+            transcript: config.transcript.then(Transcript::default),
+            event: None,
+            error: None,
+        };
+        if config.door.native_only() {
+            entry.ask_admit();
+        }
+        entry
+    }
+
+    /// The door.
+    pub fn door(&self) -> Door {
+        self.config.door
+    }
+
+    /// The layers the viewer arrived with (as far as known).
+    pub fn layers(&self) -> Layers {
+        self.layers
+    }
+
+    /// The RFB bytes so far, with [`Config::transcript`].
+    pub fn transcript(&self) -> Option<&Transcript> {
+        self.transcript.as_ref()
+    }
+
+    /// The ticket the viewer was admitted to, once admitted.
+    pub fn admitted(&self) -> Option<Handle> {
+        self.admitted
+    }
+
+    /// After [`Event::StartTls`]: TLS is up at `now`; feed its plaintext
+    /// from now on. Inside, a WebSocket upgrade or a silence may follow.
+    pub fn tls_started(&mut self, now: Instant) {
+        if matches!(self.state, State::Tls) {
+            self.layers.tls = true;
+            self.spoke = false;
+            self.state = State::Sniff {
+                inside_tls: true,
+                silence_at: now + sniff::SILENCE_TIMEOUT_MS,
+            };
+        }
+    }
+
+    /// After [`Event::Admit`]: what the viewer asks for.
+    pub fn incoming(&self) -> Incoming<'_> {
+        let lookup = match self.config.door {
+            Door::Port { port, .. } => Some(Lookup::Port(port)),
+            Door::Single { .. } => self
+                .upgrade
+                .as_ref()
+                .and_then(Handshake::request)
+                .and_then(|r| r.query_param("token"))
+                .map(|t| Lookup::Token(t.as_bytes())),
+        };
+        Incoming {
+            lookup,
+            layers: self.layers,
+        }
+    }
+
+    /// After [`Event::Admit`]: asks `table` whether the viewer may come in
+    /// at `now` ([`Table::admit`]: the ticket exists, is pending, is not
+    /// pinned to another address, offers these layers; on a ticket's port,
+    /// it is still the ticket the port was opened for), and goes on.
+    pub fn admit_from<const N: usize>(&mut self, table: &Table<N>, now: Instant) {
+        let Incoming { lookup, layers } = self.incoming();
+        let found = lookup.ok_or(Refusal::NO_TOKEN).and_then(|lookup| {
+            let arrived = (layers.tls, layers.websocket);
+            let h = table.admit(lookup, self.config.peer, now, arrived)?;
+            match self.config.door {
+                Door::Port { handle, .. } if handle != h => Err(ticket::Error::NoSuchTicket.into()),
+                _ => Ok(h),
+            }
+        });
+        match found.and_then(|h| {
+            let t = table.get(h).ok_or(ticket::Error::NoSuchTicket)?;
+            Ok((h, t))
+        }) {
+            Ok((h, t)) => self.admit(Ok((h, t.viewer_password.as_bytes()))),
+            Err(refusal) => self.admit(Err(refusal)),
+        }
+    }
+
+    /// After [`Event::Admit`]: the decision (the ticket and its viewer
+    /// password, or why not). A refusal is answered as the door requires.
+    pub fn admit(&mut self, decision: Result<(Handle, &[u8]), Refusal>) {
+        if !matches!(self.state, State::Admit) {
+            return;
+        }
+        let server = match decision {
+            Ok((handle, password)) => {
+                self.admitted = Some(handle);
+                Server::new(password, self.challenge)
+            }
+            Err(refusal) => {
+                if let (Door::Single { .. }, Some(up)) = (self.config.door, self.upgrade.as_mut()) {
+                    // No console behind this URL: an HTTP answer.
+                    up.reject(refusal.http_status);
+                    self.fail(Error::Refused(refusal));
+                    return;
+                }
+                self.refusal = Some(refusal);
+                Server::refusing(refusal.reason)
+            }
+        };
+        if let Some(up) = self.upgrade.as_mut() {
+            up.accept();
+            let sub = match up.poll_event() {
+                Some(handshake::Event::Upgraded(sub)) => sub,
+                _ => up.subprotocol().unwrap_or(ws::Subprotocol::None),
+            };
+            self.websocket = Some(Connection::new(sub, self.config.frames));
+        }
+        self.server = Some(server);
+        self.state = State::Rfb;
+    }
+
+    /// After [`Event::Authenticated`]: takes the ticket out of `table` (it is
+    /// one-time: its port closes, [`ticket::Event::Closed`] is queued). If
+    /// it can no longer be had, the viewer is told why and the machine stops
+    /// with [`Error::Rejected`].
+    pub fn take_ticket<const N: usize>(
+        &mut self,
+        table: &mut Table<N>,
+        now: Instant,
+    ) -> Result<Ticket, ticket::Error> {
+        let handle = match (&self.state, self.admitted) {
+            (State::Decision, Some(h)) => h,
+            _ => return Err(ticket::Error::NoSuchTicket),
+        };
+        table.authenticated(handle, now).inspect_err(|&e| {
+            self.reject(Rejection::Ticket(e));
+        })
+    }
+
+    /// After [`Event::Authenticated`] and the backend's login: sends
+    /// SecurityResult OK. Flush, then [`Entry::into_relay`].
+    pub fn accept(&mut self) -> bool {
+        if !matches!(self.state, State::Decision) {
+            return false;
+        }
+        let ok = self.server.as_mut().is_some_and(Server::accept);
+        if ok {
+            self.state = State::Accepted;
+        }
+        ok
+    }
+
+    /// After [`Event::Authenticated`]: sends SecurityResult failed with the
+    /// reason for `why` (and closes the WebSocket after it); the machine
+    /// stops with [`Error::Rejected`]. Returns the reason sent, for the log.
+    pub fn reject(&mut self, why: Rejection<'_>) -> Reason {
+        let reason = why.reason();
+        if matches!(self.state, State::Decision) {
+            if let Some(s) = self.server.as_mut() {
+                s.reject(reason.as_str());
+            }
+            self.fail(Error::Rejected);
+        }
+        reason
+    }
+
+    /// After an error: applies the ticket rule for it to `table`. A wrong
+    /// password uses one of the ticket's attempts (at the last, the ticket
+    /// is gone); every other failure leaves the ticket alone. Returns what
+    /// became of the attempts, when one was used.
+    pub fn charge_attempt<const N: usize>(&self, table: &mut Table<N>) -> Option<Attempt> {
+        match (self.error, self.admitted) {
+            (Some(Error::WrongPassword), Some(h)) => table.failed_attempt(h).ok(),
+            _ => None,
+        }
+    }
+
+    /// After [`Entry::accept`] (and the flush): the WebSocket connection and
+    /// the bytes read past the handshake, for the relay.
+    pub fn into_relay(self) -> Relay {
+        Relay {
+            websocket: self.websocket,
+            early_rfb: self.rfb,
+            raw: self.raw,
+        }
+    }
+
+    fn ask_admit(&mut self) {
+        self.state = State::Admit;
+        self.event = Some(Event::Admit);
+    }
+
+    fn fail(&mut self, e: Error) -> Error {
+        if self.error.is_none() {
+            debug!("entry: {}", e);
+            self.error = Some(e);
+            self.state = State::Done;
+            let why = match e {
+                Error::Frame(_) | Error::Closed => None,
+                Error::WrongPassword => Some("authentication failed"),
+                Error::TimedOut => Some(TIMED_OUT),
+                Error::Rejected => Some("no session"),
+                _ => Some("refused"),
+            };
+            if let (true, Some(why)) = (self.websocket.is_some(), why) {
+                self.close = Some((CLOSE_REFUSED, why));
+            }
+        }
+        self.error.unwrap_or(e)
+    }
+
+    fn rfb_failed(&mut self, e: server::Error) -> Error {
+        let err = match e {
+            server::Error::AuthenticationFailed => Error::WrongPassword,
+            server::Error::Refused => Error::Refused(self.refusal.unwrap_or(Refusal {
+                reason: e.reason(),
+                http_status: 403,
+            })),
+            server::Error::TimedOut => Error::TimedOut,
+            server::Error::Rejected => Error::Rejected,
+            other => Error::Rfb(other),
+        };
+        self.fail(err)
+    }
+
+    /// One step on `input`; `Ok(0)`: needs more (or waits for the driver).
+    fn step(&mut self, input: &[u8]) -> Result<usize, Error> {
+        match &mut self.state {
+            State::Sniff { inside_tls, .. } => {
+                let inside_tls = *inside_tls;
+                if !input.is_empty() {
+                    self.spoke = true;
+                }
+                match sniff::sniff(input) {
+                    None => Ok(0),
+                    Some(Kind::Tls) if inside_tls => Err(self.fail(Error::NotWebSocketInsideTls)),
+                    Some(Kind::Tls) if self.config.tls => {
+                        self.state = State::Tls;
+                        self.event = Some(Event::StartTls);
+                        Ok(0)
+                    }
+                    Some(Kind::Tls) => {
+                        self.alert_sent = Some(0);
+                        Err(self.fail(Error::TlsNotOffered))
+                    }
+                    Some(Kind::Http) => {
+                        self.layers.websocket = true;
+                        self.upgrade = Some(Handshake::new(self.config.websocket));
+                        self.state = State::Upgrade;
+                        self.step(input)
+                    }
+                    Some(Kind::FlashPolicy) if !inside_tls => {
+                        match policy::Policy::new(&self.config.policy) {
+                            Ok(p) => {
+                                self.policy = Some(p);
+                                self.state = State::Policy;
+                                self.step(input)
+                            }
+                            Err(_) => {
+                                Err(self.fail(Error::Policy(policy::Error::NotPolicyRequest)))
+                            }
+                        }
+                    }
+                    Some(Kind::FlashPolicy) => Err(self.fail(Error::NotWebSocketInsideTls)),
+                    Some(Kind::Unknown) if inside_tls => {
+                        Err(self.fail(Error::NotWebSocketInsideTls))
+                    }
+                    Some(Kind::Unknown) => Err(self.fail(Error::UnknownProtocol)),
+                }
+            }
+            State::Policy => match self
+                .policy
+                .as_mut()
+                .map_or(Ok(0), |p| p.handle_input(input))
+            {
+                Ok(n) => {
+                    if self.policy.as_mut().and_then(Machine::poll_event).is_some() {
+                        self.event = Some(Event::PolicyServed);
+                    }
+                    Ok(n)
+                }
+                Err(e) => Err(self.fail(Error::Policy(e))),
+            },
+            State::Upgrade => {
+                let Some(up) = self.upgrade.as_mut() else {
+                    return Err(self.fail(Error::Closed));
+                };
+                match up.handle_input(input) {
+                    Ok(n) => {
+                        if let Some(handshake::Event::Request) = up.poll_event() {
+                            self.ask_admit();
+                        }
+                        Ok(n)
+                    }
+                    Err(e) => Err(self.fail(Error::Handshake(e))),
+                }
+            }
+            State::Rfb if self.websocket.is_some() => self.rfb_in_frames(input),
+            State::Rfb => {
+                let Some(server) = self.server.as_mut() else {
+                    return Err(self.fail(Error::Closed));
+                };
+                match server.handle_input(input) {
+                    Ok(n) => {
+                        if let Some(t) = self.transcript.as_mut() {
+                            t.push(true, input.get(..n).unwrap_or_default());
+                        }
+                        self.after_rfb_step();
+                        Ok(n)
+                    }
+                    Err(e) => Err(self.rfb_failed(e)),
+                }
+            }
+            State::Tls | State::Admit | State::Decision | State::Accepted => Ok(0),
+            State::Done => Err(self.error.unwrap_or(Error::Closed)),
+        }
+    }
+
+    /// Whether the RFB server authenticated the viewer (then reports it).
+    fn after_rfb_step(&mut self) -> bool {
+        let authenticated = self.server.as_mut().and_then(Machine::poll_event).is_some();
+        if let (true, Some(h)) = (authenticated, self.admitted) {
+            self.state = State::Decision;
+            self.event = Some(Event::Authenticated(h));
+        }
+        authenticated
+    }
+
+    /// RFB inside WebSocket frames: takes what fits into `raw`, decodes it
+    /// into `rfb` and feeds the RFB server, until it authenticates.
+    fn rfb_in_frames(&mut self, input: &[u8]) -> Result<usize, Error> {
+        let take = input.len().min(RAW_CAP - self.raw.len());
+        let _ = self
+            .raw
+            .extend_from_slice(input.get(..take).unwrap_or_default());
+        loop {
+            // The server first: it consumes whole messages or fails.
+            if let Some(server) = self.server.as_mut() {
+                match server.handle_input(&self.rfb) {
+                    Ok(n) => {
+                        if let Some(t) = self.transcript.as_mut() {
+                            t.push(true, self.rfb.get(..n).unwrap_or_default());
+                        }
+                        drop_front(&mut self.rfb, n)
+                    }
+                    Err(e) => return Err(self.rfb_failed(e)),
+                }
+            }
+            if self.after_rfb_step() {
+                return Ok(take);
+            }
+            let Some(conn) = self.websocket.as_mut() else {
+                return Ok(take);
+            };
+            // A window the decoded piece fits into `rfb`.
+            let room = RFB_CAP - self.rfb.len();
+            let window = self.raw.len().min(room + MAX_FRAME_HEADER);
+            let origin = self.raw.as_ptr() as usize;
+            let (used, piece) = match conn.decode(&mut self.raw[..window]) {
+                Ok((used, Some(Decoded::Data { bytes, .. }))) => {
+                    // Where in `raw` the decoder left the piece (unmasked,
+                    // or base64-decoded, in place).
+                    let at = bytes.as_ptr() as usize - origin;
+                    (used, Some(at..at + bytes.len()))
+                }
+                Ok((_, Some(Decoded::Closed { .. }))) => return Err(self.fail(Error::Closed)),
+                Ok((used, None)) => (used, None),
+                Err(e) => return Err(self.fail(Error::Frame(e))),
+            };
+            // Move the piece to `rfb`, then drop the consumed bytes.
+            if let Some(piece) = piece {
+                let _ = self
+                    .rfb
+                    .extend_from_slice(self.raw.get(piece).unwrap_or_default());
+            }
+            drop_front(&mut self.raw, used);
+            if used == 0 {
+                return Ok(take);
+            }
+        }
+    }
+
+    /// Frames what the RFB server queued into `out` (inside WebSocket) as
+    /// one message; returns the bytes written and whether the server has
+    /// nothing more queued.
+    fn poll_rfb_framed(&mut self, out: &mut [u8]) -> (usize, bool) {
+        let (Some(server), Some(conn)) = (self.server.as_mut(), self.websocket.as_ref()) else {
+            return (0, true);
+        };
+        let mut scratch = [0u8; RFB_CAP];
+        let room = conn.encoder().max_data(out.len()).min(scratch.len());
+        if room == 0 {
+            return (0, false);
+        }
+        let n = server.poll_output(&mut scratch[..room]);
+        if n == 0 {
+            return (0, true);
+        }
+        if let Some(t) = self.transcript.as_mut() {
+            t.push(false, &scratch[..n]);
+        }
+        (conn.encode(&scratch[..n], out).1, n < room)
+    }
+}
+
+/// Removes the first `n` bytes of `v`.
+fn drop_front<const N: usize>(v: &mut Vec<u8, N>, n: usize) {
+    let n = n.min(v.len());
+    v.copy_within(n.., 0);
+    v.truncate(v.len() - n);
+}
+
+impl Machine for Entry<'_> {
+    type Event = Event;
+    type Error = Error;
+
+    fn handle_input(&mut self, input: &[u8]) -> Result<usize, Error> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        crate::machine::run_steps(input, |rest| self.step(rest))
+    }
+
+    fn handle_eof(&mut self, input: &[u8]) -> Result<usize, Error> {
+        let n = self.handle_input(input)?;
+        if self.event.is_some() || matches!(self.state, State::Accepted | State::Decision) {
+            return Ok(n);
+        }
+        Err(self.fail(Error::Closed))
+    }
+
+    fn poll_output(&mut self, out: &mut [u8]) -> usize {
+        let mut n = 0;
+        if let Some(sent) = self.alert_sent.as_mut() {
+            n += crate::machine::send_queued(&sniff::TLS_HANDSHAKE_FAILURE, sent, out);
+        }
+        if let Some(up) = self.upgrade.as_mut() {
+            n += up.poll_output(out.get_mut(n..).unwrap_or_default());
+        }
+        if let Some(p) = self.policy.as_mut() {
+            n += p.poll_output(out.get_mut(n..).unwrap_or_default());
+        }
+        // Pongs and close echoes between whole frames, never inside one.
+        if let Some(conn) = self.websocket.as_mut() {
+            n += conn.poll_output(out.get_mut(n..).unwrap_or_default());
+        }
+        if self.websocket.is_none() {
+            if let Some(server) = self.server.as_mut() {
+                let rest = out.get_mut(n..).unwrap_or_default();
+                let m = server.poll_output(rest);
+                if let Some(t) = self.transcript.as_mut() {
+                    t.push(false, rest.get(..m).unwrap_or_default());
+                }
+                n += m;
+            }
+            return n;
+        }
+        let drained = loop {
+            match self.poll_rfb_framed(out.get_mut(n..).unwrap_or_default()) {
+                (m, false) if m > 0 => n += m,
+                (m, drained) => {
+                    n += m;
+                    break drained;
+                }
+            }
+        };
+        // The close frame once the RFB answer is out.
+        if let (Some((code, reason)), true, Some(conn)) =
+            (self.close, drained, self.websocket.as_mut())
+        {
+            conn.close(code, reason);
+            self.close = None;
+            n += conn.poll_output(out.get_mut(n..).unwrap_or_default());
+        }
+        n
+    }
+
+    fn poll_event(&mut self) -> Option<Event> {
+        self.event.take()
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Sniff { silence_at, .. } => Some(silence_at.min(self.deadline)),
+            State::Decision | State::Accepted | State::Done => None,
+            _ => Some(self.deadline),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        if self.error.is_some() {
+            return;
+        }
+        if now >= self.deadline {
+            match self.state {
+                State::Decision | State::Accepted | State::Done => return,
+                State::Upgrade => {
+                    if let Some(up) = self.upgrade.as_mut() {
+                        up.reject(408);
+                    }
+                }
+                State::Rfb => {
+                    if let Some(s) = self.server.as_mut() {
+                        s.time_out(TIMED_OUT);
+                    }
+                }
+                _ => {}
+            }
+            self.fail(Error::TimedOut);
+            return;
+        }
+        if let State::Sniff { silence_at, .. } = self.state {
+            if now >= silence_at {
+                if self.spoke {
+                    // Bytes that are not yet anything after the silence.
+                    let inside = self.layers.tls;
+                    self.fail(if inside {
+                        Error::NotWebSocketInsideTls
+                    } else {
+                        Error::UnknownProtocol
+                    });
+                } else {
+                    // A native viewer waits for the server to speak first.
+                    self.ask_admit();
+                }
+            }
+        }
+    }
+}
