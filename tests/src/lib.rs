@@ -8,5 +8,6 @@
 pub mod backend;
 pub mod fixture;
 pub mod harness;
+pub mod pair;
 pub mod peer;
 pub mod viewer;
