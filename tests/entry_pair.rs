@@ -368,9 +368,13 @@ fn recorded_input(viewer: &Fixture, ws: bool) -> Vec<u8> {
     v
 }
 
-/// Replays a recording through the pair in the given splits: what the
-/// viewer got (RFB, unframed) and every byte left for the relay (RFB).
-fn replay(name: &str, ws: bool, sizes: &[usize]) -> (Vec<Event>, Vec<u8>, Vec<u8>) {
+/// What a replay did: the events, what the viewer got (RFB, unframed),
+/// every byte left for the relay (RFB), and how many input bytes the
+/// machine consumed.
+type Replayed = (Vec<Event>, Vec<u8>, Vec<u8>, usize);
+
+/// Replays a recording through the pair in the given splits.
+fn replay(name: &str, ws: bool, sizes: &[usize]) -> Replayed {
     let viewer = Fixture::load(&format!("rfb/interop/{name}-viewer.txt"));
     let backend = Fixture::load(&format!("rfb/interop/{name}-backend.txt"));
     let (mut p, _) = Pair::with_config(
@@ -380,7 +384,9 @@ fn replay(name: &str, ws: bool, sizes: &[usize]) -> (Vec<Event>, Vec<u8>, Vec<u8
         recorded_challenge(&viewer),
     );
     p.backend = Backend::from_fixture(&backend);
-    p.deliver_split(&recorded_input(&viewer, ws), sizes);
+    let input = recorded_input(&viewer, ws);
+    p.deliver_split(&input, sizes);
+    let consumed = input.len() - p.pending.len();
     let relay = p
         .relay
         .take()
@@ -402,7 +408,7 @@ fn replay(name: &str, ws: bool, sizes: &[usize]) -> (Vec<Event>, Vec<u8>, Vec<u8
         p.to_backend,
         backend.stream(Dir::Client)[..p.to_backend.len()]
     );
-    (p.events, got, left)
+    (p.events, got, left, consumed)
 }
 
 /// The recordings of real viewers through vncap with VNC authentication
@@ -421,7 +427,7 @@ fn recordings_replay_to_what_vncap_sent() {
         let sent = viewer.stream(Dir::Server);
         let from_viewer = viewer.stream(Dir::Client);
         for ws in [false, true] {
-            let (events, got, left) = replay(name, ws, &[usize::MAX]);
+            let (events, got, left, _) = replay(name, ws, &[usize::MAX]);
             assert!(
                 matches!(events[..], [Event::Admit, Event::Authenticated(_)]),
                 "{name}: {events:?}"

@@ -783,7 +783,10 @@ impl<'a> Entry<'a> {
                     Err(e) => Err(self.rfb_failed(e)),
                 }
             }
-            State::Tls | State::Admit | State::Decision | State::Accepted => Ok(0),
+            // The rest of the frame that finished the handshake, if the
+            // response ended inside one.
+            State::Decision | State::Accepted => Ok(self.rest_of_frame(input)),
+            State::Tls | State::Admit => Ok(0),
             State::Done => Err(self.error.unwrap_or(Error::Closed)),
         }
     }
@@ -798,13 +801,39 @@ impl<'a> Entry<'a> {
         authenticated
     }
 
-    /// RFB inside WebSocket frames: takes what fits into `raw`, decodes it
-    /// into `rfb` and feeds the RFB server, until it authenticates.
-    fn rfb_in_frames(&mut self, input: &[u8]) -> Result<usize, Error> {
-        let take = input.len().min(RAW_CAP - self.raw.len());
+    /// Copies into `raw` what of `input` still belongs to the frame being
+    /// read, never past its end (so the hand-over falls at a frame's end
+    /// whatever the reads were); returns how many bytes.
+    fn take_frame_bytes(&mut self, input: &[u8]) -> usize {
+        let Some(conn) = self.websocket.as_ref() else {
+            return 0;
+        };
+        let n = conn
+            .decoder()
+            .frame_wants(&self.raw)
+            .min(RAW_CAP - self.raw.len())
+            .min(input.len());
         let _ = self
             .raw
-            .extend_from_slice(input.get(..take).unwrap_or_default());
+            .extend_from_slice(input.get(..n).unwrap_or_default());
+        n
+    }
+
+    /// After the handshake: [`Entry::take_frame_bytes`] while a frame is
+    /// still being read (the one whose payload ended the handshake), never
+    /// the next.
+    fn rest_of_frame(&mut self, input: &[u8]) -> usize {
+        match self.websocket.as_ref() {
+            Some(conn) if conn.decoder().in_frame() => self.take_frame_bytes(input),
+            _ => 0,
+        }
+    }
+
+    /// RFB inside WebSocket frames: takes frame bytes into `raw`, decodes
+    /// them into `rfb` and feeds the RFB server until it authenticates;
+    /// then takes the rest of that frame.
+    fn rfb_in_frames(&mut self, input: &[u8]) -> Result<usize, Error> {
+        let mut took = 0;
         loop {
             // The server first: it consumes whole messages or fails.
             if let Some(server) = self.server.as_mut() {
@@ -818,11 +847,14 @@ impl<'a> Entry<'a> {
                     Err(e) => return Err(self.rfb_failed(e)),
                 }
             }
+            let rest = input.get(took..).unwrap_or_default();
             if self.after_rfb_step() {
-                return Ok(take);
+                return Ok(took + self.rest_of_frame(rest));
             }
+            let taken = self.take_frame_bytes(rest);
+            took += taken;
             let Some(conn) = self.websocket.as_mut() else {
-                return Ok(take);
+                return Ok(took);
             };
             // A window the decoded piece fits into `rfb`.
             let room = RFB_CAP - self.rfb.len();
@@ -840,14 +872,15 @@ impl<'a> Entry<'a> {
                 Err(e) => return Err(self.fail(Error::Frame(e))),
             };
             // Move the piece to `rfb`, then drop the consumed bytes.
-            if let Some(piece) = piece {
+            if let Some(piece) = piece.as_ref() {
                 let _ = self
                     .rfb
-                    .extend_from_slice(self.raw.get(piece).unwrap_or_default());
+                    .extend_from_slice(self.raw.get(piece.clone()).unwrap_or_default());
             }
             drop_front(&mut self.raw, used);
-            if used == 0 {
-                return Ok(take);
+            if used == 0 && taken == 0 && piece.is_none() {
+                // Nothing decodable, nothing more to take: read more.
+                return Ok(took);
             }
         }
     }

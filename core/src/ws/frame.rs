@@ -222,6 +222,43 @@ impl Decoder {
         e
     }
 
+    /// Whether a frame's header has been read and some of its payload not.
+    pub fn in_frame(&self) -> bool {
+        self.frame.is_some()
+    }
+
+    /// How many more socket bytes, beyond `pending` (bytes read and not yet
+    /// given to [`Decoder::decode`], all of them inside the frame being
+    /// read), still belong to that frame: the rest of a frame in progress,
+    /// or of the next one as far as its header in `pending` tells (while
+    /// the header is incomplete, the bytes it still needs). 0 when `pending`
+    /// holds the whole frame, or a header the decoder will refuse. For a
+    /// driver that must not read past a frame (vncap's entry machine hands
+    /// over at a frame's end, whatever the reads were).
+    pub fn frame_wants(&self, pending: &[u8]) -> usize {
+        let have = pending.len() as u64;
+        let total = match self.frame {
+            Some(cur) => cur.remaining,
+            None => match pending {
+                [] | [_] => 2,
+                [_, b1, ..] => {
+                    let ext = match b1 & 0x7f {
+                        126 => 2,
+                        127 => 8,
+                        _ => 0,
+                    };
+                    let size = 2 + ext + 4;
+                    match parse_header(pending) {
+                        Ok(Some(h)) => h.size as u64 + h.len,
+                        Ok(None) => size,
+                        Err(_) => 0,
+                    }
+                }
+            },
+        };
+        usize::try_from(total.saturating_sub(have)).unwrap_or(usize::MAX)
+    }
+
     /// Decodes frames from `buf` (bytes read, not yet consumed). Returns how
     /// many bytes were consumed and at most one item; see the module docs for
     /// the loop. `(0, None)` means: read more. After an `Err` the close frame
