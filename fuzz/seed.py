@@ -103,6 +103,40 @@ def rfb():
         write("rfb_client", base + "-max33", WHOLE + b"\x00" + counted(server_password) + server)
 
 
+def entry():
+    """The entry target: vncap's recordings of real viewers (the RFB they
+    sent after WebSocket), natively and each message in a masked frame
+    after an upgrade, on every kind of door."""
+    d = os.path.join(FIXTURES, "rfb", "interop")
+    upgrade = (
+        b"GET /websockify HTTP/1.1\r\nHost: vncap\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: binary\r\n\r\n"
+    )
+    for name in sorted(os.listdir(d)):
+        if not name.endswith("-viewer.txt"):
+            continue
+        header, records = load(os.path.join(d, name))
+        base = name[: -len("-viewer.txt")]
+        challenge = stream(records, "S")[14:30]
+        password = header["password"].encode()
+        native = stream(records, "C")
+        framed = upgrade
+        for i, (x, b) in enumerate(records):
+            if x == "C":
+                mask = bytes([i & 0xFF, 0x5A, 0xA5, 7])
+                framed += bytes([0x82, 0x80 | len(b)]) + mask + bytes(c ^ mask[j % 4] for j, c in enumerate(b))
+        params = challenge + counted(password)
+        write("entry", base + "-native", WHOLE + b"\x00" + params + native)
+        write("entry", base + "-native-bytewise", BYTEWISE + b"\x00" + params + native)
+        write("entry", base + "-sniffed", WHOLE + b"\x09" + params + native)
+        write("entry", base + "-ws", WHOLE + b"\x01" + params + framed)
+        write("entry", base + "-ws-mixed", MIXED + b"\x02" + params + framed)
+        write("entry", base + "-ws-reject", WHOLE + b"\x12" + params + framed)
+    write("entry", "policy", WHOLE + b"\x01" + b"\x00" * 16 + counted(b"pw") + b"<policy-file-request/>\x00")
+    write("entry", "tls-hello", WHOLE + b"\x05" + b"\x00" * 16 + counted(b"pw") + b"\x16\x03\x01\x02\x00\x01")
+
+
 def ws():
     d = os.path.join(FIXTURES, "ws")
     for name in sorted(os.listdir(d)):
@@ -218,6 +252,7 @@ def ticket():
 def main():
     shutil.rmtree(CORPUS, ignore_errors=True)
     rfb()
+    entry()
     ws()
     control()
     policy()

@@ -65,6 +65,12 @@
 //!
 //! On `Err`, flush the queued answer, call [`Entry::charge_attempt`] (a
 //! wrong password burns an attempt of the ticket), and close.
+//!
+//! What it consumes, says and sends never depends on how the input was
+//! split, with one exception that cannot matter: inside WebSocket the
+//! machine copies frames in (the caller's buffer is read-only, and frames
+//! are unmasked in place), so how many bytes it had taken when it found an
+//! error depends on the reads. An error ends the connection.
 
 use core::fmt::{self, Write as _};
 use core::net::IpAddr;
@@ -98,6 +104,11 @@ pub const CLOSE_REFUSED: u16 = 1008;
 pub const TRANSCRIPT_CAP: usize = 512;
 /// Messages kept by a transcript.
 const TRANSCRIPT_RECORDS: usize = 32;
+/// Frames queued for a WebSocket viewer (RFB answers, pongs, the close).
+const WIRE_CAP: usize = 1024;
+/// Room in that queue kept for RFB answers: pongs that would eat into it
+/// are dropped (a ping flood during the handshake gets no pongs).
+const WIRE_RESERVE: usize = 512;
 /// The longest client frame header (RFC 6455 section 5.2: 2 + 8 + 4 bytes).
 const MAX_FRAME_HEADER: usize = 14;
 /// What a viewer is told when the handshake deadline passes.
@@ -432,8 +443,11 @@ pub struct Entry<'a> {
     raw: Vec<u8, RAW_CAP>,
     rfb: Vec<u8, RFB_CAP>,
     alert_sent: Option<usize>,
-    /// Close the WebSocket once the RFB answer is out.
-    close: Option<(u16, &'static str)>,
+    /// Inside WebSocket: the frames for the viewer, in the order the
+    /// machine made them (one data frame per RFB answer), and how much of
+    /// it is sent.
+    wire: Vec<u8, WIRE_CAP>,
+    wire_sent: usize,
     transcript: Option<Transcript>,
     event: Option<Event>,
     error: Option<Error>,
@@ -473,7 +487,8 @@ impl<'a> Entry<'a> {
             raw: Vec::new(),
             rfb: Vec::new(),
             alert_sent: None,
-            close: None,
+            wire: Vec::new(),
+            wire_sent: 0,
             transcript: config.transcript.then(Transcript::default),
             event: None,
             error: None,
@@ -589,6 +604,7 @@ impl<'a> Entry<'a> {
         }
         self.server = Some(server);
         self.state = State::Rfb;
+        self.frame_output();
     }
 
     /// After [`Event::Authenticated`]: takes the ticket out of `table` (it is
@@ -618,6 +634,7 @@ impl<'a> Entry<'a> {
         let ok = self.server.as_mut().is_some_and(Server::accept);
         if ok {
             self.state = State::Accepted;
+            self.frame_output();
         }
         ok
     }
@@ -674,8 +691,11 @@ impl<'a> Entry<'a> {
                 Error::Rejected => Some("no session"),
                 _ => Some("refused"),
             };
-            if let (true, Some(why)) = (self.websocket.is_some(), why) {
-                self.close = Some((CLOSE_REFUSED, why));
+            // Inside WebSocket: the RFB answer, then a close frame.
+            self.frame_output();
+            if let (Some(conn), Some(why)) = (self.websocket.as_mut(), why) {
+                conn.close(CLOSE_REFUSED, why);
+                self.frame_output();
             }
         }
         self.error.unwrap_or(e)
@@ -835,20 +855,8 @@ impl<'a> Entry<'a> {
     fn rfb_in_frames(&mut self, input: &[u8]) -> Result<usize, Error> {
         let mut took = 0;
         loop {
-            // The server first: it consumes whole messages or fails.
-            if let Some(server) = self.server.as_mut() {
-                match server.handle_input(&self.rfb) {
-                    Ok(n) => {
-                        if let Some(t) = self.transcript.as_mut() {
-                            t.push(true, self.rfb.get(..n).unwrap_or_default());
-                        }
-                        drop_front(&mut self.rfb, n)
-                    }
-                    Err(e) => return Err(self.rfb_failed(e)),
-                }
-            }
             let rest = input.get(took..).unwrap_or_default();
-            if self.after_rfb_step() {
+            if self.feed_server_by_message()? {
                 return Ok(took + self.rest_of_frame(rest));
             }
             let taken = self.take_frame_bytes(rest);
@@ -878,6 +886,8 @@ impl<'a> Entry<'a> {
                     .extend_from_slice(self.raw.get(piece.clone()).unwrap_or_default());
             }
             drop_front(&mut self.raw, used);
+            // Pongs go out in order with the answers.
+            self.frame_output();
             if used == 0 && taken == 0 && piece.is_none() {
                 // Nothing decodable, nothing more to take: read more.
                 return Ok(took);
@@ -885,26 +895,71 @@ impl<'a> Entry<'a> {
         }
     }
 
-    /// Frames what the RFB server queued into `out` (inside WebSocket) as
-    /// one message; returns the bytes written and whether the server has
-    /// nothing more queued.
-    fn poll_rfb_framed(&mut self, out: &mut [u8]) -> (usize, bool) {
-        let (Some(server), Some(conn)) = (self.server.as_mut(), self.websocket.as_ref()) else {
-            return (0, true);
+    /// Inside WebSocket: feeds the RFB server the decoded bytes one
+    /// message at a time (the shortest prefix it takes), so each answer
+    /// goes out as a frame of its own whatever the reads were. Returns
+    /// whether the viewer authenticated.
+    fn feed_server_by_message(&mut self) -> Result<bool, Error> {
+        let mut k = 1;
+        while k <= self.rfb.len() {
+            let Some(server) = self.server.as_mut() else {
+                break;
+            };
+            match server.handle_input(self.rfb.get(..k).unwrap_or_default()) {
+                Ok(0) => k += 1,
+                Ok(n) => {
+                    if let Some(t) = self.transcript.as_mut() {
+                        t.push(true, self.rfb.get(..n).unwrap_or_default());
+                    }
+                    drop_front(&mut self.rfb, n);
+                    self.frame_output();
+                    if self.after_rfb_step() {
+                        return Ok(true);
+                    }
+                    k = 1;
+                }
+                Err(e) => return Err(self.rfb_failed(e)),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Inside WebSocket: moves what is queued — the decoder's control
+    /// frames, then the RFB server's answer as one data frame — to the
+    /// frames for the viewer.
+    fn frame_output(&mut self) {
+        let Some(conn) = self.websocket.as_mut() else {
+            return;
         };
-        let mut scratch = [0u8; RFB_CAP];
-        let room = conn.encoder().max_data(out.len()).min(scratch.len());
-        if room == 0 {
-            return (0, false);
+        let mut frame = [0u8; RFB_CAP];
+        loop {
+            let n = conn.poll_output(&mut frame);
+            if n == 0 {
+                break;
+            }
+            if self.wire.len() + n <= WIRE_CAP - WIRE_RESERVE
+                || conn.is_closed()
+                || self.error.is_some()
+            {
+                let _ = self.wire.extend_from_slice(&frame[..n]);
+            }
         }
-        let n = server.poll_output(&mut scratch[..room]);
-        if n == 0 {
-            return (0, true);
+        let Some(server) = self.server.as_mut() else {
+            return;
+        };
+        let mut data = [0u8; RFB_CAP];
+        let room = conn.encoder().max_data(frame.len()).min(data.len());
+        loop {
+            let n = server.poll_output(&mut data[..room]);
+            if n == 0 {
+                break;
+            }
+            if let Some(t) = self.transcript.as_mut() {
+                t.push(false, &data[..n]);
+            }
+            let (_, written) = conn.encode(&data[..n], &mut frame);
+            let _ = self.wire.extend_from_slice(&frame[..written]);
         }
-        if let Some(t) = self.transcript.as_mut() {
-            t.push(false, &scratch[..n]);
-        }
-        (conn.encode(&scratch[..n], out).1, n < room)
     }
 }
 
@@ -945,10 +1000,6 @@ impl Machine for Entry<'_> {
         if let Some(p) = self.policy.as_mut() {
             n += p.poll_output(out.get_mut(n..).unwrap_or_default());
         }
-        // Pongs and close echoes between whole frames, never inside one.
-        if let Some(conn) = self.websocket.as_mut() {
-            n += conn.poll_output(out.get_mut(n..).unwrap_or_default());
-        }
         if self.websocket.is_none() {
             if let Some(server) = self.server.as_mut() {
                 let rest = out.get_mut(n..).unwrap_or_default();
@@ -960,22 +1011,11 @@ impl Machine for Entry<'_> {
             }
             return n;
         }
-        let drained = loop {
-            match self.poll_rfb_framed(out.get_mut(n..).unwrap_or_default()) {
-                (m, false) if m > 0 => n += m,
-                (m, drained) => {
-                    n += m;
-                    break drained;
-                }
-            }
-        };
-        // The close frame once the RFB answer is out.
-        if let (Some((code, reason)), true, Some(conn)) =
-            (self.close, drained, self.websocket.as_mut())
-        {
-            conn.close(code, reason);
-            self.close = None;
-            n += conn.poll_output(out.get_mut(n..).unwrap_or_default());
+        let rest = out.get_mut(n..).unwrap_or_default();
+        n += crate::machine::send_queued(&self.wire, &mut self.wire_sent, rest);
+        if self.wire_sent == self.wire.len() {
+            self.wire.clear();
+            self.wire_sent = 0;
         }
         n
     }

@@ -1,0 +1,164 @@
+//! Fuzz target: `entry::Entry`, one viewer connection's way in, fed
+//! arbitrary viewer bytes in arbitrary reads, with a real ticket table
+//! answering the admit step and the driver's accept or reject.
+//!
+//! Input: `[splits] [flags] [challenge: 16] [password: len, bytes] [viewer bytes]`;
+//! flags bits 0-1: the door (0 a native-only console's port, 1 a sniffing
+//! port, 2 a WebSocket-only port, 3 the single port with the ticket's
+//! token), bit 2: TLS offered, bit 3: the sniffing silence passes before
+//! the bytes, bit 4: reject on `Authenticated`, bit 5: a 512-byte read
+//! buffer (else the header limit). Asserts: no panic; the outcome (events,
+//! output, error, and, unless it ended in an error, the bytes consumed)
+//! does not depend on the split; output
+//! bounded; an authenticated viewer's ticket is in the table; at the deadline
+//! the machine has ended or handed over; the table stays consistent.
+
+#![no_main]
+
+use std::cell::RefCell;
+
+use libfuzzer_sys::fuzz_target;
+use vncap_core::control::{self, Control};
+use vncap_core::entry::{self, Door, Entry, Event, Rejection};
+use vncap_core::ticket::{self, Table};
+use vncap_core::{policy, ws, Instant, Machine};
+use vncap_fuzz::{drive, Reader, Splits};
+
+const HANDSHAKE_MS: u64 = 10_000;
+
+/// The ticket's request, if the control channel takes it (a password it
+/// refuses makes no ticket, and no input for this target).
+fn request(json: &str) -> Option<control::Request> {
+    let mut c = Control::new(control::Config::default());
+    let line = format!("{json}\n");
+    let _ = c.handle_input(line.as_bytes());
+    match c.poll_event() {
+        Some(control::Event::Request(r)) => Some(r),
+        _ => None,
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut r = Reader::new(data);
+    let mut splits = Splits::read(&mut r);
+    let flags = r.byte();
+    let challenge: [u8; 16] = r.array();
+    let password = r.counted();
+    let input = r.rest();
+    let Ok(password) = core::str::from_utf8(password) else {
+        return;
+    };
+    if password.is_empty()
+        || password.contains(['"', '\\'])
+        || password.chars().any(char::is_control)
+    {
+        return;
+    }
+    let kind = flags & 3;
+    let tls = flags & 4 != 0;
+    let silence_first = flags & 8 != 0;
+    let reject = flags & 16 != 0;
+    let cap = if flags & 32 != 0 {
+        512
+    } else {
+        ws::handshake::DEFAULT_MAX_HEADER_BYTES
+    };
+    let json = match kind {
+        0 => format!(r#"{{"daddr": "n", "dport": 5900, "password": "{password}", "ws": false}}"#),
+        1 => format!(r#"{{"daddr": "n", "dport": 5900, "password": "{password}"}}"#),
+        2 => format!(r#"{{"daddr": "n", "dport": 5900, "password": "{password}", "ws": true}}"#),
+        _ => format!(
+            r#"{{"source_port": 0, "destination_address": "n", "destination_port": 5900, "password": "{password}", "type": "vnc-ws"}}"#
+        ),
+    };
+    let Some(req) = request(&json) else {
+        return;
+    };
+    let run = |splits: &mut Splits| {
+        let config = ticket::Config {
+            first_port: 7000,
+            last_port: 7003,
+            tls,
+            single_port: (kind == 3).then_some(6080),
+            ..ticket::Config::default()
+        };
+        let mut table: Box<Table<4>> = Box::new(Table::new(config).unwrap());
+        let issued = table
+            .issue(Instant::from_millis(0), &req, &[5u8; ticket::RANDOM_LEN])
+            .unwrap();
+        let door = match table.get(issued.handle) {
+            Some(t) if issued.own_port => Door::Port {
+                port: issued.port,
+                handle: issued.handle,
+                offers: t.transport,
+            },
+            _ => Door::Single { port: 6080 },
+        };
+        let config = entry::Config {
+            door,
+            peer: "127.0.0.1".parse().unwrap(),
+            tls,
+            handshake_timeout_ms: HANDSHAKE_MS,
+            websocket: ws::handshake::Config::default(),
+            frames: ws::frame::Config { max_message: 4096 },
+            policy: policy::Config::default(),
+            transcript: true,
+        };
+        let now = Instant::from_millis(0);
+        let mut m = Entry::new(config, now, challenge);
+        let table = RefCell::new(table);
+        let on_event = |m: &mut Entry<'_>, ev: &Event| match ev {
+            Event::StartTls => m.tls_started(now),
+            Event::Admit => m.admit_from(&table.borrow(), now),
+            Event::PolicyServed => {}
+            Event::Authenticated(_) => {
+                let taken = m.take_ticket(&mut table.borrow_mut(), now);
+                assert!(taken.is_ok(), "an authenticated viewer's ticket is there");
+                if reject {
+                    let _ = m.reject(Rejection::LoginTimedOut);
+                } else {
+                    assert!(m.accept());
+                    assert!(!m.accept());
+                }
+            }
+        };
+        if silence_first {
+            m.handle_timeout(now + vncap_core::sniff::SILENCE_TIMEOUT_MS);
+        }
+        let mut on_event = on_event;
+        let t = drive(&mut m, input, splits, cap, 64 * 1024, &mut on_event);
+        // At the deadline every connection has ended or been handed over.
+        m.handle_timeout(Instant::from_millis(HANDSHAKE_MS));
+        let end = m.handle_input(&[]);
+        let handed_over = t
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Authenticated(_)));
+        assert!(end.is_err() || handed_over, "still running at the deadline");
+        if let Some(entry::Error::WrongPassword) = t.error {
+            assert!(m.charge_attempt(&mut table.borrow_mut()).is_some());
+        }
+        assert!(table.borrow().check_invariants());
+        t
+    };
+    let mut a = run(&mut splits);
+    let b = run(&mut Splits::whole());
+    // Inside WebSocket, what was taken before an error depends on the reads
+    // (frames are copied in); an error ends the connection, so it never
+    // matters. Everything else must match.
+    if a.error.is_some() && a.error == b.error {
+        a.consumed = b.consumed;
+    }
+    if a != b {
+        let at = a.output.iter().zip(&b.output).position(|(x, y)| x != y);
+        let around = |o: &[u8]| {
+            let i = at.unwrap_or(o.len().min(a.output.len().min(b.output.len())));
+            o[i.saturating_sub(16)..(i + 16).min(o.len())].to_vec()
+        };
+        panic!(
+            "the split changed the outcome: {:?} {:?} consumed {} output {} / {:?} {:?} consumed {} output {}; output differs at {at:?}: {:?} / {:?}",
+            a.events, a.error, a.consumed, a.output.len(), b.events, b.error, b.consumed, b.output.len(),
+            around(&a.output), around(&b.output)
+        );
+    }
+});
