@@ -189,7 +189,7 @@ where
     };
     let Event::Request(req) = event;
     let what = format!("console for {}:{}", req.host, req.port);
-    let result = match d.issue(&req).await {
+    let result = match crate::entry::issue(d, &req).await {
         Ok(issued) => {
             ctl.reply_ok(&issued.granted());
             Ok(format!(

@@ -1,57 +1,21 @@
-//! The daemon's shared state and its one owner of the ticket table: issuing a
-//! ticket (and opening its entry listener before the reply goes out), closing
-//! listeners when the core says a ticket went, and the single expiry timer.
+//! The daemon's shared state and its one owner of the ticket table: the
+//! table, the entry listeners' tasks (closed when the core says a ticket
+//! went), connection slots, and the single expiry timer. It knows nothing
+//! of entry points or sessions (`entry.rs` opens the doors).
 //! Everything runs on one thread (a smol `LocalExecutor`), so the table is a
 //! `RefCell` borrowed briefly and never across an `.await`.
 
 use crate::clock::Clock;
-use crate::entry;
+use crate::settings::Settings;
 use smol::channel::{Receiver, Sender};
-use smol::net::TcpListener;
 use smol::{LocalExecutor, Task};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
-use std::time::Duration;
-use vncap_core::control::Request;
-use vncap_core::entry::Door;
-use vncap_core::ticket::{self, Event, Issued, Table};
+use vncap_core::ticket::{self, Event, Table};
 
 /// Most tickets issued and not yet used at once (the table's fixed capacity).
 pub const MAX_TICKETS: usize = 1024;
-
-/// Settings every task reads, fixed at start (but for the TLS certificate).
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Where entry listeners bind.
-    pub listen: IpAddr,
-    /// Seconds a viewer has to authenticate.
-    pub handshake_timeout: Duration,
-    /// How backends are reached.
-    pub connect: crate::backend::ConnectPolicy,
-    /// Most concurrent viewer connections.
-    pub max_sessions: usize,
-    /// Relay buffer per direction, bytes.
-    pub relay_buffer: usize,
-    /// The Flash policy served on entry points.
-    pub policy_domain: String,
-    /// The ports the Flash policy allows.
-    pub policy_ports: (u16, u16),
-    /// TLS on entry points, when configured (its certificate is replaced on
-    /// SIGHUP).
-    pub tls: Option<crate::tls::Acceptor>,
-    /// `Origin` values a WebSocket viewer must send (empty: any).
-    pub allowed_origins: Vec<String>,
-    /// Longest control request.
-    pub max_request_bytes: usize,
-    /// Longest HTTP request header block (WebSocket upgrade).
-    pub max_header_bytes: usize,
-    /// Longest WebSocket message from a viewer.
-    pub max_message_bytes: u64,
-    /// `--record`: the directory every connection's RFB bytes go to.
-    pub record: Option<std::path::PathBuf>,
-}
 
 /// The daemon: settings, the clock, the ticket table and the entry listeners.
 pub struct Daemon {
@@ -162,48 +126,14 @@ impl Daemon {
         drop(task);
     }
 
-    /// Issues a ticket for `req` and opens its entry listener; the reply may
-    /// go out once this returns `Ok`.
-    pub async fn issue(self: &Rc<Self>, req: &Request) -> Result<Issued, String> {
-        let mut random = [0u8; ticket::RANDOM_LEN];
-        getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
-        // A pool port may be taken by another program: try a few.
-        for _ in 0..8 {
-            let issued = self
-                .with_tickets(|t| t.issue(self.clock.now(), req, &random))
-                .map_err(|e| e.reason().to_string())?;
-            if !issued.own_port {
-                self.wake_timer();
-                return Ok(issued);
-            }
-            match TcpListener::bind(SocketAddr::new(self.settings.listen, issued.port)).await {
-                Ok(listener) => {
-                    // What the stored ticket allows (policy may narrow the request's).
-                    let offers = self
-                        .with_tickets(|t| t.get(issued.handle).map(|t| t.transport))
-                        .unwrap_or(req.transport);
-                    let door = Door::Port {
-                        port: issued.port,
-                        handle: issued.handle,
-                        offers,
-                    };
-                    let task = self
-                        .ex
-                        .spawn(entry::accept_loop(self.clone(), door, listener));
-                    self.listeners.borrow_mut().insert(issued.port, task);
-                    self.wake_timer();
-                    return Ok(issued);
-                }
-                Err(e) => {
-                    log::warn!("entry port {}: {e}; trying another", issued.port);
-                    self.with_tickets(|t| t.withdraw(issued.handle)).ok();
-                }
-            }
-        }
-        Err("no entry port could be opened".into())
+    /// Keeps `task`, the accept loop of a ticket's entry port, until the
+    /// ticket goes (then the task is cancelled, which closes the socket).
+    pub fn add_listener(&self, port: u16, task: Task<()>) {
+        self.listeners.borrow_mut().insert(port, task);
     }
 
-    fn wake_timer(&self) {
+    /// Wakes the expiry loop (a new ticket may expire first).
+    pub fn wake_timer(&self) {
         let _ = self.timer_wake.0.try_send(());
     }
 

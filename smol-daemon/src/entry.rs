@@ -1,5 +1,6 @@
-//! Entry points: the listeners, and the driver of the core's entry machine
-//! (`vncap_core::entry`) for one viewer connection up to its authentication.
+//! Entry points: opening a ticket's port ([`issue`]), the listeners, and the
+//! driver of the core's entry machine (`vncap_core::entry`) for one viewer
+//! connection up to its authentication.
 //!
 //! Two doors lead to a console. A ticket's own port ([`accept_loop`], one
 //! listener per ticket, cancelled once the ticket is taken or gone, which
@@ -14,17 +15,56 @@
 use crate::buffer::InBuf;
 use crate::daemon::Daemon;
 use crate::drive::{drive, DriveError};
-use crate::record::{self, Recording};
 use crate::session::Authenticated;
 use crate::transport::{ByteWrite, Plain};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
+use vncap_core::control::Request;
 use vncap_core::entry::{self, Door, Entry, Event};
-use vncap_core::ticket::Attempt;
+use vncap_core::ticket::{self, Attempt, Issued};
 use vncap_core::ws::handshake;
 use vncap_core::{policy, ws, Machine};
+
+/// Issues a ticket for `req` and opens its entry port (a listener whose
+/// viewers this file serves); the reply may go out once this returns `Ok`.
+pub async fn issue(d: &Rc<Daemon>, req: &Request) -> Result<Issued, String> {
+    let mut random = [0u8; ticket::RANDOM_LEN];
+    getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
+    // A pool port may be taken by another program: try a few.
+    for _ in 0..8 {
+        let issued = d
+            .with_tickets(|t| t.issue(d.clock.now(), req, &random))
+            .map_err(|e| e.reason().to_string())?;
+        if !issued.own_port {
+            d.wake_timer();
+            return Ok(issued);
+        }
+        match TcpListener::bind(SocketAddr::new(d.settings.listen, issued.port)).await {
+            Ok(listener) => {
+                // What the stored ticket allows (policy may narrow the request's).
+                let offers = d
+                    .with_tickets(|t| t.get(issued.handle).map(|t| t.transport))
+                    .unwrap_or(req.transport);
+                let door = Door::Port {
+                    port: issued.port,
+                    handle: issued.handle,
+                    offers,
+                };
+                let task = d.ex.spawn(accept_loop(d.clone(), door, listener));
+                d.add_listener(issued.port, task);
+                d.wake_timer();
+                return Ok(issued);
+            }
+            Err(e) => {
+                log::warn!("entry port {}: {e}; trying another", issued.port);
+                d.with_tickets(|t| t.withdraw(issued.handle)).ok();
+            }
+        }
+    }
+    Err("no entry port could be opened".into())
+}
 
 /// A ticket's listening socket; logs when it is closed (the task holding it
 /// was cancelled), after the socket is gone.
@@ -41,7 +81,7 @@ impl Drop for EntryListener {
 }
 
 /// Accepts viewers on a ticket's entry port until cancelled.
-pub async fn accept_loop(d: Rc<Daemon>, door: Door, listener: TcpListener) {
+async fn accept_loop(d: Rc<Daemon>, door: Door, listener: TcpListener) {
     let port = match door {
         Door::Port { port, .. } | Door::Single { port } => port,
     };
@@ -120,7 +160,10 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) 
     let w = Plain(stream);
     match way_in(&d, m, r, w, &mut input).await {
         Err(msg) => log::info!("{peer} on {door}: {msg}"),
-        Ok(WayIn::Authenticated(a)) => a.run_tcp(&d, peer, &door.to_string()).await,
+        Ok(WayIn::Authenticated(a)) => {
+            a.run_tcp(&d.settings, &d.clock, peer, &door.to_string())
+                .await
+        }
         Ok(WayIn::StartTls(mut m, r, w)) => {
             drop(w);
             let Some(acceptor) = &d.settings.tls else {
@@ -150,7 +193,7 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) 
             let door = format!("{door} (TLS)");
             match way_in(&d, m, Plain(tr), Plain(tw), &mut input).await {
                 Err(msg) => log::info!("{peer} on {door}: {msg}"),
-                Ok(WayIn::Authenticated(a)) => a.run(&d, peer, &door).await,
+                Ok(WayIn::Authenticated(a)) => a.run(&d.settings, &d.clock, peer, &door).await,
                 // The machine never asks twice (a ClientHello inside is refused).
                 Ok(WayIn::StartTls(..)) => {}
             }
@@ -234,39 +277,4 @@ fn failure(d: &Daemon, m: &Entry<'_>, e: DriveError<entry::Error>) -> String {
         DriveError::Closed => "closed before authenticating".into(),
         other => format!("before authenticating: {other}"),
     }
-}
-
-/// `--record`: the viewer leg's file (the handshake's RFB bytes go in with
-/// [`write_transcript`]).
-pub fn start_recording(
-    d: &Daemon,
-    m: &Entry<'_>,
-    peer: SocketAddr,
-    door: &str,
-) -> Option<Rc<Recording>> {
-    let dir = d.settings.record.as_deref()?;
-    record::start(Recording::viewer(
-        dir,
-        peer,
-        &format!("{door}, {}", m.layers()),
-    ))
-}
-
-/// Writes the entry machine's RFB transcript to `rec`, from message `from`
-/// on; returns the number of messages it holds.
-pub fn write_transcript(rec: &Recording, m: &Entry<'_>, from: usize) -> usize {
-    let Some(t) = m.transcript() else { return from };
-    let mut n = 0;
-    for (from_viewer, bytes) in t.records() {
-        if n >= from {
-            let tag = if from_viewer {
-                record::Tag::Client
-            } else {
-                record::Tag::Server
-            };
-            rec.chunk(tag, bytes);
-        }
-        n += 1;
-    }
-    n
 }

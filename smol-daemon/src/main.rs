@@ -15,11 +15,13 @@
 //! | `record.rs` | `--record`: transport halves that copy RFB bytes to files |
 //! | `splice.rs` | the same for plain TCP on both sides, with `splice(2)` |
 //! | `ws.rs` | WebSocket as a transport (the core's codec over a socket) |
+//! | `viewer.rs` | an authenticated viewer's halves: plain or WebSocket |
 //! | `serve.rs` | `vncap serve`: startup, signals, pidfile |
-//! | `daemon.rs` | shared state: the ticket table, entry listeners, expiry |
+//! | `settings.rs` | what the command line fixed: the settings every task reads |
+//! | `daemon.rs` | shared state: the ticket table, entry listeners' tasks, connection slots, expiry |
 //! | `control.rs` | the control channel |
-//! | `entry.rs` | entry points (ticket ports, the single port), one viewer up to its authentication |
-//! | `session.rs` | an authenticated viewer: backend login, SecurityResult, relay |
+//! | `entry.rs` | entry points (opening a ticket's port, the single port): the driver of the core's entry machine, one viewer up to its authentication |
+//! | `session.rs` | an authenticated viewer: backend login, SecurityResult, relay (settings and clock only, no daemon) |
 //! | `backend.rs` | reaching a backend (resolve, timeout, retries) |
 //! | `flashpolicy.rs` | `vncap flashpolicy` |
 //! | `request.rs` | `vncap request` |
@@ -39,10 +41,12 @@ mod relay;
 mod request;
 mod serve;
 mod session;
+mod settings;
 mod splice;
 #[cfg_attr(not(feature = "tls"), path = "tls_off.rs")]
 mod tls;
 mod transport;
+mod viewer;
 mod ws;
 
 /// Runs `main` on a fresh single-threaded executor (every task of the

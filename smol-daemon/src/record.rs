@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
+use vncap_core::entry::Transcript;
 
 /// Which tag the bytes through a half get.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,4 +186,32 @@ impl<T: ByteWrite> ByteWrite for Tap<T> {
     async fn close(&mut self) {
         self.inner.close().await;
     }
+}
+
+/// `--record DIR`: the viewer leg's file of a session that authenticated
+/// (`door`: where and how it came in). The handshake's RFB bytes go in with
+/// [`write_transcript`].
+pub fn start_viewer(dir: Option<&Path>, peer: SocketAddr, door: &str) -> Option<Rc<Recording>> {
+    start(Recording::viewer(dir?, peer, door))
+}
+
+/// Writes the entry machine's RFB transcript to `rec`, from message `from`
+/// on; returns the number of messages it holds.
+pub fn write_transcript(rec: &Recording, transcript: Option<&Transcript>, from: usize) -> usize {
+    let Some(t) = transcript else { return from };
+    let mut n = 0;
+    for (from_viewer, bytes) in t.records() {
+        if n >= from {
+            rec.chunk(
+                if from_viewer {
+                    Tag::Client
+                } else {
+                    Tag::Server
+                },
+                bytes,
+            );
+        }
+        n += 1;
+    }
+    n
 }

@@ -6,8 +6,9 @@
 use crate::backend::ConnectPolicy;
 use crate::cli;
 use crate::control;
-use crate::daemon::{Daemon, Settings};
+use crate::daemon::Daemon;
 use crate::entry;
+use crate::settings::Settings;
 use futures_lite::StreamExt;
 use smol::net::TcpListener;
 use smol::LocalExecutor;

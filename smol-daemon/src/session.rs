@@ -6,65 +6,20 @@
 
 use crate::backend;
 use crate::buffer::InBuf;
-use crate::daemon::Daemon;
+use crate::clock::Clock;
 use crate::drive::{drive, flush, DriveError};
 use crate::record::{self, Tag, Tap};
 use crate::relay::relay;
-use crate::transport::{ByteRead, ByteWrite, Plain};
+use crate::settings::Settings;
+use crate::transport::{ByteWrite, Plain};
+use crate::viewer::{ViewerRead, ViewerWrite};
 use crate::ws;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
 use std::net::SocketAddr;
-use std::ops::Range;
-use std::rc::Rc;
 use vncap_core::entry::{Entry, Rejection};
 use vncap_core::rfb::client;
 use vncap_core::ticket::Ticket;
-
-/// The viewer's reading half, whatever carries it.
-pub enum ViewerRead<R, W> {
-    /// Native RFB.
-    Plain(Plain<R>),
-    /// RFB in WebSocket frames.
-    Ws(ws::WsRead<R, W>),
-}
-
-/// The viewer's writing half, whatever carries it.
-pub enum ViewerWrite<W> {
-    /// Native RFB.
-    Plain(Plain<W>),
-    /// RFB in WebSocket frames.
-    Ws(ws::WsWrite<W>),
-}
-
-impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> ByteRead for ViewerRead<R, W> {
-    async fn read_bytes(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        match self {
-            ViewerRead::Plain(r) => r.read_bytes(buf).await,
-            ViewerRead::Ws(r) => r.read_bytes(buf).await,
-        }
-    }
-}
-
-impl<W: AsyncWrite + Unpin> ByteWrite for ViewerWrite<W> {
-    async fn write_payload(
-        &mut self,
-        buf: &mut [u8],
-        payload: Range<usize>,
-    ) -> std::io::Result<()> {
-        match self {
-            ViewerWrite::Plain(w) => w.write_payload(buf, payload).await,
-            ViewerWrite::Ws(w) => w.write_payload(buf, payload).await,
-        }
-    }
-
-    async fn close(&mut self) {
-        match self {
-            ViewerWrite::Plain(w) => w.close().await,
-            ViewerWrite::Ws(w) => w.close().await,
-        }
-    }
-}
 
 /// A WebSocket viewer's socket buffer while its frames stream (an idle
 /// viewer's reader waits with a small one: `ws.rs`).
@@ -89,28 +44,32 @@ impl Authenticated<'_, TcpStream, TcpStream> {
     /// [`Authenticated::run`] for a viewer on TCP: a native viewer (plain
     /// RFB, no TLS, no WebSocket) is relayed with `splice(2)`, unless
     /// `--record` needs the bytes.
-    pub async fn run_tcp(self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
-        let splice = (!self.entry.layers().websocket && d.settings.record.is_none())
+    pub async fn run_tcp(self, settings: &Settings, clock: &Clock, peer: SocketAddr, door: &str) {
+        let splice = (!self.entry.layers().websocket && settings.record.is_none())
             .then(|| self.reader.0.clone());
-        self.run_with(d, peer, door, splice).await
+        self.run_with(settings, clock, peer, door, splice).await
     }
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
     /// Backend login, SecurityResult, relay.
-    pub async fn run(self, d: &Rc<Daemon>, peer: SocketAddr, door: &str) {
-        self.run_with(d, peer, door, None).await
+    pub async fn run(self, settings: &Settings, clock: &Clock, peer: SocketAddr, door: &str) {
+        self.run_with(settings, clock, peer, door, None).await
     }
 
     /// `splice`: the viewer's plain TCP socket, when the relay may splice.
     async fn run_with(
         self,
-        d: &Rc<Daemon>,
+        settings: &Settings,
+        clock: &Clock,
         peer: SocketAddr,
         door: &str,
         splice: Option<TcpStream>,
     ) {
-        match self.connect_and_relay(d, peer, door, splice).await {
+        match self
+            .connect_and_relay(settings, clock, peer, door, splice)
+            .await
+        {
             Ok(msg) => log::info!("{peer} on {door}: {msg}"),
             Err(msg) => log::warn!("{peer} on {door}: {msg}"),
         }
@@ -118,7 +77,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
 
     async fn connect_and_relay(
         self,
-        d: &Rc<Daemon>,
+        settings: &Settings,
+        clock: &Clock,
         peer: SocketAddr,
         door: &str,
         splice: Option<TcpStream>,
@@ -133,7 +93,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
         let (host, bport) = (ticket.backend_host.as_str(), ticket.backend_port);
         let target = format!("{host}:{bport}");
         log::info!("{peer}: authenticated; connecting to backend {target}");
-        let stream = match backend::connect(host, bport, d.settings.connect).await {
+        let stream = match backend::connect(host, bport, settings.connect).await {
             Ok(s) => s,
             Err(e) => {
                 let detail = e.to_string();
@@ -142,10 +102,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
             }
         };
         // --record: both legs, from the viewer's handshake on.
-        let rec = crate::entry::start_recording(d, &entry, peer, door);
-        let recorded = rec
-            .as_ref()
-            .map_or(0, |rec| crate::entry::write_transcript(rec, &entry, 0));
+        let how = format!("{door}, {}", entry.layers());
+        let rec = record::start_viewer(settings.record.as_deref(), peer, &how);
+        let recorded = rec.as_ref().map_or(0, |rec| {
+            record::write_transcript(rec, entry.transcript(), 0)
+        });
         let brec = rec
             .as_ref()
             .and_then(|viewer| record::start(viewer.backend(host, bport)));
@@ -155,8 +116,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
         let mut binput = InBuf::new(1024);
         let mut login = client::Client::new(ticket.backend_password.as_deref());
         // A backend that accepts but never speaks RFB must not hold the viewer.
-        let logged_in = backend::with_timeout(d.settings.handshake_timeout, async {
-            Ok(drive(&mut login, &mut br, &mut bw, &mut binput, &d.clock).await)
+        let logged_in = backend::with_timeout(settings.handshake_timeout, async {
+            Ok(drive(&mut login, &mut br, &mut bw, &mut binput, clock).await)
         })
         .await;
         let broken;
@@ -180,7 +141,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
             .map_err(|e| format!("viewer: {e}"))?;
         if let Some(rec) = &rec {
             // SecurityResult OK.
-            crate::entry::write_transcript(rec, &entry, recorded);
+            record::write_transcript(rec, entry.transcript(), recorded);
         }
         let handover = entry.into_relay();
         // The viewer's bytes read past the handshake, in order: WebSocket
@@ -222,7 +183,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
                 relay(
                     (&mut viewer_r, &mut viewer_w),
                     (&mut br, &mut bw),
-                    d.settings.relay_buffer,
+                    settings.relay_buffer,
                 )
                 .await
             }
