@@ -1,12 +1,211 @@
-//! Reaching a backend VNC server: resolve its name (IPv4 and IPv6), try each
-//! address with a connect timeout, and retry the whole list a bounded number
-//! of times with a short backoff. Logging in is the core's `rfb::client`,
-//! driven by `session.rs`.
+//! Reaching a backend VNC server and logging in to it: resolve its name
+//! (IPv4 and IPv6), try each address with a connect timeout, retry the whole
+//! list a bounded number of times with a short backoff ([`connect`]); then
+//! drive the core's `rfb::client` over it, running the TLS handshake when
+//! the machine hands it over (VeNCrypt, `--backend-tls-dir`), all within
+//! the handshake deadline ([`login`]). `session.rs` calls [`login`] and
+//! relays what it returns; the words a viewer sees when it fails are made
+//! here and in `tls.rs`.
+//!
+//! Not here: the RFB login itself (the core's), TLS (rustls, `tls.rs`).
 
+use crate::buffer::InBuf;
+use crate::clock::Clock;
+use crate::drive::{drive, DriveError};
+use crate::record::{Recording, Tag, Tap};
+use crate::tls;
+use crate::transport::{ByteRead, ByteWrite, Plain};
 use smol::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
+use std::rc::Rc;
 use std::time::Duration;
+use vncap_core::rfb::client;
+
+/// VeNCrypt toward backends (`--backend-tls-dir`, `--backend-tls-required`).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The CA, client certificate and name rule (reloaded on SIGHUP).
+    pub files: tls::BackendTls,
+    /// Refuse backends that do not offer VeNCrypt.
+    pub required: bool,
+}
+
+/// How vncap logs in to a backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    /// The backend's host (the request's `daddr`) and port.
+    pub host: &'a str,
+    /// The backend's port.
+    pub port: u16,
+    /// The password for VNC authentication, if the backend asks.
+    pub password: Option<&'a [u8]>,
+    /// How to connect.
+    pub connect: ConnectPolicy,
+    /// The whole RFB login (TLS included) must end within this.
+    pub timeout: Duration,
+    /// VeNCrypt, when configured.
+    pub tls: Option<&'a Tls>,
+}
+
+/// A backend's reading half: plain TCP, or TLS over it.
+pub enum BackendRead {
+    /// Plain RFB over TCP.
+    Plain(Plain<TcpStream>),
+    /// RFB inside TLS (VeNCrypt).
+    Tls(Plain<tls::BackendRead<TcpStream>>),
+}
+
+/// A backend's writing half: plain TCP, or TLS over it.
+pub enum BackendWrite {
+    /// Plain RFB over TCP.
+    Plain(Plain<TcpStream>),
+    /// RFB inside TLS (VeNCrypt).
+    Tls(Plain<tls::BackendWrite<TcpStream>>),
+}
+
+impl ByteRead for BackendRead {
+    async fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            BackendRead::Plain(r) => r.read_bytes(buf).await,
+            BackendRead::Tls(r) => r.read_bytes(buf).await,
+        }
+    }
+}
+
+impl ByteWrite for BackendWrite {
+    async fn write_payload(&mut self, buf: &mut [u8], payload: Range<usize>) -> io::Result<()> {
+        match self {
+            BackendWrite::Plain(w) => w.write_payload(buf, payload).await,
+            BackendWrite::Tls(w) => w.write_payload(buf, payload).await,
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            BackendWrite::Plain(w) => w.close().await,
+            BackendWrite::Tls(w) => w.close().await,
+        }
+    }
+}
+
+/// A backend vncap is logged in to, just before the viewer's ClientInit.
+pub struct LoggedIn {
+    /// Its reading half (recorded with `--record`: the RFB bytes, inside
+    /// TLS once TLS runs).
+    pub reader: Tap<BackendRead>,
+    /// Its writing half (recorded likewise).
+    pub writer: Tap<BackendWrite>,
+    /// Bytes the backend sent after the login (ServerInit's start): for the
+    /// viewer, before the relay.
+    pub early: InBuf,
+    /// The TCP socket when the session is plain RFB (the relay may splice
+    /// it); `None` inside TLS.
+    pub tcp: Option<TcpStream>,
+}
+
+/// Connects to the backend and logs in (RFB, VeNCrypt's TLS hand-off
+/// included), recording into `rec`. Returns the logged-in halves, or the
+/// reason the viewer is told.
+pub async fn login(
+    how: Login<'_>,
+    clock: &Clock,
+    rec: Option<&Rc<Recording>>,
+) -> Result<LoggedIn, String> {
+    let stream = connect(how.host, how.port, how.connect)
+        .await
+        .map_err(|e| format!("backend unreachable: {e}"))?;
+    let tcp = stream.clone();
+    let mut reader = Tap::new(BackendRead::Plain(Plain(stream.clone())), rec, Tag::Server);
+    let mut writer = Tap::new(BackendWrite::Plain(Plain(stream)), rec, Tag::Client);
+    let mut input = InBuf::new(1024);
+    let policy = match how.tls {
+        None => client::Tls::Off,
+        Some(Tls {
+            required: false, ..
+        }) => client::Tls::Prefer,
+        Some(Tls { required: true, .. }) => client::Tls::Require,
+    };
+    let mut machine = client::Client::new(how.password).with_tls(policy);
+    let mut handshake = None;
+    // A backend that accepts but never speaks RFB (or TLS) must not hold
+    // the viewer.
+    let run = with_timeout(how.timeout, async {
+        loop {
+            match drive(&mut machine, &mut reader, &mut writer, &mut input, clock).await {
+                Ok(client::Event::LoggedIn) => return Ok(Ok(())),
+                Ok(client::Event::StartTls) => {
+                    let Some(t) = how.tls else {
+                        return Ok(Err(Stop::Tls(
+                            "backend: VeNCrypt without backend TLS".into(),
+                        )));
+                    };
+                    // What the machine left unconsumed is the node's first
+                    // TLS bytes.
+                    let early = input.data().to_vec();
+                    input.consume(early.len());
+                    match t.files.connect(how.host, &early, tcp.clone()).await {
+                        Ok((r, w, h)) => {
+                            reader.inner = BackendRead::Tls(Plain(r));
+                            writer.inner = BackendWrite::Tls(Plain(w));
+                            handshake = Some(h);
+                            machine.tls_established();
+                        }
+                        Err(why) => return Ok(Err(Stop::Tls(why))),
+                    }
+                }
+                Err(e) => return Ok(Err(Stop::Drive(e))),
+            }
+        }
+    })
+    .await;
+    let failure = match run {
+        Ok(Ok(())) => None,
+        Ok(Err(Stop::Drive(e))) => Some(explain(&e, &machine, handshake.as_ref())),
+        Ok(Err(Stop::Tls(why))) => Some(why),
+        Err(_) => Some(
+            handshake
+                .as_ref()
+                .and_then(tls::BackendHandshake::explain_close)
+                .unwrap_or_else(|| "backend did not complete the RFB handshake".to_string()),
+        ),
+    };
+    if let Some(why) = failure {
+        return Err(why);
+    }
+    let plain = !machine.is_tls();
+    Ok(LoggedIn {
+        reader,
+        writer,
+        early: input,
+        tcp: plain.then_some(tcp),
+    })
+}
+
+/// Why a login stopped short.
+enum Stop {
+    /// The RFB login failed (its machine's error, or the socket).
+    Drive(DriveError<client::Error>),
+    /// The TLS hand-off failed; the viewer-visible reason.
+    Tls(String),
+}
+
+/// The viewer-visible words for a failed RFB login.
+fn explain(
+    e: &DriveError<client::Error>,
+    machine: &client::Client,
+    handshake: Option<&tls::BackendHandshake>,
+) -> String {
+    match (e, machine.server_reason()) {
+        (DriveError::Protocol(_), Some(r)) if !r.is_empty() => format!("backend: {e}: {r}"),
+        (DriveError::Protocol(_), _) => format!("backend: {e}"),
+        // Inside TLS, a node that closes may be refusing our certificate.
+        _ => handshake
+            .and_then(tls::BackendHandshake::explain_close)
+            .unwrap_or_else(|| format!("backend: {e}")),
+    }
+}
 
 /// How hard to try.
 #[derive(Debug, Clone, Copy)]

@@ -50,6 +50,8 @@ pub struct Settings {
     pub max_message_bytes: u64,
     /// `--record`: the directory every connection's RFB bytes go to.
     pub record: Option<std::path::PathBuf>,
+    /// VeNCrypt toward backends (`--backend-tls-dir`; reloaded on SIGHUP).
+    pub backend_tls: Option<crate::backend::Tls>,
 }
 
 /// The daemon: settings, the clock, the ticket table and the entry listeners.

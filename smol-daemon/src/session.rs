@@ -1,5 +1,6 @@
-//! One authenticated viewer's session: log in to the backend (connect with
-//! timeout and retries, then the core's `rfb::client`), answer the viewer's
+//! One authenticated viewer's session: log in to the backend
+//! (`backend::login`: connect with timeout and retries, the core's
+//! `rfb::client`, VeNCrypt's TLS), answer the viewer's
 //! SecurityResult (`accept`, or `reject` with the reason the viewer will
 //! show), relay both ways, and give the ticket back. What happens before
 //! authentication is `entry.rs`.
@@ -7,8 +8,8 @@
 use crate::backend;
 use crate::buffer::InBuf;
 use crate::daemon::Daemon;
-use crate::drive::{drive, flush, DriveError};
-use crate::record::{self, Tag, Tap};
+use crate::drive::flush;
+use crate::record::{self, Tap};
 use crate::relay::relay;
 use crate::transport::{ByteRead, ByteWrite, Plain};
 use crate::ws;
@@ -17,7 +18,7 @@ use smol::net::TcpStream;
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::rc::Rc;
-use vncap_core::rfb::{client, server};
+use vncap_core::rfb::server;
 use vncap_core::ticket::Ticket;
 
 /// The viewer's reading half, whatever carries it.
@@ -122,44 +123,26 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
         let ticket = self.ticket.clone();
         let (host, bport) = (ticket.backend_host.as_str(), ticket.backend_port);
         log::info!("{peer}: authenticated; connecting to backend {host}:{bport}");
-        let stream = match backend::connect(host, bport, d.settings.connect).await {
-            Ok(s) => s,
-            Err(e) => {
-                return Err(self
-                    .refuse(&format!("backend unreachable: {e}"), host, bport)
-                    .await)
-            }
-        };
         // --record: the backend leg goes next to the viewer's.
         let rec =
             (self.reader.recording()).and_then(|viewer| record::start(viewer.backend(host, bport)));
-        let backend_tcp = stream.clone();
-        let mut br = Tap::new(Plain(stream.clone()), rec.as_ref(), Tag::Server);
-        let mut bw = Tap::new(Plain(stream), rec.as_ref(), Tag::Client);
-        let mut binput = InBuf::new(1024);
-        let mut login = client::Client::new(ticket.backend_password.as_deref());
-        // A backend that accepts but never speaks RFB must not hold the viewer.
-        let logged_in = backend::with_timeout(d.settings.handshake_timeout, async {
-            Ok(drive(&mut login, &mut br, &mut bw, &mut binput, &d.clock).await)
-        })
-        .await;
-        match logged_in {
-            Ok(Ok(client::Event::LoggedIn)) => {}
-            Ok(Err(e)) => {
-                let reason = match (&e, login.server_reason()) {
-                    (DriveError::Protocol(_), Some(r)) if !r.is_empty() => {
-                        format!("backend: {e}: {r}")
-                    }
-                    _ => format!("backend: {e}"),
-                };
-                return Err(self.refuse(&reason, host, bport).await);
-            }
-            Err(_) => {
-                return Err(self
-                    .refuse("backend did not complete the RFB handshake", host, bport)
-                    .await)
-            }
-        }
+        let how = backend::Login {
+            host,
+            port: bport,
+            password: ticket.backend_password.as_deref(),
+            connect: d.settings.connect,
+            timeout: d.settings.handshake_timeout,
+            tls: d.settings.backend_tls.as_ref(),
+        };
+        let backend::LoggedIn {
+            reader: mut br,
+            writer: mut bw,
+            early: binput,
+            tcp: backend_tcp,
+        } = match backend::login(how, &d.clock, rec.as_ref()).await {
+            Ok(b) => b,
+            Err(why) => return Err(self.refuse(&why, host, bport).await),
+        };
         self.server.accept();
         flush(&mut self.server, &mut self.writer)
             .await
@@ -175,9 +158,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
         self.early = InBuf::new(0);
         drop(binput);
         // Both sides plain TCP, nothing recorded (`run_tcp`): splice.
-        let end = match splice {
-            Some(viewer_tcp) => crate::splice::relay(viewer_tcp, backend_tcp).await,
-            None => {
+        let end = match (splice, backend_tcp) {
+            (Some(viewer_tcp), Some(backend_tcp)) => {
+                crate::splice::relay(viewer_tcp, backend_tcp).await
+            }
+            _ => {
                 relay(
                     (&mut self.reader, &mut self.writer),
                     (&mut br, &mut bw),
