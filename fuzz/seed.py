@@ -101,6 +101,20 @@ def rfb():
             write("rfb_client", base + tag, splits + b"\x06" + counted(server_password) + server)
         write("rfb_client", base + "-nopassword", WHOLE + b"\x07" + counted(b"") + server)
         write("rfb_client", base + "-max33", WHOLE + b"\x00" + counted(server_password) + server)
+    # VeNCrypt logins to QEMU (RFB before the TLS hand-off, then the
+    # plaintext inside TLS): backend TLS preferred (flags bit 4) and required.
+    d = os.path.join(FIXTURES, "rfb", "vencrypt")
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".txt"):
+            continue
+        header, records = load(os.path.join(d, name))
+        base = "vencrypt-" + name[: -len(".txt")]
+        server = stream(records, "S")
+        password = header.get("password", "").encode()
+        for splits, tag in [(WHOLE, ""), (BYTEWISE, "-bytewise")]:
+            write("rfb_client", base + tag, splits + b"\x16" + counted(password) + server)
+        write("rfb_client", base + "-required", WHOLE + b"\x26" + counted(password) + server)
+        write("rfb_client", base + "-off", WHOLE + b"\x06" + counted(password) + server)
 
 
 def ws():

@@ -321,13 +321,13 @@ impl BackendHandshake {
             return None;
         }
         Some(if self.sent_cert {
-            "backend TLS: the node refused vncap's client certificate (is client-cert.pem \
-             issued by the CA in the node's vnc_x509_path?)"
+            "backend TLS: the node refused vncap's client certificate (not issued by the CA in \
+             its vnc_x509_path?)"
                 .into()
         } else {
             format!(
-                "backend TLS: the node demands a client certificate (vnc_x509_verify): put \
-                 {BACKEND_CLIENT_CERT} and {BACKEND_CLIENT_KEY} in --backend-tls-dir"
+                "backend TLS: the node demands a client certificate (vnc_x509_verify): add \
+                 {BACKEND_CLIENT_CERT} and {BACKEND_CLIENT_KEY}"
             )
         })
     }
@@ -338,8 +338,8 @@ impl BackendHandshake {
         let cert = |c: &CertificateError| match c {
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
                 format!(
-                    "backend TLS: certificate name mismatch: the node's certificate is not \
-                     valid for {name} (see --backend-tls-name)"
+                    "backend TLS: certificate name mismatch (not valid for {name}; see \
+                     --backend-tls-name)"
                 )
             }
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
@@ -348,11 +348,16 @@ impl BackendHandshake {
             CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
                 "backend TLS: the node's certificate is not valid yet".into()
             }
-            _ => format!(
-                "backend TLS: certificate not trusted: the node's certificate is not issued by \
-                 {}/{BACKEND_CA} ({c:?})",
-                dir.display()
-            ),
+            _ => {
+                log::info!(
+                    "backend {name}: certificate not issued by {}: {c:?}",
+                    dir.join(BACKEND_CA).display()
+                );
+                format!(
+                    "backend TLS: certificate not trusted (not issued by the {BACKEND_CA} of \
+                     --backend-tls-dir)"
+                )
+            }
         };
         match rustls {
             Some(Error::InvalidCertificate(c)) => cert(c),

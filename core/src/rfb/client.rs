@@ -128,20 +128,19 @@ impl Error {
                 "backend offers neither None nor VNC authentication security"
             }
             Error::TlsRequired => {
-                "backend does not offer VeNCrypt (TLS) and backend TLS is required: \
-                 set Ganeti's vnc_tls and vnc_x509_path"
+                "backend does not offer VeNCrypt (TLS), which is required: set Ganeti's vnc_tls \
+                 and vnc_x509_path"
             }
             Error::TlsNotConfigured => {
-                "backend offers only VeNCrypt (TLS) and no backend TLS CA is configured"
+                "backend offers only VeNCrypt (TLS) and no backend TLS is set up"
             }
             Error::VencryptVersion => "backend does not speak VeNCrypt 0.2",
             Error::AnonymousTls => {
-                "backend offers only anonymous TLS (VeNCrypt TLSNone/TLSVnc, open to a man \
-                 in the middle): set Ganeti's vnc_x509_path"
+                "backend offers only anonymous TLS (VeNCrypt TLSNone/TLSVnc, MITM-able): set \
+                 Ganeti's vnc_x509_path"
             }
             Error::NoX509Subtype => {
-                "backend offers no VeNCrypt X509None or X509Vnc subtype: set Ganeti's \
-                 vnc_x509_path"
+                "backend offers no VeNCrypt X509None/X509Vnc subtype: set Ganeti's vnc_x509_path"
             }
             Error::SubtypeRefused => "backend refused the VeNCrypt subtype it offered",
             Error::AuthenticationFailed => "backend refused the password",
@@ -1061,6 +1060,21 @@ mod tests {
         let mut c = Client::new(Some(b"pw")).with_tls(Tls::Prefer);
         feed(&mut c, &input, 2);
         assert_eq!(c.subtype(), Some(vencrypt::X509_NONE));
+    }
+
+    #[test]
+    fn every_reason_fits_an_rfb_reason_with_the_daemons_prefix() {
+        for e in [
+            Error::TlsRequired,
+            Error::TlsNotConfigured,
+            Error::VencryptVersion,
+            Error::AnonymousTls,
+            Error::NoX509Subtype,
+            Error::SubtypeRefused,
+            Error::PasswordRequired,
+        ] {
+            assert!("backend: ".len() + e.reason().len() <= REASON_MAX, "{e}");
+        }
     }
 
     #[test]
