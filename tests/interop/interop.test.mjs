@@ -527,19 +527,34 @@ describe('VeNCrypt to QEMU nodes (vnc_tls, vnc_x509_path; issue 14)', () => {
   /** vncap with the cluster's CA and its client certificate; one with the CA only and --backend-tls-required. */
   let vncapX509;
   let vncapCaOnly;
+  /** One certificate for every node (vnc.cluster.example) and vncap --backend-tls-name; a node with another name from that CA. */
+  let qemuShared;
+  let qemuSharedOtherName;
+  let vncapShared;
+  /** vncap whose --backend-tls-dir gets the client certificate later (SIGHUP). */
+  let vncapReload;
+  let reloadDir;
+  let cluster;
   const GREY = [170, 170, 170];
 
   before(async () => {
-    const cluster = x509Pki('cluster');
+    cluster = x509Pki('cluster');
     const other = x509Pki('other');
+    const shared = x509Pki('shared', { san: 'DNS:vnc.cluster.example', altSan: 'DNS:other.example' });
+    reloadDir = fs.mkdtempSync(path.join(SCRATCH, 'backend-tls-reload-'));
+    fs.copyFileSync(path.join(cluster.caOnly, 'ca-cert.pem'), path.join(reloadDir, 'ca-cert.pem'));
     const common = ['--connect-timeout', String(CONNECT_TIMEOUT_S), '--connect-retries', '1'];
-    [qemuX509, qemuX509Verify, qemuOtherCa, qemuAnon, vncapX509, vncapCaOnly] = await Promise.all([
+    [qemuX509, qemuX509Verify, qemuOtherCa, qemuAnon, vncapX509, vncapCaOnly, qemuShared, qemuSharedOtherName, vncapShared, vncapReload] = await Promise.all([
       startQemu({ tls: { dir: cluster.node, verifyPeer: false } }),
       startQemu({ password: CLUSTER, tls: { dir: cluster.node, verifyPeer: true } }),
       startQemu({ tls: { dir: other.node, verifyPeer: false } }),
       startQemu({ tls: { anon: true } }),
       Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--backend-tls-dir', cluster.vncap] }),
       Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--backend-tls-dir', cluster.caOnly, '--backend-tls-required'] }),
+      startQemu({ tls: { dir: shared.node, verifyPeer: true } }),
+      startQemu({ tls: { dir: shared.nodeAlt, verifyPeer: false } }),
+      Vncap.start({ extra: [...common, '--backend-tls-dir', shared.vncap, '--backend-tls-name', 'vnc.cluster.example'] }),
+      Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--backend-tls-dir', reloadDir] }),
     ]);
   });
 
@@ -616,6 +631,29 @@ describe('VeNCrypt to QEMU nodes (vnc_tls, vnc_x509_path; issue 14)', () => {
 
   scenario('VeNCrypt refused: anonymous TLS (tls-creds-anon) → a reason naming vnc_x509_path at the viewer', async ({ open }) => {
     await refused(open, vncapX509, { port: qemuAnon.port }, /anonymous TLS .*vnc_x509_path/);
+  });
+
+  scenario('one certificate for all nodes: --backend-tls-name vnc.cluster.example reaches the node at 127.0.0.1 (verify-peer=yes)', async () => {
+    const pw = randomPassword();
+    const port = await vncapShared.gwmRequest({ port: qemuShared.port, password: pw, ws: false });
+    const png = await vncdoCapture(port, pw, 'vncdo-qemu-shared-name');
+    assert.equal(`${png.width}x${png.height}`, '640x480');
+  });
+
+  scenario('--backend-tls-name: a node certificate from the same CA for another name is refused ("name mismatch")', async ({ open }) => {
+    await refused(open, vncapShared, { port: qemuSharedOtherName.port }, /^backend TLS: certificate name mismatch \(not valid for vnc\.cluster\.example/);
+  });
+
+  scenario('SIGHUP re-reads --backend-tls-dir: refused without a client certificate, then logged in once it is added', async ({ open }) => {
+    await refused(open, vncapReload, { port: qemuX509Verify.port }, /demands a client certificate/);
+    for (const f of ['client-cert.pem', 'client-key.pem']) fs.copyFileSync(path.join(cluster.vncap, f), path.join(reloadDir, f));
+    const t0 = performance.now();
+    vncapReload.child.kill('SIGHUP');
+    await vncapReload.waitLine(/reloaded the backend TLS files from /, PATIENCE_MS, t0);
+    const pw = randomPassword();
+    const port = await vncapReload.gwmRequest({ port: qemuX509Verify.port, password: pw, ws: false });
+    const png = await vncdoCapture(port, pw, 'vncdo-qemu-x509vnc-reloaded');
+    assert.equal(`${png.width}x${png.height}`, '640x480');
   });
 
   scenario('--backend-tls-required: a QEMU without TLS is refused with a reason naming vnc_tls', async ({ open }) => {

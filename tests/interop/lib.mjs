@@ -465,12 +465,15 @@ export function selfSignedCert() {
  * `tls-creds-x509` layout (Ganeti's `vnc_x509_path`): `node` holds
  * ca-cert.pem, server-cert.pem (subjectAltName `san`, e.g. `IP:127.0.0.1`)
  * and server-key.pem; `vncap` holds ca-cert.pem, client-cert.pem and
- * client-key.pem (for `--backend-tls-dir`); `caOnly` holds ca-cert.pem alone.
- * Resolves with those three directories.
+ * client-key.pem (for `--backend-tls-dir`); `caOnly` holds ca-cert.pem alone;
+ * `nodeAlt` is a second node directory, its certificate for `altSan`.
+ * Resolves with those four directories.
  */
-export function x509Pki(name, { san = 'IP:127.0.0.1' } = {}) {
+export function x509Pki(name, { san = 'IP:127.0.0.1', altSan = 'DNS:elsewhere.invalid' } = {}) {
   const root = fs.mkdtempSync(path.join(SCRATCH, `pki-${name}-`));
-  const dirs = { node: path.join(root, 'node'), vncap: path.join(root, 'vncap'), caOnly: path.join(root, 'ca-only') };
+  const dirs = {
+    node: path.join(root, 'node'), nodeAlt: path.join(root, 'node-alt'), vncap: path.join(root, 'vncap'), caOnly: path.join(root, 'ca-only'),
+  };
   for (const d of Object.values(dirs)) fs.mkdirSync(d);
   const ossl = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
@@ -486,6 +489,8 @@ export function x509Pki(name, { san = 'IP:127.0.0.1' } = {}) {
   };
   issue('node', `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`, path.join(dirs.node, 'server-cert.pem'), path.join(dirs.node, 'server-key.pem'));
   issue('vncap', 'extendedKeyUsage=clientAuth\n', path.join(dirs.vncap, 'client-cert.pem'), path.join(dirs.vncap, 'client-key.pem'));
+  issue('node-alt', `subjectAltName=${altSan}\nextendedKeyUsage=serverAuth\n`, path.join(dirs.nodeAlt, 'server-cert.pem'), path.join(dirs.nodeAlt, 'server-key.pem'));
+  fs.copyFileSync(ca, path.join(dirs.nodeAlt, 'ca-cert.pem'));
   fs.copyFileSync(ca, path.join(dirs.vncap, 'ca-cert.pem'));
   fs.copyFileSync(ca, path.join(dirs.caOnly, 'ca-cert.pem'));
   return dirs;
