@@ -432,6 +432,9 @@ where
         }
         (Err(e), _) => Err(format!("RFB handshake: {e}")),
         (Ok(_), Err(refusal)) => Err(format!("refused: {}", refusal.reason)),
+        // Never: this entry path offers VNC authentication only (the viewer
+        // side of VeNCrypt, `server::Offer`, is wired by the core entry).
+        (Ok(server::Event::StartTls), Ok(_)) => Err("VeNCrypt was not offered".into()),
     };
     let ticket = match result {
         Ok(ticket) => ticket,
