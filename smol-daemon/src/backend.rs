@@ -12,7 +12,7 @@
 use crate::buffer::InBuf;
 use crate::clock::Clock;
 use crate::drive::{drive, DriveError};
-use crate::record::{Recording, Tag, Tap};
+use crate::record::{self, Recording, Tag, Tap};
 use crate::tls;
 use crate::transport::{ByteRead, ByteWrite, Plain};
 use smol::net::TcpStream;
@@ -106,16 +106,19 @@ pub struct LoggedIn {
 }
 
 /// Connects to the backend and logs in (RFB, VeNCrypt's TLS hand-off
-/// included), recording into `rec`. Returns the logged-in halves, or the
-/// reason the viewer is told.
+/// included). With `--record` (`viewer`: the viewer leg's recording) the
+/// backend leg is recorded beside it once the backend is reached. Returns
+/// the logged-in halves, or the reason the viewer is told.
 pub async fn login(
     how: Login<'_>,
     clock: &Clock,
-    rec: Option<&Rc<Recording>>,
+    viewer: Option<&Rc<Recording>>,
 ) -> Result<LoggedIn, String> {
     let stream = connect(how.host, how.port, how.connect)
         .await
         .map_err(|e| format!("backend unreachable: {e}"))?;
+    let rec = viewer.and_then(|v| record::start(v.backend(how.host, how.port)));
+    let rec = rec.as_ref();
     let tcp = stream.clone();
     let mut reader = Tap::new(BackendRead::Plain(Plain(stream.clone())), rec, Tag::Server);
     let mut writer = Tap::new(BackendWrite::Plain(Plain(stream)), rec, Tag::Client);

@@ -9,7 +9,7 @@ use crate::backend;
 use crate::buffer::InBuf;
 use crate::daemon::Daemon;
 use crate::drive::flush;
-use crate::record::{self, Tap};
+use crate::record::Tap;
 use crate::relay::relay;
 use crate::transport::{ByteRead, ByteWrite, Plain};
 use crate::ws;
@@ -123,9 +123,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
         let ticket = self.ticket.clone();
         let (host, bport) = (ticket.backend_host.as_str(), ticket.backend_port);
         log::info!("{peer}: authenticated; connecting to backend {host}:{bport}");
-        // --record: the backend leg goes next to the viewer's.
-        let rec =
-            (self.reader.recording()).and_then(|viewer| record::start(viewer.backend(host, bport)));
+        // Connect, log in (VeNCrypt's TLS included); with --record the
+        // backend leg goes next to the viewer's.
         let how = backend::Login {
             host,
             port: bport,
@@ -139,7 +138,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<R, W> {
             writer: mut bw,
             early: binput,
             tcp: backend_tcp,
-        } = match backend::login(how, &d.clock, rec.as_ref()).await {
+        } = match backend::login(how, &d.clock, self.reader.recording()).await {
             Ok(b) => b,
             Err(why) => return Err(self.refuse(&why, host, bport).await),
         };
