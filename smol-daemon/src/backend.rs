@@ -53,8 +53,16 @@ pub struct Login<'a> {
 pub enum BackendRead {
     /// Plain RFB over TCP.
     Plain(Plain<TcpStream>),
-    /// RFB inside TLS (VeNCrypt).
-    Tls(Plain<tls::BackendRead<TcpStream>>),
+    /// RFB inside TLS (VeNCrypt), and how many plaintext bytes came so far.
+    Tls(Plain<tls::BackendRead<TcpStream>>, u64),
+}
+
+impl BackendRead {
+    /// Whether the node said nothing inside TLS yet: a close then is the
+    /// node refusing the TLS session itself (its client-certificate check).
+    fn silent_inside_tls(&self) -> bool {
+        matches!(self, BackendRead::Tls(_, 0))
+    }
 }
 
 /// A backend's writing half: plain TCP, or TLS over it.
@@ -69,7 +77,11 @@ impl ByteRead for BackendRead {
     async fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             BackendRead::Plain(r) => r.read_bytes(buf).await,
-            BackendRead::Tls(r) => r.read_bytes(buf).await,
+            BackendRead::Tls(r, read) => {
+                let n = r.read_bytes(buf).await?;
+                *read += n as u64;
+                Ok(n)
+            }
         }
     }
 }
@@ -150,7 +162,7 @@ pub async fn login(
                     input.consume(early.len());
                     match t.files.connect(how.host, &early, tcp.clone()).await {
                         Ok((r, w, h)) => {
-                            reader.inner = BackendRead::Tls(Plain(r));
+                            reader.inner = BackendRead::Tls(Plain(r), 0);
                             writer.inner = BackendWrite::Tls(Plain(w));
                             handshake = Some(h);
                             machine.tls_established();
@@ -163,16 +175,19 @@ pub async fn login(
         }
     })
     .await;
+    // A node that closes (or stalls) before it said anything inside TLS is
+    // refusing the session: its client-certificate check explains why.
+    let refused_tls = handshake
+        .as_ref()
+        .filter(|_| reader.inner.silent_inside_tls())
+        .and_then(tls::BackendHandshake::explain_close);
     let failure = match run {
         Ok(Ok(())) => None,
-        Ok(Err(Stop::Drive(e))) => Some(explain(&e, &machine, handshake.as_ref())),
+        Ok(Err(Stop::Drive(e))) => Some(explain(&e, &machine, refused_tls)),
         Ok(Err(Stop::Tls(why))) => Some(why),
-        Err(_) => Some(
-            handshake
-                .as_ref()
-                .and_then(tls::BackendHandshake::explain_close)
-                .unwrap_or_else(|| "backend did not complete the RFB handshake".to_string()),
-        ),
+        Err(_) => {
+            Some(refused_tls.unwrap_or_else(|| "backend did not complete the RFB handshake".into()))
+        }
     };
     if let Some(why) = failure {
         return Err(why);
@@ -194,19 +209,17 @@ enum Stop {
     Tls(String),
 }
 
-/// The viewer-visible words for a failed RFB login.
+/// The viewer-visible words for a failed RFB login (`refused_tls`: the
+/// reason when the node closed a TLS session it had said nothing in).
 fn explain(
     e: &DriveError<client::Error>,
     machine: &client::Client,
-    handshake: Option<&tls::BackendHandshake>,
+    refused_tls: Option<String>,
 ) -> String {
     match (e, machine.server_reason()) {
         (DriveError::Protocol(_), Some(r)) if !r.is_empty() => format!("backend: {e}: {r}"),
         (DriveError::Protocol(_), _) => format!("backend: {e}"),
-        // Inside TLS, a node that closes may be refusing our certificate.
-        _ => handshake
-            .and_then(tls::BackendHandshake::explain_close)
-            .unwrap_or_else(|| format!("backend: {e}")),
+        _ => refused_tls.unwrap_or_else(|| format!("backend: {e}")),
     }
 }
 

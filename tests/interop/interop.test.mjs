@@ -534,6 +534,8 @@ describe('VeNCrypt to QEMU nodes (vnc_tls, vnc_x509_path; issue 14)', () => {
   /** vncap whose --backend-tls-dir gets the client certificate later (SIGHUP). */
   let vncapReload;
   let reloadDir;
+  /** vncap with the cluster's CA but a client certificate from another CA. */
+  let vncapWrongClient;
   let cluster;
   const GREY = [170, 170, 170];
 
@@ -542,9 +544,12 @@ describe('VeNCrypt to QEMU nodes (vnc_tls, vnc_x509_path; issue 14)', () => {
     const other = x509Pki('other');
     const shared = x509Pki('shared', { san: 'DNS:vnc.cluster.example', altSan: 'DNS:other.example' });
     reloadDir = fs.mkdtempSync(path.join(SCRATCH, 'backend-tls-reload-'));
+    const wrongClientDir = fs.mkdtempSync(path.join(SCRATCH, 'backend-tls-wrong-client-'));
+    fs.copyFileSync(path.join(cluster.caOnly, 'ca-cert.pem'), path.join(wrongClientDir, 'ca-cert.pem'));
+    for (const f of ['client-cert.pem', 'client-key.pem']) fs.copyFileSync(path.join(other.vncap, f), path.join(wrongClientDir, f));
     fs.copyFileSync(path.join(cluster.caOnly, 'ca-cert.pem'), path.join(reloadDir, 'ca-cert.pem'));
     const common = ['--connect-timeout', String(CONNECT_TIMEOUT_S), '--connect-retries', '1'];
-    [qemuX509, qemuX509Verify, qemuOtherCa, qemuAnon, vncapX509, vncapCaOnly, qemuShared, qemuSharedOtherName, vncapShared, vncapReload] = await Promise.all([
+    [qemuX509, qemuX509Verify, qemuOtherCa, qemuAnon, vncapX509, vncapCaOnly, qemuShared, qemuSharedOtherName, vncapShared, vncapReload, vncapWrongClient] = await Promise.all([
       startQemu({ tls: { dir: cluster.node, verifyPeer: false } }),
       startQemu({ password: CLUSTER, tls: { dir: cluster.node, verifyPeer: true } }),
       startQemu({ tls: { dir: other.node, verifyPeer: false } }),
@@ -555,6 +560,7 @@ describe('VeNCrypt to QEMU nodes (vnc_tls, vnc_x509_path; issue 14)', () => {
       startQemu({ tls: { dir: shared.nodeAlt, verifyPeer: false } }),
       Vncap.start({ extra: [...common, '--backend-tls-dir', shared.vncap, '--backend-tls-name', 'vnc.cluster.example'] }),
       Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--backend-tls-dir', reloadDir] }),
+      Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--backend-tls-dir', wrongClientDir] }),
     ]);
   });
 
@@ -627,6 +633,10 @@ describe('VeNCrypt to QEMU nodes (vnc_tls, vnc_x509_path; issue 14)', () => {
 
   scenario('VeNCrypt refused: verify-peer=yes and no client certificate → "demands a client certificate" at the viewer', async ({ open }) => {
     await refused(open, vncapCaOnly, { port: qemuX509Verify.port }, /^backend TLS: the node demands a client certificate \(vnc_x509_verify\)/);
+  });
+
+  scenario('VeNCrypt refused: verify-peer=yes and a client certificate from another CA → "refused vncap\'s client certificate" at the viewer', async ({ open }) => {
+    await refused(open, vncapWrongClient, { port: qemuX509Verify.port }, /^backend TLS: the node refused vncap's client certificate/);
   });
 
   scenario('VeNCrypt refused: anonymous TLS (tls-creds-anon) → a reason naming vnc_x509_path at the viewer', async ({ open }) => {
