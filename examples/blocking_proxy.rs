@@ -225,7 +225,12 @@ fn main() -> Result<(), String> {
             return Err(reason);
         }
     };
-    if let Err(detail) = drive(&mut login, &mut backend, &mut from_backend, &clock, limit) {
+    let logged_in = drive(&mut login, &mut backend, &mut from_backend, &clock, limit);
+    // Made without TLS, the client never hands VeNCrypt's TLS over.
+    if let Err(detail) = logged_in.and_then(|ev| match ev {
+        client::Event::LoggedIn => Ok(()),
+        client::Event::StartTls => Err("VeNCrypt not configured".into()),
+    }) {
         let why = match login.server_reason() {
             Some(r) if !r.is_empty() => format!("{detail}: {r}"),
             _ => detail,

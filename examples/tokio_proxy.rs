@@ -205,6 +205,16 @@ async fn viewer(
     .await;
     match logged_in {
         Ok(Ok(client::Event::LoggedIn)) => {}
+        // This proxy offers the backend no TLS (the client was made without
+        // it), so VeNCrypt's hand-off never comes.
+        Ok(Ok(client::Event::StartTls)) => {
+            return Err(refuse(
+                &mut m,
+                &mut s,
+                Rejection::LoginBroken("VeNCrypt not configured"),
+            )
+            .await)
+        }
         Ok(Err(detail)) => {
             let why = match login.server_reason() {
                 Some(r) if !r.is_empty() => format!("{detail}: {r}"),

@@ -101,6 +101,26 @@ def rfb():
             write("rfb_client", base + tag, splits + b"\x06" + counted(server_password) + server)
         write("rfb_client", base + "-nopassword", WHOLE + b"\x07" + counted(b"") + server)
         write("rfb_client", base + "-max33", WHOLE + b"\x00" + counted(server_password) + server)
+    # A viewer choosing VeNCrypt X509Vnc (then a response, inside TLS), with
+    # VeNCrypt offered beside VNC auth (flags bit 3) and alone (bit 4).
+    vencrypt_viewer = b"RFB 003.008\n\x13\x00\x02\x00\x00\x01\x05" + bytes(range(16)) + b"\x01"
+    for flags, tag in [(b"\x08", "-and-vncauth"), (b"\x10", "-only")]:
+        for splits, stag in [(WHOLE, ""), (BYTEWISE, "-bytewise")]:
+            write("rfb_server", "vencrypt-x509vnc" + tag + stag, splits + flags + bytes(16) + counted(b"secret") + vencrypt_viewer)
+    # VeNCrypt logins to QEMU (RFB before the TLS hand-off, then the
+    # plaintext inside TLS): backend TLS preferred (flags bit 4) and required.
+    d = os.path.join(FIXTURES, "rfb", "vencrypt")
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".txt"):
+            continue
+        header, records = load(os.path.join(d, name))
+        base = "vencrypt-" + name[: -len(".txt")]
+        server = stream(records, "S")
+        password = header.get("password", "").encode()
+        for splits, tag in [(WHOLE, ""), (BYTEWISE, "-bytewise")]:
+            write("rfb_client", base + tag, splits + b"\x16" + counted(password) + server)
+        write("rfb_client", base + "-required", WHOLE + b"\x26" + counted(password) + server)
+        write("rfb_client", base + "-off", WHOLE + b"\x06" + counted(password) + server)
 
 
 def entry():

@@ -360,6 +360,10 @@ pub enum Rejection<'a> {
     LoginFailed(crate::rfb::client::Error, Option<&'a str>),
     /// The backend's connection failed during the login (the detail).
     LoginBroken(&'a str),
+    /// TLS toward the backend (VeNCrypt) failed; the detail is the driver's
+    /// TLS library's finding (certificate not trusted, name mismatch, a
+    /// client certificate demanded), sent as it is.
+    BackendTls(&'a str),
     /// The backend accepted the connection but did not finish RFB in time.
     LoginTimedOut,
     /// The ticket can no longer be used (it expired while the viewer
@@ -378,6 +382,7 @@ impl Rejection<'_> {
             Rejection::LoginFailed(e, Some(r)) if !r.is_empty() => write!(s, "backend: {e}: {r}"),
             Rejection::LoginFailed(e, _) => write!(s, "backend: {e}"),
             Rejection::LoginBroken(detail) => write!(s, "backend: {detail}"),
+            Rejection::BackendTls(detail) => s.write_str(detail),
             Rejection::LoginTimedOut => s.write_str("backend did not complete the RFB handshake"),
             Rejection::Ticket(e) => s.write_str(e.reason()),
         };

@@ -12,7 +12,7 @@
 //! | --- | --- |
 //! | [`time`] | [`Instant`], the caller's milliseconds |
 //! | [`machine`] | the [`Machine`] trait |
-//! | [`rfb`] | RFB (VNC) authentication: `rfb::server` checks a viewer, `rfb::client` logs in to the backend, `rfb::des` |
+//! | [`rfb`] | RFB (VNC) authentication: `rfb::server` checks a viewer, `rfb::client` logs in to the backend (VeNCrypt with the TLS handed to the driver), `rfb::des`, `rfb::vencrypt` |
 //! | [`control`] | one control request (both dialects) and its reply |
 //! | [`ticket`] | the table of pending consoles: port pool, expiry, one-time use |
 //! | [`ws`] | WebSocket: handshake, frame codec, connection (RFC 6455) |

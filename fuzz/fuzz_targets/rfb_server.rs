@@ -5,16 +5,20 @@
 //! Input: `[splits] [flags] [challenge: 16] [password: len, bytes] [viewer bytes]`;
 //! flags bit 0: a refusing server (`Server::refusing` with the password
 //! bytes as the reason), bit 1: reject on `Authenticated`, bit 2: a 64-byte
-//! buffer. Asserts: no panic; the outcome does not depend on the split;
-//! output bounded and starting with `RFB 003.008\n`; never stalls on a full
-//! buffer before the decision; `Authenticated` only after the right DES
-//! response, never for a refusing server; accept/reject only once.
+//! buffer, bits 3-4: the offer (VNC auth, VeNCrypt and VNC auth, VeNCrypt
+//! only). On `StartTls` the driver "runs TLS" at once (`tls_established`).
+//! Asserts: no panic; the outcome does not depend on the split; output
+//! bounded and starting with `RFB 003.008\n`; never stalls on a full buffer
+//! before the decision; `StartTls` only when VeNCrypt is offered, after
+//! X509Vnc was chosen; `Authenticated` only after the right DES response,
+//! never for a refusing server, and for a VeNCrypt-only offer only inside
+//! TLS; accept/reject only once.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use vncap_core::rfb::des;
-use vncap_core::rfb::server::{Error, Event, PasswordAttempt, Server, MAX_INPUT};
+use vncap_core::rfb::server::{Error, Event, Offer, PasswordAttempt, Server, MAX_INPUT};
 use vncap_fuzz::{drive_both, Reader, Splits};
 
 fuzz_target!(|data: &[u8]| {
@@ -27,16 +31,31 @@ fuzz_target!(|data: &[u8]| {
     let refusing = flags & 1 != 0;
     let reject = flags & 2 != 0;
     let cap = if flags & 4 != 0 { 64 } else { MAX_INPUT };
+    let offer = match (flags >> 3) & 3 {
+        0 => Offer::VncAuth,
+        1 => Offer::VencryptAndVncAuth,
+        _ => Offer::VencryptOnly,
+    };
     let reason = String::from_utf8_lossy(password).into_owned();
     let make = || {
         if refusing {
             Server::refusing(&reason)
         } else {
-            Server::new(password, challenge)
+            Server::new(password, challenge).with_offer(offer)
         }
     };
     let (server, t) = drive_both(make, input, &mut splits, cap, 1024, |s, ev| {
+        if *ev == Event::StartTls {
+            assert!(offer != Offer::VncAuth && !refusing);
+            assert!(!s.is_tls());
+            assert!(s.tls_established());
+            assert!(!s.tls_established());
+            return;
+        }
         assert_eq!(*ev, Event::Authenticated);
+        if offer == Offer::VencryptOnly {
+            assert!(s.is_tls(), "authenticated outside TLS on a TLS-only offer");
+        }
         assert!(!refusing, "a refusing server authenticated");
         assert_eq!(s.password_attempt(), PasswordAttempt::Correct);
         if reject {
@@ -49,9 +68,13 @@ fuzz_target!(|data: &[u8]| {
         assert!(!s.accept() && !s.reject("after"));
     });
     assert!(t.output.starts_with(b"RFB 003.008\n"));
-    assert!(t.consumed <= 12 + 1 + 16);
-    assert!(t.events.len() <= 1);
-    if !t.events.is_empty() {
+    // Version, type, VeNCrypt version and subtype, response.
+    assert!(t.consumed <= 12 + 1 + 2 + 4 + 16);
+    assert!(t.events.len() <= 2);
+    if t.events.first() == Some(&Event::StartTls) {
+        assert!(server.is_tls());
+    }
+    if t.events.contains(&Event::Authenticated) {
         // The last 16 bytes consumed are the viewer's response.
         let response = &input[t.consumed - 16..t.consumed];
         assert_eq!(response, des::response(password, &challenge));

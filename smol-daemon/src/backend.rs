@@ -1,12 +1,256 @@
-//! Reaching a backend VNC server: resolve its name (IPv4 and IPv6), try each
-//! address with a connect timeout, and retry the whole list a bounded number
-//! of times with a short backoff. Logging in is the core's `rfb::client`,
-//! driven by `session.rs`.
+//! Reaching a backend VNC server and logging in to it: resolve its name
+//! (IPv4 and IPv6), try each address with a connect timeout, retry the whole
+//! list a bounded number of times with a short backoff ([`connect`]); then
+//! drive the core's `rfb::client` over it, running the TLS handshake when
+//! the machine hands it over (VeNCrypt, `--backend-tls-dir`), all within
+//! the handshake deadline ([`login`]). `session.rs` calls [`login`] and
+//! relays what it returns; the words a viewer sees when it fails are made
+//! here and in `tls.rs`.
+//!
+//! Not here: the RFB login itself (the core's), TLS (rustls, `tls.rs`).
 
+use crate::buffer::InBuf;
+use crate::clock::Clock;
+use crate::drive::{drive, DriveError};
+use crate::record::{self, Recording, Tag, Tap};
+use crate::tls;
+use crate::transport::{ByteRead, ByteWrite, Plain};
 use smol::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
+use std::ops::Range;
+use std::rc::Rc;
 use std::time::Duration;
+use vncap_core::entry::Rejection;
+use vncap_core::rfb::client;
+
+/// VeNCrypt toward backends (`--backend-tls-dir`, `--backend-tls-required`).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    /// The CA, client certificate and name rule (reloaded on SIGHUP).
+    pub files: tls::BackendTls,
+    /// Refuse backends that do not offer VeNCrypt.
+    pub required: bool,
+}
+
+/// How vncap logs in to a backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Login<'a> {
+    /// The backend's host (the request's `daddr`) and port.
+    pub host: &'a str,
+    /// The backend's port.
+    pub port: u16,
+    /// The password for VNC authentication, if the backend asks.
+    pub password: Option<&'a [u8]>,
+    /// How to connect.
+    pub connect: ConnectPolicy,
+    /// The whole RFB login (TLS included) must end within this.
+    pub timeout: Duration,
+    /// VeNCrypt, when configured.
+    pub tls: Option<&'a Tls>,
+}
+
+/// A backend's reading half: plain TCP, or TLS over it.
+pub enum BackendRead {
+    /// Plain RFB over TCP.
+    Plain(Plain<TcpStream>),
+    /// RFB inside TLS (VeNCrypt), and how many plaintext bytes came so far.
+    Tls(Plain<tls::BackendRead<TcpStream>>, u64),
+}
+
+impl BackendRead {
+    /// Whether the node said nothing inside TLS yet: a close then is the
+    /// node refusing the TLS session itself (its client-certificate check).
+    fn silent_inside_tls(&self) -> bool {
+        matches!(self, BackendRead::Tls(_, 0))
+    }
+}
+
+/// A backend's writing half: plain TCP, or TLS over it.
+pub enum BackendWrite {
+    /// Plain RFB over TCP.
+    Plain(Plain<TcpStream>),
+    /// RFB inside TLS (VeNCrypt).
+    Tls(Plain<tls::BackendWrite<TcpStream>>),
+}
+
+impl ByteRead for BackendRead {
+    async fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            BackendRead::Plain(r) => r.read_bytes(buf).await,
+            BackendRead::Tls(r, read) => {
+                let n = r.read_bytes(buf).await?;
+                *read += n as u64;
+                Ok(n)
+            }
+        }
+    }
+}
+
+impl ByteWrite for BackendWrite {
+    async fn write_payload(&mut self, buf: &mut [u8], payload: Range<usize>) -> io::Result<()> {
+        match self {
+            BackendWrite::Plain(w) => w.write_payload(buf, payload).await,
+            BackendWrite::Tls(w) => w.write_payload(buf, payload).await,
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            BackendWrite::Plain(w) => w.close().await,
+            BackendWrite::Tls(w) => w.close().await,
+        }
+    }
+}
+
+/// A backend vncap is logged in to, just before the viewer's ClientInit.
+pub struct LoggedIn {
+    /// Its reading half (recorded with `--record`: the RFB bytes, inside
+    /// TLS once TLS runs).
+    pub reader: Tap<BackendRead>,
+    /// Its writing half (recorded likewise).
+    pub writer: Tap<BackendWrite>,
+    /// Bytes the backend sent after the login (ServerInit's start): for the
+    /// viewer, before the relay.
+    pub early: InBuf,
+    /// The TCP socket when the session is plain RFB (the relay may splice
+    /// it); `None` inside TLS.
+    pub tcp: Option<TcpStream>,
+}
+
+/// Why a backend login failed; the core words what the viewer is told
+/// ([`Failure::rejection`]).
+#[derive(Debug)]
+pub enum Failure {
+    /// The connection could not be made (the error).
+    Unreachable(String),
+    /// The RFB login was refused: the machine's error and the backend's
+    /// reason, if it gave one.
+    Refused(client::Error, Option<String>),
+    /// The connection broke during the login.
+    Broken(String),
+    /// TLS toward the node failed: what the TLS layer found (certificate
+    /// not trusted, name mismatch, a client certificate demanded...).
+    Tls(String),
+    /// The backend did not finish the login in time.
+    TimedOut,
+}
+
+impl Failure {
+    /// The entry machine's rejection for it.
+    pub fn rejection(&self) -> Rejection<'_> {
+        match self {
+            Failure::Unreachable(e) => Rejection::Unreachable(e),
+            Failure::Refused(e, reason) => Rejection::LoginFailed(*e, reason.as_deref()),
+            Failure::Broken(e) => Rejection::LoginBroken(e),
+            Failure::Tls(why) => Rejection::BackendTls(why),
+            Failure::TimedOut => Rejection::LoginTimedOut,
+        }
+    }
+}
+
+/// Connects to the backend and logs in (RFB, VeNCrypt's TLS hand-off
+/// included). With `--record` (`viewer`: the viewer leg's recording) the
+/// backend leg is recorded beside it once the backend is reached. Returns
+/// the logged-in halves, or why not.
+pub async fn login(
+    how: Login<'_>,
+    clock: &Clock,
+    viewer: Option<&Rc<Recording>>,
+) -> Result<LoggedIn, Failure> {
+    let stream = connect(how.host, how.port, how.connect)
+        .await
+        .map_err(|e| Failure::Unreachable(e.to_string()))?;
+    let rec = viewer.and_then(|v| record::start(v.backend(how.host, how.port)));
+    let rec = rec.as_ref();
+    let tcp = stream.clone();
+    let mut reader = Tap::new(BackendRead::Plain(Plain(stream.clone())), rec, Tag::Server);
+    let mut writer = Tap::new(BackendWrite::Plain(Plain(stream)), rec, Tag::Client);
+    let mut input = InBuf::new(1024);
+    let policy = match how.tls {
+        None => client::Tls::Off,
+        Some(Tls {
+            required: false, ..
+        }) => client::Tls::Prefer,
+        Some(Tls { required: true, .. }) => client::Tls::Require,
+    };
+    let mut machine = client::Client::new(how.password).with_tls(policy);
+    let mut handshake = None;
+    // A backend that accepts but never speaks RFB (or TLS) must not hold
+    // the viewer.
+    let run = with_timeout(how.timeout, async {
+        loop {
+            match drive(&mut machine, &mut reader, &mut writer, &mut input, clock).await {
+                Ok(client::Event::LoggedIn) => return Ok(Ok(())),
+                Ok(client::Event::StartTls) => {
+                    let Some(t) = how.tls else {
+                        return Ok(Err(Stop::Tls(
+                            "backend: VeNCrypt without backend TLS".into(),
+                        )));
+                    };
+                    // What the machine left unconsumed is the node's first
+                    // TLS bytes.
+                    let early = input.data().to_vec();
+                    input.consume(early.len());
+                    match t.files.connect(how.host, &early, tcp.clone()).await {
+                        Ok((r, w, h)) => {
+                            reader.inner = BackendRead::Tls(Plain(r), 0);
+                            writer.inner = BackendWrite::Tls(Plain(w));
+                            handshake = Some(h);
+                            machine.tls_established();
+                        }
+                        Err(why) => return Ok(Err(Stop::Tls(why))),
+                    }
+                }
+                Err(e) => return Ok(Err(Stop::Drive(e))),
+            }
+        }
+    })
+    .await;
+    // A node that closes (or stalls) before it said anything inside TLS is
+    // refusing the session: its client-certificate check explains why.
+    let refused_tls = handshake
+        .as_ref()
+        .filter(|_| reader.inner.silent_inside_tls())
+        .and_then(tls::BackendHandshake::explain_close);
+    let failure = match run {
+        Ok(Ok(())) => None,
+        Ok(Err(Stop::Drive(e))) => Some(explain(e, &machine, refused_tls)),
+        Ok(Err(Stop::Tls(why))) => Some(Failure::Tls(why)),
+        Err(_) => Some(refused_tls.map_or(Failure::TimedOut, Failure::Tls)),
+    };
+    if let Some(why) = failure {
+        return Err(why);
+    }
+    let plain = !machine.is_tls();
+    Ok(LoggedIn {
+        reader,
+        writer,
+        early: input,
+        tcp: plain.then_some(tcp),
+    })
+}
+
+/// Why a login stopped short.
+enum Stop {
+    /// The RFB login failed (its machine's error, or the socket).
+    Drive(DriveError<client::Error>),
+    /// The TLS hand-off failed; the viewer-visible reason.
+    Tls(String),
+}
+
+/// What a failed RFB login was (`refused_tls`: what TLS found when the
+/// node closed a TLS session it had said nothing in).
+fn explain(
+    e: DriveError<client::Error>,
+    machine: &client::Client,
+    refused_tls: Option<String>,
+) -> Failure {
+    match e {
+        DriveError::Protocol(e) => Failure::Refused(e, machine.server_reason().map(str::to_string)),
+        other => refused_tls.map_or_else(|| Failure::Broken(other.to_string()), Failure::Tls),
+    }
+}
 
 /// How hard to try.
 #[derive(Debug, Clone, Copy)]

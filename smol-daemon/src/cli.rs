@@ -22,6 +22,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(FromArgs, Debug)]
 #[argh(subcommand)]
+// Parsed once at start: the size of `Serve` costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     Serve(Serve),
     FlashPolicy(FlashPolicy),
@@ -29,7 +31,7 @@ pub enum Command {
 }
 
 /// run the proxy in the foreground (the service manager daemonizes); logs to
-/// stderr; SIGHUP re-reads --cert and --key; exits 0 on SIGTERM or SIGINT
+/// stderr; SIGHUP re-reads --cert, --key and --backend-tls-dir; exits 0 on SIGTERM or SIGINT
 /// after closing its listeners
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "serve")]
@@ -85,6 +87,19 @@ pub struct Serve {
     /// demand VNC authentication (first line; trailing newline ignored)
     #[argh(option)]
     pub backend_password_file: Option<PathBuf>,
+    /// reach backends over VeNCrypt (TLS, X509None/X509Vnc) when they offer
+    /// it: a directory in QEMU's layout (Ganeti's vnc_x509_path):
+    /// ca-cert.pem verifies the nodes, and client-cert.pem + client-key.pem,
+    /// when present, are shown to nodes that verify peers; re-read on SIGHUP
+    #[argh(option)]
+    pub backend_tls_dir: Option<PathBuf>,
+    /// refuse backends that do not offer VeNCrypt (needs --backend-tls-dir)
+    #[argh(switch)]
+    pub backend_tls_required: bool,
+    /// the name every node's certificate must be valid for (e.g. the one
+    /// certificate a Ganeti cluster shares); default: the request's daddr
+    #[argh(option)]
+    pub backend_tls_name: Option<String>,
     /// seconds to wait for a backend's TCP connection (default 5)
     #[argh(option, default = "5")]
     pub connect_timeout: u32,

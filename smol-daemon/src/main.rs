@@ -8,7 +8,7 @@
 //! | `clock.rs` | the one clock |
 //! | `logger.rs` | stderr logging |
 //! | `transport.rs` | byte halves: plain, WebSocket |
-//! | `tls.rs` | TLS (rustls, feature `tls`): certificate loading and reloading, server and client handshakes; `tls_off.rs` without the feature |
+//! | `tls.rs` | TLS (rustls, feature `tls`): certificate loading and reloading, server and client handshakes, backend TLS (`--backend-tls-dir`); `tls_off.rs` without the feature |
 //! | `drive.rs` | the generic machine driver loop |
 //! | `buffer.rs` | a session's fixed input buffer |
 //! | `relay.rs` | the two-way copy after authentication |
@@ -22,7 +22,7 @@
 //! | `control.rs` | the control channel |
 //! | `entry.rs` | entry points (opening a ticket's port, the single port): the driver of the core's entry machine, one viewer up to its authentication |
 //! | `session.rs` | an authenticated viewer: backend login, SecurityResult, relay (settings and clock only, no daemon) |
-//! | `backend.rs` | reaching a backend (resolve, timeout, retries) |
+//! | `backend.rs` | reaching a backend (resolve, timeout, retries) and logging in (`backend::login`: the core's `rfb::client`, VeNCrypt's TLS hand-off) |
 //! | `flashpolicy.rs` | `vncap flashpolicy` |
 //! | `request.rs` | `vncap request` |
 

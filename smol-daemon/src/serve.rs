@@ -103,9 +103,18 @@ fn check_tls(args: &cli::Serve, have_tls: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// SIGHUP: reads the TLS certificate and key again; a bad file keeps the
-/// old ones.
+/// SIGHUP: reads the TLS certificate and key, and the backend TLS
+/// directory, again; a bad file keeps the old ones.
 fn reload(d: &Daemon) {
+    if let Some(b) = &d.settings.backend_tls {
+        match b.files.reload() {
+            Ok(()) => log::info!(
+                "reloaded the backend TLS files from {}",
+                b.files.dir().display()
+            ),
+            Err(e) => log::warn!("SIGHUP: kept the old backend TLS files: {e}"),
+        }
+    }
     let Some(tls) = &d.settings.tls else {
         log::info!("SIGHUP: no TLS certificate to reload");
         return;
@@ -117,6 +126,24 @@ fn reload(d: &Daemon) {
         ),
         Err(e) => log::warn!("SIGHUP: kept the old TLS certificate: {e}"),
     }
+}
+
+/// `--backend-tls-dir` (with `--backend-tls-name`, `--backend-tls-required`).
+fn backend_tls(args: &cli::Serve) -> Result<Option<crate::backend::Tls>, String> {
+    let Some(dir) = &args.backend_tls_dir else {
+        if args.backend_tls_required {
+            return Err("--backend-tls-required needs --backend-tls-dir".into());
+        }
+        if args.backend_tls_name.is_some() {
+            return Err("--backend-tls-name needs --backend-tls-dir".into());
+        }
+        return Ok(None);
+    };
+    let files = crate::tls::BackendTls::load(dir, args.backend_tls_name.clone())?;
+    Ok(Some(crate::backend::Tls {
+        files,
+        required: args.backend_tls_required,
+    }))
 }
 
 /// The first line of the cluster password file, without its line ending.
@@ -142,6 +169,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         _ => return Err("--cert and --key go together: give both or neither".into()),
     };
     check_tls(&args, tls.is_some())?;
+    let backend_tls = backend_tls(&args)?;
     let listen = args.listen.unwrap_or_else(default_listen);
     let single = match args.single_port {
         Some(port) => {
@@ -191,6 +219,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         max_header_bytes: args.max_header_bytes,
         max_message_bytes: args.max_message_bytes,
         record: args.record.clone(),
+        backend_tls,
     };
     let d = Daemon::new(settings, table, ex.clone())
         .map_err(|e| format!("configuration: {}", e.reason()))?;
@@ -231,8 +260,21 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         (Some(_), false, true) => "; TLS on, control over TLS",
         (Some(_), true, true) => "; TLS on (required), control over TLS",
     };
+    let backend_note = match &d.settings.backend_tls {
+        None => String::new(),
+        Some(b) => format!(
+            "; backend TLS from {}{}{}",
+            b.files.dir().display(),
+            if b.files.has_client_cert() {
+                " with a client certificate"
+            } else {
+                ""
+            },
+            if b.required { " (required)" } else { "" }
+        ),
+    };
     log::info!(
-        "vncap {} ready: control on {}, entry ports {}-{} on {}{single_note}{tls_note}",
+        "vncap {} ready: control on {}, entry ports {}-{} on {}{single_note}{tls_note}{backend_note}",
         env!("CARGO_PKG_VERSION"),
         listener.describe(),
         args.ports.lo,

@@ -1,5 +1,6 @@
-//! One authenticated viewer's session: log in to the backend (connect with
-//! timeout and retries, then the core's `rfb::client`), have the entry
+//! One authenticated viewer's session: log in to the backend
+//! (`backend::login`: connect with timeout and retries, the core's
+//! `rfb::client`, VeNCrypt's TLS), have the entry
 //! machine answer the viewer's SecurityResult (`accept`, or `reject` with
 //! the reason the core words), relay both ways. What happens before
 //! authentication is `entry.rs`.
@@ -7,7 +8,7 @@
 use crate::backend;
 use crate::buffer::InBuf;
 use crate::clock::Clock;
-use crate::drive::{drive, flush, DriveError};
+use crate::drive::flush;
 use crate::record::{self, Tag, Tap};
 use crate::relay::relay;
 use crate::settings::Settings;
@@ -18,7 +19,6 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
 use std::net::SocketAddr;
 use vncap_core::entry::{Entry, Rejection};
-use vncap_core::rfb::client;
 use vncap_core::ticket::Ticket;
 
 /// A WebSocket viewer's socket buffer while its frames stream (an idle
@@ -93,48 +93,34 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
         let (host, bport) = (ticket.backend_host.as_str(), ticket.backend_port);
         let target = format!("{host}:{bport}");
         log::info!("{peer}: authenticated; connecting to backend {target}");
-        let stream = match backend::connect(host, bport, settings.connect).await {
-            Ok(s) => s,
-            Err(e) => {
-                let detail = e.to_string();
-                let why = Rejection::Unreachable(&detail);
-                return Err(refuse(&mut entry, &mut writer, why, &target).await);
-            }
-        };
-        // --record: both legs, from the viewer's handshake on.
+        // --record: both legs, from the viewer's handshake on (the backend
+        // leg once the backend is reached).
         let how = format!("{door}, {}", entry.layers());
         let rec = record::start_viewer(settings.record.as_deref(), peer, &how);
         let recorded = rec.as_ref().map_or(0, |rec| {
             record::write_transcript(rec, entry.transcript(), 0)
         });
-        let brec = rec
-            .as_ref()
-            .and_then(|viewer| record::start(viewer.backend(host, bport)));
-        let backend_tcp = stream.clone();
-        let mut br = Tap::new(Plain(stream.clone()), brec.as_ref(), Tag::Server);
-        let mut bw = Tap::new(Plain(stream), brec.as_ref(), Tag::Client);
-        let mut binput = InBuf::new(1024);
-        let mut login = client::Client::new(ticket.backend_password.as_deref());
-        // A backend that accepts but never speaks RFB must not hold the viewer.
-        let logged_in = backend::with_timeout(settings.handshake_timeout, async {
-            Ok(drive(&mut login, &mut br, &mut bw, &mut binput, clock).await)
-        })
-        .await;
-        let broken;
-        let why = match &logged_in {
-            Ok(Ok(client::Event::LoggedIn)) => None,
-            Ok(Err(DriveError::Protocol(e))) => {
-                Some(Rejection::LoginFailed(*e, login.server_reason()))
-            }
-            Ok(Err(e)) => {
-                broken = e.to_string();
-                Some(Rejection::LoginBroken(&broken))
-            }
-            Err(_) => Some(Rejection::LoginTimedOut),
+        // Connect and log in (VeNCrypt's TLS included).
+        let login = backend::Login {
+            host,
+            port: bport,
+            password: ticket.backend_password.as_deref(),
+            connect: settings.connect,
+            timeout: settings.handshake_timeout,
+            tls: settings.backend_tls.as_ref(),
         };
-        if let Some(why) = why {
-            return Err(refuse(&mut entry, &mut writer, why, &target).await);
-        }
+        let backend::LoggedIn {
+            reader: mut br,
+            writer: mut bw,
+            early: binput,
+            tcp: backend_tcp,
+        } = match backend::login(login, clock, rec.as_ref()).await {
+            Ok(b) => b,
+            Err(failure) => {
+                let why = failure.rejection();
+                return Err(refuse(&mut entry, &mut writer, why, &target).await);
+            }
+        };
         entry.accept();
         flush(&mut entry, &mut writer)
             .await
@@ -177,9 +163,11 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
         // Handshake buffers are not kept for the session's life.
         drop((binput, early));
         // Both sides plain TCP, nothing recorded (`run_tcp`): splice.
-        let end = match splice {
-            Some(viewer_tcp) => crate::splice::relay(viewer_tcp, backend_tcp).await,
-            None => {
+        let end = match (splice, backend_tcp) {
+            (Some(viewer_tcp), Some(backend_tcp)) => {
+                crate::splice::relay(viewer_tcp, backend_tcp).await
+            }
+            _ => {
                 relay(
                     (&mut viewer_r, &mut viewer_w),
                     (&mut br, &mut bw),

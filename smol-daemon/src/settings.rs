@@ -36,4 +36,6 @@ pub struct Settings {
     pub max_message_bytes: u64,
     /// `--record`: the directory every connection's RFB bytes go to.
     pub record: Option<std::path::PathBuf>,
+    /// VeNCrypt toward backends (`--backend-tls-dir`; reloaded on SIGHUP).
+    pub backend_tls: Option<crate::backend::Tls>,
 }

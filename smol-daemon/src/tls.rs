@@ -7,19 +7,30 @@
 //! pipeline as over plain TCP (`entry.rs`); this file only turns a socket
 //! whose first bytes were a ClientHello into two plaintext halves.
 //!
+//! The backend side (`--backend-tls-dir`, VeNCrypt toward Ganeti nodes) is
+//! [`BackendTls`]: the node's CA and vncap's optional client certificate in
+//! QEMU's directory layout, reloaded on SIGHUP, a rustls client handshake
+//! over the backend's socket when `rfb::client` hands it over, and the
+//! viewer-visible words for each way it fails.
+//!
 //! Built without the feature, `tls_off.rs` stands in: the same names, an
-//! [`Acceptor`] that cannot be made.
+//! [`Acceptor`] and a [`BackendTls`] that cannot be made.
 //!
 //! Not here: any TLS logic of our own (the handshake, records and alerts are
-//! rustls's), client certificates (none are asked for), SNI-based choice of
+//! rustls's), viewers' client certificates (none are asked for), SNI-based choice of
 //! certificate (one certificate covers every entry point, the single port
 //! and the control channel). Spec: DESIGN.md "Entry points" (TLS, then sniff
 //! again inside).
 
 use futures_lite::io::{AsyncRead, AsyncWrite, ReadHalf, WriteHalf};
+use futures_rustls::rustls::client::ResolvesClientCert;
 use futures_rustls::rustls::crypto::ring;
+use futures_rustls::rustls::sign::CertifiedKey;
 use futures_rustls::rustls::version::{TLS12, TLS13};
-use futures_rustls::rustls::{ClientConfig, Error, InconsistentKeys, RootCertStore, ServerConfig};
+use futures_rustls::rustls::{
+    CertificateError, ClientConfig, Error, InconsistentKeys, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use futures_rustls::server::TlsStream;
 use futures_rustls::{TlsAcceptor, TlsConnector};
 use rustls_pki_types::pem::PemObject;
@@ -30,6 +41,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -163,6 +175,289 @@ where
         .connect(name, stream)
         .await
         .map_err(|e| format!("TLS handshake: {e}"))
+}
+
+/// The reading half of a backend's TLS stream over `S`.
+pub type BackendRead<S> = ReadHalf<Client<Prefixed<S>>>;
+/// The writing half of a backend's TLS stream over `S`.
+pub type BackendWrite<S> = WriteHalf<Client<Prefixed<S>>>;
+
+/// The CA file in a `--backend-tls-dir` (QEMU's and Ganeti's
+/// `vnc_x509_path` layout).
+pub const BACKEND_CA: &str = "ca-cert.pem";
+/// vncap's client certificate in a `--backend-tls-dir`, for nodes that
+/// verify peers (`vnc_x509_verify`, QEMU's `verify-peer=yes`).
+pub const BACKEND_CLIENT_CERT: &str = "client-cert.pem";
+/// The key of [`BACKEND_CLIENT_CERT`].
+pub const BACKEND_CLIENT_KEY: &str = "client-key.pem";
+
+/// The client side of TLS toward backends (`--backend-tls-dir`): the CA that
+/// issued the nodes' certificates, vncap's client certificate when the
+/// directory has one, and the name every node's certificate must carry
+/// (`--backend-tls-name`; default: the request's `daddr`). [`reload`]
+/// re-reads the directory (handshakes already begun keep what they had).
+///
+/// [`reload`]: BackendTls::reload
+#[derive(Clone)]
+pub struct BackendTls(Rc<BackendFiles>);
+
+struct BackendFiles {
+    dir: PathBuf,
+    name: Option<String>,
+    current: RefCell<Rc<BackendCreds>>,
+}
+
+/// What a handshake is made from.
+struct BackendCreds {
+    roots: Arc<RootCertStore>,
+    identity: Option<Arc<CertifiedKey>>,
+}
+
+impl fmt::Debug for BackendTls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "tls::BackendTls({})", self.0.dir.display())
+    }
+}
+
+impl BackendTls {
+    /// Loads `dir/ca-cert.pem` and, when both are there,
+    /// `dir/client-cert.pem` + `dir/client-key.pem`. `name`: the server name
+    /// every node's certificate must be valid for, instead of the address
+    /// each request names. Fails, naming the file, when one cannot be read
+    /// or parsed, when only one of the client pair is there, or when the key
+    /// does not belong to the certificate.
+    pub fn load(dir: &Path, name: Option<String>) -> Result<BackendTls, String> {
+        if let Some(n) = &name {
+            ServerName::try_from(n.clone())
+                .map_err(|e| format!("--backend-tls-name {n}: not a TLS server name ({e})"))?;
+        }
+        let creds = backend_creds(dir)?;
+        Ok(BackendTls(Rc::new(BackendFiles {
+            dir: dir.to_path_buf(),
+            name,
+            current: RefCell::new(Rc::new(creds)),
+        })))
+    }
+
+    /// Reads the directory again and, when it loads, uses it for every
+    /// handshake from now on; when it does not, keeps the old files and says
+    /// why.
+    pub fn reload(&self) -> Result<(), String> {
+        let creds = backend_creds(&self.0.dir)?;
+        *self.0.current.borrow_mut() = Rc::new(creds);
+        Ok(())
+    }
+
+    /// The directory, for the log.
+    pub fn dir(&self) -> &Path {
+        &self.0.dir
+    }
+
+    /// Whether a client certificate is configured (for the log).
+    pub fn has_client_cert(&self) -> bool {
+        self.0.current.borrow().identity.is_some()
+    }
+
+    /// Runs the client handshake toward the node `daddr` on `stream`, whose
+    /// first bytes (`early`) were already read, checking its certificate
+    /// against the CA and the name (`--backend-tls-name`, else `daddr`).
+    /// Returns the plaintext halves and what the handshake learned, or the
+    /// viewer-visible reason it failed.
+    pub async fn connect<S>(
+        &self,
+        daddr: &str,
+        early: &[u8],
+        stream: S,
+    ) -> Result<(BackendRead<S>, BackendWrite<S>, BackendHandshake), String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let creds = self.0.current.borrow().clone();
+        let name = self.0.name.as_deref().unwrap_or(daddr);
+        let server_name = ServerName::try_from(name.to_string())
+            .map_err(|e| format!("backend TLS: {name} is not a TLS server name ({e})"))?;
+        let asked = Arc::new(AtomicBool::new(false));
+        let identity = Arc::new(Identity {
+            key: creds.identity.clone(),
+            asked: asked.clone(),
+        });
+        let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_protocol_versions(VERSIONS)
+            .map_err(|e| format!("backend TLS: {e}"))?
+            .with_root_certificates(creds.roots.clone())
+            .with_client_cert_resolver(identity);
+        let handshake = BackendHandshake {
+            asked,
+            sent_cert: creds.identity.is_some(),
+        };
+        let tls = TlsConnector::from(Arc::new(config))
+            .connect(server_name, Prefixed::new(early, stream))
+            .await
+            .map_err(|e| handshake.explain(&e, name, &self.0.dir))?;
+        let (r, w) = futures_lite::io::split(tls);
+        Ok((r, w, handshake))
+    }
+}
+
+/// What one backend handshake learned that explains a failure after it
+/// (with TLS 1.3 a node that wants a client certificate completes the
+/// handshake and then closes, or sends an alert on the first read).
+pub struct BackendHandshake {
+    asked: Arc<AtomicBool>,
+    sent_cert: bool,
+}
+
+impl BackendHandshake {
+    /// Whether the node asked for a client certificate (QEMU's
+    /// `verify-peer=yes`).
+    pub fn client_cert_requested(&self) -> bool {
+        self.asked.load(Ordering::Relaxed)
+    }
+
+    /// Why the node closed the connection (or failed a read) inside TLS,
+    /// when the client certificate explains it; `None` otherwise.
+    pub fn explain_close(&self) -> Option<String> {
+        if !self.client_cert_requested() {
+            return None;
+        }
+        Some(if self.sent_cert {
+            "backend TLS: the node refused vncap's client certificate (not issued by the CA in \
+             its vnc_x509_path?)"
+                .into()
+        } else {
+            format!(
+                "backend TLS: the node demands a client certificate (vnc_x509_verify): add \
+                 {BACKEND_CLIENT_CERT} and {BACKEND_CLIENT_KEY}"
+            )
+        })
+    }
+
+    /// The viewer-visible words for a failed handshake.
+    fn explain(&self, e: &io::Error, name: &str, dir: &Path) -> String {
+        let rustls = e.get_ref().and_then(|i| i.downcast_ref::<Error>());
+        let cert = |c: &CertificateError| match c {
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                format!(
+                    "backend TLS: certificate name mismatch (not valid for {name}; see \
+                     --backend-tls-name)"
+                )
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "backend TLS: the node's certificate has expired".into()
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "backend TLS: the node's certificate is not valid yet".into()
+            }
+            _ => {
+                log::info!(
+                    "backend {name}: certificate not issued by {}: {c:?}",
+                    dir.join(BACKEND_CA).display()
+                );
+                format!(
+                    "backend TLS: certificate not trusted (not issued by the {BACKEND_CA} of \
+                     --backend-tls-dir)"
+                )
+            }
+        };
+        match rustls {
+            Some(Error::InvalidCertificate(c)) => cert(c),
+            Some(Error::AlertReceived(a)) => self
+                .explain_close()
+                .unwrap_or_else(|| format!("backend TLS: the node sent the alert {a:?}")),
+            Some(other) => format!("backend TLS handshake: {other}"),
+            None => self
+                .explain_close()
+                .unwrap_or_else(|| format!("backend TLS handshake: {e}")),
+        }
+    }
+}
+
+/// Offers vncap's client certificate (if any) when a node asks, and notes
+/// that it asked.
+#[derive(Debug)]
+struct Identity {
+    key: Option<Arc<CertifiedKey>>,
+    asked: Arc<AtomicBool>,
+}
+
+impl ResolvesClientCert for Identity {
+    fn resolve(
+        &self,
+        _issuers: &[&[u8]],
+        _schemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        self.key.clone()
+    }
+
+    fn has_certs(&self) -> bool {
+        // Keep the transcript for client authentication either way: the
+        // node decides whether it asks.
+        true
+    }
+}
+
+/// The CA and the optional client identity from a backend TLS directory.
+fn backend_creds(dir: &Path) -> Result<BackendCreds, String> {
+    let file = |f: &str| dir.join(f);
+    let ca = file(BACKEND_CA);
+    let mut roots = RootCertStore::empty();
+    for der in CertificateDer::pem_file_iter(&ca)
+        .map_err(|e| format!("--backend-tls-dir: {}: {e}", ca.display()))?
+    {
+        let der = der.map_err(|e| format!("--backend-tls-dir: {}: {e}", ca.display()))?;
+        roots
+            .add(der)
+            .map_err(|e| format!("--backend-tls-dir: {}: {e}", ca.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!(
+            "--backend-tls-dir: {}: no certificate in the file",
+            ca.display()
+        ));
+    }
+    let (cert, key) = (file(BACKEND_CLIENT_CERT), file(BACKEND_CLIENT_KEY));
+    let identity = match (cert.exists(), key.exists()) {
+        (false, false) => None,
+        (true, true) => {
+            let chain = CertificateDer::pem_file_iter(&cert)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("--backend-tls-dir: {}: {e}", cert.display()))?;
+            if chain.is_empty() {
+                return Err(format!(
+                    "--backend-tls-dir: {}: no certificate in the file",
+                    cert.display()
+                ));
+            }
+            let private = PrivateKeyDer::from_pem_file(&key)
+                .map_err(|e| format!("--backend-tls-dir: {}: {e}", key.display()))?;
+            let certified = CertifiedKey::from_der(chain, private, &ring::default_provider())
+                .map_err(|e| {
+                    let why = match e {
+                        Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+                            "the key does not belong to the certificate".to_string()
+                        }
+                        e => e.to_string(),
+                    };
+                    format!(
+                        "--backend-tls-dir: {} with {}: {why}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            Some(Arc::new(certified))
+        }
+        _ => {
+            return Err(format!(
+                "--backend-tls-dir {}: {BACKEND_CLIENT_CERT} and {BACKEND_CLIENT_KEY} go together",
+                dir.display()
+            ))
+        }
+    };
+    Ok(BackendCreds {
+        roots: Arc::new(roots),
+        identity,
+    })
 }
 
 /// A stream that first serves bytes already read from it (what sniffing

@@ -1,5 +1,5 @@
 //! TLS left out (built without the cargo feature `tls`): `tls.rs`'s names,
-//! with an [`Acceptor`] that cannot be made, so every TLS option is a clear
+//! with an [`Acceptor`] and a [`BackendTls`] that cannot be made, so every TLS option is a clear
 //! startup error and the rest of the daemon needs no `cfg` of its own. A
 //! ClientHello on an entry point still gets the core's `handshake_failure`
 //! alert (`entry.rs`), as when no certificate is configured.
@@ -40,6 +40,60 @@ impl Acceptor {
 
     /// Unreachable (no acceptor exists).
     pub async fn accept<S>(&self, _sniffed: &[u8], _stream: S) -> io::Result<(Read<S>, Write<S>)>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match *self {}
+    }
+}
+
+/// Stands for a backend's TLS reading half; never made.
+pub type BackendRead<S> = S;
+/// Stands for a backend's TLS writing half; never made.
+pub type BackendWrite<S> = S;
+
+/// No backend TLS: there is no value of this type.
+#[derive(Debug, Clone)]
+pub enum BackendTls {}
+
+/// Never made.
+pub enum BackendHandshake {}
+
+impl BackendHandshake {
+    /// Unreachable (no handshake exists).
+    pub fn explain_close(&self) -> Option<String> {
+        match *self {}
+    }
+}
+
+impl BackendTls {
+    /// Always fails: this build has no TLS.
+    pub fn load(_dir: &Path, _name: Option<String>) -> Result<BackendTls, String> {
+        Err(UNAVAILABLE.into())
+    }
+
+    /// Unreachable (no value exists).
+    pub fn reload(&self) -> Result<(), String> {
+        match *self {}
+    }
+
+    /// Unreachable (no value exists).
+    pub fn dir(&self) -> &Path {
+        match *self {}
+    }
+
+    /// Unreachable (no value exists).
+    pub fn has_client_cert(&self) -> bool {
+        match *self {}
+    }
+
+    /// Unreachable (no value exists).
+    pub async fn connect<S>(
+        &self,
+        _daddr: &str,
+        _early: &[u8],
+        _stream: S,
+    ) -> Result<(BackendRead<S>, BackendWrite<S>, BackendHandshake), String>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {

@@ -6,7 +6,9 @@
 // subprotocol (as GWM's noVNC 0.4 does). Backends: the project's testvnc
 // (colour bars), TigerVNC's Xvnc with `-SecurityTypes None` and a known solid
 // root colour, Xvnc with VNC authentication (the cluster password from
-// `--backend-password-file`), QEMU's VNC server with and without a password.
+// `--backend-password-file`), QEMU's VNC server with and without a password,
+// and with VeNCrypt (`tls-creds-x509` from a CA made here, with and without
+// `verify-peer`; `tls-creds-anon`) reached with `--backend-tls-dir`.
 // Consoles are requested through vapclient.py (GWM's vapclient, byte for
 // byte) or as raw snf-dialect JSON. Plus a measurement of when real viewers
 // first speak after the TCP accept (the sniff's silence is 300 ms).
@@ -31,7 +33,7 @@ import { chromium } from 'playwright-core';
 import {
   HERE, NOVNC_BUILDS, PATIENCE_MS, Proc, SCRATCH, Vncap, connectOutcome, dumpLogs, freePort, killAll,
   noVncUrl, pngStat, randomPassword, selfSignedCert, serveNoVnc, startChromium, startQemu, startTap,
-  startTestvnc, startXvnc, summary, vncdoCapture, vncdoFails, within,
+  startTestvnc, startXvnc, summary, vncdoCapture, vncdoFails, within, x509Pki,
 } from './lib.mjs';
 
 /** Ganeti's cluster VNC password: every backend that asks for one gets this. */
@@ -514,6 +516,160 @@ describe('native and base64 viewers through vncap', () => {
 });
 
 // ---------------------------------------------------------------- measurements
+
+describe('VeNCrypt to QEMU nodes (vnc_tls, vnc_x509_path; issue 14)', () => {
+  /** QEMU as Ganeti runs it with vnc_tls + vnc_x509_path, vnc_x509_verify off / on. */
+  let qemuX509;
+  let qemuX509Verify;
+  /** A node whose certificate comes from another CA; one with anonymous TLS. */
+  let qemuOtherCa;
+  let qemuAnon;
+  /** vncap with the cluster's CA and its client certificate; one with the CA only and --backend-tls-required. */
+  let vncapX509;
+  let vncapCaOnly;
+  /** One certificate for every node (vnc.cluster.example) and vncap --backend-tls-name; a node with another name from that CA. */
+  let qemuShared;
+  let qemuSharedOtherName;
+  let vncapShared;
+  /** vncap whose --backend-tls-dir gets the client certificate later (SIGHUP). */
+  let vncapReload;
+  let reloadDir;
+  /** vncap with the cluster's CA but a client certificate from another CA. */
+  let vncapWrongClient;
+  let cluster;
+  const GREY = [170, 170, 170];
+
+  before(async () => {
+    cluster = x509Pki('cluster');
+    const other = x509Pki('other');
+    const shared = x509Pki('shared', { san: 'DNS:vnc.cluster.example', altSan: 'DNS:other.example' });
+    reloadDir = fs.mkdtempSync(path.join(SCRATCH, 'backend-tls-reload-'));
+    const wrongClientDir = fs.mkdtempSync(path.join(SCRATCH, 'backend-tls-wrong-client-'));
+    fs.copyFileSync(path.join(cluster.caOnly, 'ca-cert.pem'), path.join(wrongClientDir, 'ca-cert.pem'));
+    for (const f of ['client-cert.pem', 'client-key.pem']) fs.copyFileSync(path.join(other.vncap, f), path.join(wrongClientDir, f));
+    fs.copyFileSync(path.join(cluster.caOnly, 'ca-cert.pem'), path.join(reloadDir, 'ca-cert.pem'));
+    const common = ['--connect-timeout', String(CONNECT_TIMEOUT_S), '--connect-retries', '1'];
+    [qemuX509, qemuX509Verify, qemuOtherCa, qemuAnon, vncapX509, vncapCaOnly, qemuShared, qemuSharedOtherName, vncapShared, vncapReload, vncapWrongClient] = await Promise.all([
+      startQemu({ tls: { dir: cluster.node, verifyPeer: false } }),
+      startQemu({ password: CLUSTER, tls: { dir: cluster.node, verifyPeer: true } }),
+      startQemu({ tls: { dir: other.node, verifyPeer: false } }),
+      startQemu({ tls: { anon: true } }),
+      Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--backend-tls-dir', cluster.vncap] }),
+      Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--backend-tls-dir', cluster.caOnly, '--backend-tls-required'] }),
+      startQemu({ tls: { dir: shared.node, verifyPeer: true } }),
+      startQemu({ tls: { dir: shared.nodeAlt, verifyPeer: false } }),
+      Vncap.start({ extra: [...common, '--backend-tls-dir', shared.vncap, '--backend-tls-name', 'vnc.cluster.example'] }),
+      Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--backend-tls-dir', reloadDir] }),
+      Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--backend-tls-dir', wrongClientDir] }),
+    ]);
+  });
+
+  /** noVNC refused with a reason matching `want`; the log names the backend. */
+  async function refused(open, d, { port, host }, want) {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const entry = await d.gwmRequest({ port, password: pw, ws: true, host });
+    const page = await open('debian', entry, pw);
+    const got = await outcome(page);
+    assert.equal(got.state, 'error', `noVNC: ${got.status}`);
+    assert.match(rejectionReason(got.status), want);
+    await d.waitLine(new RegExp(`on port ${entry}: .*\\(${host ?? '127.0.0.1'}:${port}\\)`), PATIENCE_MS, t0);
+    await page.close();
+  }
+
+  scenario('VeNCrypt X509None (verify-peer=no): noVNC (debian) sees QEMU\'s text through TLS', async ({ open }) => {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncapX509.gwmRequest({ port: qemuX509.port, password: pw, ws: true });
+    const page = await open('debian', port, pw);
+    const got = await outcome(page);
+    assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
+    assert.match(got.status, /to QEMU/);
+    await waitCanvas(page, { width: 640, height: 480, check: 'present', want: { rgb: GREY, count: 500 } });
+    await vncapX509.waitLine(/VeNCrypt subtype X509None/, PATIENCE_MS, t0);
+    await vncapX509.waitLine(/rfb client: TLS established/, PATIENCE_MS, t0);
+    await shot(page, 'novnc-qemu-x509none');
+    await page.close();
+    await vncapX509.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
+  });
+
+  scenario('VeNCrypt X509Vnc (verify-peer=yes, the cluster password): noVNC (npm) sees QEMU\'s text; vncap showed its client certificate', async ({ open }) => {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncapX509.gwmRequest({ port: qemuX509Verify.port, password: pw, ws: true });
+    const page = await open('npm', port, pw);
+    const got = await outcome(page);
+    assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
+    await waitCanvas(page, { width: 640, height: 480, check: 'present', want: { rgb: GREY, count: 500 } });
+    await vncapX509.waitLine(/VeNCrypt subtype X509Vnc/, PATIENCE_MS, t0);
+    await shot(page, 'novnc-qemu-x509vnc');
+    await page.close();
+    await vncapX509.waitLine(new RegExp(`on port ${port}: session ended by the viewer`), PATIENCE_MS, t0);
+  });
+
+  scenario('VeNCrypt X509Vnc (verify-peer=yes): vncdotool\'s capture shows QEMU\'s text', async () => {
+    const pw = randomPassword();
+    const port = await vncapX509.gwmRequest({ port: qemuX509Verify.port, password: pw, ws: false });
+    const png = await vncdoCapture(port, pw, 'vncdo-qemu-x509vnc');
+    assert.equal(`${png.width}x${png.height}`, '640x480');
+    assert.ok(png.colors.some(([n, rgb]) => rgb.join() === GREY.join() && n > 500), JSON.stringify(png.colors));
+  });
+
+  scenario('VeNCrypt X509None with --backend-tls-required and the CA only: vncdotool\'s capture shows QEMU\'s text', async () => {
+    const pw = randomPassword();
+    const port = await vncapCaOnly.gwmRequest({ port: qemuX509.port, password: pw, ws: false });
+    const png = await vncdoCapture(port, pw, 'vncdo-qemu-x509none');
+    assert.equal(`${png.width}x${png.height}`, '640x480');
+    assert.ok(png.colors.some(([n, rgb]) => rgb.join() === GREY.join() && n > 500), JSON.stringify(png.colors));
+  });
+
+  scenario('VeNCrypt refused: a node certificate from another CA → "certificate not trusted" at the viewer', async ({ open }) => {
+    await refused(open, vncapX509, { port: qemuOtherCa.port }, /^backend TLS: certificate not trusted/);
+  });
+
+  scenario('VeNCrypt refused: daddr "localhost" against a certificate for IP 127.0.0.1 → "certificate name mismatch" at the viewer', async ({ open }) => {
+    await refused(open, vncapX509, { port: qemuX509.port, host: 'localhost' }, /^backend TLS: certificate name mismatch \(not valid for localhost/);
+  });
+
+  scenario('VeNCrypt refused: verify-peer=yes and no client certificate → "demands a client certificate" at the viewer', async ({ open }) => {
+    await refused(open, vncapCaOnly, { port: qemuX509Verify.port }, /^backend TLS: the node demands a client certificate \(vnc_x509_verify\)/);
+  });
+
+  scenario('VeNCrypt refused: verify-peer=yes and a client certificate from another CA → "refused vncap\'s client certificate" at the viewer', async ({ open }) => {
+    await refused(open, vncapWrongClient, { port: qemuX509Verify.port }, /^backend TLS: the node refused vncap's client certificate/);
+  });
+
+  scenario('VeNCrypt refused: anonymous TLS (tls-creds-anon) → a reason naming vnc_x509_path at the viewer', async ({ open }) => {
+    await refused(open, vncapX509, { port: qemuAnon.port }, /anonymous TLS .*vnc_x509_path/);
+  });
+
+  scenario('one certificate for all nodes: --backend-tls-name vnc.cluster.example reaches the node at 127.0.0.1 (verify-peer=yes)', async () => {
+    const pw = randomPassword();
+    const port = await vncapShared.gwmRequest({ port: qemuShared.port, password: pw, ws: false });
+    const png = await vncdoCapture(port, pw, 'vncdo-qemu-shared-name');
+    assert.equal(`${png.width}x${png.height}`, '640x480');
+  });
+
+  scenario('--backend-tls-name: a node certificate from the same CA for another name is refused ("name mismatch")', async ({ open }) => {
+    await refused(open, vncapShared, { port: qemuSharedOtherName.port }, /^backend TLS: certificate name mismatch \(not valid for vnc\.cluster\.example/);
+  });
+
+  scenario('SIGHUP re-reads --backend-tls-dir: refused without a client certificate, then logged in once it is added', async ({ open }) => {
+    await refused(open, vncapReload, { port: qemuX509Verify.port }, /demands a client certificate/);
+    for (const f of ['client-cert.pem', 'client-key.pem']) fs.copyFileSync(path.join(cluster.vncap, f), path.join(reloadDir, f));
+    const t0 = performance.now();
+    vncapReload.child.kill('SIGHUP');
+    await vncapReload.waitLine(/reloaded the backend TLS files from /, PATIENCE_MS, t0);
+    const pw = randomPassword();
+    const port = await vncapReload.gwmRequest({ port: qemuX509Verify.port, password: pw, ws: false });
+    const png = await vncdoCapture(port, pw, 'vncdo-qemu-x509vnc-reloaded');
+    assert.equal(`${png.width}x${png.height}`, '640x480');
+  });
+
+  scenario('--backend-tls-required: a QEMU without TLS is refused with a reason naming vnc_tls', async ({ open }) => {
+    await refused(open, vncapCaOnly, { port: qemuOpen.port }, /does not offer VeNCrypt.*vnc_tls/);
+  });
+});
 
 describe('when real viewers first speak after the TCP accept', () => {
   scenario('Chromium (noVNC): its WebSocket upgrade arrives well inside the sniff silence', async ({ open, t }) => {

@@ -234,11 +234,11 @@ export class Vncap extends Proc {
    * byte-exact stand-in for GWM's vapclient: `json.dumps(request) + "\r\n"`,
    * `recv(1024).strip()`, a reply starting "FAIL" is a failure); resolves
    * with the entry port. `timeout`: seconds the ticket waits (else vncap's
-   * default).
+   * default); `host`: the request's daddr.
    */
-  async gwmRequest({ port, password, ws, tls = false, timeout }) {
+  async gwmRequest({ port, password, ws, tls = false, timeout, host = '127.0.0.1' }) {
     const args = [path.join(HERE, 'vapclient.py'), `${this.control.host}:${this.control.port}`,
-      '127.0.0.1', String(port), password, ws ? 'ws' : 'plain', tls ? 'tls' : 'notls'];
+      host, String(port), password, ws ? 'ws' : 'plain', tls ? 'tls' : 'notls'];
     if (timeout !== undefined) args.push(String(timeout));
     const p = new Proc('vapclient', 'python3', args);
     const exit = await within(PATIENCE_MS, 'vapclient.py', p.exitPromise);
@@ -312,20 +312,32 @@ export async function startXvnc({ password, solid, width = 320, height = 240 }) 
 /**
  * QEMU's VNC server with no guest (`-machine none`): it shows "This VM has
  * no graphic display device." in grey on black, 640x480. With a password it
- * comes from a secret object (`password-secret`, QEMU >= 7.0). Ready when QMP
+ * comes from a secret object (`password-secret`, QEMU >= 7.0). `tls`:
+ * `{dir, verifyPeer}` for `tls-creds-x509` from an x509Pki() node directory,
+ * or `{anon: true}` for `tls-creds-anon` (VeNCrypt). Ready when QMP
  * answers `query-vnc` with the port (the VNC server is set up before the
  * monitor runs).
  */
-export async function startQemu({ password } = {}) {
+export async function startQemu({ password, tls } = {}) {
   const port = await freePort();
   if (port < 5900) throw new Error(`free port ${port} is below QEMU's display base 5900`);
   const display = port - 5900;
   const args = ['-machine', 'none', '-nodefaults', '-display', 'none', '-qmp', 'stdio'];
-  if (password === undefined) {
-    args.push('-vnc', `127.0.0.1:${display}`);
-  } else {
-    args.push('-object', `secret,id=vncpw,data=${password}`, '-vnc', `127.0.0.1:${display},password-secret=vncpw`);
+  let vncArg = `127.0.0.1:${display}`;
+  if (password !== undefined) {
+    args.push('-object', `secret,id=vncpw,data=${password}`);
+    vncArg += ',password-secret=vncpw';
   }
+  // VeNCrypt as Ganeti starts it: vnc_tls + vnc_x509_path (+ vnc_x509_verify),
+  // or vnc_tls alone (anonymous TLS).
+  if (tls?.anon) {
+    args.push('-object', 'tls-creds-anon,id=vnctls0,endpoint=server');
+    vncArg += ',tls-creds=vnctls0';
+  } else if (tls) {
+    args.push('-object', `tls-creds-x509,id=vnctls0,endpoint=server,dir=${tls.dir},verify-peer=${tls.verifyPeer ? 'yes' : 'no'}`);
+    vncArg += ',tls-creds=vnctls0';
+  }
+  args.push('-vnc', vncArg);
   const p = new Proc(`qemu:${display}`, 'qemu-system-x86_64', args);
   await p.waitLine(/"QMP"/);
   p.child.stdin.write('{"execute": "qmp_capabilities"}\n{"execute": "query-vnc"}\n');
@@ -446,6 +458,42 @@ export function selfSignedCert() {
     '-addext', 'subjectAltName=IP:127.0.0.1',
   ], { stdio: ['ignore', 'ignore', 'pipe'] });
   return { cert, key };
+}
+
+/**
+ * A CA and certificates made with openssl (P-256), in QEMU's
+ * `tls-creds-x509` layout (Ganeti's `vnc_x509_path`): `node` holds
+ * ca-cert.pem, server-cert.pem (subjectAltName `san`, e.g. `IP:127.0.0.1`)
+ * and server-key.pem; `vncap` holds ca-cert.pem, client-cert.pem and
+ * client-key.pem (for `--backend-tls-dir`); `caOnly` holds ca-cert.pem alone;
+ * `nodeAlt` is a second node directory, its certificate for `altSan`.
+ * Resolves with those four directories.
+ */
+export function x509Pki(name, { san = 'IP:127.0.0.1', altSan = 'DNS:elsewhere.invalid' } = {}) {
+  const root = fs.mkdtempSync(path.join(SCRATCH, `pki-${name}-`));
+  const dirs = {
+    node: path.join(root, 'node'), nodeAlt: path.join(root, 'node-alt'), vncap: path.join(root, 'vncap'), caOnly: path.join(root, 'ca-only'),
+  };
+  for (const d of Object.values(dirs)) fs.mkdirSync(d);
+  const ossl = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  const ca = path.join(dirs.node, 'ca-cert.pem');
+  const caKey = path.join(root, 'ca-key.pem');
+  ossl(['req', '-x509', ...ec, '-keyout', caKey, '-out', ca, '-days', '1', '-subj', `/CN=vncap interop CA ${name}`]);
+  const issue = (cn, ext, cert, key) => {
+    const csr = path.join(root, `${cn}.csr`);
+    const extFile = path.join(root, `${cn}.ext`);
+    fs.writeFileSync(extFile, ext);
+    ossl(['req', ...ec, '-keyout', key, '-out', csr, '-subj', `/CN=${cn}`]);
+    ossl(['x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-out', cert, '-days', '1', '-extfile', extFile]);
+  };
+  issue('node', `subjectAltName=${san}\nextendedKeyUsage=serverAuth\n`, path.join(dirs.node, 'server-cert.pem'), path.join(dirs.node, 'server-key.pem'));
+  issue('vncap', 'extendedKeyUsage=clientAuth\n', path.join(dirs.vncap, 'client-cert.pem'), path.join(dirs.vncap, 'client-key.pem'));
+  issue('node-alt', `subjectAltName=${altSan}\nextendedKeyUsage=serverAuth\n`, path.join(dirs.nodeAlt, 'server-cert.pem'), path.join(dirs.nodeAlt, 'server-key.pem'));
+  fs.copyFileSync(ca, path.join(dirs.nodeAlt, 'ca-cert.pem'));
+  fs.copyFileSync(ca, path.join(dirs.vncap, 'ca-cert.pem'));
+  fs.copyFileSync(ca, path.join(dirs.caOnly, 'ca-cert.pem'));
+  return dirs;
 }
 
 /**

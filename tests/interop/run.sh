@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real-peer interop suite (tests/interop/interop.test.mjs): vncap between
-# noVNC in headless Chromium, vncdotool, TigerVNC Xvnc and QEMU's VNC server.
+# noVNC in headless Chromium, vncdotool, TigerVNC Xvnc and QEMU's VNC server
+# (plain, and VeNCrypt with tls-creds-x509 / tls-creds-anon from a CA made there).
 # Builds the binaries, installs what is missing (through tests/setup.sh: apt
 # chromium, novnc, qemu-system-x86, tigervnc; pip vncdotool; npm ci here),
 # then runs `node --test` in its own process group, bounded in time; every

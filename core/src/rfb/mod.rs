@@ -3,9 +3,10 @@
 //! | module | what it is |
 //! | --- | --- |
 //! | [`server`] | authenticates a viewer with the ticket password; stops before SecurityResult until the driver `accept()`s or `reject()`s |
-//! | [`client`] | logs in to the backend: None if offered, else VNC Authentication |
+//! | [`client`] | logs in to the backend: VeNCrypt X.509 when the driver has backend TLS, else None if offered, else VNC Authentication |
 //! | [`des`] | VNC's DES challenge/response (bit-reversed key bytes) |
 //! | [`wire`] | ProtocolVersion, security type numbers, SecurityResult, reason strings |
+//! | [`vencrypt`] | VeNCrypt (type 19): version 0.2, subtype numbers, acknowledgements |
 //!
 //! Not here: anything after the handshake. Once the server is accepted and
 //! the client logged in, both peers are just before the viewer's ClientInit
@@ -14,10 +15,17 @@
 //! connection, on [`server::Event::Authenticated`] connects the backend and
 //! runs [`client::Client`] there, then calls `accept()` (on
 //! [`client::Event::LoggedIn`]) or `reject(reason)`.
+//!
+//! TLS inside RFB (VeNCrypt) is a hand-off: either machine reports a
+//! `StartTls` event and stops consuming; the driver runs the TLS handshake
+//! over the same socket (with the bytes the machine left unconsumed in
+//! front), calls `tls_established()`, and feeds the machine the plaintext
+//! from then on.
 
 pub mod client;
 pub mod des;
 pub mod server;
+pub mod vencrypt;
 pub mod wire;
 
 pub use wire::Version;

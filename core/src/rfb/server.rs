@@ -19,13 +19,25 @@
 //!
 //! A viewer that picks any security type but 2 is refused: accepting None
 //! here is CVE-2022-36436 (twisted-vncauthproxy let viewers skip the password).
+//!
+//! With [`Offer::VencryptAndVncAuth`] or [`Offer::VencryptOnly`] a 3.7/3.8
+//! viewer is also (or only) offered VeNCrypt (19, [`super::vencrypt`]) with
+//! the one subtype X509Vnc: version 0.2, the subtype list, then the TLS
+//! handshake is handed to the driver ([`Event::StartTls`]; vncap's
+//! certificate, rustls), and inside TLS the same VNC authentication with the
+//! ticket password. None, Plain and the anonymous-TLS subtypes are never
+//! offered; a viewer that asks for anything else is refused. A 3.3 viewer
+//! (the server picks the type, and VeNCrypt needs a list) gets VNC
+//! Authentication, or with [`Offer::VencryptOnly`] "connection failed" with
+//! [`Error::TlsRequired`]'s reason.
 
 use subtle::ConstantTimeEq;
 
 use super::des::{self, CHALLENGE_LEN};
+use super::vencrypt;
 use super::wire::{
-    parse_version, Outbox, Reason, Version, REASON_MAX, SECURITY_RESULT_FAILED, SECURITY_RESULT_OK,
-    SECURITY_VNC_AUTH, VERSION_LEN,
+    parse_version, u32_at, Outbox, Reason, Version, REASON_MAX, SECURITY_RESULT_FAILED,
+    SECURITY_RESULT_OK, SECURITY_VENCRYPT, SECURITY_VNC_AUTH, VERSION_LEN,
 };
 use crate::machine::Machine;
 
@@ -34,13 +46,33 @@ use crate::machine::Machine;
 pub const MAX_INPUT: usize = CHALLENGE_LEN;
 
 /// Everything the server can ever queue before it is drained: its version,
-/// the 3.3 security type (4 bytes, more than 3.7/3.8's list), the challenge,
-/// and SecurityResult with the longest reason.
-const OUT_CAP: usize = VERSION_LEN + 4 + CHALLENGE_LEN + 8 + REASON_MAX;
+/// the 3.3 security type (4 bytes, more than 3.7/3.8's list), VeNCrypt's
+/// version, verdict, subtype list and acknowledgement (9 bytes), the
+/// challenge, and SecurityResult with the longest reason.
+const OUT_CAP: usize = VERSION_LEN + 4 + 9 + CHALLENGE_LEN + 8 + REASON_MAX;
+
+/// Which security types a 3.7/3.8 viewer is offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// VNC Authentication only (the default).
+    VncAuth,
+    /// VeNCrypt X509Vnc first, and VNC Authentication: the driver can run
+    /// TLS (it has a certificate), and the ticket allows plain RFB too.
+    VencryptAndVncAuth,
+    /// VeNCrypt X509Vnc only: a TLS-only ticket.
+    VencryptOnly,
+}
 
 /// What the server reports to its driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
+    /// The viewer chose VeNCrypt X509Vnc: the driver runs the TLS server
+    /// handshake on the connection now (what the machine left unconsumed
+    /// is the viewer's first TLS bytes), then calls
+    /// [`Server::tls_established`], and from then on feeds the machine the
+    /// plaintext and sends its output inside TLS. Nothing is consumed until
+    /// then.
+    StartTls,
     /// The viewer's response is right. The machine waits for
     /// [`Server::accept`] or [`Server::reject`]; nothing more is consumed.
     Authenticated,
@@ -74,6 +106,12 @@ pub enum Error {
     /// SecurityResult failed with the driver's reason to a 3.8 viewer that
     /// was answering the challenge; nothing in earlier states.
     TimedOut,
+    /// [`Offer::VencryptOnly`] and a 3.3 viewer, which cannot be offered
+    /// VeNCrypt. Answer: security type 0 and this reason.
+    TlsRequired,
+    /// The viewer asked for a VeNCrypt version other than 0.2 (answer: 255)
+    /// or a subtype other than X509Vnc (answer: 0, the subtype refused).
+    VencryptRefused,
 }
 
 impl Error {
@@ -88,6 +126,8 @@ impl Error {
             Error::Rejected => "rejected by the proxy",
             Error::Refused => "refused by the proxy",
             Error::TimedOut => "handshake timed out",
+            Error::TlsRequired => "this console requires TLS (VeNCrypt X509Vnc, RFB 3.7 or later)",
+            Error::VencryptRefused => "VeNCrypt version or subtype not offered",
         }
     }
 }
@@ -115,6 +155,13 @@ enum State {
     Version,
     /// 3.7/3.8: waiting for the viewer's security type.
     SecurityType,
+    /// VeNCrypt: waiting for the viewer's version (2 bytes).
+    VencryptVersion,
+    /// VeNCrypt: waiting for the viewer's subtype (u32).
+    Subtype,
+    /// VeNCrypt: the driver runs TLS; nothing is consumed until
+    /// [`Server::tls_established`].
+    Tls,
     /// Waiting for the 16-byte response.
     Response,
     /// Authenticated; waiting for the driver's accept or reject.
@@ -148,6 +195,8 @@ pub struct Server {
     error: Option<Error>,
     /// Set by [`Server::refusing`]: the answer to any viewer version.
     refusal: Option<Reason>,
+    offer: Offer,
+    in_tls: bool,
 }
 
 impl Server {
@@ -168,7 +217,40 @@ impl Server {
             event: None,
             error: None,
             refusal: None,
+            offer: Offer::VncAuth,
+            in_tls: false,
         }
+    }
+
+    /// Which security types a 3.7/3.8 viewer is offered (the default is
+    /// [`Offer::VncAuth`]). Only before the viewer's ProtocolVersion is
+    /// read; later calls change nothing.
+    pub fn with_offer(mut self, offer: Offer) -> Server {
+        if self.state == State::Version {
+            self.offer = offer;
+        }
+        self
+    }
+
+    /// Whether the viewer came in over VeNCrypt and the TLS handshake is
+    /// done: the rest of the session runs inside the driver's TLS stream.
+    pub fn is_tls(&self) -> bool {
+        self.in_tls
+    }
+
+    /// The driver finished the TLS handshake after [`Event::StartTls`]: the
+    /// challenge is queued (to be sent inside TLS) and the machine waits for
+    /// the response. Returns `false` (and changes nothing) at any other
+    /// time.
+    pub fn tls_established(&mut self) -> bool {
+        if self.state != State::Tls {
+            return false;
+        }
+        debug!("rfb server: TLS established");
+        self.in_tls = true;
+        self.out.push(&self.challenge);
+        self.state = State::Response;
+        true
     }
 
     /// A server that lets no viewer authenticate and tells it why: after the
@@ -234,7 +316,11 @@ impl Server {
     pub fn time_out(&mut self, reason: &str) -> bool {
         match self.state {
             State::Response => self.security_result_failed(&Reason::from_str_truncated(reason)),
-            State::Version | State::SecurityType => {}
+            State::Version
+            | State::SecurityType
+            | State::VencryptVersion
+            | State::Subtype
+            | State::Tls => {}
             State::Decision | State::Accepted | State::Failed => return false,
         }
         self.state = State::Failed;
@@ -252,6 +338,19 @@ impl Server {
     fn fail(&mut self, e: Error) -> Error {
         match e {
             Error::NotRfb | Error::Rejected | Error::Refused | Error::TimedOut => {}
+            Error::TlsRequired => {
+                self.out.push(&0u32.to_be_bytes());
+                self.out
+                    .push_reason(&Reason::from_str_truncated(e.reason()));
+            }
+            Error::VencryptRefused => {
+                let answer = if self.state == State::VencryptVersion {
+                    vencrypt::VERSION_REFUSED
+                } else {
+                    vencrypt::SUBTYPE_REFUSED
+                };
+                self.out.push(&[answer]);
+            }
             Error::UnsupportedVersion => {
                 self.out.push(&[0]);
                 self.out
@@ -302,13 +401,27 @@ impl Server {
                     self.out.push_reason(&reason);
                     return Err(self.fail(Error::Refused));
                 }
-                if version == Version::V3_3 {
-                    self.out.push(&u32::from(SECURITY_VNC_AUTH).to_be_bytes());
-                    self.out.push(&self.challenge);
-                    self.state = State::Response;
-                } else {
-                    self.out.push(&[1, SECURITY_VNC_AUTH]);
-                    self.state = State::SecurityType;
+                match (version, self.offer) {
+                    (Version::V3_3, Offer::VencryptOnly) => {
+                        return Err(self.fail(Error::TlsRequired));
+                    }
+                    (Version::V3_3, _) => {
+                        self.out.push(&u32::from(SECURITY_VNC_AUTH).to_be_bytes());
+                        self.out.push(&self.challenge);
+                        self.state = State::Response;
+                    }
+                    (_, Offer::VncAuth) => {
+                        self.out.push(&[1, SECURITY_VNC_AUTH]);
+                        self.state = State::SecurityType;
+                    }
+                    (_, Offer::VencryptAndVncAuth) => {
+                        self.out.push(&[2, SECURITY_VENCRYPT, SECURITY_VNC_AUTH]);
+                        self.state = State::SecurityType;
+                    }
+                    (_, Offer::VencryptOnly) => {
+                        self.out.push(&[1, SECURITY_VENCRYPT]);
+                        self.state = State::SecurityType;
+                    }
                 }
                 Ok(VERSION_LEN)
             }
@@ -316,14 +429,55 @@ impl Server {
                 let Some(&t) = input.first() else {
                     return Ok(0);
                 };
-                if t != SECURITY_VNC_AUTH {
+                let offered = match self.offer {
+                    Offer::VncAuth => t == SECURITY_VNC_AUTH,
+                    Offer::VencryptAndVncAuth => t == SECURITY_VNC_AUTH || t == SECURITY_VENCRYPT,
+                    Offer::VencryptOnly => t == SECURITY_VENCRYPT,
+                };
+                if !offered {
                     debug!("rfb server: viewer chose security type {}", t);
                     return Err(self.fail(Error::SecurityTypeRefused));
                 }
-                self.out.push(&self.challenge);
-                self.state = State::Response;
+                if t == SECURITY_VENCRYPT {
+                    self.out.push(&vencrypt::VERSION);
+                    self.state = State::VencryptVersion;
+                } else {
+                    self.out.push(&self.challenge);
+                    self.state = State::Response;
+                }
                 Ok(1)
             }
+            State::VencryptVersion => {
+                let Some(&[major, minor]) = input.get(..2) else {
+                    return Ok(0);
+                };
+                if [major, minor] != vencrypt::VERSION {
+                    debug!("rfb server: viewer VeNCrypt version {}.{}", major, minor);
+                    return Err(self.fail(Error::VencryptRefused));
+                }
+                self.out.push(&[vencrypt::VERSION_OK, 1]);
+                self.out.push_u32(vencrypt::X509_VNC);
+                self.state = State::Subtype;
+                Ok(2)
+            }
+            State::Subtype => {
+                let Some(subtype) = u32_at(input) else {
+                    return Ok(0);
+                };
+                if subtype != vencrypt::X509_VNC {
+                    debug!(
+                        "rfb server: viewer chose VeNCrypt subtype {} ({})",
+                        subtype,
+                        vencrypt::subtype_name(subtype)
+                    );
+                    return Err(self.fail(Error::VencryptRefused));
+                }
+                self.out.push(&[vencrypt::SUBTYPE_ACCEPTED]);
+                self.event = Some(Event::StartTls);
+                self.state = State::Tls;
+                Ok(4)
+            }
+            State::Tls => Ok(0),
             State::Response => {
                 let Some(response) = input.get(..CHALLENGE_LEN) else {
                     return Ok(0);
@@ -706,5 +860,169 @@ mod tests {
             Error::AuthenticationFailed.to_string(),
             "Authentication failure"
         );
+    }
+
+    fn vencrypt(offer: Offer) -> Server {
+        server().with_offer(offer)
+    }
+
+    /// The viewer's side of a VeNCrypt X509Vnc login up to the hand-off.
+    fn vencrypt_viewer(version: &[u8]) -> Vec<u8> {
+        cat(&[version, &[19], &[0, 2], &261u32.to_be_bytes()])
+    }
+
+    /// What the server sends up to the hand-off, after its version.
+    fn vencrypt_server(types: &[u8]) -> Vec<u8> {
+        cat(&[
+            b"RFB 003.008\n",
+            types,
+            &[0, 2],
+            &[0, 1],
+            &261u32.to_be_bytes(),
+            &[1],
+        ])
+    }
+
+    #[test]
+    fn vencrypt_x509vnc_hands_off_tls_then_authenticates_inside() {
+        for (offer, types) in [
+            (Offer::VencryptOnly, &[1u8, 19][..]),
+            (Offer::VencryptAndVncAuth, &[2, 19, 2]),
+        ] {
+            for version in [&b"RFB 003.008\n"[..], b"RFB 003.007\n"] {
+                let before = vencrypt_viewer(version);
+                let tls_hello = [0x16, 3, 1, 0, 0xf4];
+                for chunk in 1..=before.len() + 1 {
+                    let mut s = vencrypt(offer);
+                    let run = feed(&mut s, &cat(&[&before, &tls_hello]), chunk);
+                    assert_eq!(run.error, None);
+                    assert_eq!(run.events, [Event::StartTls]);
+                    assert_eq!(run.consumed, before.len(), "the ClientHello stays");
+                    assert_eq!(run.output, vencrypt_server(types));
+                    assert!(!s.is_tls());
+                    assert_eq!(
+                        s.handle_input(&tls_hello),
+                        Ok(0),
+                        "nothing before TLS is up"
+                    );
+                    assert!(s.tls_established());
+                    assert!(!s.tls_established(), "only once");
+                    assert!(s.is_tls());
+                    // Inside TLS: the challenge, then VNC authentication.
+                    let inside = cat(&[&good_response(), &[1]]);
+                    let run = feed(&mut s, &inside, chunk);
+                    assert_eq!(run.output, CHALLENGE);
+                    assert_eq!(run.events, [Event::Authenticated]);
+                    assert_eq!(run.consumed, 16, "ClientInit is left over");
+                    assert!(s.accept());
+                    let mut more = feed(&mut s, &[], 1);
+                    drain(&mut s, &mut more);
+                    assert_eq!(more.output, [0, 0, 0, 0]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn vencrypt_wrong_password_inside_tls_is_refused_as_ever() {
+        let mut s = vencrypt(Offer::VencryptOnly);
+        feed(&mut s, &vencrypt_viewer(b"RFB 003.008\n"), 64);
+        assert!(s.tls_established());
+        let run = feed(&mut s, &des::response(b"guess", &CHALLENGE), 3);
+        assert_eq!(run.error, Some(Error::AuthenticationFailed));
+        assert_eq!(
+            run.output,
+            cat(&[&CHALLENGE, &[0, 0, 0, 1], &reason("Authentication failure")])
+        );
+        assert_eq!(s.password_attempt(), PasswordAttempt::Wrong);
+    }
+
+    #[test]
+    fn vencrypt_only_refuses_vnc_auth_none_and_3_3() {
+        // VNC authentication (or None: CVE-2022-36436) on a TLS-only ticket.
+        for t in [2u8, 1] {
+            let mut s = vencrypt(Offer::VencryptOnly);
+            let run = feed(&mut s, &cat(&[b"RFB 003.008\n", &[t], &good_response()]), 1);
+            assert_eq!(run.error, Some(Error::SecurityTypeRefused));
+            assert_eq!(
+                run.output,
+                cat(&[
+                    b"RFB 003.008\n",
+                    &[1, 19],
+                    &[0, 0, 0, 1],
+                    &reason("security type not offered")
+                ])
+            );
+            assert_eq!(s.password_attempt(), PasswordAttempt::NotMade);
+        }
+        // 3.3 cannot be offered a list: connection failed, with the reason.
+        let mut s = vencrypt(Offer::VencryptOnly);
+        let run = feed(&mut s, b"RFB 003.003\n", 12);
+        assert_eq!(run.error, Some(Error::TlsRequired));
+        assert_eq!(
+            run.output,
+            cat(&[
+                b"RFB 003.008\n",
+                &[0, 0, 0, 0],
+                &reason(Error::TlsRequired.reason())
+            ])
+        );
+        // With VNC authentication also offered, 3.3 and type 2 work as ever.
+        let mut s = vencrypt(Offer::VencryptAndVncAuth);
+        let run = feed(&mut s, &cat(&[b"RFB 003.003\n", &good_response()]), 5);
+        assert_eq!(run.events, [Event::Authenticated]);
+        let mut s = vencrypt(Offer::VencryptAndVncAuth);
+        let run = feed(&mut s, &cat(&[b"RFB 003.008\n", &[2], &good_response()]), 5);
+        assert_eq!(run.events, [Event::Authenticated]);
+        assert!(!s.is_tls());
+        assert_eq!(
+            run.output,
+            cat(&[b"RFB 003.008\n", &[2, 19, 2], &CHALLENGE])
+        );
+    }
+
+    #[test]
+    fn vencrypt_refuses_other_versions_and_subtypes() {
+        // Version 0.1: answered 255.
+        let mut s = vencrypt(Offer::VencryptOnly);
+        let run = feed(&mut s, &cat(&[b"RFB 003.008\n", &[19], &[0, 1]]), 1);
+        assert_eq!(run.error, Some(Error::VencryptRefused));
+        assert_eq!(
+            run.output,
+            cat(&[b"RFB 003.008\n", &[1, 19], &[0, 2], &[0xff]])
+        );
+        // Anything but X509Vnc (None, Plain, anonymous TLS, X509None): 0.
+        for subtype in [
+            vencrypt::PLAIN,
+            vencrypt::TLS_NONE,
+            vencrypt::TLS_VNC,
+            vencrypt::X509_NONE,
+            vencrypt::X509_PLAIN,
+            1,
+        ] {
+            let mut s = vencrypt(Offer::VencryptAndVncAuth);
+            let input = cat(&[b"RFB 003.008\n", &[19], &[0, 2], &subtype.to_be_bytes()]);
+            let run = feed(&mut s, &input, 2);
+            assert_eq!(run.error, Some(Error::VencryptRefused), "{subtype}");
+            assert!(run.events.is_empty());
+            assert_eq!(
+                run.output,
+                cat(&[
+                    b"RFB 003.008\n",
+                    &[2, 19, 2],
+                    &[0, 2],
+                    &[0, 1],
+                    &261u32.to_be_bytes(),
+                    &[0]
+                ])
+            );
+            assert!(!s.tls_established());
+        }
+        // with_offer after the version is read changes nothing.
+        let mut s = server();
+        feed(&mut s, b"RFB 003.008\n", 12);
+        let mut s = s.with_offer(Offer::VencryptOnly);
+        let run = feed(&mut s, &cat(&[&[2], &good_response()]), 17);
+        assert_eq!(run.events, [Event::Authenticated]);
     }
 }

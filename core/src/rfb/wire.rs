@@ -16,6 +16,9 @@ pub const SECURITY_INVALID: u8 = 0;
 pub const SECURITY_NONE: u8 = 1;
 /// Security type 2, "VNC Authentication" (DES challenge/response).
 pub const SECURITY_VNC_AUTH: u8 = 2;
+/// Security type 19, "VeNCrypt": TLS, then a subtype's authentication
+/// ([`crate::rfb::vencrypt`]).
+pub const SECURITY_VENCRYPT: u8 = 19;
 
 /// SecurityResult "OK".
 pub const SECURITY_RESULT_OK: u32 = 0;
