@@ -18,6 +18,8 @@
 //! | [`ws`] | WebSocket: handshake, frame codec, connection (RFC 6455) |
 //! | [`policy`] | the Flash socket-policy responder |
 //! | [`sniff`] | what the first bytes on an entry point are |
+//! | [`secret`] | [`secret::Secret`]: passwords and tokens, redacted and compared in constant time |
+//! | [`text`] | [`text::Text`]: bounded reason strings (RFB and control) |
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -30,7 +32,9 @@ pub mod control;
 pub mod machine;
 pub mod policy;
 pub mod rfb;
+pub mod secret;
 pub mod sniff;
+pub mod text;
 pub mod ticket;
 pub mod time;
 pub mod ws;
