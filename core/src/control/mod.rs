@@ -2,10 +2,12 @@
 //! control channel").
 //!
 //! What it is: [`Control`], a [`Machine`] for one control connection. It
-//! frames the request, parses it ([`request`]: both dialects, typed, checked)
-//! and writes the reply ([`reply`]) in the request's dialect. The other end,
-//! writing a request and parsing its reply, is [`client`]. What it is not:
-//! the ticket table ([`crate::ticket`]) or any socket.
+//! frames the request, parses it ([`request`]: both console dialects and
+//! the operator actions, typed, checked) and writes the reply ([`reply`])
+//! in the request's dialect (actions: JSON). Both message files read and
+//! write JSON with [`json`]. The other end, writing a request and parsing
+//! its reply, is [`client`]. What it is not: the ticket table
+//! ([`crate::ticket`]), the sessions, or any socket.
 //!
 //! # Framing
 //!
@@ -25,22 +27,28 @@
 //! ```text
 //! loop: read into buf; n = handle_input(&buf)?  (Ok(0): read more)
 //!       at EOF: handle_eof(&buf)
-//! on Event::Request(req): ticket table issue(...), then
+//! on Event::Request(Request::Console(c)): ticket table issue(...), then
 //!       reply_ok(&Granted{..}) or reply_failed(err.reason())
+//! on Request::List: reply_list(&List{..}, &mut buf) (write buf[..n])
+//! on Request::Kill(..): reply_killed(n); on Request::Stats: reply_stats(&s)
 //! write poll_output(..) until 0, close.
 //! On Err: write poll_output (the FAILED reply is queued), close.
 //! ```
 
 pub mod client;
+pub mod json;
 pub mod reply;
 pub mod request;
 
 use core::fmt;
 
-pub use reply::{Granted, REPLY_CAP};
+use reply::Form;
+pub use reply::{
+    Door, Granted, Layers, List, Logins, SessionRow, Stats, TicketRow, REASON_CAP, REPLY_CAP,
+};
 pub use request::{
-    Dialect, Field, Host, Need, Password, Request, Transport, User, HOST_CAP, PASSWORD_CAP,
-    USER_CAP,
+    Console, Dialect, Field, Host, Kill, Need, Password, Request, Transport, User, HOST_CAP,
+    PASSWORD_CAP, USER_CAP,
 };
 
 use crate::machine::Machine;
@@ -57,14 +65,22 @@ pub enum Error {
     NotJson,
     /// Objects/arrays nested deeper than [`request::MAX_DEPTH`].
     NestedTooDeep,
-    /// A string with an invalid escape, a `\u` surrogate, invalid UTF-8, or
-    /// longer than [`request::UNESCAPE_CAP`] once unescaped (in an ignored
-    /// key).
+    /// A string with an invalid escape, a `\u` surrogate, a raw control
+    /// character, invalid UTF-8, or longer than [`request::UNESCAPE_CAP`]
+    /// once unescaped (in an ignored key).
     BadString,
     /// No `daddr`/`dport`/... nor `destination_address`/... key.
     UnknownDialect,
     /// Keys of both dialects in one request.
     MixedDialect,
+    /// An `action` (or `id`, `backend`) with console keys in one request.
+    MixedAction,
+    /// `action` is not `list`, `kill` or `stats`.
+    UnknownAction,
+    /// A `kill` with neither `id` nor `backend`, or with both.
+    KillTarget,
+    /// A `kill`'s `backend` is not `HOST:PORT` (`[V6]:PORT`).
+    BadBackend,
     /// A required key is absent (or `null`).
     MissingField(Field),
     /// A key's value has the wrong JSON type (or a port is not integral).
@@ -104,6 +120,10 @@ impl Error {
             Error::MixedDialect => {
                 "request mixes twisted (daddr) and snf (destination_address) keys"
             }
+            Error::MixedAction => "request mixes an action with console keys",
+            Error::UnknownAction => "unknown action (expected list, kill or stats)",
+            Error::KillTarget => "kill needs one of id or backend",
+            Error::BadBackend => "backend is not HOST:PORT",
             Error::MissingField(f) => f.missing(),
             Error::WrongType(f) => f.wrong_type(),
             Error::TooLong(f) => f.too_long(),
@@ -163,7 +183,7 @@ pub enum Event {
 enum State {
     Reading,
     /// A request was parsed; its reply is not queued yet.
-    Awaiting(Dialect),
+    Awaiting(Form),
     Replied,
     Failed(Error),
 }
@@ -303,7 +323,7 @@ impl Control {
                     return Ok(n);
                 }
                 if input.iter().all(|b| b.is_ascii_whitespace()) {
-                    return Err(self.fail(Error::NoRequest, Dialect::Twisted));
+                    return Err(self.fail(Error::NoRequest, Form::Twisted));
                 }
                 let end = if input.last() == Some(&b'\r') {
                     input.len() - 1
@@ -315,37 +335,88 @@ impl Control {
         }
     }
 
-    /// Queues the success reply for the request last reported. Returns
-    /// `false` (and does nothing) if no request awaits a reply.
+    /// Queues the success reply for the console request last reported.
+    /// Returns `false` (and does nothing) if no request awaits a reply.
     pub fn reply_ok(&mut self, granted: &Granted<'_>) -> bool {
-        let State::Awaiting(dialect) = self.state else {
+        let State::Awaiting(form) = self.state else {
             return false;
         };
-        if reply::ok(&mut self.out, dialect, &self.config.proxy_address, granted).is_err() {
+        if reply::ok(&mut self.out, form, &self.config.proxy_address, granted).is_err() {
             warn!("control: reply does not fit, answering FAILED");
-            reply::failed(
-                &mut self.out,
-                dialect,
-                &self.config.proxy_address,
-                "reply too long",
-            );
+            self.queue_failed(form, "reply too long");
         }
-        self.sent = 0;
-        self.state = State::Replied;
+        self.replied();
         true
     }
 
-    /// Queues the failure reply (`reason` is cut to 200 bytes, control
-    /// characters blanked in dialect 1). Returns `false` (and does nothing)
-    /// if no request awaits a reply.
+    /// Queues the failure reply (`reason` is cut to [`REASON_CAP`] bytes,
+    /// control characters blanked in dialect 1). Returns `false` (and does
+    /// nothing) if no request awaits a reply.
     pub fn reply_failed(&mut self, reason: &str) -> bool {
-        let State::Awaiting(dialect) = self.state else {
+        let State::Awaiting(form) = self.state else {
             return false;
         };
-        reply::failed(&mut self.out, dialect, &self.config.proxy_address, reason);
+        self.queue_failed(form, reason);
+        self.replied();
+        true
+    }
+
+    /// Queues `{"status": "OK", "killed": n}` for a `kill`. Returns `false`
+    /// (and does nothing) if no request awaits a reply.
+    pub fn reply_killed(&mut self, n: u64) -> bool {
+        let State::Awaiting(_) = self.state else {
+            return false;
+        };
+        if reply::killed(&mut self.out, n).is_err() {
+            self.queue_failed(Form::Action, "reply too long");
+        }
+        self.replied();
+        true
+    }
+
+    /// Queues the counters for a `stats`. Returns `false` (and does
+    /// nothing) if no request awaits a reply.
+    pub fn reply_stats(&mut self, stats: &Stats) -> bool {
+        let State::Awaiting(_) = self.state else {
+            return false;
+        };
+        self.out.clear();
+        if stats.emit_to(&mut self.out).is_err() {
+            self.queue_failed(Form::Action, "reply too long");
+        }
+        self.replied();
+        true
+    }
+
+    /// Answers a `list`: writes the reply into `out` (at least
+    /// [`List::buffer_len`] bytes) and returns its length, for the driver
+    /// to send instead of [`Machine::poll_output`]'s (which then has
+    /// nothing). `None` when no request awaits a reply, or when `out` is too
+    /// short (then a `FAILED` reply is queued for `poll_output`).
+    pub fn reply_list<'a, 'b, S, T>(&mut self, list: &List<S, T>, out: &mut [u8]) -> Option<usize>
+    where
+        S: IntoIterator<Item = SessionRow<'a>> + Clone,
+        T: IntoIterator<Item = TicketRow<'b>> + Clone,
+    {
+        let State::Awaiting(_) = self.state else {
+            return None;
+        };
+        self.out.clear();
+        let n = list.emit(out);
+        if n.is_none() {
+            self.queue_failed(Form::Action, "reply too long");
+        }
+        self.replied();
+        n
+    }
+
+    fn queue_failed(&mut self, form: Form, reason: &str) {
+        reply::failed(&mut self.out, form, &self.config.proxy_address, reason);
+    }
+
+    fn replied(&mut self) {
         self.sent = 0;
         self.state = State::Replied;
-        true
     }
 
     /// Whether the reply (success or failure) is queued and fully taken by
@@ -354,14 +425,9 @@ impl Control {
         matches!(self.state, State::Replied | State::Failed(_)) && self.sent >= self.out.len()
     }
 
-    fn fail(&mut self, e: Error, dialect: Dialect) -> Error {
+    fn fail(&mut self, e: Error, form: Form) -> Error {
         debug!("control: refused: {}", e.reason());
-        reply::failed(
-            &mut self.out,
-            dialect,
-            &self.config.proxy_address,
-            e.reason(),
-        );
+        self.queue_failed(form, e.reason());
         self.sent = 0;
         self.state = State::Failed(e);
         e
@@ -370,11 +436,14 @@ impl Control {
     fn finish(&mut self, json: &[u8], consumed: usize) -> Result<usize, Error> {
         match request::parse(json, self.config.max_timeout_ms) {
             Ok(req) => {
-                self.state = State::Awaiting(req.dialect);
+                self.state = State::Awaiting(match &req {
+                    Request::Console(c) => c.dialect.into(),
+                    _ => Form::Action,
+                });
                 self.event = Some(req);
                 Ok(consumed)
             }
-            Err((e, dialect)) => Err(self.fail(e, dialect)),
+            Err((e, form)) => Err(self.fail(e, form)),
         }
     }
 }
@@ -391,10 +460,10 @@ impl Machine for Control {
             }
             State::Reading => match self.scan.feed(input, self.config.max_input) {
                 Framed::More if input.len() >= self.config.max_input => {
-                    Err(self.fail(Error::LineTooLong, Dialect::Twisted))
+                    Err(self.fail(Error::LineTooLong, Form::Twisted))
                 }
                 Framed::More => Ok(0),
-                Framed::TooDeep => Err(self.fail(Error::NestedTooDeep, Dialect::Twisted)),
+                Framed::TooDeep => Err(self.fail(Error::NestedTooDeep, Form::Twisted)),
                 Framed::Done { end, consumed } => {
                     self.finish(input.get(..end).unwrap_or(&[]), consumed)
                 }
@@ -427,7 +496,7 @@ mod tests {
         c
     }
 
-    fn parse(input: &[u8]) -> Result<Request, Error> {
+    fn parse(input: &[u8]) -> Result<Console, Error> {
         let mut c = Control::new(config());
         match c.handle_input(input) {
             Ok(0) => c.handle_eof(input).map(|_| ())?,
@@ -435,8 +504,8 @@ mod tests {
             Err(e) => return Err(e),
         }
         match c.poll_event() {
-            Some(Event::Request(r)) => Ok(r),
-            None => panic!("no event"),
+            Some(Event::Request(Request::Console(r))) => Ok(r),
+            other => panic!("no console: {other:?}"),
         }
     }
 
@@ -523,17 +592,23 @@ mod tests {
     fn gwm_exact_bytes() {
         let mut c = Control::new(config());
         assert_eq!(c.handle_input(GWM), Ok(GWM.len()));
-        let Some(Event::Request(r)) = c.poll_event() else {
+        let Some(Event::Request(Request::Console(r))) = c.poll_event() else {
             panic!()
         };
         assert_eq!(r.dialect, Dialect::Twisted);
         assert_eq!(r.host.as_str(), "node1.example.org");
         assert_eq!(r.port, 12001);
-        assert_eq!(r.password.as_deref(), Some("Ab3dE6gH"));
+        assert_eq!(
+            r.password.as_ref().and_then(|s| s.as_str()),
+            Some("Ab3dE6gH")
+        );
         assert_eq!(r.transport, Transport::WEBSOCKET);
         assert_eq!(r.preferred_port, None);
         assert_eq!(r.timeout_ms, None);
-        assert_eq!(r.viewer_password(), Some("Ab3dE6gH"));
+        assert_eq!(
+            r.viewer_password().and_then(|p| p.as_str()),
+            Some("Ab3dE6gH")
+        );
         assert_eq!(r.backend_password(None), Some(&b"Ab3dE6gH"[..]));
         assert_eq!(r.backend_password(Some(b"cluster")), Some(&b"cluster"[..]));
         assert!(c.reply_ok(&Granted {
@@ -559,7 +634,7 @@ mod tests {
     fn snf_exact_bytes() {
         let mut c = Control::new(config());
         assert_eq!(c.handle_input(SNF), Ok(SNF.len()));
-        let Some(Event::Request(r)) = c.poll_event() else {
+        let Some(Event::Request(Request::Console(r))) = c.poll_event() else {
             panic!()
         };
         assert_eq!(r.dialect, Dialect::Snf);
@@ -567,7 +642,7 @@ mod tests {
         assert_eq!(r.port, 5900);
         assert_eq!(r.preferred_port, None);
         assert_eq!(r.transport, Transport::WEBSOCKET);
-        assert_eq!(r.viewer_password(), Some("pw"));
+        assert_eq!(r.viewer_password().and_then(|p| p.as_str()), Some("pw"));
         assert_eq!(r.backend_password(None), None);
         assert_eq!(r.backend_password(Some(b"c")), Some(&b"c"[..]));
         c.reply_ok(&Granted {
@@ -585,7 +660,7 @@ mod tests {
         let mut c = Control::new(config());
         let req = b"{\"destination_address\": \"n\", \"destination_port\": 5900, \"type\": \"vnc-wss\", \"timeout\": 12.5}";
         assert_eq!(c.handle_input(req), Ok(req.len()));
-        let Some(Event::Request(r)) = c.poll_event() else {
+        let Some(Event::Request(Request::Console(r))) = c.poll_event() else {
             panic!()
         };
         assert_eq!(r.password, None);
@@ -628,7 +703,7 @@ mod tests {
         // Braces inside strings do not count.
         let r = parse(b"{\"daddr\": \"h}{\", \"dport\": 1, \"password\": \"p\\\"}\"}").unwrap();
         assert_eq!(r.host.as_str(), "h}{");
-        assert_eq!(r.password.as_deref(), Some("p\"}"));
+        assert_eq!(r.password.as_ref().and_then(|s| s.as_str()), Some("p\"}"));
         // EOF ends a request too (here a line that is not a closed object).
         let mut c = Control::new(config());
         assert_eq!(c.handle_input(b"{\"daddr\""), Ok(0));
@@ -645,14 +720,20 @@ mod tests {
     fn escapes() {
         let r = parse(br#"{"daddr": "a\/b", "dport": 1, "password": "\u00e9\\\"\n\t"}"#).unwrap();
         assert_eq!(r.host.as_str(), "a/b");
-        assert_eq!(r.password.as_deref(), Some("\u{e9}\\\"\n\t"));
+        assert_eq!(
+            r.password.as_ref().and_then(|s| s.as_str()),
+            Some("\u{e9}\\\"\n\t")
+        );
         // Escaped keys are unescaped too.
         let r = parse(br#"{"d\u0061ddr": "h", "dport": 1, "password": "p"}"#).unwrap();
         assert_eq!(r.host.as_str(), "h");
         // Raw UTF-8 is kept; a surrogate pair escape is refused.
         let r = parse("{\"daddr\": \"h\", \"dport\": 1, \"password\": \"p\u{1F600}\"}".as_bytes())
             .unwrap();
-        assert_eq!(r.password.as_deref(), Some("p\u{1F600}"));
+        assert_eq!(
+            r.password.as_ref().and_then(|s| s.as_str()),
+            Some("p\u{1F600}")
+        );
         assert_eq!(
             failure(br#"{"daddr": "h", "dport": 1, "password": "\ud83d\ude00"}"#).0,
             Error::BadString
@@ -674,7 +755,10 @@ mod tests {
         assert_eq!(r.timeout_ms, Some(20_000));
         assert_eq!(r.client_ip, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))));
         assert_eq!(r.transport, Transport::AUTO);
-        assert_eq!(r.viewer_password(), Some("viewerpw"));
+        assert_eq!(
+            r.viewer_password().and_then(|p| p.as_str()),
+            Some("viewerpw")
+        );
         assert_eq!(r.backend_password(None), Some(&b"twelve-chars"[..]));
         let r = parse(br#"{"daddr": "::1", "dport": 5900.0, "password": "p", "sport": 0, "ws": false, "tls": true, "client": {"ip": "::ffff:10.0.0.1"}, "extra": [1, {"a": null}]}"#).unwrap();
         assert_eq!(r.preferred_port, None);
@@ -687,7 +771,7 @@ mod tests {
             }
         );
         assert!(r.client_ip.is_some());
-        assert_eq!(r.viewer_password(), Some("p"));
+        assert_eq!(r.viewer_password().and_then(|p| p.as_str()), Some("p"));
         // null is absent.
         let r = parse(br#"{"daddr": "h", "dport": 1, "password": "p", "sport": null, "client": null, "ws": null}"#).unwrap();
         assert_eq!(r.preferred_port, None);
