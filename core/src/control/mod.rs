@@ -883,4 +883,268 @@ mod tests {
             "port out of range for source_port"
         );
     }
+
+    fn request(input: &[u8]) -> (Request, Control) {
+        let mut c = Control::new(config());
+        assert_eq!(c.handle_input(input), Ok(input.len()), "{input:?}");
+        let Some(Event::Request(r)) = c.poll_event() else {
+            panic!("no request")
+        };
+        (r, c)
+    }
+
+    #[test]
+    fn actions_parse() {
+        assert_eq!(request(b"{\"action\": \"list\"}\n").0, Request::List);
+        assert_eq!(request(b"{\"action\": \"stats\"}").0, Request::Stats);
+        assert_eq!(
+            request(br#"{"action": "kill", "id": 12}"#).0,
+            Request::Kill(Kill::Id(12))
+        );
+        let host = |h: &str| Host::try_from(h).unwrap();
+        assert_eq!(
+            request(br#"{"action": "kill", "backend": "node1.example.org:5901"}"#).0,
+            Request::Kill(Kill::Backend {
+                host: host("node1.example.org"),
+                port: 5901
+            })
+        );
+        assert_eq!(
+            request(br#"{"backend": "[2001:db8::1]:5900", "action": "kill", "x": [1]}"#).0,
+            Request::Kill(Kill::Backend {
+                host: host("2001:db8::1"),
+                port: 5900
+            })
+        );
+        // Emit writes what parse reads.
+        for r in [
+            Request::List,
+            Request::Stats,
+            Request::Kill(Kill::Id(u64::MAX)),
+            Request::Kill(Kill::Backend {
+                host: host("::1"),
+                port: 1,
+            }),
+        ] {
+            let mut buf = [0u8; 128];
+            let n = r.emit(&mut buf).unwrap();
+            assert_eq!(request(&buf[..n]).0, r);
+        }
+        let mut buf = [0u8; 64];
+        let n = Request::List.emit(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"{\"action\": \"list\"}\n");
+        assert!(Request::Stats.emit(&mut buf[..5]).is_err());
+    }
+
+    #[test]
+    fn action_rejections_answer_in_json() {
+        let cases: &[(&[u8], Error)] = &[
+            (br#"{"action": "list", "daddr": "h"}"#, Error::MixedAction),
+            (br#"{"action": "list", "password": "p"}"#, Error::MixedAction),
+            (br#"{"destination_address": "h", "destination_port": 1, "action": "kill", "id": 1}"#, Error::MixedAction),
+            (br#"{"action": "reboot"}"#, Error::UnknownAction),
+            (br#"{"action": "a-very-long-unknown-action"}"#, Error::UnknownAction),
+            (br#"{"action": 1}"#, Error::WrongType(Field::Action)),
+            (br#"{"action": null}"#, Error::MissingField(Field::Action)),
+            (br#"{"id": 1}"#, Error::MissingField(Field::Action)),
+            (br#"{"action": "kill"}"#, Error::KillTarget),
+            (br#"{"action": "kill", "id": 1, "backend": "h:1"}"#, Error::KillTarget),
+            (br#"{"action": "kill", "id": -1}"#, Error::WrongType(Field::Id)),
+            (br#"{"action": "kill", "id": 1.5}"#, Error::WrongType(Field::Id)),
+            (br#"{"action": "kill", "id": "1"}"#, Error::WrongType(Field::Id)),
+            (br#"{"action": "kill", "backend": "h"}"#, Error::BadBackend),
+            (br#"{"action": "kill", "backend": "h:0"}"#, Error::BadBackend),
+            (br#"{"action": "kill", "backend": "h:+1"}"#, Error::BadBackend),
+            (br#"{"action": "kill", "backend": "::1:5900"}"#, Error::BadBackend),
+            (br#"{"action": "kill", "backend": ":5900"}"#, Error::Empty(Field::Backend)),
+            (br#"{"action": "kill", "backend": "a b:5900"}"#, Error::BadHost(Field::Backend)),
+            (br#"{"action": "list", "action": "list"}"#, Error::Duplicate(Field::Action)),
+        ];
+        for (input, want) in cases {
+            let (got, out) = failure(input);
+            assert_eq!(got, *want, "{}", core::str::from_utf8(input).unwrap());
+            let mut expect: heapless::Vec<u8, 256> = heapless::Vec::new();
+            expect
+                .extend_from_slice(b"{\"status\": \"FAILED\", \"reason\": \"")
+                .unwrap();
+            expect.extend_from_slice(want.reason().as_bytes()).unwrap();
+            expect.extend_from_slice(b"\"}\n").unwrap();
+            assert_eq!(&out[..], &expect[..]);
+        }
+        // A refused action, e.g. one the driver cannot answer yet.
+        let (_, mut c) = request(br#"{"action": "stats"}"#);
+        assert!(c.reply_failed("not supported yet"));
+        assert_eq!(
+            &output(&mut c)[..],
+            b"{\"status\": \"FAILED\", \"reason\": \"not supported yet\"}\n"
+        );
+    }
+
+    #[test]
+    fn action_replies() {
+        let (_, mut c) = request(br#"{"action": "kill", "id": 3}"#);
+        assert!(c.reply_killed(2));
+        assert!(!c.reply_killed(2), "one reply only");
+        assert_eq!(
+            &output(&mut c)[..],
+            b"{\"status\": \"OK\", \"killed\": 2}\n"
+        );
+        assert!(c.is_done());
+
+        let stats = Stats {
+            sessions_active: 1,
+            tickets_pending: 2,
+            tickets_issued_total: 3,
+            tickets_expired_total: 4,
+            logins_total: Logins {
+                ok: 5,
+                wrong_password: 6,
+                backend_unreachable: 7,
+                backend_refused: 8,
+                refused: 9,
+            },
+            bytes_to_viewer: 10,
+            bytes_to_backend: 11,
+            control_ok: 12,
+            control_failed: 13,
+        };
+        let (_, mut c) = request(br#"{"action": "stats"}"#);
+        assert!(c.reply_stats(&stats));
+        let out = output(&mut c);
+        assert_eq!(
+            &out[..],
+            &b"{\"status\": \"OK\", \"vncap_sessions_active\": 1, \"vncap_tickets_pending\": 2, \"vncap_tickets_issued_total\": 3, \"vncap_tickets_expired_total\": 4, \"vncap_logins_total\": {\"ok\": 5, \"wrong_password\": 6, \"backend_unreachable\": 7, \"backend_refused\": 8, \"refused\": 9}, \"vncap_bytes_total\": {\"to_viewer\": 10, \"to_backend\": 11}, \"vncap_control_requests_total\": {\"ok\": 12, \"failed\": 13}}\n"[..]
+        );
+        assert_eq!(Stats::parse(&out), Ok(stats));
+    }
+
+    #[test]
+    fn list_reply_from_rows_into_the_callers_buffer() {
+        use core::net::{Ipv6Addr, SocketAddr};
+        use reply::Row;
+        let sessions = [SessionRow {
+            id: 7,
+            backend_host: "node\"1",
+            backend_port: 5900,
+            viewer: SocketAddr::new(
+                IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped()),
+                50000,
+            ),
+            door: Door::Single,
+            transport: Layers {
+                tls: true,
+                websocket: true,
+            },
+            started: 1_700_000_000,
+            bytes_to_viewer: 1,
+            bytes_to_backend: 2,
+        }];
+        let tickets = [
+            TicketRow {
+                id: 8,
+                backend_host: "::1",
+                backend_port: 5901,
+                port: 7000,
+                expires_in: 30,
+            },
+            TicketRow {
+                id: 9,
+                backend_host: "h",
+                backend_port: 1,
+                port: 6080,
+                expires_in: 0,
+            },
+        ];
+        let list = List {
+            sessions: sessions.iter().copied(),
+            tickets: tickets.iter().copied(),
+        };
+        let (_, mut c) = request(br#"{"action": "list"}"#);
+        let mut buf = [0u8; 1024];
+        let len = list.buffer_len();
+        assert_eq!(c.reply_list(&list, &mut buf[..len]), Some(len));
+        assert!(c.reply_list(&list, &mut buf).is_none(), "one reply only");
+        assert!(output(&mut c).is_empty() && c.is_done());
+        let out = &buf[..len];
+        assert_eq!(
+            out,
+            &b"{\"status\": \"OK\", \"sessions\": [{\"id\": 7, \"backend\": \"node\\\"1:5900\", \"viewer\": \"192.0.2.1:50000\", \"door\": \"single\", \"transport\": \"vnc-wss\", \"started\": 1700000000, \"bytes_to_viewer\": 1, \"bytes_to_backend\": 2}], \"tickets\": [{\"id\": 8, \"backend\": \"[::1]:5901\", \"port\": 7000, \"expires_in\": 30}, {\"id\": 9, \"backend\": \"h:1\", \"port\": 6080, \"expires_in\": 0}]}\n"[..]
+        );
+        let mut seen_sessions = 0;
+        let mut seen_tickets = 0;
+        let outcome = List::parse(out, |row| match row {
+            Row::Session(s) => {
+                let want = SessionRow {
+                    viewer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 50000),
+                    ..sessions[0]
+                };
+                assert_eq!(s, want);
+                seen_sessions += 1;
+            }
+            Row::Ticket(t) => {
+                assert_eq!(t, tickets[seen_tickets]);
+                seen_tickets += 1;
+            }
+        });
+        assert_eq!(outcome, Ok(Ok(())));
+        assert_eq!((seen_sessions, seen_tickets), (1, 2));
+        // Too short a buffer: a FAILED reply is queued instead.
+        let (_, mut c) = request(br#"{"action": "list"}"#);
+        assert_eq!(c.reply_list(&list, &mut buf[..len - 1]), None);
+        assert_eq!(
+            &output(&mut c)[..],
+            b"{\"status\": \"FAILED\", \"reason\": \"reply too long\"}\n"
+        );
+        // An empty list.
+        let empty = List {
+            sessions: core::iter::empty(),
+            tickets: core::iter::empty(),
+        };
+        let n = empty.emit(&mut buf).unwrap();
+        assert_eq!(
+            &buf[..n],
+            b"{\"status\": \"OK\", \"sessions\": [], \"tickets\": []}\n"
+        );
+        let _ = Ipv6Addr::LOCALHOST;
+    }
+
+    #[test]
+    fn raw_control_characters_and_nul_passwords_are_refused() {
+        // RFC 8259 §7: U+0000-U+001F must be escaped inside a string.
+        assert_eq!(
+            failure(b"{\"daddr\": \"h\x01\", \"dport\": 1, \"password\": \"p\"}").0,
+            Error::BadString
+        );
+        assert_eq!(
+            failure(b"{\"daddr\": \"h\", \"dport\": 1, \"password\": \"p\tq\"}").0,
+            Error::BadString
+        );
+        assert_eq!(
+            failure(b"{\"x\": \"\x1b[2J\", \"daddr\": \"h\", \"dport\": 1, \"password\": \"p\"}").0,
+            Error::BadString
+        );
+        // Escaped, they are text (a tab in a password is allowed).
+        let r = parse(br#"{"daddr": "h", "dport": 1, "password": "p\tq"}"#).unwrap();
+        assert_eq!(r.password.unwrap().as_bytes(), b"p\tq");
+        // NUL padding makes these the empty password.
+        for pw in [r#""\u0000""#, r#""\u0000\u0000""#, r#""\u0000abc""#] {
+            let mut req: heapless::String<128> = heapless::String::new();
+            core::fmt::Write::write_fmt(
+                &mut req,
+                format_args!("{{\"daddr\": \"h\", \"dport\": 1, \"password\": {pw}}}"),
+            )
+            .unwrap();
+            assert_eq!(failure(req.as_bytes()).0, Error::Empty(Field::Password));
+        }
+        assert_eq!(
+            failure(
+                br#"{"daddr": "h", "dport": 1, "password": "p", "client": {"password": "\u0000"}}"#
+            )
+            .0,
+            Error::Empty(Field::ClientPassword)
+        );
+        // A NUL after the first byte is kept (the key is its first 8 bytes).
+        let r = parse(br#"{"daddr": "h", "dport": 1, "password": "a\u0000"}"#).unwrap();
+        assert_eq!(r.password.unwrap().as_bytes(), b"a\0");
+    }
 }

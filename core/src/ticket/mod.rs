@@ -1237,4 +1237,82 @@ mod tests {
         assert_eq!(generate_password(&[248; 64]), Err(Error::NotEnoughRandom));
         let _ = Need::Either;
     }
+
+    #[test]
+    fn caller_storage_ids_rows_and_counters() {
+        // Any [Slot] is storage: here a borrowed slice.
+        let mut storage: [Slot; 3] = slots();
+        let mut t = Table::new(config(7000, 7009), &mut storage[..]).unwrap();
+        assert_eq!(t.capacity(), 3);
+        let now = Instant::from_millis(1000);
+        let mut req = twisted("pw");
+        let a = t.issue(now, &req, &RANDOM).unwrap();
+        req.host = Host::try_from("NODE1").unwrap();
+        req.timeout_ms = Some(1500);
+        let b = t.issue(now, &req, &RANDOM).unwrap();
+        req.host = Host::try_from("node2").unwrap();
+        let c = t.issue(now, &req, &RANDOM).unwrap();
+        let ids: heapless::Vec<u64, 3> = t.tickets().map(|t| t.id).collect();
+        assert_eq!(&ids[..], &[1, 2, 3]);
+        assert_eq!(t.find_id(2), Some(b.handle));
+        assert_eq!(t.find_id(4), None);
+        {
+            let rows: heapless::Vec<TicketRow<'_>, 3> = t.rows(now + 1).collect();
+            assert_eq!(
+                rows[0],
+                TicketRow {
+                    id: 1,
+                    backend_host: "node1",
+                    backend_port: 5900,
+                    port: a.port,
+                    expires_in: 30,
+                }
+            );
+            assert_eq!(rows[1].expires_in, 2, "1499 ms left: rounded up");
+        }
+        // Kill by backend: host names compare without case.
+        assert_eq!(t.withdraw_backend("node1", 5900), 2);
+        assert_eq!(t.withdraw_backend("node1", 5900), 0);
+        assert_eq!(t.tickets().count(), 1);
+        assert!(matches!(t.poll_event(), Some(Event::Closed { handle, .. }) if handle == a.handle));
+        assert!(matches!(t.poll_event(), Some(Event::Closed { handle, .. }) if handle == b.handle));
+        assert_eq!(t.poll_event(), None);
+        t.handle_timeout(now + 1500);
+        assert!(
+            matches!(t.poll_event(), Some(Event::Expired { handle, .. }) if handle == c.handle)
+        );
+        assert_eq!((t.issued_total(), t.expired_total()), (3, 1));
+        // Ids are never reused.
+        assert_eq!(
+            t.issue(now, &req, &RANDOM)
+                .map(|i| t.get(i.handle).unwrap().id),
+            Ok(4)
+        );
+        // The event ring wraps: as many events as slots, in order.
+        for _ in 0..5 {
+            let i = t.issue(now, &req, &RANDOM).unwrap();
+            t.withdraw(i.handle).unwrap();
+            assert!(
+                matches!(t.poll_event(), Some(Event::Closed { handle, .. }) if handle == i.handle)
+            );
+        }
+        assert!(t.check_invariants());
+    }
+
+    #[test]
+    fn debug_never_shows_a_password_or_token() {
+        use core::fmt::Write;
+        let mut c = config(7000, 7001);
+        c.single_port = Some(6080);
+        let mut t = Table::new(c, slots::<2>()).unwrap();
+        let mut req = twisted("sekrit12");
+        req.dialect = Dialect::Snf;
+        req.transport = Transport::WEBSOCKET;
+        let i = t.issue(Instant::from_millis(0), &req, &RANDOM).unwrap();
+        let mut s: heapless::String<2048> = heapless::String::new();
+        write!(s, "{:?} {:?} {:?}", t.get(i.handle).unwrap(), i, req).unwrap();
+        let token = i.token.as_ref().unwrap().as_str().unwrap();
+        assert!(!s.contains("sekrit12") && !s.contains(token), "{s}");
+        assert!(s.contains("<redacted>"));
+    }
 }
