@@ -196,12 +196,14 @@ fn backend(host: &str, port: u16) -> String {
     }
 }
 
-/// `title`, then the rows under a header, columns padded to their widest.
+/// `title:`, then the rows under a header, columns padded to their widest
+/// (or `title: none`).
 fn table<const N: usize>(out: &mut String, title: &str, header: [&str; N], rows: &[[String; N]]) {
     if rows.is_empty() {
-        out.push_str(&format!("no {title}\n"));
+        out.push_str(&format!("{title}: none\n"));
         return;
     }
+    out.push_str(&format!("{title}:\n"));
     let mut width = header.map(str::len);
     for row in rows {
         for (w, cell) in width.iter_mut().zip(row) {

@@ -1015,7 +1015,11 @@ mod tests {
             &out[..],
             &b"{\"status\": \"OK\", \"vncap_sessions_active\": 1, \"vncap_tickets_pending\": 2, \"vncap_tickets_issued_total\": 3, \"vncap_tickets_expired_total\": 4, \"vncap_logins_total\": {\"ok\": 5, \"wrong_password\": 6, \"backend_unreachable\": 7, \"backend_refused\": 8, \"refused\": 9}, \"vncap_bytes_total\": {\"to_viewer\": 10, \"to_backend\": 11}, \"vncap_control_requests_total\": {\"ok\": 12, \"failed\": 13}}\n"[..]
         );
-        assert_eq!(Stats::parse(&out), Ok(stats));
+        assert_eq!(Stats::parse(&out), Ok(Ok(stats)));
+        assert_eq!(
+            Stats::parse(b"{\"status\": \"FAILED\", \"reason\": \"not yet\"}"),
+            Ok(Err(Some(reply::Reason::from_str_truncated("not yet"))))
+        );
     }
 
     #[test]

@@ -569,11 +569,12 @@ impl Stats {
         out.put(b"}\n")
     }
 
-    /// Parses a `stats` reply (what [`super::Control::reply_stats`] wrote).
-    pub fn parse(reply: &[u8]) -> Result<Stats, ClientError> {
+    /// Parses a `stats` reply (what [`super::Control::reply_stats`] wrote):
+    /// the counters (absent ones 0), or the failure's reason.
+    pub fn parse(reply: &[u8]) -> Result<Result<Stats, Option<Reason>>, ClientError> {
         let mut stats = Stats::default();
         let mut counts = [[0u64; 5]; 3];
-        read_json(reply, |r, key| {
+        let outcome = action_reply(reply, |r, key| {
             if let Some(i) = stats.plain().iter().position(|(k, _)| *k == key) {
                 let n = u64_value(r.value().map_err(|e| json_error(e, Some(key)))?, key)?;
                 match i {
@@ -624,7 +625,7 @@ impl Stats {
         stats.bytes_to_backend = b[1];
         stats.control_ok = c[0];
         stats.control_failed = c[1];
-        Ok(stats)
+        Ok(outcome.map(|()| stats))
     }
 }
 
