@@ -39,7 +39,7 @@ pub enum ClientError {
     PortOutOfRange,
     /// Bytes other than whitespace after the reply.
     TrailingBytes,
-    /// The reply is longer than [`MAX_INPUT`] bytes.
+    /// The reply is longer than [`super::MAX_INPUT`] bytes.
     ReplyTooLong,
     /// Dialect 2: not a JSON object (syntax, another JSON value, or cut
     /// short).
