@@ -97,7 +97,11 @@ fn session(port: u16) -> SessionRow<'static> {
         backend_host: "node\"1\\",
         backend_port: port,
         viewer: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
-        door: if port % 2 == 0 { Door::Single } else { Door::Port(port) },
+        door: if port % 2 == 0 {
+            Door::Single
+        } else {
+            Door::Port(port)
+        },
         transport: Layers {
             tls: port & 1 != 0,
             websocket: port & 2 != 0,
@@ -119,7 +123,14 @@ fn ticket(port: u16) -> TicketRow<'static> {
 }
 
 /// Answers `req` as the flags say; a list reply goes to `list_out`.
-fn answer(c: &mut Control, req: &Request, failed: bool, ext: bool, granted: &Granted<'_>, list_out: &mut Vec<u8>) {
+fn answer(
+    c: &mut Control,
+    req: &Request,
+    failed: bool,
+    ext: bool,
+    granted: &Granted<'_>,
+    list_out: &mut Vec<u8>,
+) {
     if failed {
         assert!(c.reply_failed("no \u{1b}[2Jfree port\n"));
         assert!(!c.reply_failed("twice"));
@@ -137,7 +148,9 @@ fn answer(c: &mut Control, req: &Request, failed: bool, ext: bool, granted: &Gra
                 tickets: (0..rows).map(|i| ticket(port.wrapping_add(i))),
             };
             let mut buf = vec![0; list.buffer_len()];
-            let n = c.reply_list(&list, &mut buf).expect("list fits its own length");
+            let n = c
+                .reply_list(&list, &mut buf)
+                .expect("list fits its own length");
             buf.truncate(n);
             *list_out = buf;
         }
@@ -202,7 +215,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     if !list_out.is_empty() {
-        assert!(t.output.is_empty(), "a list goes to the caller's buffer only");
+        assert!(
+            t.output.is_empty(),
+            "a list goes to the caller's buffer only"
+        );
         t.output = std::mem::take(&mut list_out);
     }
     if t.output.is_empty() {
@@ -220,7 +236,10 @@ fuzz_target!(|data: &[u8]| {
             if a.ok {
                 assert_eq!(a.port, Some(port));
                 if d == Dialect::Snf && ext {
-                    assert_eq!(a.password.as_ref().and_then(|p| p.as_str()), Some("Ab3dE6gH"));
+                    assert_eq!(
+                        a.password.as_ref().and_then(|p| p.as_str()),
+                        Some("Ab3dE6gH")
+                    );
                     assert_eq!(a.expires_in, Some(30));
                     assert_eq!(a.token.as_ref().and_then(|p| p.as_str()), Some(TOKEN));
                     assert_eq!(a.url_path.as_ref().and_then(|p| p.as_str()), Some(URL));

@@ -13,8 +13,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use vncap_core::control::client::{parse_killed, parse_reply, Reason, Row, REASON_CAP};
-use vncap_core::control::{List, Stats};
 use vncap_core::control::Dialect;
+use vncap_core::control::{List, Stats};
 
 fn check_reason(reason: &Reason) {
     assert!(reason.len() <= REASON_CAP);

@@ -18,7 +18,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
 use vncap_core::control::{Console, Dialect, Host, Need, Password, Transport};
-use vncap_core::ticket::{Attempt, Config, Entry, Error, Event, Handle, Lookup, Slot, Table, Token};
+use vncap_core::ticket::{
+    Attempt, Config, Entry, Error, Event, Handle, Lookup, Slot, Table, Token,
+};
 use vncap_core::Instant;
 use vncap_fuzz::Reader;
 

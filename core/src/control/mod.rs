@@ -174,8 +174,10 @@ impl Default for Config {
 /// What [`Control`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A well-formed request; answer it with [`Control::reply_ok`] or
-    /// [`Control::reply_failed`].
+    /// A well-formed request; answer a console with [`Control::reply_ok`],
+    /// a `list` with [`Control::reply_list`], a `kill` with
+    /// [`Control::reply_killed`], `stats` with [`Control::reply_stats`], or
+    /// any of them with [`Control::reply_failed`].
     Request(Request),
 }
 
