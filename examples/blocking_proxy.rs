@@ -18,10 +18,10 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant as StdInstant};
-use vncap_core::control::{self, Control, Request};
+use vncap_core::control::{self, Console, Control, Request};
 use vncap_core::entry::{self, Door, Entry, Event, Rejection};
 use vncap_core::rfb::client;
-use vncap_core::ticket::{self, Table};
+use vncap_core::ticket::{self, Slot, Table};
 use vncap_core::{policy, ws, Instant, Machine};
 
 /// From the accept to the viewer's authentication; and for the backend.
@@ -115,7 +115,7 @@ fn drive<M: Machine>(
 
 /// The console as a control request would ask for it (GWM's dialect,
 /// native viewers only).
-fn console_request(backend: SocketAddr, password: &str) -> Result<Request, String> {
+fn console_request(backend: SocketAddr, password: &str) -> Result<Console, String> {
     let line = format!(
         "{{\"daddr\": \"{}\", \"dport\": {}, \"password\": \"{password}\", \"ws\": false}}\n",
         backend.ip(),
@@ -124,7 +124,7 @@ fn console_request(backend: SocketAddr, password: &str) -> Result<Request, Strin
     let mut c = Control::new(control::Config::default());
     c.handle_input(line.as_bytes()).map_err(|e| e.to_string())?;
     match c.poll_event() {
-        Some(control::Event::Request(r)) => Ok(r),
+        Some(control::Event::Request(Request::Console(c))) => Ok(c),
         _ => Err("the console request did not parse".into()),
     }
 }
@@ -165,14 +165,12 @@ fn main() -> Result<(), String> {
     // The one console, in a table of one: native only, so its door speaks
     // RFB first.
     let port = viewer.local_addr().map_err(|e| e.to_string())?.port();
-    let mut table: Box<Table<1>> = Box::new(
-        Table::new(ticket::Config {
-            first_port: port,
-            last_port: port,
-            ..ticket::Config::default()
-        })
-        .map_err(|e| e.to_string())?,
-    );
+    let config = ticket::Config {
+        first_port: port,
+        last_port: port,
+        ..ticket::Config::default()
+    };
+    let mut table = Table::new(config, [Slot::new()]).map_err(|e| e.to_string())?;
     let request = console_request(backend, password)?;
     let mut random = [0u8; ticket::RANDOM_LEN];
     getrandom::fill(&mut random).map_err(|e| e.to_string())?;

@@ -24,10 +24,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use vncap_core::control::{self, Control, Request, Transport};
+use vncap_core::control::{self, Console, Control, Request, Transport};
 use vncap_core::entry::{self, Door, Entry, Event, Rejection};
 use vncap_core::rfb::client;
-use vncap_core::ticket::{self, Table};
+use vncap_core::ticket::{self, Slot, Table};
 use vncap_core::ws::frame::Decoded;
 use vncap_core::ws::{self, Connection};
 use vncap_core::{policy, Instant, Machine};
@@ -56,19 +56,19 @@ impl Clock {
 /// at a time touches it: the runtime is single-threaded).
 struct Proxy {
     clock: Clock,
-    table: RefCell<Box<Table<TICKETS>>>,
+    table: RefCell<Table<[Slot; TICKETS]>>,
     /// Signalled when a ticket leaves the table (its door closes).
     changed: tokio::sync::Notify,
 }
 
 /// Parses a control request line, as a control channel would.
-fn parse_request(json: &str) -> Result<Request, String> {
+fn parse_request(json: &str) -> Result<Console, String> {
     let mut c = Control::new(control::Config::default());
     let line = format!("{json}\n");
     c.handle_input(line.as_bytes()).map_err(|e| e.to_string())?;
     match c.poll_event() {
-        Some(control::Event::Request(r)) => Ok(r),
-        _ => Err("incomplete request".into()),
+        Some(control::Event::Request(Request::Console(c))) => Ok(c),
+        _ => Err("not a console request".into()),
     }
 }
 
@@ -353,7 +353,8 @@ async fn serve(
         last_port: port,
         ..ticket::Config::default()
     };
-    let mut table = Box::new(Table::new(config).map_err(|e| e.to_string())?);
+    let storage = std::array::from_fn(|_| Slot::new());
+    let mut table = Table::new(config, storage).map_err(|e| e.to_string())?;
     let ws_field = ws.map(|ws| format!(r#", "ws": {ws}"#)).unwrap_or_default();
     let req = parse_request(&format!(
         r#"{{"daddr": "{}", "dport": {}, "password": "{password}"{ws_field}}}"#,

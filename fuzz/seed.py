@@ -206,6 +206,12 @@ CONTROL = {
     "mixed": b'{"daddr": "h", "destination_port": 1}\n',
     "escapes": b'{"daddr": "n\\u00e9ud\\n", "dport": 5900, "password": "\\"\\\\", "x": [[{}]]}\n',
     "not-json": b"hello\n",
+    "action-list": b'{"action": "list"}\n',
+    "action-kill-id": b'{"action": "kill", "id": 7}\n',
+    "action-kill-backend": b'{"action": "kill", "backend": "[2001:db8::1]:5900"}',
+    "action-stats": b'{"action": "stats"}\r\n',
+    "action-mixed": b'{"action": "list", "daddr": "h"}\n',
+    "raw-control": b'{"daddr": "h\x01", "dport": 1, "password": "\\u0000"}\n',
 }
 
 REPLIES = {
@@ -221,6 +227,22 @@ REPLIES = {
         b'"url_path": "websockify?token=0123456789abcdef0123456789abcdef"}\n',
     ),
     "snf-failed": (1, b'{"status": "FAILED", "source_port": 0, "proxy_address": "", "reason": "console \\u001b expired"}'),
+    "list": (
+        2,
+        b'{"status": "OK", "sessions": [{"id": 7, "backend": "node1:5900", "viewer": "192.0.2.1:50000", '
+        b'"door": "single", "transport": "vnc-wss", "started": 1700000000, "bytes_to_viewer": 1, '
+        b'"bytes_to_backend": 2}], "tickets": [{"id": 8, "backend": "[::1]:5901", "port": 7000, "expires_in": 30}]}\n',
+    ),
+    "list-failed": (2, b'{"status": "FAILED", "reason": "not supported yet"}\n'),
+    "killed": (4, b'{"status": "OK", "killed": 2}\n'),
+    "stats": (
+        6,
+        b'{"status": "OK", "vncap_sessions_active": 1, "vncap_tickets_pending": 2, '
+        b'"vncap_tickets_issued_total": 3, "vncap_tickets_expired_total": 4, "vncap_logins_total": '
+        b'{"ok": 5, "wrong_password": 6, "backend_unreachable": 7, "backend_refused": 8, "refused": 9}, '
+        b'"vncap_bytes_total": {"to_viewer": 10, "to_backend": 11}, '
+        b'"vncap_control_requests_total": {"ok": 12, "failed": 13}}\n',
+    ),
 }
 
 

@@ -127,7 +127,7 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-fn request(preferred: Option<u16>, timeout_s: u8) -> control::Request {
+fn request(preferred: Option<u16>, timeout_s: u8) -> control::Console {
     let mut line = format!(
         "{{\"daddr\": \"h\", \"dport\": 5900, \"password\": \"p\", \"sport\": {}",
         preferred.unwrap_or(0)
@@ -139,8 +139,8 @@ fn request(preferred: Option<u16>, timeout_s: u8) -> control::Request {
     let mut c = Control::new(config());
     c.handle_input(line.as_bytes()).unwrap();
     match c.poll_event() {
-        Some(Event::Request(r)) => r,
-        None => panic!("no request"),
+        Some(Event::Request(control::Request::Console(r))) => r,
+        other => panic!("no console request: {other:?}"),
     }
 }
 
@@ -156,7 +156,7 @@ proptest! {
             attempts,
             ..ticket::Config::default()
         };
-        let mut table: Table<3> = Table::new(cfg).unwrap();
+        let mut table = Table::new(cfg, [const { ticket::Slot::new() }; 3]).unwrap();
         let mut now = Instant::from_millis(10);
         // Model: handle -> (port, expires) of every pending ticket.
         let mut handles: Vec<ticket::Handle> = Vec::new();

@@ -240,7 +240,12 @@ fn the_single_port_answers_an_unknown_token_with_404() {
 
     // The right token logs in.
     let (mut p, issued) = Pair::with_config(snf, 0, config, CHALLENGE);
-    let token = issued.token.as_deref().unwrap().to_string();
+    let token = issued
+        .token
+        .as_ref()
+        .and_then(|t| t.as_str())
+        .unwrap()
+        .to_string();
     p.deliver(&upgrade(&format!("/websockify?token={token}")));
     let mut frames = Vec::new();
     let response = des::response(b"secret", &CHALLENGE);

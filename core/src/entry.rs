@@ -84,7 +84,7 @@ use crate::rfb::des::CHALLENGE_LEN;
 use crate::rfb::server::{self, Server};
 use crate::rfb::wire::{Reason, REASON_MAX};
 use crate::sniff::{self, Kind};
-use crate::ticket::{self, Attempt, Handle, Lookup, Table, Ticket};
+use crate::ticket::{self, Attempt, Handle, Lookup, Slot, Table, Ticket};
 use crate::time::Instant;
 use crate::ws::frame::{self, Decoded};
 use crate::ws::handshake::{self, Handshake};
@@ -558,7 +558,7 @@ impl<'a> Entry<'a> {
     /// at `now` ([`Table::admit`]: the ticket exists, is pending, is not
     /// pinned to another address, offers these layers; on a ticket's port,
     /// it is still the ticket the port was opened for), and goes on.
-    pub fn admit_from<const N: usize>(&mut self, table: &Table<N>, now: Instant) {
+    pub fn admit_from<S: AsRef<[Slot]> + AsMut<[Slot]>>(&mut self, table: &Table<S>, now: Instant) {
         let Incoming { lookup, layers } = self.incoming();
         let found = lookup.ok_or(Refusal::NO_TOKEN).and_then(|lookup| {
             let arrived = (layers.tls, layers.websocket);
@@ -616,9 +616,9 @@ impl<'a> Entry<'a> {
     /// one-time: its port closes, [`ticket::Event::Closed`] is queued). If
     /// it can no longer be had, the viewer is told why and the machine stops
     /// with [`Error::Rejected`].
-    pub fn take_ticket<const N: usize>(
+    pub fn take_ticket<S: AsRef<[Slot]> + AsMut<[Slot]>>(
         &mut self,
-        table: &mut Table<N>,
+        table: &mut Table<S>,
         now: Instant,
     ) -> Result<Ticket, ticket::Error> {
         let handle = match (&self.state, self.admitted) {
@@ -662,7 +662,10 @@ impl<'a> Entry<'a> {
     /// password uses one of the ticket's attempts (at the last, the ticket
     /// is gone); every other failure leaves the ticket alone. Returns what
     /// became of the attempts, when one was used.
-    pub fn charge_attempt<const N: usize>(&self, table: &mut Table<N>) -> Option<Attempt> {
+    pub fn charge_attempt<S: AsRef<[Slot]> + AsMut<[Slot]>>(
+        &self,
+        table: &mut Table<S>,
+    ) -> Option<Attempt> {
         match (self.error, self.admitted) {
             (Some(Error::WrongPassword), Some(h)) => table.failed_attempt(h).ok(),
             _ => None,

@@ -19,6 +19,8 @@
 //! | [`policy`] | the Flash socket-policy responder |
 //! | [`sniff`] | what the first bytes on an entry point are |
 //! | [`entry`] | one viewer connection from its first byte to "authenticated": sniff, TLS hand-off, WebSocket, admit, RFB, deadlines |
+//! | [`secret`] | [`secret::Secret`]: passwords and tokens, redacted and compared in constant time |
+//! | [`text`] | [`text::Text`]: bounded reason strings (RFB and control) |
 
 #![no_std]
 #![forbid(unsafe_code)]
@@ -32,7 +34,9 @@ pub mod entry;
 pub mod machine;
 pub mod policy;
 pub mod rfb;
+pub mod secret;
 pub mod sniff;
+pub mod text;
 pub mod ticket;
 pub mod time;
 pub mod ws;

@@ -1,22 +1,26 @@
 //! Fuzz target: `control::Control` fed an arbitrary control connection, in
 //! arbitrary reads through a `MAX_INPUT` buffer, then EOF, with the driver's
-//! reply; the reply is read back with `control::client::parse_reply`.
+//! reply; the reply is read back with the client side (`parse_reply` for a
+//! console, `List::parse`, `parse_killed`, `Stats::parse` for the actions).
 //!
 //! Input: `[splits] [flags] [port: u16] [request bytes]`; flags bit 0: the
 //! peer then closes (`handle_eof` with the leftover), bit 1: answer
-//! `reply_failed` instead of `reply_ok`, bit 2: grant the dialect 2
-//! extensions (password, expires_in, token, url_path). Asserts: no panic;
+//! `reply_failed` instead of the success reply, bit 2: grant the dialect 2
+//! extensions (password, expires_in, token, url_path) or, for an action,
+//! answer with rows and counters. Asserts: no panic;
 //! the outcome does not depend on the split; a parsed request is within its
 //! documented bounds; the reply (or the error's FAILED) is bounded and
-//! parses with the client side in the request's dialect, with the port and
-//! extensions granted.
+//! parses with the client side in the request's dialect (actions: JSON),
+//! with the port, extensions, rows and counters given.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vncap_core::control::client::parse_reply;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use vncap_core::control::client::{parse_killed, parse_reply, Row};
 use vncap_core::control::{
-    Config, Control, Dialect, Event, Granted, Request, MAX_INPUT, REPLY_CAP,
+    Config, Console, Control, Dialect, Door, Event, Granted, Kill, Layers, List, Request,
+    SessionRow, Stats, TicketRow, MAX_INPUT, REPLY_CAP,
 };
 use vncap_core::Machine;
 use vncap_fuzz::{drive_both, Reader, Splits};
@@ -24,7 +28,7 @@ use vncap_fuzz::{drive_both, Reader, Splits};
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
 const URL: &str = "websockify?token=0123456789abcdef0123456789abcdef";
 
-fn check_request(req: &Request, config: &Config) {
+fn check_console(req: &Console, config: &Config) {
     assert!(!req.host.is_empty());
     assert!(req.port >= 1);
     if let Some(t) = req.timeout_ms {
@@ -33,9 +37,125 @@ fn check_request(req: &Request, config: &Config) {
     if req.dialect == Dialect::Twisted {
         assert!(req.password.is_some());
     }
+    for p in [&req.password, &req.client_password].into_iter().flatten() {
+        assert!(p.first().is_some_and(|&b| b != 0), "empty to VNC");
+    }
+    assert!(!req.host.chars().any(char::is_control));
     let _ = req.viewer_password();
     let _ = req.backend_password(Some(b"cluster"));
     let _ = format!("{req:?}");
+}
+
+/// What was asked, for reading the reply back.
+#[derive(Clone, Copy, PartialEq)]
+enum Asked {
+    Console(Dialect),
+    List,
+    Kill,
+    Stats,
+}
+
+fn check_request(req: &Request, config: &Config) -> Asked {
+    let _ = format!("{req:?}");
+    match req {
+        Request::Console(c) => {
+            check_console(c, config);
+            Asked::Console(c.dialect)
+        }
+        Request::List => Asked::List,
+        Request::Kill(k) => {
+            if let Kill::Backend { host, port } = k {
+                assert!(!host.is_empty() && *port >= 1);
+            }
+            Asked::Kill
+        }
+        Request::Stats => Asked::Stats,
+    }
+}
+
+const STATS: Stats = Stats {
+    sessions_active: 1,
+    tickets_pending: 2,
+    tickets_issued_total: u64::MAX,
+    tickets_expired_total: 0,
+    logins_total: vncap_core::control::Logins {
+        ok: 3,
+        wrong_password: 4,
+        backend_unreachable: 5,
+        backend_refused: 6,
+        refused: 7,
+    },
+    bytes_to_viewer: 8,
+    bytes_to_backend: 9,
+    control_ok: 10,
+    control_failed: 11,
+};
+
+fn session(port: u16) -> SessionRow<'static> {
+    SessionRow {
+        id: u64::from(port),
+        backend_host: "node\"1\\",
+        backend_port: port,
+        viewer: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+        door: if port % 2 == 0 {
+            Door::Single
+        } else {
+            Door::Port(port)
+        },
+        transport: Layers {
+            tls: port & 1 != 0,
+            websocket: port & 2 != 0,
+        },
+        started: 1_700_000_000,
+        bytes_to_viewer: u64::MAX,
+        bytes_to_backend: 0,
+    }
+}
+
+fn ticket(port: u16) -> TicketRow<'static> {
+    TicketRow {
+        id: 1,
+        backend_host: "::1",
+        backend_port: 5900,
+        port,
+        expires_in: 30,
+    }
+}
+
+/// Answers `req` as the flags say; a list reply goes to `list_out`.
+fn answer(
+    c: &mut Control,
+    req: &Request,
+    failed: bool,
+    ext: bool,
+    granted: &Granted<'_>,
+    list_out: &mut Vec<u8>,
+) {
+    if failed {
+        assert!(c.reply_failed("no \u{1b}[2Jfree port\n"));
+        assert!(!c.reply_failed("twice"));
+        return;
+    }
+    match req {
+        Request::Console(_) => assert!(c.reply_ok(granted)),
+        Request::Kill(_) => assert!(c.reply_killed(u64::from(ext))),
+        Request::Stats => assert!(c.reply_stats(&STATS)),
+        Request::List => {
+            let port = granted.port;
+            let rows = if ext { 2 } else { 0 };
+            let list = List {
+                sessions: (0..rows).map(|i| session(port.wrapping_add(i))),
+                tickets: (0..rows).map(|i| ticket(port.wrapping_add(i))),
+            };
+            let mut buf = vec![0; list.buffer_len()];
+            let n = c
+                .reply_list(&list, &mut buf)
+                .expect("list fits its own length");
+            buf.truncate(n);
+            *list_out = buf;
+        }
+    }
+    assert!(!c.reply_failed("twice"));
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -55,15 +175,12 @@ fuzz_target!(|data: &[u8]| {
         url_path: ext.then_some(URL),
     };
     let config = Config::default();
+    let mut list_out = Vec::new();
+    let mut asked = None;
     let on_event = |c: &mut Control, ev: &Event| {
         let Event::Request(req) = ev;
-        check_request(req, &config);
-        if failed {
-            assert!(c.reply_failed("no \u{1b}[2Jfree port\n"));
-        } else {
-            assert!(c.reply_ok(&granted));
-        }
-        assert!(!c.reply_failed("twice"));
+        asked = Some(check_request(req, &config));
+        answer(c, req, failed, ext, &granted, &mut list_out);
     };
     let make = || Control::new(config.clone());
     let (mut c, mut t) = drive_both(make, input, &mut splits, MAX_INPUT, REPLY_CAP, on_event);
@@ -75,12 +192,8 @@ fuzz_target!(|data: &[u8]| {
                 Ok(n) => {
                     assert!(n <= rest.len());
                     if let Some(Event::Request(req)) = c.poll_event() {
-                        check_request(&req, &config);
-                        if failed {
-                            assert!(c.reply_failed("no \u{1b}[2Jfree port\n"));
-                        } else {
-                            assert!(c.reply_ok(&granted));
-                        }
+                        asked = Some(check_request(&req, &config));
+                        answer(&mut c, &req, failed, ext, &granted, &mut list_out);
                         t.events.push(Event::Request(req));
                     }
                 }
@@ -101,7 +214,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    let dialect = t.events.first().map(|Event::Request(r)| r.dialect);
+    if !list_out.is_empty() {
+        assert!(
+            t.output.is_empty(),
+            "a list goes to the caller's buffer only"
+        );
+        t.output = std::mem::take(&mut list_out);
+    }
     if t.output.is_empty() {
         assert!(t.error.is_none());
         assert!(!c.is_done());
@@ -109,30 +228,62 @@ fuzz_target!(|data: &[u8]| {
     }
     assert!(c.is_done());
     assert!(t.output.ends_with(b"\n"));
-    match dialect {
-        Some(d) => {
+    let ok = !failed && t.error.is_none();
+    match asked {
+        Some(Asked::Console(d)) => {
             let a = parse_reply(d, &t.output).expect("our reply does not parse");
-            assert_eq!(a.ok, !failed && t.error.is_none());
+            assert_eq!(a.ok, ok);
             if a.ok {
                 assert_eq!(a.port, Some(port));
                 if d == Dialect::Snf && ext {
-                    assert_eq!(a.password.as_deref(), Some("Ab3dE6gH"));
+                    assert_eq!(
+                        a.password.as_ref().and_then(|p| p.as_str()),
+                        Some("Ab3dE6gH")
+                    );
                     assert_eq!(a.expires_in, Some(30));
-                    assert_eq!(a.token.as_deref(), Some(TOKEN));
-                    assert_eq!(a.url_path.as_deref(), Some(URL));
+                    assert_eq!(a.token.as_ref().and_then(|p| p.as_str()), Some(TOKEN));
+                    assert_eq!(a.url_path.as_ref().and_then(|p| p.as_str()), Some(URL));
                 }
             } else {
                 assert!(a.reason.is_some());
             }
         }
+        Some(Asked::List) => {
+            let mut rows = 0u16;
+            let outcome = List::parse(&t.output, |row| {
+                match row {
+                    Row::Session(s) => assert_eq!(s, session(port.wrapping_add(rows))),
+                    Row::Ticket(tk) => assert_eq!(tk, ticket(port.wrapping_add(rows - 2))),
+                }
+                rows += 1;
+            })
+            .expect("our list does not parse");
+            assert_eq!(outcome.is_ok(), ok);
+            if ok {
+                assert_eq!(rows, if ext { 4 } else { 0 });
+            }
+        }
+        Some(Asked::Kill) => {
+            let k = parse_killed(&t.output).expect("our kill reply does not parse");
+            assert_eq!(k.ok(), ok.then_some(u64::from(ext)));
+        }
+        Some(Asked::Stats) => {
+            let s = Stats::parse(&t.output).expect("our stats reply does not parse");
+            if ok {
+                assert_eq!(s, Ok(STATS));
+            } else {
+                assert!(matches!(s, Err(Some(_))), "a FAILED reply says why");
+            }
+        }
         None => {
-            // A refusal before the dialect was known, or in the one the
-            // parser settled on: one of the two reads it as FAILED.
-            let ok = [Dialect::Twisted, Dialect::Snf].iter().any(
+            // A refusal before the request was known, in the form the
+            // parser settled on: one of the readers takes it as FAILED.
+            let console = [Dialect::Twisted, Dialect::Snf].iter().any(
                 |&d| matches!(parse_reply(d, &t.output), Ok(a) if !a.ok && a.reason.is_some()),
             );
+            let action = matches!(parse_killed(&t.output), Ok(Err(Some(_))));
             assert!(
-                ok,
+                console || action,
                 "the error reply does not parse: {:?}",
                 String::from_utf8_lossy(&t.output)
             );

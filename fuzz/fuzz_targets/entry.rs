@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use libfuzzer_sys::fuzz_target;
 use vncap_core::control::{self, Control};
 use vncap_core::entry::{self, Door, Entry, Event, Rejection};
-use vncap_core::ticket::{self, Table};
+use vncap_core::ticket::{self, Slot, Table};
 use vncap_core::{policy, ws, Instant, Machine};
 use vncap_fuzz::{drive, Reader, Splits};
 
@@ -28,12 +28,12 @@ const HANDSHAKE_MS: u64 = 10_000;
 
 /// The ticket's request, if the control channel takes it (a password it
 /// refuses makes no ticket, and no input for this target).
-fn request(json: &str) -> Option<control::Request> {
+fn request(json: &str) -> Option<control::Console> {
     let mut c = Control::new(control::Config::default());
     let line = format!("{json}\n");
     let _ = c.handle_input(line.as_bytes());
     match c.poll_event() {
-        Some(control::Event::Request(r)) => Some(r),
+        Some(control::Event::Request(control::Request::Console(c))) => Some(c),
         _ => None,
     }
 }
@@ -82,7 +82,8 @@ fuzz_target!(|data: &[u8]| {
             single_port: (kind == 3).then_some(6080),
             ..ticket::Config::default()
         };
-        let mut table: Box<Table<4>> = Box::new(Table::new(config).unwrap());
+        let storage: [Slot; 4] = std::array::from_fn(|_| Slot::new());
+        let mut table = Box::new(Table::new(config, storage).unwrap());
         let issued = table
             .issue(Instant::from_millis(0), &req, &[5u8; ticket::RANDOM_LEN])
             .unwrap();

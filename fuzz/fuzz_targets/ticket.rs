@@ -17,8 +17,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
-use vncap_core::control::{Dialect, Host, Need, Password, Request, Transport};
-use vncap_core::ticket::{Attempt, Config, Entry, Error, Event, Handle, Lookup, Table, Token};
+use vncap_core::control::{Console, Dialect, Host, Need, Password, Transport};
+use vncap_core::ticket::{
+    Attempt, Config, Entry, Error, Event, Handle, Lookup, Slot, Table, Token,
+};
 use vncap_core::Instant;
 use vncap_fuzz::Reader;
 
@@ -43,12 +45,11 @@ fn ip(b: u8) -> IpAddr {
     }
 }
 
-fn request(r: &mut Reader<'_>) -> Request {
+fn request(r: &mut Reader<'_>) -> Console {
     let f = r.byte();
     let mut host = Host::new();
     host.push_str("node1.example.org").unwrap();
-    let mut password = Password::new();
-    password.push_str("Ab3dE6gH").unwrap();
+    let password = Password::from_str("Ab3dE6gH").unwrap();
     let transport = match (f >> 2) & 3 {
         0 => Transport::AUTO,
         1 => Transport::PLAIN,
@@ -57,7 +58,7 @@ fn request(r: &mut Reader<'_>) -> Request {
     };
     let preferred = r.byte();
     let timeout = r.byte();
-    Request {
+    Console {
         dialect: if f & 1 != 0 {
             Dialect::Snf
         } else {
@@ -91,7 +92,7 @@ fuzz_target!(|data: &[u8]| {
         require_tls: false,
         max_tickets: usize::MAX,
     };
-    let mut table: Table<N> = Table::new(config.clone()).expect("config");
+    let mut table = Table::new(config.clone(), [const { Slot::new() }; N]).expect("config");
     let mut now = Instant::from_millis(u64::from(r.byte()) << 40);
     let mut model: Vec<Live> = Vec::new();
     let mut seen: Vec<Handle> = Vec::new();

@@ -1,7 +1,7 @@
 //! The command line (`argh`): `vncap serve`, `vncap flashpolicy`,
-//! `vncap request`. Option names are an interface: tools and users rely on
+//! `vncap request`, `vncap sessions`, `vncap kill`. Option names are an interface: tools and users rely on
 //! them, so keep them stable. Parsing only; what each command does lives in
-//! `serve.rs`, `flashpolicy.rs` and `request.rs`.
+//! `serve.rs`, `flashpolicy.rs` and `request.rs` (also `sessions`, `kill`).
 
 use argh::FromArgs;
 use std::net::IpAddr;
@@ -28,6 +28,8 @@ pub enum Command {
     Serve(Serve),
     FlashPolicy(FlashPolicy),
     Request(Request),
+    Sessions(Sessions),
+    Kill(Kill),
 }
 
 /// run the proxy in the foreground (the service manager daemonizes); logs to
@@ -194,6 +196,45 @@ pub struct Request {
     /// seconds the ticket waits for its viewer
     #[argh(option)]
     pub timeout: Option<u32>,
+}
+
+/// list a running daemon's live sessions and pending tickets
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "sessions")]
+pub struct Sessions {
+    /// the daemon's control channel: HOST:PORT or unix:PATH (default 127.0.0.1:8888)
+    #[argh(option, default = "String::from(\"127.0.0.1:8888\")")]
+    pub control: String,
+    /// the control channel speaks TLS (serve --control-tls); needs --ca
+    #[argh(switch)]
+    pub control_tls: bool,
+    /// PEM certificates to trust for --control-tls: the CA, or the daemon's
+    /// self-signed --cert itself
+    #[argh(option)]
+    pub ca: Option<PathBuf>,
+}
+
+/// end a session or pending ticket by its ID (as `vncap sessions` shows
+/// it), or every one of a backend with --backend HOST:PORT
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "kill")]
+pub struct Kill {
+    /// the session's or ticket's ID
+    #[argh(positional)]
+    pub id: Option<u64>,
+    /// every console and pending ticket of this backend, HOST:PORT
+    #[argh(option)]
+    pub backend: Option<String>,
+    /// the daemon's control channel: HOST:PORT or unix:PATH (default 127.0.0.1:8888)
+    #[argh(option, default = "String::from(\"127.0.0.1:8888\")")]
+    pub control: String,
+    /// the control channel speaks TLS (serve --control-tls); needs --ca
+    #[argh(switch)]
+    pub control_tls: bool,
+    /// PEM certificates to trust for --control-tls: the CA, or the daemon's
+    /// self-signed --cert itself
+    #[argh(option)]
+    pub ca: Option<PathBuf>,
 }
 
 /// An inclusive port range, written `LO-HI`.

@@ -1,9 +1,11 @@
 //! The control channel: a TCP or Unix listener; each connection carries one
 //! request, parsed and answered by the core's `control::Control` in the
-//! request's dialect, with a ticket issued (and its entry listener opened) by
-//! the daemon in between. Bounded by [`CONTROL_TIMEOUT`] per connection.
-//! With `--control-tls` every TCP control connection is TLS (snf's
-//! `--enable-ssl`); a client that does not speak it is closed unanswered.
+//! request's dialect, with the daemon's answer in between: one function per
+//! request kind ([`console`], [`list`], [`kill`], [`stats`]), the seam where
+//! the session registry plugs in. Bounded by [`CONTROL_TIMEOUT`] per
+//! connection, on the daemon's one clock. With `--control-tls` every TCP
+//! control connection is TLS (snf's `--enable-ssl`); a client that does not
+//! speak it is closed unanswered.
 
 use crate::buffer::InBuf;
 use crate::daemon::Daemon;
@@ -16,9 +18,10 @@ use smol::net::{TcpListener, TcpStream};
 use std::io;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
-use vncap_core::control::{self, Control, Event, Host};
-use vncap_core::Machine;
+use std::time::Duration;
+use vncap_core::control::{self, Console, Control, Event, Host, Kill, List, Request};
+use vncap_core::text::Text;
+use vncap_core::{Instant, Machine};
 
 /// How long a control client has to send its request.
 pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -88,7 +91,7 @@ pub async fn accept_loop(
                 let proxy = public_address.clone().unwrap_or(local);
                 let d = d.clone();
                 let peer = peer.to_string();
-                let deadline = Instant::now() + CONTROL_TIMEOUT;
+                let deadline = deadline_from_now(&d);
                 match tls.clone() {
                     None => {
                         d.ex.spawn(connection(d.clone(), (s.clone(), s), peer, proxy, deadline))
@@ -102,7 +105,7 @@ pub async fn accept_loop(
                 let proxy = public_address.clone().unwrap_or_else(|| "localhost".into());
                 let d = d.clone();
                 let peer = format!("unix:{}", path.display());
-                let deadline = Instant::now() + CONTROL_TIMEOUT;
+                let deadline = deadline_from_now(&d);
                 d.ex.spawn(connection(d.clone(), (s.clone(), s), peer, proxy, deadline))
             }),
         };
@@ -122,8 +125,7 @@ async fn tls_connection(
     proxy_address: String,
     deadline: Instant,
 ) {
-    let left = deadline.saturating_duration_since(Instant::now());
-    match crate::backend::with_timeout(left, tls.accept(&[], s)).await {
+    match crate::backend::with_timeout(time_left(&d, deadline), tls.accept(&[], s)).await {
         Ok(halves) => connection(d, halves, peer, proxy_address, deadline).await,
         Err(e) => log::warn!("control {peer}: TLS handshake: {e}"),
     }
@@ -142,15 +144,17 @@ async fn connection<R, W>(
     W: AsyncWrite + Unpin,
 {
     let (mut r, mut w) = (Plain(r), Plain(w));
+    // Cut at a character boundary (a byte index could split one and panic).
     let mut proxy = Host::new();
-    let _ = proxy.push_str(&proxy_address[..proxy_address.len().min(control::HOST_CAP)]);
+    let _ = proxy.push_str(&Text::<{ control::HOST_CAP }>::from_str_truncated(
+        &proxy_address,
+    ));
     let mut ctl = Control::new(control::Config {
         max_timeout_ms: d.max_ticket_timeout_ms(),
         proxy_address: proxy,
         max_input: d.settings.max_request_bytes,
     });
-    let left = deadline.saturating_duration_since(Instant::now());
-    let outcome = crate::backend::with_timeout(left, async {
+    let outcome = crate::backend::with_timeout(time_left(&d, deadline), async {
         Ok(request(&d, &mut ctl, &mut r, &mut w).await)
     })
     .await;
@@ -188,8 +192,30 @@ where
         Err(e) => return Err(e.to_string()),
     };
     let Event::Request(req) = event;
+    let result = match &req {
+        Request::Console(c) => console(d, ctl, c).await,
+        Request::List => list(d, ctl, w).await,
+        Request::Kill(k) => kill(d, ctl, k),
+        Request::Stats => stats(d, ctl),
+    };
+    flush(ctl, w).await.map_err(|e| e.to_string())?;
+    result
+}
+
+/// When a control connection accepted now must be done.
+fn deadline_from_now(d: &Daemon) -> Instant {
+    d.clock.now() + CONTROL_TIMEOUT.as_millis() as u64
+}
+
+/// What is left of a control connection's time.
+fn time_left(d: &Daemon, deadline: Instant) -> Duration {
+    Duration::from_millis(deadline.millis_since(d.clock.now()))
+}
+
+/// A console request: a ticket issued (its entry listener open), or why not.
+async fn console(d: &Rc<Daemon>, ctl: &mut Control, req: &Console) -> Result<String, String> {
     let what = format!("console for {}:{}", req.host, req.port);
-    let result = match crate::entry::issue(d, &req).await {
+    match crate::entry::issue(d, req).await {
         Ok(issued) => {
             ctl.reply_ok(&issued.granted());
             Ok(format!(
@@ -201,7 +227,52 @@ where
             ctl.reply_failed(&reason);
             Err(format!("{what} failed: {reason}"))
         }
-    };
-    flush(ctl, w).await.map_err(|e| e.to_string())?;
-    result
+    }
 }
+
+/// `list`: the pending tickets from the table. Live sessions come from the
+/// session registry, which does not exist yet: the list has none.
+async fn list<W>(d: &Rc<Daemon>, ctl: &mut Control, w: &mut Plain<W>) -> Result<String, String>
+where
+    W: AsyncWrite + Unpin,
+{
+    let now = d.clock.now();
+    let (reply, tickets) = d.with_tickets(|t| {
+        let list = List {
+            sessions: std::iter::empty(),
+            tickets: t.rows(now),
+        };
+        let mut buf = vec![0; list.buffer_len()];
+        let n = ctl.reply_list(&list, &mut buf);
+        buf.truncate(n.unwrap_or(0));
+        (buf, t.len())
+    });
+    if reply.is_empty() {
+        return Err("list: reply not written".into());
+    }
+    crate::transport::write_msg(w, &reply)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!("list: {tickets} pending tickets"))
+}
+
+/// `kill`: ends sessions and tickets. Sessions live in the session
+/// registry, which does not exist yet, so a kill cannot be complete:
+/// refused until it does.
+fn kill(_d: &Rc<Daemon>, ctl: &mut Control, k: &Kill) -> Result<String, String> {
+    ctl.reply_failed(NOT_YET);
+    Err(match k {
+        Kill::Id(id) => format!("kill {id}: {NOT_YET}"),
+        Kill::Backend { host, port } => format!("kill backend {host}:{port}: {NOT_YET}"),
+    })
+}
+
+/// `stats`: most counters are the sessions' (logins, bytes, sessions
+/// active): refused until the session registry counts them.
+fn stats(_d: &Rc<Daemon>, ctl: &mut Control) -> Result<String, String> {
+    ctl.reply_failed(NOT_YET);
+    Err(format!("stats: {NOT_YET}"))
+}
+
+/// The answer to an action that needs the session registry.
+const NOT_YET: &str = "not supported yet";

@@ -17,6 +17,9 @@ use vncap_core::ticket::{self, Event, Table};
 /// Most tickets issued and not yet used at once (the table's fixed capacity).
 pub const MAX_TICKETS: usize = 1024;
 
+/// The ticket table, in storage allocated once on the heap, slot by slot.
+pub type Tickets = Table<Box<[ticket::Slot]>>;
+
 /// The daemon: settings, the clock, the ticket table and the entry listeners.
 pub struct Daemon {
     /// Settings.
@@ -25,7 +28,7 @@ pub struct Daemon {
     pub clock: Clock,
     /// The executor every task runs on.
     pub ex: Rc<LocalExecutor<'static>>,
-    tickets: RefCell<Box<Table<MAX_TICKETS>>>,
+    tickets: RefCell<Tickets>,
     listeners: RefCell<HashMap<u16, Task<()>>>,
     timer_wake: (Sender<()>, Receiver<()>),
     connections: Cell<usize>,
@@ -40,22 +43,6 @@ impl Drop for Slot {
     }
 }
 
-/// The table, built on a short-lived thread: `Table::new` returns it by
-/// value, and the stack pages its copies pass through stay resident for the
-/// life of the thread that touched them (2 MiB of the idle daemon's RSS when
-/// it was the main thread). The helper's stack goes when it ends.
-fn new_table(config: ticket::Config) -> Result<Box<Table<MAX_TICKETS>>, ticket::Error> {
-    // As much as the main thread has (unoptimised builds make several copies).
-    let stack = (8 << 20) + 4 * std::mem::size_of::<Table<MAX_TICKETS>>();
-    std::thread::Builder::new()
-        .name("vncap-init".into())
-        .stack_size(stack)
-        .spawn(move || Table::new(config).map(Box::new))
-        .map_err(|_| ticket::Error::BadConfig)?
-        .join()
-        .unwrap_or(Err(ticket::Error::BadConfig))
-}
-
 impl Daemon {
     /// A daemon with an empty table.
     pub fn new(
@@ -63,7 +50,8 @@ impl Daemon {
         table: ticket::Config,
         ex: Rc<LocalExecutor<'static>>,
     ) -> Result<Rc<Self>, ticket::Error> {
-        let table = new_table(table)?;
+        let storage = (0..MAX_TICKETS).map(|_| ticket::Slot::new()).collect();
+        let table = Table::new(table, storage)?;
         Ok(Rc::new(Daemon {
             settings,
             clock: Clock::new(),
@@ -86,7 +74,7 @@ impl Daemon {
     }
 
     /// Runs `f` on the table, then closes the listeners of tickets that went.
-    pub fn with_tickets<T>(&self, f: impl FnOnce(&mut Table<MAX_TICKETS>) -> T) -> T {
+    pub fn with_tickets<T>(&self, f: impl FnOnce(&mut Tickets) -> T) -> T {
         let (out, gone) = {
             let mut table = self.tickets.borrow_mut();
             let out = f(&mut table);

@@ -21,7 +21,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
-use vncap_core::control::Request;
+use vncap_core::control::Console;
 use vncap_core::entry::{self, Door, Entry, Event};
 use vncap_core::ticket::{self, Attempt, Issued};
 use vncap_core::ws::handshake;
@@ -29,7 +29,7 @@ use vncap_core::{policy, ws, Machine};
 
 /// Issues a ticket for `req` and opens its entry port (a listener whose
 /// viewers this file serves); the reply may go out once this returns `Ok`.
-pub async fn issue(d: &Rc<Daemon>, req: &Request) -> Result<Issued, String> {
+pub async fn issue(d: &Rc<Daemon>, req: &Console) -> Result<Issued, String> {
     let mut random = [0u8; ticket::RANDOM_LEN];
     getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
     // A pool port may be taken by another program: try a few.

@@ -79,6 +79,8 @@ fn main() {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::FlashPolicy(args) => flashpolicy::run(args),
         cli::Command::Request(args) => request::run(args),
+        cli::Command::Sessions(args) => request::run_sessions(args),
+        cli::Command::Kill(args) => request::run_kill(args),
     };
     std::process::exit(code);
 }

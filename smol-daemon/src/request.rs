@@ -1,14 +1,18 @@
-//! `vncap request`: asks a running daemon for a console over its control
-//! channel (over TLS with `--control-tls`) and prints the port and password.
-//! The request and the reply are the core's (`control::client`); this file
-//! only connects and prints.
+//! `vncap request`, `vncap sessions`, `vncap kill`: one request to a
+//! running daemon over its control channel (over TLS with
+//! `--control-tls`), its answer printed for a person: a console's port and
+//! password, the sessions and tickets as a table, how many were killed.
+//! The requests and the replies are the core's (`control::client`); this
+//! file only connects and prints.
 
 use crate::cli;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::unix::UnixStream;
 use smol::net::TcpStream;
-use vncap_core::control::client::{parse_reply, write_request, Ask};
-use vncap_core::control::{Dialect, Need, Transport};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+use vncap_core::control::client::{parse_killed, parse_reply, write_request, Ask, List, Row};
+use vncap_core::control::{Dialect, Door, Host, Kill, Need, Request, Transport};
 
 /// Runs the request; returns the process exit code (0 granted, 1 refused or failed).
 pub fn run(args: cli::Request) -> i32 {
@@ -21,6 +25,202 @@ pub fn run(args: cli::Request) -> i32 {
             eprintln!("vncap request: {e}");
             1
         }
+    }
+}
+
+/// `vncap sessions`: prints the live sessions and pending tickets.
+pub fn run_sessions(args: cli::Sessions) -> i32 {
+    report("sessions", smol::block_on(sessions(&args)))
+}
+
+/// `vncap kill`: ends a session or ticket (or a backend's), prints how many.
+pub fn run_kill(args: cli::Kill) -> i32 {
+    report("kill", smol::block_on(kill(&args)))
+}
+
+fn report(command: &str, outcome: Result<String, String>) -> i32 {
+    match outcome {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("vncap {command}: {e}");
+            1
+        }
+    }
+}
+
+/// Where the daemon's control channel is (`--control`, `--control-tls`,
+/// `--ca`).
+struct Channel<'a> {
+    control: &'a str,
+    control_tls: bool,
+    ca: Option<&'a Path>,
+}
+
+impl Channel<'_> {
+    /// Sends `request`, returns everything the daemon answered.
+    async fn ask(&self, request: &[u8]) -> Result<Vec<u8>, String> {
+        let connecting = |e: std::io::Error| format!("{}: {e}", self.control);
+        if let Some(path) = self.control.strip_prefix("unix:") {
+            if self.control_tls {
+                return Err("--control-tls is for a HOST:PORT control channel".into());
+            }
+            return exchange(
+                UnixStream::connect(path).await.map_err(connecting)?,
+                request,
+            )
+            .await;
+        }
+        let s = TcpStream::connect(self.control).await.map_err(connecting)?;
+        if self.control_tls {
+            let ca = self.ca.ok_or("--control-tls needs --ca PATH")?;
+            // The name the certificate must carry: the host part of HOST:PORT.
+            let host = self.control.rsplit_once(':').map_or("", |(h, _)| h);
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            exchange(crate::tls::connect(ca, host, s).await?, request).await
+        } else {
+            exchange(s, request).await
+        }
+    }
+
+    /// Sends the action `req`, returns the reply.
+    async fn act(&self, req: &Request) -> Result<Vec<u8>, String> {
+        let mut line = [0u8; 512];
+        let n = req.emit(&mut line).map_err(|e| e.reason().to_string())?;
+        self.ask(&line[..n]).await
+    }
+}
+
+async fn sessions(args: &cli::Sessions) -> Result<String, String> {
+    let channel = Channel {
+        control: &args.control,
+        control_tls: args.control_tls,
+        ca: args.ca.as_deref(),
+    };
+    let reply = channel.act(&Request::List).await?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut sessions = Vec::new();
+    let mut tickets = Vec::new();
+    let outcome = List::parse(&reply, |row| match row {
+        Row::Session(s) => sessions.push([
+            s.id.to_string(),
+            backend(s.backend_host, s.backend_port),
+            s.viewer.to_string(),
+            match s.door {
+                Door::Port(p) => p.to_string(),
+                Door::Single => "single".into(),
+            },
+            s.transport.name().into(),
+            format!("{}s", now.saturating_sub(s.started)),
+            s.bytes_to_viewer.to_string(),
+            s.bytes_to_backend.to_string(),
+        ]),
+        Row::Ticket(t) => tickets.push([
+            t.id.to_string(),
+            backend(t.backend_host, t.backend_port),
+            t.port.to_string(),
+            format!("{}s", t.expires_in),
+        ]),
+    })
+    .map_err(|e| e.reason().to_string())?;
+    refused(outcome)?;
+    let mut out = String::new();
+    table(
+        &mut out,
+        "sessions",
+        [
+            "ID",
+            "BACKEND",
+            "VIEWER",
+            "DOOR",
+            "TRANSPORT",
+            "AGE",
+            "TO VIEWER",
+            "TO BACKEND",
+        ],
+        &sessions,
+    );
+    out.push('\n');
+    table(
+        &mut out,
+        "pending tickets",
+        ["ID", "BACKEND", "PORT", "EXPIRES IN"],
+        &tickets,
+    );
+    Ok(out.trim_end().to_string())
+}
+
+async fn kill(args: &cli::Kill) -> Result<String, String> {
+    let target = match (args.id, &args.backend) {
+        (Some(id), None) => Kill::Id(id),
+        (None, Some(b)) => {
+            let (host, port) = b
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h, p.parse::<u16>().ok().filter(|&p| p != 0)?)))
+                .ok_or_else(|| format!("--backend {b:?}: expected HOST:PORT"))?;
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            let mut h = Host::new();
+            h.push_str(host)
+                .map_err(|_| format!("--backend {b:?}: host too long"))?;
+            Kill::Backend { host: h, port }
+        }
+        _ => return Err("give an ID or --backend HOST:PORT (one of them)".into()),
+    };
+    let channel = Channel {
+        control: &args.control,
+        control_tls: args.control_tls,
+        ca: args.ca.as_deref(),
+    };
+    let reply = channel.act(&Request::Kill(target)).await?;
+    let killed = parse_killed(&reply).map_err(|e| e.reason().to_string())?;
+    match killed {
+        Ok(n) => Ok(format!("killed {n}")),
+        Err(why) => refused(Err(why)).map(|()| String::new()),
+    }
+}
+
+/// An action's failure as the error to print.
+fn refused(outcome: Result<(), Option<vncap_core::control::client::Reason>>) -> Result<(), String> {
+    outcome.map_err(|why| format!("refused: {}", why.as_deref().unwrap_or("no reason given")))
+}
+
+fn backend(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// `title:`, then the rows under a header, columns padded to their widest
+/// (or `title: none`).
+fn table<const N: usize>(out: &mut String, title: &str, header: [&str; N], rows: &[[String; N]]) {
+    if rows.is_empty() {
+        out.push_str(&format!("{title}: none\n"));
+        return;
+    }
+    out.push_str(&format!("{title}:\n"));
+    let mut width = header.map(str::len);
+    for row in rows {
+        for (w, cell) in width.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (cell, w) in cells.zip(width) {
+            l.push_str(&format!("{cell:<w$}  "));
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
     }
 }
 
@@ -60,31 +260,12 @@ async fn request(args: &cli::Request) -> Result<String, String> {
     };
     let mut line = [0u8; 4096];
     let n = write_request(&ask, &mut line).map_err(|e| e.reason().to_string())?;
-    let request = &line[..n];
-    let connecting = |e: std::io::Error| format!("{}: {e}", args.control);
-    let reply = if let Some(path) = args.control.strip_prefix("unix:") {
-        if args.control_tls {
-            return Err("--control-tls is for a HOST:PORT control channel".into());
-        }
-        exchange(
-            UnixStream::connect(path).await.map_err(connecting)?,
-            request,
-        )
-        .await
-    } else {
-        let s = TcpStream::connect(&args.control)
-            .await
-            .map_err(connecting)?;
-        if args.control_tls {
-            let ca = args.ca.as_deref().ok_or("--control-tls needs --ca PATH")?;
-            // The name the certificate must carry: the host part of HOST:PORT.
-            let host = args.control.rsplit_once(':').map_or("", |(h, _)| h);
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            exchange(crate::tls::connect(ca, host, s).await?, request).await
-        } else {
-            exchange(s, request).await
-        }
-    }?;
+    let channel = Channel {
+        control: &args.control,
+        control_tls: args.control_tls,
+        ca: args.ca.as_deref(),
+    };
+    let reply = channel.ask(&line[..n]).await?;
     let answer = parse_reply(dialect, &reply).map_err(|e| e.reason().to_string())?;
     if !answer.ok {
         return Err(format!(
@@ -95,14 +276,15 @@ async fn request(args: &cli::Request) -> Result<String, String> {
     let port = answer.port.ok_or("the reply has no port")?;
     let password = answer
         .password
-        .as_deref()
+        .as_ref()
+        .and_then(|p| p.as_str())
         .or(args.password.as_deref())
         .unwrap_or("");
     let mut out = format!("port {port}\npassword {password}");
     if let Some(e) = answer.expires_in {
         out.push_str(&format!("\nexpires_in {e}"));
     }
-    if let Some(p) = answer.url_path.as_deref() {
+    if let Some(p) = answer.url_path.as_ref().and_then(|u| u.as_str()) {
         out.push_str(&format!("\nurl_path {p}"));
     }
     Ok(out)

@@ -9,10 +9,10 @@
 //! happened for the test to assert on.
 
 use crate::fixture::{Dir, Fixture};
-use vncap_core::control::{self, Control, Request};
+use vncap_core::control::{self, Console, Control, Request};
 use vncap_core::entry::{self, Door, Entry, Event, Rejection, Relay};
 use vncap_core::rfb::client;
-use vncap_core::ticket::{self, Attempt, Issued, Table, Ticket};
+use vncap_core::ticket::{self, Attempt, Issued, Slot, Table, Ticket};
 use vncap_core::{policy, ws, Instant, Machine};
 
 /// Tickets the pair's table holds.
@@ -32,8 +32,17 @@ pub fn table_config() -> ticket::Config {
     }
 }
 
-/// Parses one control request line (either dialect).
-pub fn request(json: &str) -> Request {
+/// The pair's ticket table: its storage is an array of slots.
+pub type Tickets = Table<[Slot; TICKETS]>;
+
+/// A table with `config` in fresh storage.
+pub fn new_table(config: ticket::Config) -> Box<Tickets> {
+    let storage = core::array::from_fn(|_| Slot::new());
+    Box::new(Table::new(config, storage).expect("table config"))
+}
+
+/// Parses one console request line (either dialect).
+pub fn request(json: &str) -> Console {
     let mut c = Control::new(control::Config::default());
     let line = format!("{json}\n");
     let mut input = line.as_bytes();
@@ -45,7 +54,7 @@ pub fn request(json: &str) -> Request {
         }
     }
     match c.poll_event() {
-        Some(control::Event::Request(r)) => r,
+        Some(control::Event::Request(Request::Console(c))) => c,
         other => panic!("request {json}: {other:?}"),
     }
 }
@@ -80,7 +89,7 @@ pub struct Pair {
     /// The machine under test.
     pub entry: Entry<'static>,
     /// The ticket table the admit step asks.
-    pub table: Box<Table<TICKETS>>,
+    pub table: Box<Tickets>,
     /// Viewer bytes delivered and not consumed.
     pub pending: Vec<u8>,
     /// Every byte the machine sent the viewer.
@@ -137,7 +146,7 @@ impl Pair {
         config: ticket::Config,
         challenge: [u8; 16],
     ) -> (Pair, Issued) {
-        let mut table = Box::new(Table::new(config).expect("table config"));
+        let mut table = new_table(config);
         let req = request(json);
         let issued = table
             .issue(Instant::from_millis(0), &req, &[7u8; ticket::RANDOM_LEN])
@@ -157,7 +166,7 @@ impl Pair {
     }
 
     /// A viewer arriving at `arrival` ms through `door` of `table`.
-    pub fn at(door: Door, table: Box<Table<TICKETS>>, arrival: u64, challenge: [u8; 16]) -> Pair {
+    pub fn at(door: Door, table: Box<Tickets>, arrival: u64, challenge: [u8; 16]) -> Pair {
         let now = Instant::from_millis(arrival);
         let tls = table.config().tls;
         let mut p = Pair {

@@ -1,192 +1,32 @@
-//! The client side of the control channel: write one request, parse its
-//! reply (DESIGN.md, "The control channel").
+//! The client side of the control channel: write one request, read its
+//! reply (DESIGN.md, "The control channel"; issue 13's actions).
 //!
-//! What it is: [`write_request`] turns an [`Ask`] into one request line in
-//! either dialect, strings JSON-escaped exactly as the server side
-//! ([`super::reply`]) escapes them; [`parse_reply`] turns the bytes the
-//! proxy sent back into an [`Answer`]. Used by `vncap request` (the operator
-//! CLI) and by tests. What it is not: a socket, a retry policy, or the server
-//! side ([`super::Control`]).
-//!
-//! Decisions, each with its reason:
-//! - **The writer is faithful, not a validator.** It refuses only what its
-//!   dialect cannot express (a generated password in dialect 1, a transport
-//!   other than `vnc`/`vnc-ws`/`vnc-wss` in dialect 2); an empty host or a
-//!   port 0 goes out as given and the proxy's `FAILED` reason says why.
-//! - **Key order and spacing follow the reference clients** (Python
-//!   `json.dumps`: `", "` and `": "`): dialect 1 `daddr`, `dport`,
-//!   `password` (what GWM always sends), then `sport`, `ws`, `tls`,
-//!   `timeout` when given,
-//!   dialect 2 as snf's CLI does (`source_port` first, 0 for "pick one").
-//! - **Dialect 1 replies**: leading and trailing whitespace (`\r\n` or `\n`,
-//!   or none at EOF) is dropped; a reply starting `FAIL` is a failure (GWM
-//!   tests `startswith("FAIL")`), its reason is what follows `FAILED` (or
-//!   `FAIL`), trimmed, `None` when empty (kept up to its first byte that is
-//!   not UTF-8); otherwise it must be a port,
-//!   1 to 5 decimal digits in 1..=65535. Anything after the one line is
-//!   [`ClientError::TrailingBytes`].
-//! - **Dialect 2 replies** are one JSON object, framed and depth-limited by
-//!   the server's own framer (so a deeply nested unknown value cannot
-//!   exhaust the stack); unknown keys are ignored and `null` is an absent
-//!   key, as snf's Python client reads a dict. `status` is required, `"OK"`
-//!   or `"FAILED"`; an `OK` needs `source_port` in 1..=65535; a `FAILED`
-//!   reply's `source_port` 0 means none. An empty `proxy_address` is `None`.
-//!   Strings are unescaped into an [`UNESCAPE_CAP`]-byte scratch buffer.
-//! - **A failure reason is for a terminal**: cut to 200 bytes (at a
-//!   character boundary) and control characters blanked, in both dialects,
-//!   so a hostile proxy cannot move the operator's cursor.
-//! - **`Debug` of an [`Answer`] shows no password, token or URL path.**
+//! What it is: the operator CLI's and the tests' way in. The messages
+//! themselves, and both their parse and their emit, are in
+//! [`super::request`] (a console request is written from an [`Ask`], an
+//! action with [`Request::emit`](super::Request::emit)) and
+//! [`super::reply`] ([`Answer`], [`List`], [`parse_killed`], [`Stats`]);
+//! this file names the errors ([`ClientError`]) and keeps the two calls
+//! the CLI makes, [`write_request`] and [`parse_reply`]. What it is not: a
+//! socket, a retry policy, or the server side ([`super::Control`]).
 
 use core::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-
-use super::reply::{self, Sink};
-use super::request::{Num, Opt, UNESCAPE_CAP};
-use super::{Dialect, Framed, Host, Need, Password, Scan, Transport, MAX_INPUT};
-use crate::ticket::{Token, UrlPath};
-
-/// Longest failure reason kept in an [`Answer`], in bytes.
-pub const REASON_CAP: usize = 200;
-
-/// A failure reason as kept in an [`Answer`].
-pub type Reason = heapless::String<REASON_CAP>;
-
-/// What to ask the proxy for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Ask<'a> {
-    /// The dialect to speak (the reply comes back in it).
-    pub dialect: Dialect,
-    /// Backend VNC server host (`daddr` / `destination_address`).
-    pub host: &'a str,
-    /// Backend VNC server port (`dport` / `destination_port`).
-    pub port: u16,
-    /// The password the viewer will present (`password`); `None` asks the
-    /// proxy to generate one (dialect 2 extension; dialect 1 refuses with
-    /// [`ClientError::GeneratedPasswordNeedsSnf`]).
-    pub password: Option<&'a str>,
-    /// Which layers the viewer may use. Dialect 1: each [`Need::Yes`] /
-    /// [`Need::No`] is `true` / `false` in `ws` and `tls`, [`Need::Either`]
-    /// leaves the key out. Dialect 2: [`Transport::PLAIN`] is `"vnc"`,
-    /// [`Transport::WEBSOCKET`] `"vnc-ws"`, [`Transport::WEBSOCKET_TLS`]
-    /// `"vnc-wss"`; anything else is [`ClientError::TransportNotExpressible`].
-    pub transport: Transport,
-    /// Preferred entry port (`sport` / `source_port`); `None` lets the proxy
-    /// pick (dialect 1 leaves `sport` out, dialect 2 sends 0).
-    pub preferred_port: Option<u16>,
-    /// Ticket lifetime in seconds (`timeout`); `None` leaves the key out.
-    pub timeout_secs: Option<u32>,
-}
-
-impl fmt::Debug for Ask<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Ask")
-            .field("dialect", &self.dialect)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("password", &self.password.map(|_| "<redacted>"))
-            .field("transport", &self.transport)
-            .field("preferred_port", &self.preferred_port)
-            .field("timeout_secs", &self.timeout_secs)
-            .finish()
-    }
-}
-
-/// A parsed reply. Its `Debug` shows no password, token or URL path.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Answer {
-    /// `true` for a port / `"status": "OK"`, `false` for `FAILED`.
-    pub ok: bool,
-    /// The entry port (`source_port` in dialect 2); `None` on failure.
-    pub port: Option<u16>,
-    /// The password the proxy generated (dialect 2 extension).
-    pub password: Option<Password>,
-    /// Where viewers reach the proxy (dialect 2 `proxy_address`, if not
-    /// empty).
-    pub proxy_address: Option<Host>,
-    /// Why it failed, when the proxy said (cut to [`REASON_CAP`] bytes,
-    /// control characters blanked).
-    pub reason: Option<Reason>,
-    /// Seconds until the ticket expires (dialect 2 extension).
-    pub expires_in: Option<u64>,
-    /// Single-port mode token (dialect 2 extension).
-    pub token: Option<Token>,
-    /// Single-port mode path for the viewer (dialect 2 extension).
-    pub url_path: Option<UrlPath>,
-}
-
-impl fmt::Debug for Answer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fn redact<T>(v: &Option<T>) -> Option<&'static str> {
-            v.as_ref().map(|_| "<redacted>")
-        }
-        f.debug_struct("Answer")
-            .field("ok", &self.ok)
-            .field("port", &self.port)
-            .field("password", &redact(&self.password))
-            .field("proxy_address", &self.proxy_address)
-            .field("reason", &self.reason)
-            .field("expires_in", &self.expires_in)
-            .field("token", &redact(&self.token))
-            .field("url_path", &redact(&self.url_path))
-            .finish()
-    }
-}
-
-macro_rules! keys {
-    ($($variant:ident => $name:literal;)*) => {
-        /// A key of a dialect 2 reply, named as on the wire.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum Key {
-            $(
-                #[doc = concat!("`", $name, "`")]
-                $variant,
-            )*
-        }
-
-        impl Key {
-            /// The key as on the wire.
-            pub const fn name(self) -> &'static str {
-                match self { $(Key::$variant => $name,)* }
-            }
-            const fn missing(self) -> &'static str {
-                match self { $(Key::$variant => concat!("reply lacks ", $name),)* }
-            }
-            const fn wrong_type(self) -> &'static str {
-                match self { $(Key::$variant => concat!("wrong type for ", $name, " in reply"),)* }
-            }
-            const fn too_long(self) -> &'static str {
-                match self { $(Key::$variant => concat!("value too long for ", $name, " in reply"),)* }
-            }
-            const fn duplicate(self) -> &'static str {
-                match self { $(Key::$variant => concat!("duplicate key ", $name, " in reply"),)* }
-            }
-            fn of(key: &str) -> Option<Key> {
-                match key { $($name => Some(Key::$variant),)* _ => None }
-            }
-            const fn bit(self) -> u8 {
-                1 << (self as u8)
-            }
-        }
-    };
-}
-
-keys! {
-    Status => "status";
-    SourcePort => "source_port";
-    ProxyAddress => "proxy_address";
-    Reason => "reason";
-    Password => "password";
-    ExpiresIn => "expires_in";
-    Token => "token";
-    UrlPath => "url_path";
-}
+pub use super::reply::{
+    parse_killed, Answer, Door, Key, Layers, List, Outcome, Reason, Row, SessionRow, Stats,
+    TicketRow, REASON_CAP,
+};
+pub use super::request::Ask;
+use super::Dialect;
 
 /// Why a request could not be written or a reply not understood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClientError {
     /// The request does not fit in the buffer given to [`write_request`].
     BufferTooSmall,
+    /// A console request goes out through [`Ask`], not
+    /// [`super::Request::emit`].
+    NotAnAction,
     /// Asking the proxy to generate a password is a dialect 2 extension.
     GeneratedPasswordNeedsSnf,
     /// Dialect 2's `type` has no value for this transport (only plain,
@@ -199,7 +39,7 @@ pub enum ClientError {
     PortOutOfRange,
     /// Bytes other than whitespace after the reply.
     TrailingBytes,
-    /// The reply is longer than [`MAX_INPUT`] bytes.
+    /// The reply is longer than [`super::MAX_INPUT`] bytes.
     ReplyTooLong,
     /// Dialect 2: not a JSON object (syntax, another JSON value, or cut
     /// short).
@@ -226,6 +66,7 @@ impl ClientError {
     pub fn reason(&self) -> &'static str {
         match *self {
             ClientError::BufferTooSmall => "request does not fit in the buffer",
+            ClientError::NotAnAction => "a console request is written from an Ask",
             ClientError::GeneratedPasswordNeedsSnf => {
                 "a generated password needs the snf (JSON reply) dialect"
             }
@@ -254,421 +95,24 @@ impl fmt::Display for ClientError {
     }
 }
 
-/// The caller's buffer, filled from the front.
-struct Cursor<'b> {
-    buf: &'b mut [u8],
-    len: usize,
-}
-
-impl Sink for Cursor<'_> {
-    fn put(&mut self, b: &[u8]) -> Result<(), ()> {
-        let end = self.len.checked_add(b.len()).ok_or(())?;
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(())?
-            .copy_from_slice(b);
-        self.len = end;
-        Ok(())
-    }
-}
-
-/// Writes one request line (a JSON object and `\n`) into `out`, strings
-/// JSON-escaped. Returns the bytes written.
+/// Writes one console request line (a JSON object and `\n`) into `out`
+/// ([`Ask::emit`]). Returns the bytes written.
 pub fn write_request(ask: &Ask<'_>, out: &mut [u8]) -> Result<usize, ClientError> {
-    let mut c = Cursor { buf: out, len: 0 };
-    match ask.dialect {
-        Dialect::Twisted => {
-            let password = ask.password.ok_or(ClientError::GeneratedPasswordNeedsSnf)?;
-            twisted(&mut c, ask, password)
-        }
-        Dialect::Snf => {
-            let kind = match ask.transport {
-                Transport::PLAIN => "vnc",
-                Transport::WEBSOCKET => "vnc-ws",
-                Transport::WEBSOCKET_TLS => "vnc-wss",
-                _ => return Err(ClientError::TransportNotExpressible),
-            };
-            snf(&mut c, ask, kind)
-        }
-    }
-    .map_err(|()| ClientError::BufferTooSmall)?;
-    Ok(c.len)
+    ask.emit(out)
 }
 
-fn twisted(c: &mut Cursor<'_>, ask: &Ask<'_>, password: &str) -> Result<(), ()> {
-    reply::raw(c, b"{\"daddr\": ")?;
-    reply::string(c, ask.host)?;
-    reply::raw(c, b", \"dport\": ")?;
-    reply::number(c, u64::from(ask.port))?;
-    reply::raw(c, b", \"password\": ")?;
-    reply::string(c, password)?;
-    if let Some(p) = ask.preferred_port {
-        reply::raw(c, b", \"sport\": ")?;
-        reply::number(c, u64::from(p))?;
-    }
-    for (key, need) in [
-        (&b", \"ws\": "[..], ask.transport.websocket),
-        (&b", \"tls\": "[..], ask.transport.tls),
-    ] {
-        let value: &[u8] = match need {
-            Need::Yes => b"true",
-            Need::No => b"false",
-            Need::Either => continue,
-        };
-        reply::raw(c, key)?;
-        reply::raw(c, value)?;
-    }
-    timeout(c, ask.timeout_secs)?;
-    reply::raw(c, b"}\n")
-}
-
-fn snf(c: &mut Cursor<'_>, ask: &Ask<'_>, kind: &str) -> Result<(), ()> {
-    reply::raw(c, b"{\"source_port\": ")?;
-    reply::number(c, u64::from(ask.preferred_port.unwrap_or(0)))?;
-    reply::raw(c, b", \"destination_address\": ")?;
-    reply::string(c, ask.host)?;
-    reply::raw(c, b", \"destination_port\": ")?;
-    reply::number(c, u64::from(ask.port))?;
-    if let Some(p) = ask.password {
-        reply::raw(c, b", \"password\": ")?;
-        reply::string(c, p)?;
-    }
-    reply::raw(c, b", \"type\": ")?;
-    reply::string(c, kind)?;
-    timeout(c, ask.timeout_secs)?;
-    reply::raw(c, b"}\n")
-}
-
-fn timeout(c: &mut Cursor<'_>, secs: Option<u32>) -> Result<(), ()> {
-    match secs {
-        Some(s) => {
-            reply::raw(c, b", \"timeout\": ")?;
-            reply::number(c, u64::from(s))
-        }
-        None => Ok(()),
-    }
-}
-
-/// Parses the proxy's reply to a request of `dialect`: dialect 1 `<port>\n`
-/// or `FAILED ...\n`; dialect 2 one JSON object (with or without a line
-/// end). `reply` is everything the proxy sent.
+/// Parses the proxy's reply to a console request of `dialect`
+/// ([`Answer::parse`]). `reply` is everything the proxy sent.
 pub fn parse_reply(dialect: Dialect, reply: &[u8]) -> Result<Answer, ClientError> {
-    if reply.len() > MAX_INPUT {
-        return Err(ClientError::ReplyTooLong);
-    }
-    match dialect {
-        Dialect::Twisted => twisted_reply(reply),
-        Dialect::Snf => snf_reply(reply),
-    }
-}
-
-fn twisted_reply(reply: &[u8]) -> Result<Answer, ClientError> {
-    let line = reply.trim_ascii();
-    if line.contains(&b'\n') {
-        return Err(ClientError::TrailingBytes);
-    }
-    if let Some(rest) = line.strip_prefix(b"FAIL") {
-        let rest = rest.strip_prefix(b"ED").unwrap_or(rest);
-        // A reason that is not UTF-8 is kept up to its first bad byte.
-        let text = match core::str::from_utf8(rest) {
-            Ok(t) => t,
-            Err(e) => rest
-                .get(..e.valid_up_to())
-                .and_then(|v| core::str::from_utf8(v).ok())
-                .unwrap_or(""),
-        };
-        return Ok(Answer {
-            ok: false,
-            reason: reason(text.trim()),
-            ..Answer::default()
-        });
-    }
-    if line.is_empty() || line.len() > 5 || !line.iter().all(u8::is_ascii_digit) {
-        return Err(ClientError::NotAReply);
-    }
-    let port = line.iter().fold(0u32, |n, d| n * 10 + u32::from(d - b'0'));
-    match u16::try_from(port) {
-        Ok(p) if p != 0 => Ok(Answer {
-            ok: true,
-            port: Some(p),
-            ..Answer::default()
-        }),
-        _ => Err(ClientError::PortOutOfRange),
-    }
-}
-
-/// `Some` reason cut to [`REASON_CAP`] with control characters blanked;
-/// `None` when empty.
-fn reason(text: &str) -> Option<Reason> {
-    let mut r = Reason::new();
-    for c in reply::cut(text, REASON_CAP).chars() {
-        let c = if c.is_control() { ' ' } else { c };
-        // Blanking keeps the length in bytes, or shortens it: it fits.
-        let _ = r.push(c);
-    }
-    (!r.is_empty()).then_some(r)
-}
-
-fn snf_reply(reply: &[u8]) -> Result<Answer, ClientError> {
-    // The framer ends a request at an empty line; a reply may start with one.
-    let reply = reply.trim_ascii_start();
-    let json = match Scan::default().feed(reply, MAX_INPUT) {
-        Framed::TooDeep => return Err(ClientError::NestedTooDeep),
-        Framed::Done { end, consumed } => {
-            let rest = reply.get(consumed..).unwrap_or(&[]);
-            if !rest.iter().all(u8::is_ascii_whitespace) {
-                return Err(ClientError::TrailingBytes);
-            }
-            reply.get(..end).unwrap_or(&[])
-        }
-        // Not a closed object: let the parser say what is wrong with it.
-        Framed::More => reply,
-    };
-    let track = Track::default();
-    let raw = parse_raw(json, &track)?;
-    let ok = match raw.status {
-        None => return Err(ClientError::Missing(Key::Status)),
-        Some(Status::Ok) => true,
-        Some(Status::Failed) => false,
-    };
-    let port = match (ok, raw.source_port) {
-        (true, None) => return Err(ClientError::Missing(Key::SourcePort)),
-        (true, Some(0)) => return Err(ClientError::PortOutOfRange),
-        (_, None | Some(0)) => None,
-        (_, Some(p)) => Some(p),
-    };
-    Ok(Answer {
-        ok,
-        port,
-        password: raw.password,
-        proxy_address: raw.proxy_address.filter(|a| !a.is_empty()),
-        reason: raw.reason,
-        expires_in: raw.expires_in,
-        token: raw.token,
-        url_path: raw.url_path,
-    })
-}
-
-#[derive(Clone, Copy)]
-enum Status {
-    Ok,
-    Failed,
-}
-
-/// Values as they came.
-#[derive(Default)]
-struct Raw {
-    status: Option<Status>,
-    source_port: Option<u16>,
-    proxy_address: Option<Host>,
-    reason: Option<Reason>,
-    password: Option<Password>,
-    expires_in: Option<u64>,
-    token: Option<Token>,
-    url_path: Option<UrlPath>,
-}
-
-/// What the parse saw, outside serde's error type (which carries no key).
-#[derive(Default)]
-struct Track {
-    current: core::cell::Cell<Option<Key>>,
-    problem: core::cell::Cell<Option<ClientError>>,
-    seen: core::cell::Cell<u8>,
-}
-
-impl Track {
-    fn fail<E: de::Error>(&self, e: ClientError) -> E {
-        self.problem.set(Some(e));
-        E::custom("")
-    }
-}
-
-fn parse_raw(json: &[u8], track: &Track) -> Result<Raw, ClientError> {
-    use serde_json_core::de::Error as J;
-    let mut scratch = [0u8; UNESCAPE_CAP];
-    let mut de = serde_json_core::de::Deserializer::new(json, Some(&mut scratch));
-    let result = ReplySeed(track)
-        .deserialize(&mut de)
-        .and_then(|raw| de.end().map(|_| raw));
-    result.map_err(|e| {
-        if let Some(problem) = track.problem.get() {
-            return problem;
-        }
-        match (e, track.current.get()) {
-            (J::InvalidType | J::InvalidNumber, Some(k)) => ClientError::WrongType(k),
-            (J::EscapedStringIsTooLong, Some(k)) => ClientError::TooLong(k),
-            (
-                J::InvalidUnicodeCodePoint | J::InvalidEscapeSequence | J::EscapedStringIsTooLong,
-                _,
-            ) => ClientError::BadString,
-            _ => ClientError::BadJson,
-        }
-    })
-}
-
-struct ReplySeed<'t>(&'t Track);
-
-impl<'de> DeserializeSeed<'de> for ReplySeed<'_> {
-    type Value = Raw;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ReplySeed<'_> {
-    type Value = Raw;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a control reply object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
-        let t = self.0;
-        let mut raw = Raw::default();
-        while let Some(key) = map.next_key_seed(KeySeed)? {
-            let Some(key) = key else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            if t.seen.get() & key.bit() != 0 {
-                return Err(t.fail(ClientError::Duplicate(key)));
-            }
-            t.seen.set(t.seen.get() | key.bit());
-            t.current.set(Some(key));
-            match key {
-                Key::Status => {
-                    raw.status = match map.next_value_seed(Opt(Str::<6>(t)))? {
-                        None => None,
-                        Some(s) if s == "OK" => Some(Status::Ok),
-                        Some(s) if s == "FAILED" => Some(Status::Failed),
-                        Some(_) => return Err(t.fail(ClientError::BadStatus)),
-                    }
-                }
-                Key::SourcePort => {
-                    raw.source_port = match map.next_value_seed(Opt(Num))? {
-                        None => None,
-                        Some(v) => Some(port(v).map_err(|e| t.fail(e))?),
-                    }
-                }
-                Key::ProxyAddress => raw.proxy_address = map.next_value_seed(Opt(Str(t)))?,
-                Key::Reason => raw.reason = map.next_value_seed(Opt(ReasonSeed))?.flatten(),
-                Key::Password => raw.password = map.next_value_seed(Opt(Str(t)))?,
-                Key::ExpiresIn => raw.expires_in = map.next_value_seed(Opt(U64))?,
-                Key::Token => raw.token = map.next_value_seed(Opt(Str(t)))?,
-                Key::UrlPath => raw.url_path = map.next_value_seed(Opt(Str(t)))?,
-            }
-            t.current.set(None);
-        }
-        Ok(raw)
-    }
-}
-
-/// An integral JSON number in 0..=65535 (`7000` or `7000.0`).
-fn port(v: f64) -> Result<u16, ClientError> {
-    if !(0.0..=65535.0).contains(&v) {
-        return Err(ClientError::PortOutOfRange);
-    }
-    let p = v as u16;
-    if f64::from(p) != v {
-        return Err(ClientError::WrongType(Key::SourcePort));
-    }
-    Ok(p)
-}
-
-/// A key: known (`Some`) or to be skipped (`None`).
-struct KeySeed;
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Option<Key>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Key>, D::Error> {
-        d.deserialize_identifier(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Option<Key>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<Key>, E> {
-        Ok(Key::of(v))
-    }
-}
-
-/// A string copied into `String<N>`; longer is [`ClientError::TooLong`].
-struct Str<'t, const N: usize>(&'t Track);
-
-impl<'de, const N: usize> DeserializeSeed<'de> for Str<'_, N> {
-    type Value = heapless::String<N>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de, const N: usize> Visitor<'de> for Str<'_, N> {
-    type Value = heapless::String<N>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        let mut s = heapless::String::new();
-        if s.push_str(v).is_err() {
-            // `status` longer than "FAILED" is no status.
-            let e = match self.0.current.get() {
-                Some(Key::Status) => ClientError::BadStatus,
-                Some(k) => ClientError::TooLong(k),
-                None => ClientError::BadJson,
-            };
-            return Err(self.0.fail(e));
-        }
-        Ok(s)
-    }
-}
-
-/// A reason, cut and blanked (never too long).
-struct ReasonSeed;
-
-impl<'de> DeserializeSeed<'de> for ReasonSeed {
-    type Value = Option<Reason>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ReasonSeed {
-    type Value = Option<Reason>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-        Ok(reason(v))
-    }
-}
-
-/// A non-negative JSON integer.
-struct U64;
-
-impl<'de> DeserializeSeed<'de> for U64 {
-    type Value = u64;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
-        d.deserialize_u64(self)
-    }
-}
-
-impl<'de> Visitor<'de> for U64 {
-    type Value = u64;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a non-negative integer")
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
-        Ok(v)
-    }
+    Answer::parse(dialect, reply)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{Config, Control, Event, Granted, Request};
+    use crate::control::{
+        Config, Console, Control, Event, Granted, Need, Request, Transport, MAX_INPUT,
+    };
     use crate::machine::Machine;
 
     fn ask(dialect: Dialect) -> Ask<'static> {
@@ -697,10 +141,10 @@ mod tests {
     }
 
     /// The server side's reading of `bytes`, and the machine to reply with.
-    fn serve(bytes: &[u8]) -> (Request, Control) {
+    fn serve(bytes: &[u8]) -> (Console, Control) {
         let mut c = Control::new(config());
         assert_eq!(c.handle_input(bytes), Ok(bytes.len()));
-        let Some(Event::Request(r)) = c.poll_event() else {
+        let Some(Event::Request(Request::Console(r))) = c.poll_event() else {
             panic!("no request")
         };
         (r, c)
@@ -806,7 +250,7 @@ mod tests {
             assert_eq!(r.dialect, dialect);
             assert_eq!(r.host.as_str(), a.host);
             assert_eq!(r.port, a.port);
-            assert_eq!(r.password.as_deref(), a.password);
+            assert_eq!(r.password.as_ref().and_then(|s| s.as_str()), a.password);
             assert_eq!(r.transport, a.transport);
             assert_eq!(r.preferred_port, a.preferred_port);
             assert_eq!(r.timeout_ms, Some(u64::from(u32::MAX) * 1000));
@@ -829,12 +273,18 @@ mod tests {
             assert_eq!(a.port, Some(6080));
             assert_eq!(a.reason, None);
             if dialect == Dialect::Snf {
-                assert_eq!(a.password.as_deref(), Some("aB3dE6gH"));
+                assert_eq!(
+                    a.password.as_ref().and_then(|s| s.as_str()),
+                    Some("aB3dE6gH")
+                );
                 assert_eq!(a.proxy_address.as_deref(), Some("vnc.example.org"));
                 assert_eq!(a.expires_in, Some(30));
-                assert_eq!(a.token.as_deref(), Some("00112233445566778899aabbccddeeff"));
                 assert_eq!(
-                    a.url_path.as_deref(),
+                    a.token.as_ref().and_then(|s| s.as_str()),
+                    Some("00112233445566778899aabbccddeeff")
+                );
+                assert_eq!(
+                    a.url_path.as_ref().and_then(|s| s.as_str()),
                     Some("websockify?token=00112233445566778899aabbccddeeff")
                 );
             } else {
@@ -867,7 +317,7 @@ mod tests {
         };
         let failed = |r: Option<&str>| Answer {
             ok: false,
-            reason: r.map(|r| Reason::try_from(r).unwrap()),
+            reason: r.map(Reason::from_str_truncated),
             ..Answer::default()
         };
         let cases: &[(&[u8], Result<Answer, ClientError>)] = &[

@@ -2,10 +2,12 @@
 //! control channel").
 //!
 //! What it is: [`Control`], a [`Machine`] for one control connection. It
-//! frames the request, parses it ([`request`]: both dialects, typed, checked)
-//! and writes the reply ([`reply`]) in the request's dialect. The other end,
-//! writing a request and parsing its reply, is [`client`]. What it is not:
-//! the ticket table ([`crate::ticket`]) or any socket.
+//! frames the request, parses it ([`request`]: both console dialects and
+//! the operator actions, typed, checked) and writes the reply ([`reply`])
+//! in the request's dialect (actions: JSON). Both message files read and
+//! write JSON with [`json`]. The other end, writing a request and parsing
+//! its reply, is [`client`]. What it is not: the ticket table
+//! ([`crate::ticket`]), the sessions, or any socket.
 //!
 //! # Framing
 //!
@@ -25,22 +27,28 @@
 //! ```text
 //! loop: read into buf; n = handle_input(&buf)?  (Ok(0): read more)
 //!       at EOF: handle_eof(&buf)
-//! on Event::Request(req): ticket table issue(...), then
+//! on Event::Request(Request::Console(c)): ticket table issue(...), then
 //!       reply_ok(&Granted{..}) or reply_failed(err.reason())
+//! on Request::List: reply_list(&List{..}, &mut buf) (write buf[..n])
+//! on Request::Kill(..): reply_killed(n); on Request::Stats: reply_stats(&s)
 //! write poll_output(..) until 0, close.
 //! On Err: write poll_output (the FAILED reply is queued), close.
 //! ```
 
 pub mod client;
+pub mod json;
 pub mod reply;
 pub mod request;
 
 use core::fmt;
 
-pub use reply::{Granted, REPLY_CAP};
+use reply::Form;
+pub use reply::{
+    Door, Granted, Layers, List, Logins, SessionRow, Stats, TicketRow, REASON_CAP, REPLY_CAP,
+};
 pub use request::{
-    Dialect, Field, Host, Need, Password, Request, Transport, User, HOST_CAP, PASSWORD_CAP,
-    USER_CAP,
+    Console, Dialect, Field, Host, Kill, Need, Password, Request, Transport, User, HOST_CAP,
+    PASSWORD_CAP, USER_CAP,
 };
 
 use crate::machine::Machine;
@@ -57,14 +65,22 @@ pub enum Error {
     NotJson,
     /// Objects/arrays nested deeper than [`request::MAX_DEPTH`].
     NestedTooDeep,
-    /// A string with an invalid escape, a `\u` surrogate, invalid UTF-8, or
-    /// longer than [`request::UNESCAPE_CAP`] once unescaped (in an ignored
-    /// key).
+    /// A string with an invalid escape, a `\u` surrogate, a raw control
+    /// character, invalid UTF-8, or longer than [`request::UNESCAPE_CAP`]
+    /// once unescaped (in an ignored key).
     BadString,
     /// No `daddr`/`dport`/... nor `destination_address`/... key.
     UnknownDialect,
     /// Keys of both dialects in one request.
     MixedDialect,
+    /// An `action` (or `id`, `backend`) with console keys in one request.
+    MixedAction,
+    /// `action` is not `list`, `kill` or `stats`.
+    UnknownAction,
+    /// A `kill` with neither `id` nor `backend`, or with both.
+    KillTarget,
+    /// A `kill`'s `backend` is not `HOST:PORT` (`[V6]:PORT`).
+    BadBackend,
     /// A required key is absent (or `null`).
     MissingField(Field),
     /// A key's value has the wrong JSON type (or a port is not integral).
@@ -104,6 +120,10 @@ impl Error {
             Error::MixedDialect => {
                 "request mixes twisted (daddr) and snf (destination_address) keys"
             }
+            Error::MixedAction => "request mixes an action with console keys",
+            Error::UnknownAction => "unknown action (expected list, kill or stats)",
+            Error::KillTarget => "kill needs one of id or backend",
+            Error::BadBackend => "backend is not HOST:PORT",
             Error::MissingField(f) => f.missing(),
             Error::WrongType(f) => f.wrong_type(),
             Error::TooLong(f) => f.too_long(),
@@ -154,8 +174,10 @@ impl Default for Config {
 /// What [`Control`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A well-formed request; answer it with [`Control::reply_ok`] or
-    /// [`Control::reply_failed`].
+    /// A well-formed request; answer a console with [`Control::reply_ok`],
+    /// a `list` with [`Control::reply_list`], a `kill` with
+    /// [`Control::reply_killed`], `stats` with [`Control::reply_stats`], or
+    /// any of them with [`Control::reply_failed`].
     Request(Request),
 }
 
@@ -163,7 +185,7 @@ pub enum Event {
 enum State {
     Reading,
     /// A request was parsed; its reply is not queued yet.
-    Awaiting(Dialect),
+    Awaiting(Form),
     Replied,
     Failed(Error),
 }
@@ -303,7 +325,7 @@ impl Control {
                     return Ok(n);
                 }
                 if input.iter().all(|b| b.is_ascii_whitespace()) {
-                    return Err(self.fail(Error::NoRequest, Dialect::Twisted));
+                    return Err(self.fail(Error::NoRequest, Form::Twisted));
                 }
                 let end = if input.last() == Some(&b'\r') {
                     input.len() - 1
@@ -315,37 +337,88 @@ impl Control {
         }
     }
 
-    /// Queues the success reply for the request last reported. Returns
-    /// `false` (and does nothing) if no request awaits a reply.
+    /// Queues the success reply for the console request last reported.
+    /// Returns `false` (and does nothing) if no request awaits a reply.
     pub fn reply_ok(&mut self, granted: &Granted<'_>) -> bool {
-        let State::Awaiting(dialect) = self.state else {
+        let State::Awaiting(form) = self.state else {
             return false;
         };
-        if reply::ok(&mut self.out, dialect, &self.config.proxy_address, granted).is_err() {
+        if reply::ok(&mut self.out, form, &self.config.proxy_address, granted).is_err() {
             warn!("control: reply does not fit, answering FAILED");
-            reply::failed(
-                &mut self.out,
-                dialect,
-                &self.config.proxy_address,
-                "reply too long",
-            );
+            self.queue_failed(form, "reply too long");
         }
-        self.sent = 0;
-        self.state = State::Replied;
+        self.replied();
         true
     }
 
-    /// Queues the failure reply (`reason` is cut to 200 bytes, control
-    /// characters blanked in dialect 1). Returns `false` (and does nothing)
-    /// if no request awaits a reply.
+    /// Queues the failure reply (`reason` is cut to [`REASON_CAP`] bytes,
+    /// control characters blanked in dialect 1). Returns `false` (and does
+    /// nothing) if no request awaits a reply.
     pub fn reply_failed(&mut self, reason: &str) -> bool {
-        let State::Awaiting(dialect) = self.state else {
+        let State::Awaiting(form) = self.state else {
             return false;
         };
-        reply::failed(&mut self.out, dialect, &self.config.proxy_address, reason);
+        self.queue_failed(form, reason);
+        self.replied();
+        true
+    }
+
+    /// Queues `{"status": "OK", "killed": n}` for a `kill`. Returns `false`
+    /// (and does nothing) if no request awaits a reply.
+    pub fn reply_killed(&mut self, n: u64) -> bool {
+        let State::Awaiting(_) = self.state else {
+            return false;
+        };
+        if reply::killed(&mut self.out, n).is_err() {
+            self.queue_failed(Form::Action, "reply too long");
+        }
+        self.replied();
+        true
+    }
+
+    /// Queues the counters for a `stats`. Returns `false` (and does
+    /// nothing) if no request awaits a reply.
+    pub fn reply_stats(&mut self, stats: &Stats) -> bool {
+        let State::Awaiting(_) = self.state else {
+            return false;
+        };
+        self.out.clear();
+        if stats.emit_to(&mut self.out).is_err() {
+            self.queue_failed(Form::Action, "reply too long");
+        }
+        self.replied();
+        true
+    }
+
+    /// Answers a `list`: writes the reply into `out` (at least
+    /// [`List::buffer_len`] bytes) and returns its length, for the driver
+    /// to send instead of [`Machine::poll_output`]'s (which then has
+    /// nothing). `None` when no request awaits a reply, or when `out` is too
+    /// short (then a `FAILED` reply is queued for `poll_output`).
+    pub fn reply_list<'a, 'b, S, T>(&mut self, list: &List<S, T>, out: &mut [u8]) -> Option<usize>
+    where
+        S: IntoIterator<Item = SessionRow<'a>> + Clone,
+        T: IntoIterator<Item = TicketRow<'b>> + Clone,
+    {
+        let State::Awaiting(_) = self.state else {
+            return None;
+        };
+        self.out.clear();
+        let n = list.emit(out);
+        if n.is_none() {
+            self.queue_failed(Form::Action, "reply too long");
+        }
+        self.replied();
+        n
+    }
+
+    fn queue_failed(&mut self, form: Form, reason: &str) {
+        reply::failed(&mut self.out, form, &self.config.proxy_address, reason);
+    }
+
+    fn replied(&mut self) {
         self.sent = 0;
         self.state = State::Replied;
-        true
     }
 
     /// Whether the reply (success or failure) is queued and fully taken by
@@ -354,14 +427,9 @@ impl Control {
         matches!(self.state, State::Replied | State::Failed(_)) && self.sent >= self.out.len()
     }
 
-    fn fail(&mut self, e: Error, dialect: Dialect) -> Error {
+    fn fail(&mut self, e: Error, form: Form) -> Error {
         debug!("control: refused: {}", e.reason());
-        reply::failed(
-            &mut self.out,
-            dialect,
-            &self.config.proxy_address,
-            e.reason(),
-        );
+        self.queue_failed(form, e.reason());
         self.sent = 0;
         self.state = State::Failed(e);
         e
@@ -370,11 +438,14 @@ impl Control {
     fn finish(&mut self, json: &[u8], consumed: usize) -> Result<usize, Error> {
         match request::parse(json, self.config.max_timeout_ms) {
             Ok(req) => {
-                self.state = State::Awaiting(req.dialect);
+                self.state = State::Awaiting(match &req {
+                    Request::Console(c) => c.dialect.into(),
+                    _ => Form::Action,
+                });
                 self.event = Some(req);
                 Ok(consumed)
             }
-            Err((e, dialect)) => Err(self.fail(e, dialect)),
+            Err((e, form)) => Err(self.fail(e, form)),
         }
     }
 }
@@ -391,10 +462,10 @@ impl Machine for Control {
             }
             State::Reading => match self.scan.feed(input, self.config.max_input) {
                 Framed::More if input.len() >= self.config.max_input => {
-                    Err(self.fail(Error::LineTooLong, Dialect::Twisted))
+                    Err(self.fail(Error::LineTooLong, Form::Twisted))
                 }
                 Framed::More => Ok(0),
-                Framed::TooDeep => Err(self.fail(Error::NestedTooDeep, Dialect::Twisted)),
+                Framed::TooDeep => Err(self.fail(Error::NestedTooDeep, Form::Twisted)),
                 Framed::Done { end, consumed } => {
                     self.finish(input.get(..end).unwrap_or(&[]), consumed)
                 }
@@ -427,7 +498,7 @@ mod tests {
         c
     }
 
-    fn parse(input: &[u8]) -> Result<Request, Error> {
+    fn parse(input: &[u8]) -> Result<Console, Error> {
         let mut c = Control::new(config());
         match c.handle_input(input) {
             Ok(0) => c.handle_eof(input).map(|_| ())?,
@@ -435,8 +506,8 @@ mod tests {
             Err(e) => return Err(e),
         }
         match c.poll_event() {
-            Some(Event::Request(r)) => Ok(r),
-            None => panic!("no event"),
+            Some(Event::Request(Request::Console(r))) => Ok(r),
+            other => panic!("no console: {other:?}"),
         }
     }
 
@@ -523,17 +594,23 @@ mod tests {
     fn gwm_exact_bytes() {
         let mut c = Control::new(config());
         assert_eq!(c.handle_input(GWM), Ok(GWM.len()));
-        let Some(Event::Request(r)) = c.poll_event() else {
+        let Some(Event::Request(Request::Console(r))) = c.poll_event() else {
             panic!()
         };
         assert_eq!(r.dialect, Dialect::Twisted);
         assert_eq!(r.host.as_str(), "node1.example.org");
         assert_eq!(r.port, 12001);
-        assert_eq!(r.password.as_deref(), Some("Ab3dE6gH"));
+        assert_eq!(
+            r.password.as_ref().and_then(|s| s.as_str()),
+            Some("Ab3dE6gH")
+        );
         assert_eq!(r.transport, Transport::WEBSOCKET);
         assert_eq!(r.preferred_port, None);
         assert_eq!(r.timeout_ms, None);
-        assert_eq!(r.viewer_password(), Some("Ab3dE6gH"));
+        assert_eq!(
+            r.viewer_password().and_then(|p| p.as_str()),
+            Some("Ab3dE6gH")
+        );
         assert_eq!(r.backend_password(None), Some(&b"Ab3dE6gH"[..]));
         assert_eq!(r.backend_password(Some(b"cluster")), Some(&b"cluster"[..]));
         assert!(c.reply_ok(&Granted {
@@ -559,7 +636,7 @@ mod tests {
     fn snf_exact_bytes() {
         let mut c = Control::new(config());
         assert_eq!(c.handle_input(SNF), Ok(SNF.len()));
-        let Some(Event::Request(r)) = c.poll_event() else {
+        let Some(Event::Request(Request::Console(r))) = c.poll_event() else {
             panic!()
         };
         assert_eq!(r.dialect, Dialect::Snf);
@@ -567,7 +644,7 @@ mod tests {
         assert_eq!(r.port, 5900);
         assert_eq!(r.preferred_port, None);
         assert_eq!(r.transport, Transport::WEBSOCKET);
-        assert_eq!(r.viewer_password(), Some("pw"));
+        assert_eq!(r.viewer_password().and_then(|p| p.as_str()), Some("pw"));
         assert_eq!(r.backend_password(None), None);
         assert_eq!(r.backend_password(Some(b"c")), Some(&b"c"[..]));
         c.reply_ok(&Granted {
@@ -585,7 +662,7 @@ mod tests {
         let mut c = Control::new(config());
         let req = b"{\"destination_address\": \"n\", \"destination_port\": 5900, \"type\": \"vnc-wss\", \"timeout\": 12.5}";
         assert_eq!(c.handle_input(req), Ok(req.len()));
-        let Some(Event::Request(r)) = c.poll_event() else {
+        let Some(Event::Request(Request::Console(r))) = c.poll_event() else {
             panic!()
         };
         assert_eq!(r.password, None);
@@ -628,7 +705,7 @@ mod tests {
         // Braces inside strings do not count.
         let r = parse(b"{\"daddr\": \"h}{\", \"dport\": 1, \"password\": \"p\\\"}\"}").unwrap();
         assert_eq!(r.host.as_str(), "h}{");
-        assert_eq!(r.password.as_deref(), Some("p\"}"));
+        assert_eq!(r.password.as_ref().and_then(|s| s.as_str()), Some("p\"}"));
         // EOF ends a request too (here a line that is not a closed object).
         let mut c = Control::new(config());
         assert_eq!(c.handle_input(b"{\"daddr\""), Ok(0));
@@ -645,14 +722,20 @@ mod tests {
     fn escapes() {
         let r = parse(br#"{"daddr": "a\/b", "dport": 1, "password": "\u00e9\\\"\n\t"}"#).unwrap();
         assert_eq!(r.host.as_str(), "a/b");
-        assert_eq!(r.password.as_deref(), Some("\u{e9}\\\"\n\t"));
+        assert_eq!(
+            r.password.as_ref().and_then(|s| s.as_str()),
+            Some("\u{e9}\\\"\n\t")
+        );
         // Escaped keys are unescaped too.
         let r = parse(br#"{"d\u0061ddr": "h", "dport": 1, "password": "p"}"#).unwrap();
         assert_eq!(r.host.as_str(), "h");
         // Raw UTF-8 is kept; a surrogate pair escape is refused.
         let r = parse("{\"daddr\": \"h\", \"dport\": 1, \"password\": \"p\u{1F600}\"}".as_bytes())
             .unwrap();
-        assert_eq!(r.password.as_deref(), Some("p\u{1F600}"));
+        assert_eq!(
+            r.password.as_ref().and_then(|s| s.as_str()),
+            Some("p\u{1F600}")
+        );
         assert_eq!(
             failure(br#"{"daddr": "h", "dport": 1, "password": "\ud83d\ude00"}"#).0,
             Error::BadString
@@ -674,7 +757,10 @@ mod tests {
         assert_eq!(r.timeout_ms, Some(20_000));
         assert_eq!(r.client_ip, Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7))));
         assert_eq!(r.transport, Transport::AUTO);
-        assert_eq!(r.viewer_password(), Some("viewerpw"));
+        assert_eq!(
+            r.viewer_password().and_then(|p| p.as_str()),
+            Some("viewerpw")
+        );
         assert_eq!(r.backend_password(None), Some(&b"twelve-chars"[..]));
         let r = parse(br#"{"daddr": "::1", "dport": 5900.0, "password": "p", "sport": 0, "ws": false, "tls": true, "client": {"ip": "::ffff:10.0.0.1"}, "extra": [1, {"a": null}]}"#).unwrap();
         assert_eq!(r.preferred_port, None);
@@ -687,7 +773,7 @@ mod tests {
             }
         );
         assert!(r.client_ip.is_some());
-        assert_eq!(r.viewer_password(), Some("p"));
+        assert_eq!(r.viewer_password().and_then(|p| p.as_str()), Some("p"));
         // null is absent.
         let r = parse(br#"{"daddr": "h", "dport": 1, "password": "p", "sport": null, "client": null, "ws": null}"#).unwrap();
         assert_eq!(r.preferred_port, None);
@@ -798,5 +884,273 @@ mod tests {
             Error::PortOutOfRange(Field::SourcePort).reason(),
             "port out of range for source_port"
         );
+    }
+
+    fn request(input: &[u8]) -> (Request, Control) {
+        let mut c = Control::new(config());
+        assert_eq!(c.handle_input(input), Ok(input.len()), "{input:?}");
+        let Some(Event::Request(r)) = c.poll_event() else {
+            panic!("no request")
+        };
+        (r, c)
+    }
+
+    #[test]
+    fn actions_parse() {
+        assert_eq!(request(b"{\"action\": \"list\"}\n").0, Request::List);
+        assert_eq!(request(b"{\"action\": \"stats\"}").0, Request::Stats);
+        assert_eq!(
+            request(br#"{"action": "kill", "id": 12}"#).0,
+            Request::Kill(Kill::Id(12))
+        );
+        let host = |h: &str| Host::try_from(h).unwrap();
+        assert_eq!(
+            request(br#"{"action": "kill", "backend": "node1.example.org:5901"}"#).0,
+            Request::Kill(Kill::Backend {
+                host: host("node1.example.org"),
+                port: 5901
+            })
+        );
+        assert_eq!(
+            request(br#"{"backend": "[2001:db8::1]:5900", "action": "kill", "x": [1]}"#).0,
+            Request::Kill(Kill::Backend {
+                host: host("2001:db8::1"),
+                port: 5900
+            })
+        );
+        // Emit writes what parse reads.
+        for r in [
+            Request::List,
+            Request::Stats,
+            Request::Kill(Kill::Id(u64::MAX)),
+            Request::Kill(Kill::Backend {
+                host: host("::1"),
+                port: 1,
+            }),
+        ] {
+            let mut buf = [0u8; 128];
+            let n = r.emit(&mut buf).unwrap();
+            assert_eq!(request(&buf[..n]).0, r);
+        }
+        let mut buf = [0u8; 64];
+        let n = Request::List.emit(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"{\"action\": \"list\"}\n");
+        assert!(Request::Stats.emit(&mut buf[..5]).is_err());
+    }
+
+    #[test]
+    fn action_rejections_answer_in_json() {
+        let cases: &[(&[u8], Error)] = &[
+            (br#"{"action": "list", "daddr": "h"}"#, Error::MixedAction),
+            (br#"{"action": "list", "password": "p"}"#, Error::MixedAction),
+            (br#"{"destination_address": "h", "destination_port": 1, "action": "kill", "id": 1}"#, Error::MixedAction),
+            (br#"{"action": "reboot"}"#, Error::UnknownAction),
+            (br#"{"action": "a-very-long-unknown-action"}"#, Error::UnknownAction),
+            (br#"{"action": 1}"#, Error::WrongType(Field::Action)),
+            (br#"{"action": null}"#, Error::MissingField(Field::Action)),
+            (br#"{"id": 1}"#, Error::MissingField(Field::Action)),
+            (br#"{"action": "kill"}"#, Error::KillTarget),
+            (br#"{"action": "kill", "id": 1, "backend": "h:1"}"#, Error::KillTarget),
+            (br#"{"action": "kill", "id": -1}"#, Error::WrongType(Field::Id)),
+            (br#"{"action": "kill", "id": 1.5}"#, Error::WrongType(Field::Id)),
+            (br#"{"action": "kill", "id": "1"}"#, Error::WrongType(Field::Id)),
+            (br#"{"action": "kill", "backend": "h"}"#, Error::BadBackend),
+            (br#"{"action": "kill", "backend": "h:0"}"#, Error::BadBackend),
+            (br#"{"action": "kill", "backend": "h:+1"}"#, Error::BadBackend),
+            (br#"{"action": "kill", "backend": "::1:5900"}"#, Error::BadBackend),
+            (br#"{"action": "kill", "backend": ":5900"}"#, Error::Empty(Field::Backend)),
+            (br#"{"action": "kill", "backend": "a b:5900"}"#, Error::BadHost(Field::Backend)),
+            (br#"{"action": "list", "action": "list"}"#, Error::Duplicate(Field::Action)),
+        ];
+        for (input, want) in cases {
+            let (got, out) = failure(input);
+            assert_eq!(got, *want, "{}", core::str::from_utf8(input).unwrap());
+            let mut expect: heapless::Vec<u8, 256> = heapless::Vec::new();
+            expect
+                .extend_from_slice(b"{\"status\": \"FAILED\", \"reason\": \"")
+                .unwrap();
+            expect.extend_from_slice(want.reason().as_bytes()).unwrap();
+            expect.extend_from_slice(b"\"}\n").unwrap();
+            assert_eq!(&out[..], &expect[..]);
+        }
+        // A refused action, e.g. one the driver cannot answer yet.
+        let (_, mut c) = request(br#"{"action": "stats"}"#);
+        assert!(c.reply_failed("not supported yet"));
+        assert_eq!(
+            &output(&mut c)[..],
+            b"{\"status\": \"FAILED\", \"reason\": \"not supported yet\"}\n"
+        );
+    }
+
+    #[test]
+    fn action_replies() {
+        let (_, mut c) = request(br#"{"action": "kill", "id": 3}"#);
+        assert!(c.reply_killed(2));
+        assert!(!c.reply_killed(2), "one reply only");
+        assert_eq!(
+            &output(&mut c)[..],
+            b"{\"status\": \"OK\", \"killed\": 2}\n"
+        );
+        assert!(c.is_done());
+
+        let stats = Stats {
+            sessions_active: 1,
+            tickets_pending: 2,
+            tickets_issued_total: 3,
+            tickets_expired_total: 4,
+            logins_total: Logins {
+                ok: 5,
+                wrong_password: 6,
+                backend_unreachable: 7,
+                backend_refused: 8,
+                refused: 9,
+            },
+            bytes_to_viewer: 10,
+            bytes_to_backend: 11,
+            control_ok: 12,
+            control_failed: 13,
+        };
+        let (_, mut c) = request(br#"{"action": "stats"}"#);
+        assert!(c.reply_stats(&stats));
+        let out = output(&mut c);
+        assert_eq!(
+            &out[..],
+            &b"{\"status\": \"OK\", \"vncap_sessions_active\": 1, \"vncap_tickets_pending\": 2, \"vncap_tickets_issued_total\": 3, \"vncap_tickets_expired_total\": 4, \"vncap_logins_total\": {\"ok\": 5, \"wrong_password\": 6, \"backend_unreachable\": 7, \"backend_refused\": 8, \"refused\": 9}, \"vncap_bytes_total\": {\"to_viewer\": 10, \"to_backend\": 11}, \"vncap_control_requests_total\": {\"ok\": 12, \"failed\": 13}}\n"[..]
+        );
+        assert_eq!(Stats::parse(&out), Ok(Ok(stats)));
+        assert_eq!(
+            Stats::parse(b"{\"status\": \"FAILED\", \"reason\": \"not yet\"}"),
+            Ok(Err(Some(reply::Reason::from_str_truncated("not yet"))))
+        );
+    }
+
+    #[test]
+    fn list_reply_from_rows_into_the_callers_buffer() {
+        use core::net::{Ipv6Addr, SocketAddr};
+        use reply::Row;
+        let sessions = [SessionRow {
+            id: 7,
+            backend_host: "node\"1",
+            backend_port: 5900,
+            viewer: SocketAddr::new(
+                IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped()),
+                50000,
+            ),
+            door: Door::Single,
+            transport: Layers {
+                tls: true,
+                websocket: true,
+            },
+            started: 1_700_000_000,
+            bytes_to_viewer: 1,
+            bytes_to_backend: 2,
+        }];
+        let tickets = [
+            TicketRow {
+                id: 8,
+                backend_host: "::1",
+                backend_port: 5901,
+                port: 7000,
+                expires_in: 30,
+            },
+            TicketRow {
+                id: 9,
+                backend_host: "h",
+                backend_port: 1,
+                port: 6080,
+                expires_in: 0,
+            },
+        ];
+        let list = List {
+            sessions: sessions.iter().copied(),
+            tickets: tickets.iter().copied(),
+        };
+        let (_, mut c) = request(br#"{"action": "list"}"#);
+        let mut buf = [0u8; 1024];
+        let len = list.buffer_len();
+        assert_eq!(c.reply_list(&list, &mut buf[..len]), Some(len));
+        assert!(c.reply_list(&list, &mut buf).is_none(), "one reply only");
+        assert!(output(&mut c).is_empty() && c.is_done());
+        let out = &buf[..len];
+        assert_eq!(
+            out,
+            &b"{\"status\": \"OK\", \"sessions\": [{\"id\": 7, \"backend\": \"node\\\"1:5900\", \"viewer\": \"192.0.2.1:50000\", \"door\": \"single\", \"transport\": \"vnc-wss\", \"started\": 1700000000, \"bytes_to_viewer\": 1, \"bytes_to_backend\": 2}], \"tickets\": [{\"id\": 8, \"backend\": \"[::1]:5901\", \"port\": 7000, \"expires_in\": 30}, {\"id\": 9, \"backend\": \"h:1\", \"port\": 6080, \"expires_in\": 0}]}\n"[..]
+        );
+        let mut seen_sessions = 0;
+        let mut seen_tickets = 0;
+        let outcome = List::parse(out, |row| match row {
+            Row::Session(s) => {
+                let want = SessionRow {
+                    viewer: SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 50000),
+                    ..sessions[0]
+                };
+                assert_eq!(s, want);
+                seen_sessions += 1;
+            }
+            Row::Ticket(t) => {
+                assert_eq!(t, tickets[seen_tickets]);
+                seen_tickets += 1;
+            }
+        });
+        assert_eq!(outcome, Ok(Ok(())));
+        assert_eq!((seen_sessions, seen_tickets), (1, 2));
+        // Too short a buffer: a FAILED reply is queued instead.
+        let (_, mut c) = request(br#"{"action": "list"}"#);
+        assert_eq!(c.reply_list(&list, &mut buf[..len - 1]), None);
+        assert_eq!(
+            &output(&mut c)[..],
+            b"{\"status\": \"FAILED\", \"reason\": \"reply too long\"}\n"
+        );
+        // An empty list.
+        let empty = List {
+            sessions: core::iter::empty(),
+            tickets: core::iter::empty(),
+        };
+        let n = empty.emit(&mut buf).unwrap();
+        assert_eq!(
+            &buf[..n],
+            b"{\"status\": \"OK\", \"sessions\": [], \"tickets\": []}\n"
+        );
+        let _ = Ipv6Addr::LOCALHOST;
+    }
+
+    #[test]
+    fn raw_control_characters_and_nul_passwords_are_refused() {
+        // RFC 8259 §7: U+0000-U+001F must be escaped inside a string.
+        assert_eq!(
+            failure(b"{\"daddr\": \"h\x01\", \"dport\": 1, \"password\": \"p\"}").0,
+            Error::BadString
+        );
+        assert_eq!(
+            failure(b"{\"daddr\": \"h\", \"dport\": 1, \"password\": \"p\tq\"}").0,
+            Error::BadString
+        );
+        assert_eq!(
+            failure(b"{\"x\": \"\x1b[2J\", \"daddr\": \"h\", \"dport\": 1, \"password\": \"p\"}").0,
+            Error::BadString
+        );
+        // Escaped, they are text (a tab in a password is allowed).
+        let r = parse(br#"{"daddr": "h", "dport": 1, "password": "p\tq"}"#).unwrap();
+        assert_eq!(r.password.unwrap().as_bytes(), b"p\tq");
+        // NUL padding makes these the empty password.
+        for pw in [r#""\u0000""#, r#""\u0000\u0000""#, r#""\u0000abc""#] {
+            let mut req: heapless::String<128> = heapless::String::new();
+            core::fmt::Write::write_fmt(
+                &mut req,
+                format_args!("{{\"daddr\": \"h\", \"dport\": 1, \"password\": {pw}}}"),
+            )
+            .unwrap();
+            assert_eq!(failure(req.as_bytes()).0, Error::Empty(Field::Password));
+        }
+        assert_eq!(
+            failure(
+                br#"{"daddr": "h", "dport": 1, "password": "p", "client": {"password": "\u0000"}}"#
+            )
+            .0,
+            Error::Empty(Field::ClientPassword)
+        );
+        // A NUL after the first byte is kept (the key is its first 8 bytes).
+        let r = parse(br#"{"daddr": "h", "dport": 1, "password": "a\u0000"}"#).unwrap();
+        assert_eq!(r.password.unwrap().as_bytes(), b"a\0");
     }
 }

@@ -1,49 +1,57 @@
-//! One control request as a typed value, and the JSON parse that makes it.
+//! One control request as a typed value ([`Request`]): its parse from JSON
+//! and its emit back to JSON, in one place.
 //!
-//! What it is: the two request dialects of DESIGN.md "The control channel"
-//! (twisted-vncauthproxy as sent by Ganeti Web Manager, and snf-vncauthproxy),
-//! parsed with `serde-json-core` into fixed-capacity storage, then checked
-//! field by field. What it is not: line framing (see `mod.rs`) or the reply
-//! (see `reply.rs`).
+//! What it is: the two console dialects of DESIGN.md "The control channel"
+//! (twisted-vncauthproxy as sent by Ganeti Web Manager, and
+//! snf-vncauthproxy), and the operator actions of issue 13 (`{"action":
+//! "list"}`, `{"action": "kill", "id": N}` or `{"action": "kill",
+//! "backend": "HOST:PORT"}`, `{"action": "stats"}`), read with the
+//! control channel's own JSON reader ([`super::json`]) into fixed-capacity
+//! storage and checked field by field; every key is named once, in the
+//! [`Field`] table, which both the parse and the emit use. What it is not:
+//! line framing (see `mod.rs`) or the reply (see `reply.rs`).
 //!
 //! Decisions, each with its reason:
-//! - **Dialects are told apart by their keys.** Keys only dialect 1 has:
+//! - **Requests are told apart by their keys.** Keys only dialect 1 has:
 //!   `daddr dport sport ws tls client`; only dialect 2: `source_port
 //!   destination_address destination_port type auth_user auth_password`;
-//!   both: `password timeout`. A request with keys of both is
-//!   [`Error::MixedDialect`]; one with neither is [`Error::UnknownDialect`].
+//!   both: `password timeout`; actions: `action id backend`. A request
+//!   with keys of both dialects is [`Error::MixedDialect`]; an action with
+//!   any console key is [`Error::MixedAction`]; one with none of them is
+//!   [`Error::UnknownDialect`].
 //! - **Unknown extra keys are ignored.** Both reference daemons read a Python
 //!   dict and ignored what they did not look up; a stricter proxy would break
-//!   clients that add a key, and the mixing rule already catches the
+//!   clients that add a key, and the mixing rules already catch the
 //!   dangerous confusion. Their values must still be well-formed JSON.
 //! - **`null` is the same as an absent key** (Python's `d.get(key)`).
 //! - **Numbers are JSON numbers.** A port must be integral (`5900` or
 //!   `5900.0`); a string `"5900"` is [`Error::WrongType`]. `timeout` is
-//!   seconds, fractional allowed, rounded down to milliseconds.
-//! - **String escapes** (`\"`, `\\`, `\/`, `\n`, `\u00e9`, ...) are unescaped
-//!   by `serde-json-core` into a [`UNESCAPE_CAP`]-byte stack buffer and then
-//!   copied into the field's storage. Without that buffer `serde-json-core`
-//!   hands out the raw escaped text (so `a\"b` would stay 4 bytes); with it,
-//!   an escaped string arrives through `visit_str`, never borrowed, which is
-//!   why every field is an owned `heapless::String`. A `\u` escape of a UTF-16
-//!   surrogate (`\ud83d\ude00`, how Python's `json.dumps` writes characters
-//!   outside the BMP) is rejected as [`Error::BadString`]: `serde-json-core`
-//!   does not join surrogate pairs. Raw UTF-8 is accepted as is.
+//!   seconds, fractional allowed, rounded down to milliseconds. A `kill`
+//!   `id` is a non-negative integer written as digits.
+//! - **Strings** are unescaped by the reader (at most
+//!   [`UNESCAPE_CAP`] bytes once unescaped when they hold escapes); a raw
+//!   control character in a string, invalid UTF-8 and a `\u` surrogate
+//!   escape are [`Error::BadString`].
 //! - **Passwords longer than 8 bytes are accepted** (GWM sends 12
 //!   characters); VNC authentication uses the first 8 (RFC 6143 §7.2.2), as
-//!   viewers do. Up to [`PASSWORD_CAP`] bytes are kept.
-//! - **Nesting is limited** before `serde-json-core` sees the text (the
-//!   framer in `mod.rs` rejects depth over [`MAX_DEPTH`]), because skipping an
-//!   unknown value recurses once per level.
+//!   viewers do. Up to [`PASSWORD_CAP`] bytes are kept. A password that
+//!   starts with NUL (`"\u0000..."`) is [`Error::Empty`]: VNC pads the key
+//!   with NULs and C viewers end it at the first, so it is the empty
+//!   password.
+//! - **Nesting is limited** before the reader sees the text (the framer in
+//!   `mod.rs` rejects depth over [`MAX_DEPTH`]).
 
-use core::cell::Cell;
-use core::fmt;
 use core::net::IpAddr;
 
 use heapless::String;
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 
+use super::client::ClientError;
+use super::json::{self, Cursor, Reader, Sink, Value};
+use super::reply::Form;
 use super::Error;
+use crate::secret::Secret;
+
+pub use super::json::UNESCAPE_CAP;
 
 /// Capacity of a backend host name or address (`daddr`,
 /// `destination_address`): 255 bytes, the DNS maximum.
@@ -52,16 +60,13 @@ pub const HOST_CAP: usize = 255;
 pub const PASSWORD_CAP: usize = 64;
 /// Capacity of `auth_user`.
 pub const USER_CAP: usize = 64;
-/// Size of the scratch buffer escaped strings are unescaped into; an escaped
-/// string longer than this once unescaped is rejected.
-pub const UNESCAPE_CAP: usize = 256;
 /// Deepest nesting of `{`/`[` accepted in a request (the schema needs 2).
 pub const MAX_DEPTH: usize = 4;
 
 /// A backend host name or address.
 pub type Host = String<HOST_CAP>;
 /// A password as sent in a request.
-pub type Password = String<PASSWORD_CAP>;
+pub type Password = Secret<PASSWORD_CAP>;
 /// An snf `auth_user`.
 pub type User = String<USER_CAP>;
 
@@ -160,9 +165,41 @@ impl Need {
     }
 }
 
-/// A parsed, checked control request. Its `Debug` shows no password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Request {
+/// A parsed, checked control request.
+// No allocation in the core: a request is fixed storage, its size the
+// largest variant's (boxing the console would need the heap).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// A console, in either dialect: issue a ticket, reply with its port.
+    Console(Console),
+    /// `{"action": "list"}`: the live sessions and pending tickets.
+    List,
+    /// `{"action": "kill", ...}`: end sessions and tickets.
+    Kill(Kill),
+    /// `{"action": "stats"}`: the counters.
+    Stats,
+}
+
+/// What a `kill` names.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kill {
+    /// `"id": N`: the session or ticket with this id (as `list` shows).
+    Id(u64),
+    /// `"backend": "HOST:PORT"`: every console and pending ticket of this
+    /// backend (a VM that moved).
+    Backend {
+        /// The backend's host, as the console requests named it.
+        host: Host,
+        /// The backend's port.
+        port: u16,
+    },
+}
+
+/// A console request. Its `Debug` shows no password ([`Secret`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Console {
     /// The dialect it came in (and its reply goes out in).
     pub dialect: Dialect,
     /// Backend VNC server host (`daddr` / `destination_address`), not empty.
@@ -193,35 +230,16 @@ pub struct Request {
     pub auth_password: Option<Password>,
 }
 
-impl fmt::Debug for Request {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let redact = |p: &Option<Password>| p.as_ref().map(|_| "<redacted>");
-        f.debug_struct("Request")
-            .field("dialect", &self.dialect)
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("password", &redact(&self.password))
-            .field("client_password", &redact(&self.client_password))
-            .field("client_ip", &self.client_ip)
-            .field("preferred_port", &self.preferred_port)
-            .field("transport", &self.transport)
-            .field("timeout_ms", &self.timeout_ms)
-            .field("auth_user", &self.auth_user)
-            .field("auth_password", &redact(&self.auth_password))
-            .finish()
-    }
-}
-
-impl Request {
+impl Console {
     /// The password the viewer must present, or `None` when the proxy must
     /// generate one (dialect 2 without `password`).
     ///
     /// Dialect 1: `client.password` when given, else `password`. Dialect 2:
     /// `password`. (DESIGN.md, "Which password goes where".)
-    pub fn viewer_password(&self) -> Option<&str> {
+    pub fn viewer_password(&self) -> Option<&Password> {
         match self.dialect {
-            Dialect::Twisted => self.client_password.as_deref().or(self.password.as_deref()),
-            Dialect::Snf => self.password.as_deref(),
+            Dialect::Twisted => self.client_password.as_ref().or(self.password.as_ref()),
+            Dialect::Snf => self.password.as_ref(),
         }
     }
 
@@ -233,7 +251,7 @@ impl Request {
     /// `cluster` only (snf reached backends without authentication).
     pub fn backend_password<'a>(&'a self, cluster: Option<&'a [u8]>) -> Option<&'a [u8]> {
         match self.dialect {
-            Dialect::Twisted => cluster.or(self.password.as_deref().map(str::as_bytes)),
+            Dialect::Twisted => cluster.or(self.password.as_ref().map(Password::as_bytes)),
             Dialect::Snf => cluster,
         }
     }
@@ -279,17 +297,19 @@ macro_rules! fields {
             const fn bit(self) -> u32 {
                 1 << (self as u32)
             }
-            const fn dialect_mask(self) -> u32 {
+            const fn group(self) -> u8 {
                 match self { $(Field::$variant => $mask,)* }
             }
+            const ALL: &'static [Field] = &[$(Field::$variant,)*];
         }
     };
 }
 
-const BOTH: u32 = 0;
-const TWISTED: u32 = 1;
-const SNF: u32 = 2;
-const NESTED: u32 = 0;
+const BOTH: u8 = 0;
+const TWISTED: u8 = 1;
+const SNF: u8 = 2;
+const NESTED: u8 = 3;
+const ACTION: u8 = 4;
 
 fields! {
     Daddr => "daddr", TWISTED;
@@ -308,35 +328,44 @@ fields! {
     Type => "type", SNF;
     AuthUser => "auth_user", SNF;
     AuthPassword => "auth_password", SNF;
+    Action => "action", ACTION;
+    Id => "id", ACTION;
+    Backend => "backend", ACTION;
 }
+
+/// The keys of `client`, as inside it.
+const CLIENT_IP: &str = "ip";
+const CLIENT_PASSWORD: &str = "password";
+
+/// `type` values (dialect 2), and `action` values.
+const TYPE_VNC: &str = "vnc";
+const TYPE_VNC_WS: &str = "vnc-ws";
+const TYPE_VNC_WSS: &str = "vnc-wss";
+const ACTION_LIST: &str = "list";
+const ACTION_KILL: &str = "kill";
+const ACTION_STATS: &str = "stats";
 
 impl Field {
     fn top_level(key: &str) -> Option<Field> {
-        Some(match key {
-            "daddr" => Field::Daddr,
-            "dport" => Field::Dport,
-            "password" => Field::Password,
-            "sport" => Field::Sport,
-            "ws" => Field::Ws,
-            "tls" => Field::Tls,
-            "timeout" => Field::Timeout,
-            "client" => Field::Client,
-            "source_port" => Field::SourcePort,
-            "destination_address" => Field::DestinationAddress,
-            "destination_port" => Field::DestinationPort,
-            "type" => Field::Type,
-            "auth_user" => Field::AuthUser,
-            "auth_password" => Field::AuthPassword,
-            _ => return None,
-        })
+        Field::ALL
+            .iter()
+            .copied()
+            .find(|f| f.group() != NESTED && f.name() == key)
     }
 
     fn in_client(key: &str) -> Option<Field> {
         match key {
-            "ip" => Some(Field::ClientIp),
-            "password" => Some(Field::ClientPassword),
+            CLIENT_IP => Some(Field::ClientIp),
+            CLIENT_PASSWORD => Some(Field::ClientPassword),
             _ => None,
         }
+    }
+
+    fn mask(group: u8) -> u32 {
+        Field::ALL
+            .iter()
+            .filter(|f| f.group() == group)
+            .fold(0, |m, f| m | f.bit())
     }
 }
 
@@ -358,341 +387,193 @@ struct Raw {
     kind: Option<String<16>>,
     auth_user: Option<User>,
     auth_password: Option<Password>,
+    action: Option<String<16>>,
+    id: Option<u64>,
+    backend: Option<String<{ HOST_CAP + 8 }>>,
 }
 
-/// What the parse saw, kept outside serde's error type (which cannot carry a
-/// field name without allocation).
-#[derive(Default)]
-struct Track {
-    /// The key whose value is being parsed.
-    current: Cell<Option<Field>>,
-    /// A problem found by our own visitors (wins over serde's error).
-    problem: Cell<Option<Error>>,
-    /// Keys seen so far (bits of [`Field::bit`]), also for duplicates.
-    seen: Cell<u32>,
-}
-
-impl Track {
-    fn fail<E: de::Error>(&self, e: Error) -> E {
-        self.problem.set(Some(e));
-        E::custom("")
+/// The reply form the keys seen so far point to (for a failure reply).
+fn form_of(seen: u32) -> Form {
+    if seen & Field::mask(ACTION) != 0 {
+        return Form::Action;
     }
-
-    /// The dialect the keys seen so far point to (for the failure reply).
-    fn dialect_hint(&self) -> Dialect {
-        dialect_of(self.seen.get()).unwrap_or(Dialect::Twisted)
-    }
-}
-
-fn dialect_of(seen: u32) -> Option<Dialect> {
-    let mut twisted = false;
-    let mut snf = false;
-    for f in ALL {
-        if seen & f.bit() != 0 {
-            match f.dialect_mask() {
-                TWISTED => twisted = true,
-                SNF => snf = true,
-                _ => {}
-            }
-        }
-    }
+    let twisted = seen & Field::mask(TWISTED) != 0;
+    let snf = seen & Field::mask(SNF) != 0;
     match (twisted, snf) {
-        (true, false) => Some(Dialect::Twisted),
-        (false, true) => Some(Dialect::Snf),
-        _ => None,
+        (false, true) => Form::Snf,
+        _ => Form::Twisted,
     }
 }
-
-const ALL: [Field; 16] = [
-    Field::Daddr,
-    Field::Dport,
-    Field::Password,
-    Field::Sport,
-    Field::Ws,
-    Field::Tls,
-    Field::Timeout,
-    Field::Client,
-    Field::ClientIp,
-    Field::ClientPassword,
-    Field::SourcePort,
-    Field::DestinationAddress,
-    Field::DestinationPort,
-    Field::Type,
-    Field::AuthUser,
-    Field::AuthPassword,
-];
 
 /// Parses one request from `json` (the request without its line end).
 ///
-/// On error, also returns the dialect the reply should use: the one the keys
+/// On error, also returns the reply form to answer in: the one the keys
 /// seen before the error point to, else dialect 1.
-pub(crate) fn parse(json: &[u8], max_timeout_ms: u64) -> Result<Request, (Error, Dialect)> {
-    let track = Track::default();
-    let raw = parse_raw(json, &track).map_err(|e| (e, track.dialect_hint()))?;
-    check(raw, track.seen.get(), max_timeout_ms).map_err(|e| (e, track.dialect_hint()))
+pub(crate) fn parse(json: &[u8], max_timeout_ms: u64) -> Result<Request, (Error, Form)> {
+    let mut raw = Raw::default();
+    let mut seen = 0u32;
+    read(json, &mut raw, &mut seen).map_err(|e| (e, form_of(seen)))?;
+    check(raw, seen, max_timeout_ms).map_err(|e| (e, form_of(seen)))
 }
 
-fn parse_raw(json: &[u8], track: &Track) -> Result<Raw, Error> {
-    use serde_json_core::de::Error as J;
-    let mut scratch = [0u8; UNESCAPE_CAP];
-    let mut de = serde_json_core::de::Deserializer::new(json, Some(&mut scratch));
-    let result = RequestSeed(track)
-        .deserialize(&mut de)
-        .and_then(|raw| de.end().map(|_| raw));
-    result.map_err(|e| {
-        if let Some(problem) = track.problem.get() {
-            return problem;
-        }
-        match (e, track.current.get()) {
-            (J::InvalidType | J::InvalidNumber, Some(f)) => Error::WrongType(f),
-            (J::EscapedStringIsTooLong, Some(f)) => Error::TooLong(f),
-            (
-                J::InvalidUnicodeCodePoint | J::InvalidEscapeSequence | J::EscapedStringIsTooLong,
-                _,
-            ) => Error::BadString,
-            _ => Error::NotJson,
-        }
-    })
-}
-
-struct RequestSeed<'t>(&'t Track);
-
-impl<'de> DeserializeSeed<'de> for RequestSeed<'_> {
-    type Value = Raw;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Raw, D::Error> {
-        d.deserialize_map(self)
+/// The request error for a JSON error, in the value of `field` if any.
+fn json_error(e: json::Error, field: Option<Field>) -> Error {
+    match (e, field) {
+        (json::Error::Syntax, _) => Error::NotJson,
+        (json::Error::TooDeep, _) => Error::NestedTooDeep,
+        (json::Error::TooLong, Some(Field::Type)) => Error::UnknownType,
+        (json::Error::TooLong, Some(Field::Action)) => Error::UnknownAction,
+        (json::Error::TooLong, Some(Field::ClientIp)) => Error::BadClientIp,
+        (json::Error::TooLong, Some(f)) => Error::TooLong(f),
+        (json::Error::BadString | json::Error::TooLong, _) => Error::BadString,
     }
 }
 
-impl<'de> Visitor<'de> for RequestSeed<'_> {
-    type Value = Raw;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a control request object")
+fn read(json: &[u8], raw: &mut Raw, seen: &mut u32) -> Result<(), Error> {
+    let mut r = Reader::new(json);
+    let syntax = |e| json_error(e, None);
+    if r.value().map_err(syntax)? != Value::Object {
+        return Err(Error::NotJson);
     }
+    while let Some(key) = r.next_key().map_err(syntax)? {
+        let Some(field) = Field::top_level(key) else {
+            r.skip_value().map_err(syntax)?;
+            continue;
+        };
+        mark(seen, field)?;
+        read_field(&mut r, field, raw, seen)?;
+    }
+    r.end().map_err(syntax)
+}
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Raw, A::Error> {
-        let t = self.0;
-        let mut raw = Raw::default();
-        while let Some(key) = map.next_key_seed(KeySeed(Field::top_level))? {
-            let Some(field) = key else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            if t.seen.get() & field.bit() != 0 {
-                return Err(t.fail(Error::Duplicate(field)));
+fn mark(seen: &mut u32, field: Field) -> Result<(), Error> {
+    if *seen & field.bit() != 0 {
+        return Err(Error::Duplicate(field));
+    }
+    *seen |= field.bit();
+    Ok(())
+}
+
+/// A string value copied into `String<N>` (`None` for `null`); longer is
+/// `too_long`.
+fn text<const N: usize>(
+    v: Value<'_>,
+    field: Field,
+    too_long: Error,
+) -> Result<Option<String<N>>, Error> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Str(s) => {
+            let mut out = String::new();
+            out.push_str(s).map_err(|_| too_long)?;
+            Ok(Some(out))
+        }
+        _ => Err(Error::WrongType(field)),
+    }
+}
+
+fn secret(v: Value<'_>, field: Field) -> Result<Option<Password>, Error> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Str(s) => Password::from_str(s)
+            .map(Some)
+            .map_err(|_| Error::TooLong(field)),
+        _ => Err(Error::WrongType(field)),
+    }
+}
+
+fn number(v: Value<'_>, field: Field) -> Result<Option<f64>, Error> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Number(n) => Ok(Some(n.f64())),
+        _ => Err(Error::WrongType(field)),
+    }
+}
+
+fn boolean(v: Value<'_>, field: Field) -> Result<Option<bool>, Error> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Bool(b) => Ok(Some(b)),
+        _ => Err(Error::WrongType(field)),
+    }
+}
+
+fn read_field(
+    r: &mut Reader<'_>,
+    field: Field,
+    raw: &mut Raw,
+    seen: &mut u32,
+) -> Result<(), Error> {
+    let v = r.value().map_err(|e| json_error(e, Some(field)))?;
+    let too_long = Error::TooLong(field);
+    match field {
+        Field::Daddr => raw.daddr = text(v, field, too_long)?,
+        Field::Dport => raw.dport = number(v, field)?,
+        Field::Password => raw.password = secret(v, field)?,
+        Field::Sport => raw.sport = number(v, field)?,
+        Field::Ws => raw.ws = boolean(v, field)?,
+        Field::Tls => raw.tls = boolean(v, field)?,
+        Field::Timeout => raw.timeout = number(v, field)?,
+        Field::Client => match v {
+            Value::Null => {}
+            Value::Object => read_client(r, raw, seen)?,
+            _ => return Err(Error::WrongType(field)),
+        },
+        Field::SourcePort => raw.source_port = number(v, field)?,
+        Field::DestinationAddress => raw.destination_address = text(v, field, too_long)?,
+        Field::DestinationPort => raw.destination_port = number(v, field)?,
+        Field::Type => raw.kind = text(v, field, Error::UnknownType)?,
+        Field::AuthUser => raw.auth_user = text(v, field, too_long)?,
+        Field::AuthPassword => raw.auth_password = secret(v, field)?,
+        Field::Action => raw.action = text(v, field, Error::UnknownAction)?,
+        Field::Id => {
+            raw.id = match v {
+                Value::Null => None,
+                Value::Number(n) => Some(n.u64().ok_or(Error::WrongType(field))?),
+                _ => return Err(Error::WrongType(field)),
             }
-            t.seen.set(t.seen.get() | field.bit());
-            t.current.set(Some(field));
-            match field {
-                Field::Daddr => raw.daddr = map.next_value_seed(Opt(Str(t)))?,
-                Field::Dport => raw.dport = map.next_value_seed(Opt(Num))?,
-                Field::Password => raw.password = map.next_value_seed(Opt(Str(t)))?,
-                Field::Sport => raw.sport = map.next_value_seed(Opt(Num))?,
-                Field::Ws => raw.ws = map.next_value_seed(Opt(Bool))?,
-                Field::Tls => raw.tls = map.next_value_seed(Opt(Bool))?,
-                Field::Timeout => raw.timeout = map.next_value_seed(Opt(Num))?,
-                Field::Client => {
-                    if let Some((ip, pw)) = map.next_value_seed(Opt(ClientSeed(t)))? {
-                        raw.client_ip = ip;
-                        raw.client_password = pw;
-                    }
-                }
-                Field::SourcePort => raw.source_port = map.next_value_seed(Opt(Num))?,
-                Field::DestinationAddress => {
-                    raw.destination_address = map.next_value_seed(Opt(Str(t)))?
-                }
-                Field::DestinationPort => raw.destination_port = map.next_value_seed(Opt(Num))?,
-                Field::Type => {
-                    raw.kind =
-                        map.next_value_seed(Opt(Str(t)))
-                            .map_err(|e| match t.problem.get() {
-                                Some(Error::TooLong(_)) => t.fail(Error::UnknownType),
-                                _ => e,
-                            })?
-                }
-                Field::AuthUser => raw.auth_user = map.next_value_seed(Opt(Str(t)))?,
-                Field::AuthPassword => raw.auth_password = map.next_value_seed(Opt(Str(t)))?,
-                Field::ClientIp | Field::ClientPassword => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-            t.current.set(None);
         }
-        Ok(raw)
-    }
-}
-
-type ClientValue = (Option<String<64>>, Option<Password>);
-
-struct ClientSeed<'t>(&'t Track);
-
-impl<'de> DeserializeSeed<'de> for ClientSeed<'_> {
-    type Value = ClientValue;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<ClientValue, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for ClientSeed<'_> {
-    type Value = ClientValue;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object {\"ip\", \"password\"}")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ClientValue, A::Error> {
-        let t = self.0;
-        let mut ip = None;
-        let mut pw = None;
-        while let Some(key) = map.next_key_seed(KeySeed(Field::in_client))? {
-            let Some(field) = key else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            if t.seen.get() & field.bit() != 0 {
-                return Err(t.fail(Error::Duplicate(field)));
+        Field::Backend => raw.backend = text(v, field, too_long)?,
+        // Not top-level keys.
+        Field::ClientIp | Field::ClientPassword => {
+            if let Some(c) = v.container() {
+                r.skip(c).map_err(|e| json_error(e, None))?;
             }
-            t.seen.set(t.seen.get() | field.bit());
-            t.current.set(Some(field));
-            if field == Field::ClientIp {
-                ip = map
-                    .next_value_seed(Opt(Str(t)))
-                    .map_err(|e| match t.problem.get() {
-                        Some(Error::TooLong(_)) => t.fail(Error::BadClientIp),
-                        _ => e,
-                    })?;
-            } else {
-                pw = map.next_value_seed(Opt(Str(t)))?;
-            }
-            t.current.set(Some(Field::Client));
         }
-        Ok((ip, pw))
     }
+    Ok(())
 }
 
-/// A key: known (`Some(field)`) or to be skipped (`None`).
-struct KeySeed(fn(&str) -> Option<Field>);
-
-impl<'de> DeserializeSeed<'de> for KeySeed {
-    type Value = Option<Field>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Field>, D::Error> {
-        d.deserialize_identifier(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeySeed {
-    type Value = Option<Field>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a key")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Option<Field>, E> {
-        Ok((self.0)(v))
-    }
-}
-
-/// `null` or the inner value (also used by [`super::client`]).
-pub(super) struct Opt<S>(pub(super) S);
-
-impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for Opt<S> {
-    type Value = Option<S::Value>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_option(self)
-    }
-}
-
-impl<'de, S: DeserializeSeed<'de>> Visitor<'de> for Opt<S> {
-    type Value = Option<S::Value>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a value or null")
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        self.0.deserialize(d).map(Some)
-    }
-}
-
-/// A string copied into `String<N>`; longer is [`Error::TooLong`].
-struct Str<'t, const N: usize>(&'t Track);
-
-impl<'de, const N: usize> DeserializeSeed<'de> for Str<'_, N> {
-    type Value = String<N>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<String<N>, D::Error> {
-        d.deserialize_str(self)
-    }
-}
-
-impl<'de, const N: usize> Visitor<'de> for Str<'_, N> {
-    type Value = String<N>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a string")
-    }
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<String<N>, E> {
-        let mut s = String::new();
-        if s.push_str(v).is_err() {
-            let field = self.0.current.get().unwrap_or(Field::Password);
-            return Err(self.0.fail(Error::TooLong(field)));
+/// The members of `client` (its `{` read).
+fn read_client(r: &mut Reader<'_>, raw: &mut Raw, seen: &mut u32) -> Result<(), Error> {
+    let syntax = |e| json_error(e, None);
+    while let Some(key) = r.next_key().map_err(syntax)? {
+        let Some(field) = Field::in_client(key) else {
+            r.skip_value().map_err(syntax)?;
+            continue;
+        };
+        mark(seen, field)?;
+        let v = r.value().map_err(|e| json_error(e, Some(field)))?;
+        if field == Field::ClientIp {
+            raw.client_ip = text(v, field, Error::BadClientIp)?;
+        } else {
+            raw.client_password = secret(v, field)?;
         }
-        Ok(s)
     }
-}
-
-/// A JSON number, as `f64` (integral checks come later). Also read by
-/// [`super::client`] for reply numbers.
-pub(super) struct Num;
-
-impl<'de> DeserializeSeed<'de> for Num {
-    type Value = f64;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<f64, D::Error> {
-        d.deserialize_f64(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Num {
-    type Value = f64;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a number")
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
-        Ok(v)
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
-        Ok(v as f64)
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
-        Ok(v as f64)
-    }
-}
-
-/// `true` or `false`.
-struct Bool;
-
-impl<'de> DeserializeSeed<'de> for Bool {
-    type Value = bool;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
-        d.deserialize_bool(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Bool {
-    type Value = bool;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a boolean")
-    }
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<bool, E> {
-        Ok(v)
-    }
+    Ok(())
 }
 
 /// The checks after the JSON parse.
 fn check(raw: Raw, seen: u32, max_timeout_ms: u64) -> Result<Request, Error> {
-    let twisted = seen & (TWISTED_KEYS) != 0;
-    let snf = seen & (SNF_KEYS) != 0;
+    let console_keys = Field::mask(TWISTED) | Field::mask(SNF) | Field::mask(BOTH);
+    if seen & Field::mask(ACTION) != 0 {
+        if seen & console_keys != 0 {
+            return Err(Error::MixedAction);
+        }
+        return action(raw);
+    }
+    let twisted = seen & Field::mask(TWISTED) != 0;
+    let snf = seen & Field::mask(SNF) != 0;
     let dialect = match (twisted, snf) {
         (true, true) => return Err(Error::MixedDialect),
         (false, false) => return Err(Error::UnknownDialect),
@@ -703,11 +584,8 @@ fn check(raw: Raw, seen: u32, max_timeout_ms: u64) -> Result<Request, Error> {
         None => None,
         Some(s) => Some(timeout(s, max_timeout_ms)?),
     };
-    let password = match raw.password {
-        Some(p) if p.is_empty() => return Err(Error::Empty(Field::Password)),
-        p => p,
-    };
-    match dialect {
+    let password = vnc_password(raw.password, Field::Password)?;
+    let console = match dialect {
         Dialect::Twisted => {
             let host = host(raw.daddr, Field::Daddr)?;
             let port = backend_port(raw.dport, Field::Dport)?;
@@ -715,10 +593,7 @@ fn check(raw: Raw, seen: u32, max_timeout_ms: u64) -> Result<Request, Error> {
                 return Err(Error::MissingField(Field::Password));
             }
             let preferred_port = entry_port(raw.sport, Field::Sport)?;
-            let client_password = match raw.client_password {
-                Some(p) if p.is_empty() => return Err(Error::Empty(Field::ClientPassword)),
-                p => p,
-            };
+            let client_password = vnc_password(raw.client_password, Field::ClientPassword)?;
             let client_ip = match raw.client_ip {
                 None => None,
                 Some(s) => Some(s.parse::<IpAddr>().map_err(|_| Error::BadClientIp)?),
@@ -728,7 +603,7 @@ fn check(raw: Raw, seen: u32, max_timeout_ms: u64) -> Result<Request, Error> {
                 Some(true) => Need::Yes,
                 Some(false) => Need::No,
             };
-            Ok(Request {
+            Console {
                 dialect,
                 host,
                 port,
@@ -743,19 +618,19 @@ fn check(raw: Raw, seen: u32, max_timeout_ms: u64) -> Result<Request, Error> {
                 timeout_ms,
                 auth_user: None,
                 auth_password: None,
-            })
+            }
         }
         Dialect::Snf => {
             let host = host(raw.destination_address, Field::DestinationAddress)?;
             let port = backend_port(raw.destination_port, Field::DestinationPort)?;
             let preferred_port = entry_port(raw.source_port, Field::SourcePort)?;
             let transport = match raw.kind.as_deref() {
-                None | Some("vnc") => Transport::PLAIN,
-                Some("vnc-ws") => Transport::WEBSOCKET,
-                Some("vnc-wss") => Transport::WEBSOCKET_TLS,
+                None | Some(TYPE_VNC) => Transport::PLAIN,
+                Some(TYPE_VNC_WS) => Transport::WEBSOCKET,
+                Some(TYPE_VNC_WSS) => Transport::WEBSOCKET_TLS,
                 Some(_) => return Err(Error::UnknownType),
             };
-            Ok(Request {
+            Console {
                 dialect,
                 host,
                 port,
@@ -767,23 +642,55 @@ fn check(raw: Raw, seen: u32, max_timeout_ms: u64) -> Result<Request, Error> {
                 timeout_ms,
                 auth_user: raw.auth_user,
                 auth_password: raw.auth_password,
-            })
+            }
         }
+    };
+    Ok(Request::Console(console))
+}
+
+fn action(raw: Raw) -> Result<Request, Error> {
+    match raw.action.as_deref() {
+        None => Err(Error::MissingField(Field::Action)),
+        Some(ACTION_LIST) => Ok(Request::List),
+        Some(ACTION_STATS) => Ok(Request::Stats),
+        Some(ACTION_KILL) => match (raw.id, raw.backend) {
+            (Some(id), None) => Ok(Request::Kill(Kill::Id(id))),
+            (None, Some(b)) => {
+                let (host, port) = backend(&b)?;
+                Ok(Request::Kill(Kill::Backend { host, port }))
+            }
+            _ => Err(Error::KillTarget),
+        },
+        Some(_) => Err(Error::UnknownAction),
     }
 }
 
-const TWISTED_KEYS: u32 = Field::Daddr.bit()
-    | Field::Dport.bit()
-    | Field::Sport.bit()
-    | Field::Ws.bit()
-    | Field::Tls.bit()
-    | Field::Client.bit();
-const SNF_KEYS: u32 = Field::SourcePort.bit()
-    | Field::DestinationAddress.bit()
-    | Field::DestinationPort.bit()
-    | Field::Type.bit()
-    | Field::AuthUser.bit()
-    | Field::AuthPassword.bit();
+/// `HOST:PORT` (`[V6]:PORT` for an IPv6 address).
+fn backend(s: &str) -> Result<(Host, u16), Error> {
+    let (h, p) = s.rsplit_once(':').ok_or(Error::BadBackend)?;
+    let h = match h.strip_prefix('[') {
+        Some(v6) => v6.strip_suffix(']').ok_or(Error::BadBackend)?,
+        None if h.contains(':') => return Err(Error::BadBackend),
+        None => h,
+    };
+    let port = match p.parse::<u16>() {
+        Ok(port) if port != 0 && p.bytes().all(|b| b.is_ascii_digit()) => port,
+        _ => return Err(Error::BadBackend),
+    };
+    let mut host = Host::new();
+    host.push_str(h)
+        .map_err(|_| Error::TooLong(Field::Backend))?;
+    Ok((self::host(Some(host), Field::Backend)?, port))
+}
+
+/// A viewer password: an empty one (or one that starts with NUL, empty to
+/// VNC's NUL-padded key and to C viewers) is [`Error::Empty`].
+fn vnc_password(p: Option<Password>, field: Field) -> Result<Option<Password>, Error> {
+    match p {
+        Some(p) if !matches!(p.as_bytes().first(), Some(&b) if b != 0) => Err(Error::Empty(field)),
+        p => Ok(p),
+    }
+}
 
 fn host(v: Option<Host>, field: Field) -> Result<Host, Error> {
     let h = v.ok_or(Error::MissingField(field))?;
@@ -840,5 +747,167 @@ fn timeout(seconds: f64, max_ms: u64) -> Result<u64, Error> {
     match ms as u64 {
         0 => Err(Error::BadTimeout),
         ms => Ok(ms),
+    }
+}
+
+/// A console request to write (the client side's view of a [`Console`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Ask<'a> {
+    /// The dialect to speak (the reply comes back in it).
+    pub dialect: Dialect,
+    /// Backend VNC server host (`daddr` / `destination_address`).
+    pub host: &'a str,
+    /// Backend VNC server port (`dport` / `destination_port`).
+    pub port: u16,
+    /// The password the viewer will present (`password`); `None` asks the
+    /// proxy to generate one (dialect 2 extension; dialect 1 refuses with
+    /// [`ClientError::GeneratedPasswordNeedsSnf`]).
+    pub password: Option<&'a str>,
+    /// Which layers the viewer may use. Dialect 1: each [`Need::Yes`] /
+    /// [`Need::No`] is `true` / `false` in `ws` and `tls`, [`Need::Either`]
+    /// leaves the key out. Dialect 2: [`Transport::PLAIN`] is `"vnc"`,
+    /// [`Transport::WEBSOCKET`] `"vnc-ws"`, [`Transport::WEBSOCKET_TLS`]
+    /// `"vnc-wss"`; anything else is [`ClientError::TransportNotExpressible`].
+    pub transport: Transport,
+    /// Preferred entry port (`sport` / `source_port`); `None` lets the proxy
+    /// pick (dialect 1 leaves `sport` out, dialect 2 sends 0).
+    pub preferred_port: Option<u16>,
+    /// Ticket lifetime in seconds (`timeout`); `None` leaves the key out.
+    pub timeout_secs: Option<u32>,
+}
+
+impl core::fmt::Debug for Ask<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Ask")
+            .field("dialect", &self.dialect)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("password", &self.password.map(|_| crate::secret::REDACTED))
+            .field("transport", &self.transport)
+            .field("preferred_port", &self.preferred_port)
+            .field("timeout_secs", &self.timeout_secs)
+            .finish()
+    }
+}
+
+impl Ask<'_> {
+    /// Writes the request line (a JSON object and `\n`) into `out`,
+    /// strings JSON-escaped, keys in the reference clients' order (Python
+    /// `json.dumps` spacing): dialect 1 `daddr`, `dport`, `password`, then
+    /// `sport`, `ws`, `tls`, `timeout` when given; dialect 2 as snf's CLI
+    /// does (`source_port` first, 0 for "pick one"). Returns the bytes
+    /// written. Faithful, not a validator: it refuses only what the dialect
+    /// cannot express.
+    pub fn emit(&self, out: &mut [u8]) -> Result<usize, ClientError> {
+        let mut c = Cursor::new(out);
+        match self.dialect {
+            Dialect::Twisted => {
+                let password = self
+                    .password
+                    .ok_or(ClientError::GeneratedPasswordNeedsSnf)?;
+                self.emit_twisted(&mut c, password)
+            }
+            Dialect::Snf => {
+                let kind = match self.transport {
+                    Transport::PLAIN => TYPE_VNC,
+                    Transport::WEBSOCKET => TYPE_VNC_WS,
+                    Transport::WEBSOCKET_TLS => TYPE_VNC_WSS,
+                    _ => return Err(ClientError::TransportNotExpressible),
+                };
+                self.emit_snf(&mut c, kind)
+            }
+        }
+        .map_err(|_| ClientError::BufferTooSmall)?;
+        Ok(c.len())
+    }
+
+    fn emit_twisted(&self, c: &mut impl Sink, password: &str) -> Result<(), json::Full> {
+        c.put(b"{")?;
+        json::key(c, true, Field::Daddr.name())?;
+        json::string(c, self.host)?;
+        json::key(c, false, Field::Dport.name())?;
+        json::number(c, u64::from(self.port))?;
+        json::key(c, false, Field::Password.name())?;
+        json::string(c, password)?;
+        if let Some(p) = self.preferred_port {
+            json::key(c, false, Field::Sport.name())?;
+            json::number(c, u64::from(p))?;
+        }
+        for (field, need) in [
+            (Field::Ws, self.transport.websocket),
+            (Field::Tls, self.transport.tls),
+        ] {
+            let value: &[u8] = match need {
+                Need::Yes => b"true",
+                Need::No => b"false",
+                Need::Either => continue,
+            };
+            json::key(c, false, field.name())?;
+            c.put(value)?;
+        }
+        self.emit_timeout(c)?;
+        c.put(b"}\n")
+    }
+
+    fn emit_snf(&self, c: &mut impl Sink, kind: &str) -> Result<(), json::Full> {
+        c.put(b"{")?;
+        json::key(c, true, Field::SourcePort.name())?;
+        json::number(c, u64::from(self.preferred_port.unwrap_or(0)))?;
+        json::key(c, false, Field::DestinationAddress.name())?;
+        json::string(c, self.host)?;
+        json::key(c, false, Field::DestinationPort.name())?;
+        json::number(c, u64::from(self.port))?;
+        if let Some(p) = self.password {
+            json::key(c, false, Field::Password.name())?;
+            json::string(c, p)?;
+        }
+        json::key(c, false, Field::Type.name())?;
+        json::string(c, kind)?;
+        self.emit_timeout(c)?;
+        c.put(b"}\n")
+    }
+
+    fn emit_timeout(&self, c: &mut impl Sink) -> Result<(), json::Full> {
+        match self.timeout_secs {
+            Some(s) => {
+                json::key(c, false, Field::Timeout.name())?;
+                json::number(c, u64::from(s))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Request {
+    /// Writes an action request line (`{"action": "list"}` and so on, then
+    /// `\n`) into `out`; returns the bytes written. A console is written
+    /// with [`Ask::emit`] ([`ClientError::NotAnAction`] here).
+    pub fn emit(&self, out: &mut [u8]) -> Result<usize, ClientError> {
+        let mut c = Cursor::new(out);
+        let action = match self {
+            Request::Console(_) => return Err(ClientError::NotAnAction),
+            Request::List => ACTION_LIST,
+            Request::Stats => ACTION_STATS,
+            Request::Kill(_) => ACTION_KILL,
+        };
+        (|| {
+            c.put(b"{")?;
+            json::key(&mut c, true, Field::Action.name())?;
+            json::string(&mut c, action)?;
+            match self {
+                Request::Kill(Kill::Id(id)) => {
+                    json::key(&mut c, false, Field::Id.name())?;
+                    json::number(&mut c, *id)?;
+                }
+                Request::Kill(Kill::Backend { host, port }) => {
+                    json::key(&mut c, false, Field::Backend.name())?;
+                    super::reply::backend(&mut c, host, *port)?;
+                }
+                _ => {}
+            }
+            c.put(b"}\n")
+        })()
+        .map_err(|_| ClientError::BufferTooSmall)?;
+        Ok(c.len())
     }
 }

@@ -97,90 +97,9 @@ pub fn security_type_name(t: u8) -> &'static str {
     }
 }
 
-/// A reason string in fixed storage (at most [`REASON_MAX`] bytes).
-#[derive(Clone, Copy)]
-pub struct Reason {
-    buf: [u8; REASON_MAX],
-    len: usize,
-}
-
-impl Reason {
-    /// The empty reason.
-    pub const fn new() -> Self {
-        Reason {
-            buf: [0; REASON_MAX],
-            len: 0,
-        }
-    }
-
-    /// `s`, truncated to at most [`REASON_MAX`] bytes at a character boundary.
-    pub fn from_str_truncated(s: &str) -> Self {
-        let mut end = s.len().min(REASON_MAX);
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        let mut r = Reason::new();
-        r.extend(s.as_bytes().get(..end).unwrap_or_default());
-        r
-    }
-
-    /// Appends bytes as long as there is room (the rest is dropped).
-    fn extend(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.push(b);
-        }
-    }
-
-    /// Appends one byte a peer sent, if there is room: printable ASCII is
-    /// kept, anything else becomes `?` (so the reason is always safe to log).
-    pub(crate) fn push_sanitized(&mut self, b: u8) {
-        self.push(if (0x20..0x7f).contains(&b) { b } else { b'?' });
-    }
-
-    fn push(&mut self, b: u8) {
-        if let Some(slot) = self.buf.get_mut(self.len) {
-            *slot = b;
-            self.len += 1;
-        }
-    }
-
-    /// The reason's bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or_default()
-    }
-
-    /// The reason as text.
-    pub fn as_str(&self) -> &str {
-        // Always valid: built from a `&str` cut at a boundary, or from ASCII.
-        match core::str::from_utf8(self.as_bytes()) {
-            Ok(s) => s,
-            Err(e) => {
-                core::str::from_utf8(self.as_bytes().get(..e.valid_up_to()).unwrap_or_default())
-                    .unwrap_or_default()
-            }
-        }
-    }
-}
-
-impl Default for Reason {
-    fn default() -> Self {
-        Reason::new()
-    }
-}
-
-impl core::fmt::Debug for Reason {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        core::fmt::Debug::fmt(self.as_str(), f)
-    }
-}
-
-impl PartialEq for Reason {
-    fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
-    }
-}
-
-impl Eq for Reason {}
+/// A reason string in fixed storage (at most [`REASON_MAX`] bytes): the
+/// core's one bounded-text type ([`crate::text::Text`]).
+pub type Reason = crate::text::Text<REASON_MAX>;
 
 /// Bytes queued for the peer, in fixed storage of `N` bytes.
 pub(crate) struct Outbox<const N: usize> {

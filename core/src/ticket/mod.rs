@@ -5,6 +5,15 @@
 //! optional client-IP pin, and tokens for single-port mode. What it is not:
 //! a listener, a session, or the control parse ([`crate::control`]).
 //!
+//! # Storage
+//!
+//! The caller owns the table's memory, as smoltcp's `SocketSet::new(storage)`
+//! takes its sockets': [`Table::new`] takes anything that is a `[Slot]`
+//! (an array, `&mut [Slot]`, a `Box<[Slot]>` built slot by slot), and its
+//! length is the capacity. Nothing large is built on the stack or returned
+//! by value: a daemon with 1024 slots (about 0.5 MB) allocates them once,
+//! in place.
+//!
 //! # Life of a ticket
 //!
 //! `issue` → **pending** (its listener is open) → `authenticated` → gone
@@ -22,7 +31,7 @@
 //! # Driver story
 //!
 //! ```text
-//! control request → table.issue(now, &req, &random[..RANDOM_LEN])
+//! control request → table.issue(now, &console, &random[..RANDOM_LEN])
 //!     → open a listener on issued.port (pool port), reply issued.granted()
 //! viewer connects → table.lookup(Lookup::Port(p) or Lookup::Token(t), peer_ip, now)
 //!     → handle; RFB server with table.get(handle).viewer_password
@@ -49,10 +58,10 @@ pub mod pool;
 use core::fmt;
 use core::net::IpAddr;
 
-use heapless::{Deque, String, Vec};
+use heapless::String;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::control::{Dialect, Granted, Host, Need, Password, Request, Transport, PASSWORD_CAP};
+use crate::control::{Console, Dialect, Granted, Host, Need, Password, TicketRow, Transport};
 use crate::time::Instant;
 use pool::Pool;
 
@@ -70,13 +79,14 @@ pub const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrst
 pub const URL_PATH_PREFIX: &str = "websockify?token=";
 
 /// A single-port mode token.
-pub type Token = String<TOKEN_LEN>;
-/// A password as bytes (a configured backend password need not be UTF-8).
-pub type Secret = Vec<u8, PASSWORD_CAP>;
+pub type Token = crate::secret::Secret<TOKEN_LEN>;
+/// A password as bytes (a configured backend password need not be UTF-8):
+/// the same type as a request's [`Password`].
+pub type Secret = Password;
 /// A generated password.
-pub type GeneratedPassword = String<GENERATED_PASSWORD_LEN>;
-/// `url_path` for a token.
-pub type UrlPath = String<{ URL_PATH_PREFIX.len() + TOKEN_LEN }>;
+pub type GeneratedPassword = crate::secret::Secret<GENERATED_PASSWORD_LEN>;
+/// `url_path` for a token (it holds the token: a secret too).
+pub type UrlPath = crate::secret::Secret<{ URL_PATH_PREFIX.len() + TOKEN_LEN }>;
 
 /// Why the table refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -193,7 +203,7 @@ impl Default for Config {
 }
 
 /// How a viewer reaches a ticket.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
     /// Its own port from the pool.
     Port(u16),
@@ -210,9 +220,14 @@ pub enum Lookup<'a> {
     Token(&'a [u8]),
 }
 
-/// One pending console. Its `Debug` shows no password or token.
-#[derive(Clone, PartialEq, Eq)]
+/// One pending console. Its `Debug` shows no password or token
+/// ([`crate::secret::Secret`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ticket {
+    /// Its id: unique for the table's life (1, 2, ... in issue order), shown
+    /// by the control channel's `list` and named by its `kill`; a session
+    /// made from the ticket keeps it.
+    pub id: u64,
     /// How the viewer reaches it.
     pub entry: Entry,
     /// What the viewer must present (generated when the request had none).
@@ -222,7 +237,7 @@ pub struct Ticket {
     /// Backend VNC server port.
     pub backend_port: u16,
     /// What to give a backend that asks for VNC authentication
-    /// ([`Request::backend_password`] with the configured cluster password).
+    /// ([`Console::backend_password`] with the configured cluster password).
     pub backend_password: Option<Secret>,
     /// The only address the viewer may come from.
     pub client_ip: Option<IpAddr>,
@@ -232,29 +247,6 @@ pub struct Ticket {
     pub expires: Instant,
     /// Failed password attempts left.
     pub attempts_left: u8,
-}
-
-impl fmt::Debug for Ticket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let entry = match self.entry {
-            Entry::Port(p) => Entry::Port(p),
-            Entry::Token(_) => Entry::Token(Token::new()),
-        };
-        f.debug_struct("Ticket")
-            .field("entry", &entry)
-            .field("viewer_password", &"<redacted>")
-            .field("backend_host", &self.backend_host)
-            .field("backend_port", &self.backend_port)
-            .field(
-                "backend_password",
-                &self.backend_password.as_ref().map(|_| "<redacted>"),
-            )
-            .field("client_ip", &self.client_ip)
-            .field("transport", &self.transport)
-            .field("expires", &self.expires)
-            .field("attempts_left", &self.attempts_left)
-            .finish()
-    }
 }
 
 impl Ticket {
@@ -270,7 +262,7 @@ impl Ticket {
     /// the given lengths). VNC authentication itself compares DES responses
     /// (`rfb::server`); this is for drivers that receive a password in clear.
     pub fn viewer_password_matches(&self, candidate: &[u8]) -> bool {
-        self.viewer_password.as_bytes().ct_eq(candidate).into()
+        self.viewer_password.ct_eq(candidate)
     }
 }
 
@@ -309,10 +301,10 @@ impl Issued {
     pub fn granted(&self) -> Granted<'_> {
         Granted {
             port: self.port,
-            password: self.password.as_deref(),
+            password: self.password.as_ref().and_then(|p| p.as_str()),
             expires_in: Some(self.expires_in),
-            token: self.token.as_deref(),
-            url_path: self.url_path.as_deref(),
+            token: self.token.as_ref().and_then(|t| t.as_str()),
+            url_path: self.url_path.as_ref().and_then(|u| u.as_str()),
         }
     }
 }
@@ -346,41 +338,150 @@ pub enum Attempt {
     Gone,
 }
 
-/// The table: at most `N` tickets.
-pub struct Table<const N: usize> {
-    config: Config,
-    slots: [Option<Ticket>; N],
-    generations: [u32; N],
-    pool: Pool,
-    events: Deque<Event, N>,
+/// One ticket's room in the table's storage ([`Table::new`]).
+#[derive(Debug, Clone, Default)]
+pub struct Slot {
+    ticket: Option<Ticket>,
+    generation: u32,
+    /// The table's event queue is a ring over the slots' `event`s (one
+    /// event per slot at most: as many as tickets can go between drains).
+    event: Option<Event>,
 }
 
-impl<const N: usize> fmt::Debug for Table<N> {
+impl Slot {
+    /// An empty slot.
+    pub const fn new() -> Self {
+        Slot {
+            ticket: None,
+            generation: 0,
+            event: None,
+        }
+    }
+}
+
+/// The table: as many tickets as its storage has [`Slot`]s.
+pub struct Table<S> {
+    config: Config,
+    slots: S,
+    pool: Pool,
+    /// The ring of queued events: where the oldest is, and how many.
+    event_head: usize,
+    event_len: usize,
+    next_id: u64,
+    issued_total: u64,
+    expired_total: u64,
+}
+
+impl<S: AsRef<[Slot]> + AsMut<[Slot]>> fmt::Debug for Table<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Table")
+            .field("capacity", &self.slots.as_ref().len())
             .field("len", &self.len())
             .field("pool", &self.pool)
             .finish()
     }
 }
 
-impl<const N: usize> Table<N> {
-    /// An empty table. `N` must fit in a `u16`.
-    pub fn new(config: Config) -> Result<Self, Error> {
+impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
+    /// An empty table in `storage` (every slot is cleared; its length, at
+    /// most `u16::MAX`, is the capacity).
+    pub fn new(config: Config, mut storage: S) -> Result<Self, Error> {
         if config.first_port > config.last_port
             || config.default_timeout_ms == 0
             || config.default_timeout_ms > config.max_timeout_ms
-            || N > usize::from(u16::MAX)
+            || storage.as_ref().len() > usize::from(u16::MAX)
         {
             return Err(Error::BadConfig);
+        }
+        for slot in storage.as_mut() {
+            *slot = Slot::new();
         }
         Ok(Table {
             pool: Pool::new(config.first_port, config.last_port),
             config,
-            slots: core::array::from_fn(|_| None),
-            generations: [0; N],
-            events: Deque::new(),
+            slots: storage,
+            event_head: 0,
+            event_len: 0,
+            next_id: 1,
+            issued_total: 0,
+            expired_total: 0,
         })
+    }
+
+    fn slots(&self) -> &[Slot] {
+        self.slots.as_ref()
+    }
+
+    fn tickets_iter(&self) -> impl Iterator<Item = &Ticket> + Clone {
+        self.slots().iter().filter_map(|s| s.ticket.as_ref())
+    }
+
+    /// The pending tickets, in slot order.
+    pub fn tickets(&self) -> impl Iterator<Item = &Ticket> + Clone {
+        self.tickets_iter()
+    }
+
+    /// The pending tickets as the control channel's `list` shows them at
+    /// `now` (no password or token in a row).
+    pub fn rows(&self, now: Instant) -> impl Iterator<Item = TicketRow<'_>> + Clone {
+        let single = self.config.single_port.unwrap_or(0);
+        self.tickets_iter().map(move |t| TicketRow {
+            id: t.id,
+            backend_host: &t.backend_host,
+            backend_port: t.backend_port,
+            port: t.port().unwrap_or(single),
+            expires_in: t
+                .expires
+                .millis()
+                .saturating_sub(now.millis())
+                .div_ceil(1000),
+        })
+    }
+
+    /// Tickets issued since the table was made (`vncap_tickets_issued_total`).
+    pub fn issued_total(&self) -> u64 {
+        self.issued_total
+    }
+
+    /// Tickets that expired unused (`vncap_tickets_expired_total`).
+    pub fn expired_total(&self) -> u64 {
+        self.expired_total
+    }
+
+    /// The handle of the pending ticket with this id.
+    pub fn find_id(&self, id: u64) -> Option<Handle> {
+        let slot = self
+            .slots()
+            .iter()
+            .position(|s| s.ticket.as_ref().is_some_and(|t| t.id == id))?;
+        Some(self.handle(slot))
+    }
+
+    /// Withdraws every pending ticket of the backend `host:port` (issue
+    /// 13's kill by backend; [`Event::Closed`] queued for each); returns how
+    /// many.
+    pub fn withdraw_backend(&mut self, host: &str, port: u16) -> usize {
+        let mut n = 0;
+        for slot in 0..self.slots().len() {
+            let hit = self
+                .slots()
+                .get(slot)
+                .and_then(|s| s.ticket.as_ref())
+                .is_some_and(|t| {
+                    t.backend_port == port && t.backend_host.eq_ignore_ascii_case(host)
+                });
+            if hit && self.remove(self.handle(slot), false).is_some() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn handle(&self, slot: usize) -> Handle {
+        Handle {
+            slot: slot as u16,
+            generation: self.slots().get(slot).map_or(0, |s| s.generation),
+        }
     }
 
     /// The configuration.
@@ -390,7 +491,12 @@ impl<const N: usize> Table<N> {
 
     /// Tickets in the table (pending).
     pub fn len(&self) -> usize {
-        self.slots.iter().filter(|s| s.is_some()).count()
+        self.tickets_iter().count()
+    }
+
+    /// How many tickets the storage holds.
+    pub fn capacity(&self) -> usize {
+        self.slots().len()
     }
 
     /// Whether the table holds no ticket.
@@ -408,7 +514,7 @@ impl<const N: usize> Table<N> {
         self.pool.size()
     }
 
-    /// Makes a ticket for `req` at `now`.
+    /// Makes a ticket for the console request `req` at `now`.
     ///
     /// `random` should be [`RANDOM_LEN`] fresh random bytes. The entry is a
     /// token when single-port mode is configured and `req` is dialect 2 and
@@ -416,7 +522,7 @@ impl<const N: usize> Table<N> {
     /// free and in range). The viewer password is `req.viewer_password()`,
     /// or generated. The lifetime is `req.timeout_ms` or the default, cut to
     /// the maximum. With `require_tls` the ticket is TLS-only.
-    pub fn issue(&mut self, now: Instant, req: &Request, random: &[u8]) -> Result<Issued, Error> {
+    pub fn issue(&mut self, now: Instant, req: &Console, random: &[u8]) -> Result<Issued, Error> {
         let mut transport = req.transport;
         if self.config.require_tls {
             transport.tls = Need::Yes;
@@ -428,9 +534,9 @@ impl<const N: usize> Table<N> {
             return Err(Error::TableFull);
         }
         let slot = self
-            .slots
+            .slots()
             .iter()
-            .position(Option::is_none)
+            .position(|s| s.ticket.is_none())
             .ok_or(Error::TableFull)?;
         let wants_token = self.config.single_port.is_some()
             && req.dialect == Dialect::Snf
@@ -442,27 +548,28 @@ impl<const N: usize> Table<N> {
             Some(_) => None,
             None => Some(generate_password(rest)?),
         };
-        let mut viewer_password = Password::new();
-        let pw = req
-            .viewer_password()
-            .or(generated.as_deref())
-            .unwrap_or_default();
+        let pw = match (req.viewer_password(), &generated) {
+            (Some(p), _) => p.as_bytes(),
+            (None, Some(g)) => g.as_bytes(),
+            (None, None) => &[],
+        };
         // Both sources are at most PASSWORD_CAP bytes.
-        let _ = viewer_password.push_str(pw);
+        let viewer_password = Password::from_slice(pw).unwrap_or_default();
 
         let (entry, port, token, url_path) = match (wants_token, self.config.single_port) {
             (true, Some(single)) => {
                 let token = hex_token(token_bytes);
-                let taken = self.slots.iter().flatten().any(|t| match &t.entry {
+                let taken = self.tickets_iter().any(|t| match &t.entry {
                     Entry::Token(other) => *other == token,
                     Entry::Port(_) => false,
                 });
                 if taken {
                     return Err(Error::TokenCollision);
                 }
-                let mut url = UrlPath::new();
+                let mut url: String<{ URL_PATH_PREFIX.len() + TOKEN_LEN }> = String::new();
                 let _ = url.push_str(URL_PATH_PREFIX);
-                let _ = url.push_str(&token);
+                let _ = url.push_str(token.as_str().unwrap_or_default());
+                let url = UrlPath::from_str(&url).unwrap_or_default();
                 (Entry::Token(token.clone()), single, Some(token), Some(url))
             }
             _ => {
@@ -484,7 +591,11 @@ impl<const N: usize> Table<N> {
             .backend_password(self.config.backend_password.as_deref())
             .map(|b| Secret::from_slice(b).unwrap_or_default());
 
+        let id = self.next_id;
+        self.next_id += 1;
+        self.issued_total += 1;
         let ticket = Ticket {
+            id,
             entry,
             viewer_password,
             backend_host: req.host.clone(),
@@ -495,16 +606,13 @@ impl<const N: usize> Table<N> {
             expires,
             attempts_left: self.config.attempts.max(1),
         };
-        let generation = self.generations.get(slot).copied().unwrap_or(0);
-        if let Some(s) = self.slots.get_mut(slot) {
-            *s = Some(ticket);
+        let handle = self.handle(slot);
+        if let Some(s) = self.slots.as_mut().get_mut(slot) {
+            s.ticket = Some(ticket);
         }
         debug!("ticket: issued, port {}", port);
         Ok(Issued {
-            handle: Handle {
-                slot: slot as u16,
-                generation,
-            },
+            handle,
             port,
             own_port,
             token,
@@ -517,11 +625,11 @@ impl<const N: usize> Table<N> {
 
     /// The ticket `handle` names, if it is still there.
     pub fn get(&self, handle: Handle) -> Option<&Ticket> {
-        let slot = usize::from(handle.slot);
-        if self.generations.get(slot) != Some(&handle.generation) {
+        let slot = self.slots().get(usize::from(handle.slot))?;
+        if slot.generation != handle.generation {
             return None;
         }
-        self.slots.get(slot)?.as_ref()
+        slot.ticket.as_ref()
     }
 
     /// Finds the ticket a viewer at `peer` asks for at `now`: it must be
@@ -558,14 +666,14 @@ impl<const N: usize> Table<N> {
     ) -> Result<(Handle, &Ticket), Error> {
         let slot = match key {
             Lookup::Port(p) => self
-                .slots
+                .slots()
                 .iter()
-                .position(|s| s.as_ref().is_some_and(|t| t.entry == Entry::Port(p))),
+                .position(|s| s.ticket.as_ref().is_some_and(|t| t.entry == Entry::Port(p))),
             Lookup::Token(candidate) => {
                 let mut found = 0u32;
                 let mut any = subtle::Choice::from(0);
-                for (i, s) in self.slots.iter().enumerate() {
-                    let t: &[u8] = match s {
+                for (i, s) in self.slots().iter().enumerate() {
+                    let t: &[u8] = match &s.ticket {
                         Some(Ticket {
                             entry: Entry::Token(t),
                             ..
@@ -581,9 +689,9 @@ impl<const N: usize> Table<N> {
         }
         .ok_or(Error::NoSuchTicket)?;
         let ticket = self
-            .slots
+            .slots()
             .get(slot)
-            .and_then(Option::as_ref)
+            .and_then(|s| s.ticket.as_ref())
             .ok_or(Error::NoSuchTicket)?;
         usable(ticket, now)?;
         if let Some(pin) = ticket.client_ip {
@@ -591,11 +699,7 @@ impl<const N: usize> Table<N> {
                 return Err(Error::WrongClient);
             }
         }
-        let handle = Handle {
-            slot: slot as u16,
-            generation: self.generations.get(slot).copied().unwrap_or(0),
-        };
-        Ok((handle, ticket))
+        Ok((self.handle(slot), ticket))
     }
 
     /// The viewer authenticated: the ticket leaves the table (its port freed,
@@ -630,33 +734,51 @@ impl<const N: usize> Table<N> {
     /// The earliest expiry: when to call
     /// [`Table::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.slots.iter().flatten().map(|t| t.expires).min()
+        self.tickets_iter().map(|t| t.expires).min()
     }
 
     /// Removes every Pending ticket with `expires <= now`, queuing
     /// [`Event::Expired`] for each.
     pub fn handle_timeout(&mut self, now: Instant) {
-        for slot in 0..N {
+        for slot in 0..self.slots().len() {
             let expired = self
-                .slots
+                .slots()
                 .get(slot)
-                .and_then(Option::as_ref)
+                .and_then(|s| s.ticket.as_ref())
                 .is_some_and(|t| t.expires <= now);
             if expired {
-                let generation = self.generations.get(slot).copied().unwrap_or(0);
-                let handle = Handle {
-                    slot: slot as u16,
-                    generation,
-                };
-                self.remove(handle, true);
+                self.remove(self.handle(slot), true);
+                self.expired_total += 1;
             }
         }
     }
 
     /// The next event. Drain after every call that may remove a ticket; the
-    /// queue holds `N` events and drops (with a warning) beyond that.
+    /// queue holds as many events as the table has slots and drops (with a
+    /// warning) beyond that.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        if self.event_len == 0 {
+            return None;
+        }
+        let n = self.slots().len();
+        let head = self.event_head;
+        let event = self.slots.as_mut().get_mut(head)?.event.take();
+        self.event_head = (head + 1) % n.max(1);
+        self.event_len -= 1;
+        event
+    }
+
+    fn push_event(&mut self, event: Event) {
+        let n = self.slots().len();
+        if self.event_len >= n {
+            warn!("ticket: event queue full, dropping an event");
+            return;
+        }
+        let at = (self.event_head + self.event_len) % n;
+        if let Some(s) = self.slots.as_mut().get_mut(at) {
+            s.event = Some(event);
+            self.event_len += 1;
+        }
     }
 
     /// Checks the bookkeeping: every port ticket's port is in the range and
@@ -664,8 +786,8 @@ impl<const N: usize> Table<N> {
     /// ports + held ports = the range size. For tests; O(N²).
     pub fn check_invariants(&self) -> bool {
         let mut held = 0u32;
-        for (i, t) in self.slots.iter().enumerate() {
-            let Some(t) = t else { continue };
+        for (i, t) in self.slots().iter().enumerate() {
+            let Some(t) = &t.ticket else { continue };
             if let Entry::Port(p) = t.entry {
                 if !self.pool.contains(p) || self.pool.is_free(p) {
                     return false;
@@ -673,10 +795,10 @@ impl<const N: usize> Table<N> {
                 held += 1;
             }
             let dup = self
-                .slots
+                .slots()
                 .iter()
                 .skip(i + 1)
-                .flatten()
+                .filter_map(|s| s.ticket.as_ref())
                 .any(|u| u.entry == t.entry);
             if dup {
                 return false;
@@ -686,22 +808,20 @@ impl<const N: usize> Table<N> {
     }
 
     fn get_mut(&mut self, handle: Handle) -> Option<&mut Ticket> {
-        let slot = usize::from(handle.slot);
-        if self.generations.get(slot) != Some(&handle.generation) {
+        let slot = self.slots.as_mut().get_mut(usize::from(handle.slot))?;
+        if slot.generation != handle.generation {
             return None;
         }
-        self.slots.get_mut(slot)?.as_mut()
+        slot.ticket.as_mut()
     }
 
     /// Takes the ticket out (if `handle` still names it), frees its port and
     /// queues its event.
     fn remove(&mut self, handle: Handle, expired: bool) -> Option<Ticket> {
         self.get(handle)?;
-        let slot = usize::from(handle.slot);
-        let ticket = self.slots.get_mut(slot).and_then(Option::take)?;
-        if let Some(g) = self.generations.get_mut(slot) {
-            *g = g.wrapping_add(1);
-        }
+        let slot = self.slots.as_mut().get_mut(usize::from(handle.slot))?;
+        let ticket = slot.ticket.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
         let port = ticket.port();
         if let Some(p) = port {
             if !self.pool.give_back(p) {
@@ -713,9 +833,7 @@ impl<const N: usize> Table<N> {
         } else {
             Event::Closed { handle, port }
         };
-        if self.events.push_back(event).is_err() {
-            warn!("ticket: event queue full, dropping an event");
-        }
+        self.push_event(event);
         Some(ticket)
     }
 }
@@ -730,7 +848,7 @@ fn usable(t: &Ticket, now: Instant) -> Result<(), Error> {
 /// Eight characters of [`ALPHABET`] from `random` by rejection sampling.
 fn generate_password(random: &[u8]) -> Result<GeneratedPassword, Error> {
     const LIMIT: u8 = (256 - 256 % ALPHABET.len()) as u8; // 248
-    let mut pw = GeneratedPassword::new();
+    let mut pw: String<GENERATED_PASSWORD_LEN> = String::new();
     for &b in random {
         if pw.len() == GENERATED_PASSWORD_LEN {
             break;
@@ -743,34 +861,33 @@ fn generate_password(random: &[u8]) -> Result<GeneratedPassword, Error> {
     if pw.len() < GENERATED_PASSWORD_LEN {
         return Err(Error::NotEnoughRandom);
     }
-    Ok(pw)
+    GeneratedPassword::from_str(&pw).map_err(|_| Error::NotEnoughRandom)
 }
 
 fn hex_token(bytes: &[u8]) -> Token {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut t = Token::new();
+    let mut t: String<TOKEN_LEN> = String::new();
     for &b in bytes.iter().take(TOKEN_BYTES) {
         let _ = t.push(char::from(HEX[usize::from(b >> 4)]));
         let _ = t.push(char::from(HEX[usize::from(b & 0xf)]));
     }
-    t
+    Token::from_str(&t).unwrap_or_default()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::{Dialect, Need, Request, Transport};
+    use crate::control::{Console, Dialect, Need, Transport};
     use core::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
     const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
     const RANDOM: [u8; RANDOM_LEN] = [7; RANDOM_LEN];
 
-    fn twisted(pw: &str) -> Request {
+    fn twisted(pw: &str) -> Console {
         let mut host = Host::new();
         host.push_str("node1").unwrap();
-        let mut p = Password::new();
-        p.push_str(pw).unwrap();
-        Request {
+        let p = Password::from_str(pw).unwrap();
+        Console {
             dialect: Dialect::Twisted,
             host,
             port: 5900,
@@ -785,6 +902,10 @@ mod tests {
         }
     }
 
+    fn slots<const N: usize>() -> [Slot; N] {
+        core::array::from_fn(|_| Slot::new())
+    }
+
     fn config(first: u16, last: u16) -> Config {
         Config {
             first_port: first,
@@ -795,10 +916,13 @@ mod tests {
 
     #[test]
     fn max_tickets_caps_the_table_below_its_capacity() {
-        let mut t: Table<4> = Table::new(Config {
-            max_tickets: 1,
-            ..config(7000, 7003)
-        })
+        let mut t = Table::new(
+            Config {
+                max_tickets: 1,
+                ..config(7000, 7003)
+            },
+            slots::<4>(),
+        )
         .unwrap();
         let now = Instant::from_millis(0);
         let first = t.issue(now, &twisted("pw"), &RANDOM).unwrap();
@@ -811,7 +935,7 @@ mod tests {
     fn tls_is_refused_at_issue_unless_configured() {
         let mut req = twisted("pw");
         req.transport = Transport::WEBSOCKET_TLS;
-        let mut t: Table<2> = Table::new(config(7000, 7001)).unwrap();
+        let mut t = Table::new(config(7000, 7001), slots::<2>()).unwrap();
         let now = Instant::from_millis(0);
         assert_eq!(t.issue(now, &req, &RANDOM), Err(Error::TlsUnavailable));
         assert_eq!(t.free_ports(), 2, "nothing held");
@@ -820,10 +944,13 @@ mod tests {
             t.issue(now, &req, &RANDOM).is_ok(),
             "TLS optional: a plain viewer may come"
         );
-        let mut with_tls: Table<2> = Table::new(Config {
-            tls: true,
-            ..config(7000, 7001)
-        })
+        let mut with_tls = Table::new(
+            Config {
+                tls: true,
+                ..config(7000, 7001)
+            },
+            slots::<2>(),
+        )
         .unwrap();
         req.transport.tls = Need::Yes;
         assert!(with_tls.issue(now, &req, &RANDOM).is_ok());
@@ -832,11 +959,14 @@ mod tests {
     #[test]
     fn require_tls_makes_every_ticket_tls_only() {
         let now = Instant::from_millis(0);
-        let mut table: Table<2> = Table::new(Config {
-            tls: true,
-            require_tls: true,
-            ..config(7000, 7001)
-        })
+        let mut table = Table::new(
+            Config {
+                tls: true,
+                require_tls: true,
+                ..config(7000, 7001)
+            },
+            slots::<2>(),
+        )
         .unwrap();
         let issued = table.issue(now, &twisted("pw"), &RANDOM).unwrap();
         let ticket = table.get(issued.handle).unwrap();
@@ -847,10 +977,13 @@ mod tests {
     #[test]
     fn admit_checks_the_transport_and_says_how_to_refuse() {
         let now = Instant::from_millis(0);
-        let mut t: Table<2> = Table::new(Config {
-            tls: true,
-            ..config(7000, 7001)
-        })
+        let mut t = Table::new(
+            Config {
+                tls: true,
+                ..config(7000, 7001)
+            },
+            slots::<2>(),
+        )
         .unwrap();
         let mut req = twisted("pw");
         req.transport = Transport::WEBSOCKET_TLS;
@@ -879,7 +1012,7 @@ mod tests {
 
     #[test]
     fn issue_lookup_use_end() {
-        let mut t: Table<4> = Table::new(config(7000, 7001)).unwrap();
+        let mut t = Table::new(config(7000, 7001), slots::<4>()).unwrap();
         let now = Instant::from_millis(1000);
         let i = t.issue(now, &twisted("secret12"), &RANDOM).unwrap();
         assert_eq!(i.port, 7000);
@@ -891,7 +1024,7 @@ mod tests {
         let h = t.lookup(Lookup::Port(7000), PEER, now).unwrap();
         assert_eq!(h, i.handle);
         let ticket = t.get(h).unwrap();
-        assert_eq!(ticket.viewer_password.as_str(), "secret12");
+        assert_eq!(ticket.viewer_password.as_str().unwrap(), "secret12");
         assert_eq!(ticket.backend_password.as_deref(), Some(&b"secret12"[..]));
         assert!(ticket.viewer_password_matches(b"secret12"));
         assert!(!ticket.viewer_password_matches(b"secret13"));
@@ -926,7 +1059,7 @@ mod tests {
 
     #[test]
     fn expiry_to_the_millisecond() {
-        let mut t: Table<4> = Table::new(config(7000, 7000)).unwrap();
+        let mut t = Table::new(config(7000, 7000), slots::<4>()).unwrap();
         let now = Instant::from_millis(0);
         let mut req = twisted("p");
         req.timeout_ms = Some(5_000);
@@ -956,7 +1089,7 @@ mod tests {
     fn attempts() {
         let mut c = config(7000, 7000);
         c.attempts = 2;
-        let mut t: Table<2> = Table::new(c).unwrap();
+        let mut t = Table::new(c, slots::<2>()).unwrap();
         let now = Instant::from_millis(0);
         let i = t.issue(now, &twisted("p"), &RANDOM).unwrap();
         assert_eq!(t.failed_attempt(i.handle), Ok(Attempt::Retry(1)));
@@ -982,25 +1115,21 @@ mod tests {
 
     #[test]
     fn table_full_and_preferred_port() {
-        let mut t: Table<1> = Table::new(config(7000, 7010)).unwrap();
+        let mut t = Table::new(config(7000, 7010), slots::<1>()).unwrap();
         let mut req = twisted("p");
         req.preferred_port = Some(7005);
         let now = Instant::from_millis(0);
         assert_eq!(t.issue(now, &req, &RANDOM).unwrap().port, 7005);
         assert_eq!(t.issue(now, &req, &RANDOM), Err(Error::TableFull));
-        assert!(Table::<1>::new(config(2, 1)).is_err());
+        assert!(Table::new(config(2, 1), slots::<1>()).is_err());
     }
 
     #[test]
     fn client_pin() {
-        let mut t: Table<2> = Table::new(config(7000, 7001)).unwrap();
+        let mut t = Table::new(config(7000, 7001), slots::<2>()).unwrap();
         let mut req = twisted("p");
         req.client_ip = Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)));
-        req.client_password = Some({
-            let mut p = Password::new();
-            p.push_str("viewer").unwrap();
-            p
-        });
+        req.client_password = Some(Password::from_str("viewer").unwrap());
         let now = Instant::from_millis(0);
         let i = t.issue(now, &req, &RANDOM).unwrap();
         assert_eq!(
@@ -1009,7 +1138,7 @@ mod tests {
         );
         let mapped = IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped());
         let h = t.lookup(Lookup::Port(i.port), mapped, now).unwrap();
-        assert_eq!(t.get(h).unwrap().viewer_password.as_str(), "viewer");
+        assert_eq!(t.get(h).unwrap().viewer_password.as_str(), Some("viewer"));
         assert_eq!(
             t.lookup(Lookup::Port(i.port), IpAddr::V6(Ipv6Addr::LOCALHOST), now),
             Err(Error::WrongClient)
@@ -1021,7 +1150,7 @@ mod tests {
         let mut c = config(7000, 7001);
         c.single_port = Some(6080);
         c.backend_password = Some(Secret::from_slice(b"cluster").unwrap());
-        let mut t: Table<4> = Table::new(c).unwrap();
+        let mut t = Table::new(c, slots::<4>()).unwrap();
         let mut req = twisted("p");
         req.dialect = Dialect::Snf;
         req.password = None;
@@ -1038,14 +1167,14 @@ mod tests {
         assert!(!i.own_port);
         let token = i.token.clone().unwrap();
         assert_eq!(token.len(), TOKEN_LEN);
-        assert_eq!(&token[..6], "00254a");
+        assert_eq!(&token.as_bytes()[..6], b"00254a");
         assert_eq!(
-            i.url_path.as_deref(),
+            i.url_path.as_ref().and_then(|s| s.as_str()),
             Some("websockify?token=00254a6f94b9de03284d7297bce1062b")
         );
         let pw = i.password.clone().unwrap();
         assert_eq!(pw.len(), 8);
-        assert!(pw.bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert!(pw.iter().all(|b| b.is_ascii_alphanumeric()));
         assert_eq!(t.free_ports(), 2, "token tickets hold no pool port");
         // The same random bytes again would make a second ticket with the
         // same token (found by fuzz/fuzz_targets/ticket.rs): refused.
@@ -1053,13 +1182,13 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert!(t.check_invariants());
         let g = i.granted();
-        assert_eq!(g.token, Some(token.as_str()));
-        assert_eq!(g.password, Some(pw.as_str()));
+        assert_eq!(g.token, token.as_str());
+        assert_eq!(g.password, pw.as_str());
         let h = t
             .lookup(Lookup::Token(token.as_bytes()), PEER, now)
             .unwrap();
         let ticket = t.get(h).unwrap();
-        assert_eq!(ticket.viewer_password.as_str(), pw.as_str());
+        assert_eq!(ticket.viewer_password.as_bytes(), pw.as_bytes());
         assert_eq!(ticket.backend_password.as_deref(), Some(&b"cluster"[..]));
         assert_eq!(
             t.lookup(
@@ -1107,5 +1236,83 @@ mod tests {
         assert!(hits.iter().all(|&h| h == 4));
         assert_eq!(generate_password(&[248; 64]), Err(Error::NotEnoughRandom));
         let _ = Need::Either;
+    }
+
+    #[test]
+    fn caller_storage_ids_rows_and_counters() {
+        // Any [Slot] is storage: here a borrowed slice.
+        let mut storage: [Slot; 3] = slots();
+        let mut t = Table::new(config(7000, 7009), &mut storage[..]).unwrap();
+        assert_eq!(t.capacity(), 3);
+        let now = Instant::from_millis(1000);
+        let mut req = twisted("pw");
+        let a = t.issue(now, &req, &RANDOM).unwrap();
+        req.host = Host::try_from("NODE1").unwrap();
+        req.timeout_ms = Some(1500);
+        let b = t.issue(now, &req, &RANDOM).unwrap();
+        req.host = Host::try_from("node2").unwrap();
+        let c = t.issue(now, &req, &RANDOM).unwrap();
+        let ids: heapless::Vec<u64, 3> = t.tickets().map(|t| t.id).collect();
+        assert_eq!(&ids[..], &[1, 2, 3]);
+        assert_eq!(t.find_id(2), Some(b.handle));
+        assert_eq!(t.find_id(4), None);
+        {
+            let rows: heapless::Vec<TicketRow<'_>, 3> = t.rows(now + 1).collect();
+            assert_eq!(
+                rows[0],
+                TicketRow {
+                    id: 1,
+                    backend_host: "node1",
+                    backend_port: 5900,
+                    port: a.port,
+                    expires_in: 30,
+                }
+            );
+            assert_eq!(rows[1].expires_in, 2, "1499 ms left: rounded up");
+        }
+        // Kill by backend: host names compare without case.
+        assert_eq!(t.withdraw_backend("node1", 5900), 2);
+        assert_eq!(t.withdraw_backend("node1", 5900), 0);
+        assert_eq!(t.tickets().count(), 1);
+        assert!(matches!(t.poll_event(), Some(Event::Closed { handle, .. }) if handle == a.handle));
+        assert!(matches!(t.poll_event(), Some(Event::Closed { handle, .. }) if handle == b.handle));
+        assert_eq!(t.poll_event(), None);
+        t.handle_timeout(now + 1500);
+        assert!(
+            matches!(t.poll_event(), Some(Event::Expired { handle, .. }) if handle == c.handle)
+        );
+        assert_eq!((t.issued_total(), t.expired_total()), (3, 1));
+        // Ids are never reused.
+        assert_eq!(
+            t.issue(now, &req, &RANDOM)
+                .map(|i| t.get(i.handle).unwrap().id),
+            Ok(4)
+        );
+        // The event ring wraps: as many events as slots, in order.
+        for _ in 0..5 {
+            let i = t.issue(now, &req, &RANDOM).unwrap();
+            t.withdraw(i.handle).unwrap();
+            assert!(
+                matches!(t.poll_event(), Some(Event::Closed { handle, .. }) if handle == i.handle)
+            );
+        }
+        assert!(t.check_invariants());
+    }
+
+    #[test]
+    fn debug_never_shows_a_password_or_token() {
+        use core::fmt::Write;
+        let mut c = config(7000, 7001);
+        c.single_port = Some(6080);
+        let mut t = Table::new(c, slots::<2>()).unwrap();
+        let mut req = twisted("sekrit12");
+        req.dialect = Dialect::Snf;
+        req.transport = Transport::WEBSOCKET;
+        let i = t.issue(Instant::from_millis(0), &req, &RANDOM).unwrap();
+        let mut s: heapless::String<2048> = heapless::String::new();
+        write!(s, "{:?} {:?} {:?}", t.get(i.handle).unwrap(), i, req).unwrap();
+        let token = i.token.as_ref().unwrap().as_str().unwrap();
+        assert!(!s.contains("sekrit12") && !s.contains(token), "{s}");
+        assert!(s.contains("<redacted>"));
     }
 }
