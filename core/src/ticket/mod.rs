@@ -489,6 +489,12 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
         &self.config
     }
 
+    /// Replaces the cluster's backend password (`--backend-password-file`
+    /// read again on SIGHUP) for tickets issued from now on.
+    pub fn set_backend_password(&mut self, password: Option<Secret>) {
+        self.config.backend_password = password;
+    }
+
     /// Tickets in the table (pending).
     pub fn len(&self) -> usize {
         self.tickets_iter().count()

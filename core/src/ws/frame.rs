@@ -192,6 +192,20 @@ impl Decoder {
         self.close_sent = true;
     }
 
+    /// Queues a ping frame with `payload` (at most 125 bytes; longer is
+    /// cut), unless a close was sent or the queue has no room for it beside
+    /// a close frame.
+    pub fn ping(&mut self, payload: &[u8]) {
+        let payload = payload.get(..MAX_CONTROL_PAYLOAD).unwrap_or(payload);
+        if self.close_sent || self.out.capacity() - self.out.len() < 2 * (2 + MAX_CONTROL_PAYLOAD)
+        {
+            return;
+        }
+        let (h, n) = header(Opcode::Ping, true, payload.len() as u64);
+        self.push_out(h.get(..n).unwrap_or(&[]));
+        self.push_out(payload);
+    }
+
     /// Copies queued frames (pongs, close) into `out`; returns how many bytes.
     pub fn poll_output(&mut self, out: &mut [u8]) -> usize {
         let mut n = 0;

@@ -55,7 +55,7 @@ pub mod frame;
 pub mod handshake;
 mod unbase64;
 
-pub use connection::Connection;
+pub use connection::{Connection, Keepalive};
 pub use frame::{Decoder, Encoder};
 pub use handshake::Handshake;
 
