@@ -48,6 +48,14 @@ if ! python3 -c 'import websockets' 2>/dev/null; then
     || python3 -m pip install -q --break-system-packages websockets
 fi
 
+# prometheus_client: its text-format parser checks vncap's /metrics
+# (smol-daemon/tests/operations.rs).
+if ! python3 -c 'import prometheus_client.parser' 2>/dev/null; then
+  echo "setup: python3 -m pip install prometheus_client"
+  python3 -m pip install -q prometheus_client 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages prometheus_client
+fi
+
 # playwright-core (pinned in tests/interop/package-lock.json) drives the
 # system Chromium; it never downloads a browser (no `playwright install`).
 # @novnc/novnc (pinned there too) is the second noVNC build the suite runs.

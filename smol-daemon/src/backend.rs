@@ -261,9 +261,12 @@ pub struct ConnectPolicy {
     pub retries: u32,
     /// Wait before retry `n` is `backoff * n`.
     pub backoff: Duration,
+    /// TCP keepalive on the backend leg (`--tcp-keepalive`).
+    pub keepalive: Option<Duration>,
 }
 
-/// Connects to `host:port`, returning the stream (TCP_NODELAY set) or the last error.
+/// Connects to `host:port`, returning the stream (TCP_NODELAY and keepalive
+/// set) or the last error.
 pub async fn connect(host: &str, port: u16, policy: ConnectPolicy) -> io::Result<TcpStream> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
     for round in 0..=policy.retries {
@@ -282,6 +285,7 @@ pub async fn connect(host: &str, port: u16, policy: ConnectPolicy) -> io::Result
             match with_timeout(policy.timeout, TcpStream::connect(addr)).await {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
+                    crate::keepalive::set(&stream, policy.keepalive);
                     return Ok(stream);
                 }
                 Err(e) => {

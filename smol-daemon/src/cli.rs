@@ -33,8 +33,9 @@ pub enum Command {
 }
 
 /// run the proxy in the foreground (the service manager daemonizes); logs to
-/// stderr; SIGHUP re-reads --cert, --key and --backend-tls-dir; exits 0 on SIGTERM or SIGINT
-/// after closing its listeners
+/// stderr; SIGHUP re-reads --cert, --key, --backend-tls-dir and
+/// --backend-password-file; SIGTERM closes the listeners and lets live
+/// sessions drain (--drain-timeout), SIGINT cuts them at once; exits 0
 #[derive(FromArgs, Debug)]
 #[argh(subcommand, name = "serve")]
 pub struct Serve {
@@ -134,6 +135,36 @@ pub struct Serve {
     /// VNC challenge and response: treat them like a password file)
     #[argh(option)]
     pub record: Option<PathBuf>,
+    // Operating vncap (issue 13): dead peers, session caps, metrics, drain.
+    /// seconds between WebSocket pings to a viewer (default 20; 0: no pings)
+    #[argh(option, default = "20")]
+    pub ping_interval: u32,
+    /// seconds a WebSocket viewer has to send any frame after a ping before
+    /// its session is closed (code 1011, "viewer stopped answering";
+    /// default 10)
+    #[argh(option, default = "10")]
+    pub ping_timeout: u32,
+    /// TCP keepalive on both legs of every session: seconds idle before the
+    /// first probe (then every SECS/3, at least 1, 3 probes; default 60;
+    /// 0: off)
+    #[argh(option, default = "60")]
+    pub tcp_keepalive: u32,
+    /// seconds without a byte in either direction after which a session is
+    /// ended (default 0: never)
+    #[argh(option, default = "0")]
+    pub idle_timeout: u32,
+    /// longest a session may last, in seconds (default 0: no limit)
+    #[argh(option, default = "0")]
+    pub max_session_secs: u32,
+    /// serve Prometheus metrics at GET /metrics on this HOST:PORT (its own
+    /// listener; nothing else is served there)
+    #[argh(option)]
+    pub metrics: Option<String>,
+    /// seconds live sessions may go on after SIGTERM before they are cut
+    /// (default 10; 0: cut at once); a second SIGTERM, or SIGINT, cuts at
+    /// once
+    #[argh(option, default = "10")]
+    pub drain_timeout: u32,
     /// write the process id here while running
     #[argh(option)]
     pub pidfile: Option<PathBuf>,

@@ -1,8 +1,9 @@
 //! The control channel: a TCP or Unix listener; each connection carries one
 //! request, parsed and answered by the core's `control::Control` in the
 //! request's dialect, with the daemon's answer in between: one function per
-//! request kind ([`console`], [`list`], [`kill`], [`stats`]), the seam where
-//! the session registry plugs in. Bounded by [`CONTROL_TIMEOUT`] per
+//! request kind ([`console`], [`list`], [`kill`], [`stats`]); live sessions
+//! come from the session registry (`sessions.rs`), a session's id being its
+//! ticket's. Bounded by [`CONTROL_TIMEOUT`] per
 //! connection, on the daemon's one clock. With `--control-tls` every TCP
 //! control connection is TLS (snf's `--enable-ssl`); a client that does not
 //! speak it is closed unanswered.
@@ -16,6 +17,7 @@ use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::unix::UnixListener;
 use smol::net::{TcpListener, TcpStream};
 use std::io;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
@@ -90,7 +92,7 @@ pub async fn accept_loop(
                     .unwrap_or_default();
                 let proxy = public_address.clone().unwrap_or(local);
                 let d = d.clone();
-                let peer = peer.to_string();
+                let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port()).to_string();
                 let deadline = deadline_from_now(&d);
                 match tls.clone() {
                     None => {
@@ -158,6 +160,7 @@ async fn connection<R, W>(
         Ok(request(&d, &mut ctl, &mut r, &mut w).await)
     })
     .await;
+    d.sessions.count_control(matches!(outcome, Ok(Ok(_))));
     match outcome {
         Ok(Ok(msg)) => log::info!("control {peer}: {msg}"),
         Ok(Err(msg)) => log::warn!("control {peer}: {msg}"),
@@ -212,9 +215,14 @@ fn time_left(d: &Daemon, deadline: Instant) -> Duration {
     Duration::from_millis(deadline.millis_since(d.clock.now()))
 }
 
-/// A console request: a ticket issued (its entry listener open), or why not.
+/// A console request: a ticket issued (its entry listener open), or why not
+/// (`shutting down` once SIGTERM came).
 async fn console(d: &Rc<Daemon>, ctl: &mut Control, req: &Console) -> Result<String, String> {
     let what = format!("console for {}:{}", req.host, req.port);
+    if d.sessions.shutting_down() {
+        ctl.reply_failed(SHUTTING_DOWN);
+        return Err(format!("{what} failed: {SHUTTING_DOWN}"));
+    }
     match crate::entry::issue(d, req).await {
         Ok(issued) => {
             ctl.reply_ok(&issued.granted());
@@ -230,22 +238,23 @@ async fn console(d: &Rc<Daemon>, ctl: &mut Control, req: &Console) -> Result<Str
     }
 }
 
-/// `list`: the pending tickets from the table. Live sessions come from the
-/// session registry, which does not exist yet: the list has none.
+/// `list`: the live sessions from the registry, the pending tickets from
+/// the table (never a password, a token or a challenge).
 async fn list<W>(d: &Rc<Daemon>, ctl: &mut Control, w: &mut Plain<W>) -> Result<String, String>
 where
     W: AsyncWrite + Unpin,
 {
     let now = d.clock.now();
-    let (reply, tickets) = d.with_tickets(|t| {
+    let (reply, sessions, tickets) = d.with_tickets(|t| {
+        let live = d.sessions.live();
         let list = List {
-            sessions: std::iter::empty(),
+            sessions: crate::sessions::rows(&live),
             tickets: t.rows(now),
         };
         let mut buf = vec![0; list.buffer_len()];
         let n = ctl.reply_list(&list, &mut buf);
         buf.truncate(n.unwrap_or(0));
-        (buf, t.len())
+        (buf, live.len(), t.len())
     });
     if reply.is_empty() {
         return Err("list: reply not written".into());
@@ -253,26 +262,39 @@ where
     crate::transport::write_msg(w, &reply)
         .await
         .map_err(|e| e.to_string())?;
-    Ok(format!("list: {tickets} pending tickets"))
+    Ok(format!(
+        "list: {sessions} sessions, {tickets} pending tickets"
+    ))
 }
 
-/// `kill`: ends sessions and tickets. Sessions live in the session
-/// registry, which does not exist yet, so a kill cannot be complete:
-/// refused until it does.
-fn kill(_d: &Rc<Daemon>, ctl: &mut Control, k: &Kill) -> Result<String, String> {
-    ctl.reply_failed(NOT_YET);
-    Err(match k {
-        Kill::Id(id) => format!("kill {id}: {NOT_YET}"),
-        Kill::Backend { host, port } => format!("kill backend {host}:{port}: {NOT_YET}"),
-    })
+/// `kill`: ends a session or withdraws a pending ticket by id, or every
+/// session and ticket of a backend (a VM that moved); answers how many.
+fn kill(d: &Rc<Daemon>, ctl: &mut Control, k: &Kill) -> Result<String, String> {
+    let why = crate::sessions::Ending::Killed;
+    let (n, what) = match k {
+        Kill::Id(id) => {
+            let ticket = d.with_tickets(|t| t.find_id(*id).map(|h| t.withdraw(h).is_ok()));
+            let n = match ticket {
+                Some(true) => 1,
+                _ => usize::from(d.sessions.kill(*id, why)),
+            };
+            (n, format!("kill {id}"))
+        }
+        Kill::Backend { host, port } => {
+            let tickets = d.with_tickets(|t| t.withdraw_backend(host, *port));
+            let sessions = d.sessions.kill_backend(host, *port, why);
+            (tickets + sessions, format!("kill backend {host}:{port}"))
+        }
+    };
+    ctl.reply_killed(n as u64);
+    Ok(format!("{what}: {n} killed"))
 }
 
-/// `stats`: most counters are the sessions' (logins, bytes, sessions
-/// active): refused until the session registry counts them.
-fn stats(_d: &Rc<Daemon>, ctl: &mut Control) -> Result<String, String> {
-    ctl.reply_failed(NOT_YET);
-    Err(format!("stats: {NOT_YET}"))
+/// `stats`: the counters (as `/metrics` serves them).
+fn stats(d: &Rc<Daemon>, ctl: &mut Control) -> Result<String, String> {
+    ctl.reply_stats(&d.stats());
+    Ok("stats".into())
 }
 
-/// The answer to an action that needs the session registry.
-const NOT_YET: &str = "not supported yet";
+/// The answer to a console request after SIGTERM.
+const SHUTTING_DOWN: &str = "shutting down";

@@ -28,6 +28,8 @@ pub struct Daemon {
     pub clock: Clock,
     /// The executor every task runs on.
     pub ex: Rc<LocalExecutor<'static>>,
+    /// Live sessions and the counters (`sessions.rs`).
+    pub sessions: Rc<crate::sessions::Registry>,
     tickets: RefCell<Tickets>,
     listeners: RefCell<HashMap<u16, Task<()>>>,
     timer_wake: (Sender<()>, Receiver<()>),
@@ -56,11 +58,21 @@ impl Daemon {
             settings,
             clock: Clock::new(),
             ex,
+            sessions: crate::sessions::Registry::new(),
             tickets: RefCell::new(table),
             listeners: RefCell::new(HashMap::new()),
             timer_wake: smol::channel::bounded(1),
             connections: Cell::new(0),
         }))
+    }
+
+    /// What a session needs of the daemon (`session.rs`).
+    pub fn place(&self) -> crate::session::Place<'_> {
+        crate::session::Place {
+            settings: &self.settings,
+            clock: &self.clock,
+            sessions: &self.sessions,
+        }
     }
 
     /// Takes a connection slot, or `None` at `--max-sessions`.
@@ -95,6 +107,15 @@ impl Daemon {
             }
         }
         out
+    }
+
+    /// The counters of `stats` and `/metrics`: the registry's, with the
+    /// ticket table's.
+    pub fn stats(&self) -> vncap_core::control::Stats {
+        let t = self.tickets.borrow();
+        let tickets = (t.len(), t.issued_total(), t.expired_total());
+        drop(t);
+        self.sessions.stats(tickets)
     }
 
     /// The longest ticket lifetime a request may ask for.

@@ -16,6 +16,7 @@ use crate::buffer::InBuf;
 use crate::daemon::Daemon;
 use crate::drive::{drive, DriveError};
 use crate::session::Authenticated;
+use crate::sessions::Login;
 use crate::transport::{ByteWrite, Plain};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::{TcpListener, TcpStream};
@@ -123,7 +124,10 @@ async fn serve_door(d: &Rc<Daemon>, listener: &TcpListener, door: Door) {
 
 /// One viewer connection, from accept to close.
 async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) {
+    // As people write it: 127.0.0.1:5000, not [::ffff:127.0.0.1]:5000.
+    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
     let _ = stream.set_nodelay(true);
+    crate::keepalive::set(&stream, d.settings.limits.tcp_keepalive);
     let origins: Vec<&str> = d
         .settings
         .allowed_origins
@@ -160,10 +164,7 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) 
     let w = Plain(stream);
     match way_in(&d, m, r, w, &mut input).await {
         Err(msg) => log::info!("{peer} on {door}: {msg}"),
-        Ok(WayIn::Authenticated(a)) => {
-            a.run_tcp(&d.settings, &d.clock, peer, &door.to_string())
-                .await
-        }
+        Ok(WayIn::Authenticated(a)) => a.run_tcp(d.place(), peer, &door.to_string()).await,
         Ok(WayIn::StartTls(mut m, r, w)) => {
             drop(w);
             let Some(acceptor) = &d.settings.tls else {
@@ -193,7 +194,7 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) 
             let door = format!("{door} (TLS)");
             match way_in(&d, m, Plain(tr), Plain(tw), &mut input).await {
                 Err(msg) => log::info!("{peer} on {door}: {msg}"),
-                Ok(WayIn::Authenticated(a)) => a.run(&d.settings, &d.clock, peer, &door).await,
+                Ok(WayIn::Authenticated(a)) => a.run(d.place(), peer, &door).await,
                 // The machine never asks twice (a ClientHello inside is refused).
                 Ok(WayIn::StartTls(..)) => {}
             }
@@ -238,6 +239,7 @@ where
                 let ticket = match taken {
                     Ok(ticket) => ticket,
                     Err(e) => {
+                        d.sessions.count_login(Login::Refused);
                         let _ = crate::drive::flush(&mut m, &mut w).await;
                         w.close().await;
                         return Err(format!("authenticated, but: {}", e.reason()));
@@ -262,6 +264,13 @@ where
 /// What to log for a connection that ended before a session; a wrong
 /// password uses one of its ticket's attempts first (the core's rule).
 fn failure(d: &Daemon, m: &Entry<'_>, e: DriveError<entry::Error>) -> String {
+    match &e {
+        DriveError::Protocol(entry::Error::WrongPassword) => {
+            d.sessions.count_login(Login::WrongPassword)
+        }
+        DriveError::Protocol(entry::Error::Refused(_)) => d.sessions.count_login(Login::Refused),
+        _ => {}
+    }
     match e {
         DriveError::Protocol(entry::Error::WrongPassword) => {
             match d.with_tickets(|t| m.charge_attempt(t)) {

@@ -25,6 +25,10 @@
 //! | `backend.rs` | reaching a backend (resolve, timeout, retries) and logging in (`backend::login`: the core's `rfb::client`, VeNCrypt's TLS hand-off) |
 //! | `flashpolicy.rs` | `vncap flashpolicy` |
 //! | `request.rs` | `vncap request` |
+//! | `sessions.rs` | the session registry (live sessions, `kill`, the drain) and the counters |
+//! | `meter.rs` | a session's byte counts and last activity |
+//! | `keepalive.rs` | `--tcp-keepalive` on both legs |
+//! | `metrics.rs` | `--metrics`: Prometheus text format at `GET /metrics` |
 
 mod backend;
 mod buffer;
@@ -35,12 +39,16 @@ mod daemon;
 mod drive;
 mod entry;
 mod flashpolicy;
+mod keepalive;
 mod logger;
+mod meter;
+mod metrics;
 mod record;
 mod relay;
 mod request;
 mod serve;
 mod session;
+mod sessions;
 mod settings;
 mod splice;
 #[cfg_attr(not(feature = "tls"), path = "tls_off.rs")]

@@ -1,7 +1,11 @@
 //! `vncap serve`: builds the daemon from the command line, binds the control
-//! channel, writes the pidfile, runs until SIGTERM or SIGINT (SIGHUP reloads
-//! the TLS certificate), then closes every listener and removes what it
-//! created.
+//! channel (and `--metrics`), writes the pidfile, runs until SIGTERM or
+//! SIGINT (SIGHUP reloads the TLS certificate, the backend TLS files and
+//! the backend password), then shuts down: console requests are refused,
+//! every entry listener and pending ticket closed, live sessions drain for
+//! `--drain-timeout` (SIGTERM only; a second SIGTERM or SIGINT cuts at
+//! once), the rest are cut (WebSocket viewers told the proxy is
+//! restarting), and what it created is removed. Exit 0.
 
 use crate::backend::ConnectPolicy;
 use crate::cli;
@@ -21,6 +25,24 @@ use vncap_core::ticket;
 /// Relay buffer of a streaming direction (taken from a free list only while
 /// data flows: relay.rs); as large as a tuned socat's `-b 262144`.
 const RELAY_BUFFER: usize = 256 * 1024;
+
+/// Longest the cut sessions get to close at shutdown.
+const CUT_WAIT: Duration = Duration::from_secs(2);
+
+/// `--ping-*`, `--tcp-keepalive`, `--idle-timeout`, `--max-session-secs`
+/// (0 is off).
+fn limits(args: &cli::Serve) -> crate::settings::Limits {
+    let secs = |s: u32| (s > 0).then(|| Duration::from_secs(s.into()));
+    crate::settings::Limits {
+        ping: (args.ping_interval > 0).then(|| vncap_core::ws::Keepalive {
+            interval_ms: u64::from(args.ping_interval) * 1000,
+            timeout_ms: u64::from(args.ping_timeout) * 1000,
+        }),
+        tcp_keepalive: secs(args.tcp_keepalive),
+        idle: secs(args.idle_timeout),
+        max_life: secs(args.max_session_secs),
+    }
+}
 
 /// Runs the daemon; returns the process exit code.
 pub fn run(args: cli::Serve) -> i32 {
@@ -103,9 +125,18 @@ fn check_tls(args: &cli::Serve, have_tls: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// SIGHUP: reads the TLS certificate and key, and the backend TLS
-/// directory, again; a bad file keeps the old ones.
-fn reload(d: &Daemon) {
+/// SIGHUP: reads the TLS certificate and key, the backend TLS directory
+/// and the backend password file again; a bad file keeps the old ones.
+fn reload(d: &Daemon, backend_password_file: Option<&std::path::Path>) {
+    if let Some(path) = backend_password_file {
+        match read_backend_password(path) {
+            Ok(pw) => {
+                d.with_tickets(|t| t.set_backend_password(Some(pw)));
+                log::info!("reloaded the backend password from {}", path.display());
+            }
+            Err(e) => log::warn!("SIGHUP: kept the old backend password: {e}"),
+        }
+    }
     if let Some(b) = &d.settings.backend_tls {
         match b.files.reload() {
             Ok(()) => log::info!(
@@ -189,6 +220,15 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         }
     }
     let secs = |s: u32| u64::from(s) * 1000;
+    let limits = limits(&args);
+    let metrics = match &args.metrics {
+        Some(addr) => Some(
+            TcpListener::bind(addr.as_str())
+                .await
+                .map_err(|e| format!("--metrics {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     let table = ticket::Config {
         first_port: args.ports.lo,
         last_port: args.ports.hi,
@@ -208,6 +248,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
             timeout: Duration::from_secs(args.connect_timeout.into()),
             retries: args.connect_retries,
             backoff: Duration::from_millis(250),
+            keepalive: limits.tcp_keepalive,
         },
         max_sessions: args.max_sessions,
         relay_buffer: RELAY_BUFFER,
@@ -220,6 +261,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         max_message_bytes: args.max_message_bytes,
         record: args.record.clone(),
         backend_tls,
+        limits,
     };
     let d = Daemon::new(settings, table, ex.clone())
         .map_err(|e| format!("configuration: {}", e.reason()))?;
@@ -249,6 +291,14 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         args.public_address.clone(),
         d.settings.tls.clone().filter(|_| args.control_tls),
     ));
+    let metrics_note = match &metrics {
+        Some(l) => format!(
+            "; metrics on {}",
+            l.local_addr().map(|a| a.to_string()).unwrap_or_default()
+        ),
+        None => String::new(),
+    };
+    let metrics_task = metrics.map(|l| ex.spawn(crate::metrics::serve(d.clone(), l)));
     let single_note = d
         .single_port()
         .map(|p| format!("; single port {p}"))
@@ -274,7 +324,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         ),
     };
     log::info!(
-        "vncap {} ready: control on {}, entry ports {}-{} on {}{single_note}{tls_note}{backend_note}",
+        "vncap {} ready: control on {}, entry ports {}-{} on {}{single_note}{tls_note}{backend_note}{metrics_note}",
         env!("CARGO_PKG_VERSION"),
         listener.describe(),
         args.ports.lo,
@@ -282,19 +332,73 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         d.settings.listen
     );
 
-    loop {
+    let password_file = args.backend_password_file.as_deref();
+    let first = loop {
         match signals.next().await {
-            Some(Ok(Signal::Hup)) => reload(&d),
-            signal => {
-                log::info!("{signal:?}: shutting down");
-                break;
+            Some(Ok(Signal::Hup)) => reload(&d, password_file),
+            Some(Ok(signal)) => break Some(signal),
+            Some(Err(e)) => {
+                log::warn!("signals: {e}");
+                break None;
             }
+            None => break None,
         }
-    }
-    drop(control_task);
+    };
+    // Stop taking consoles; close every entry port and pending ticket.
+    d.sessions.shut_down();
     drop(single_task);
-    drop(expiry);
     d.close_all_listeners();
+    let withdrawn = d.with_tickets(|t| {
+        let ids: Vec<u64> = t.tickets().map(|x| x.id).collect();
+        ids.into_iter()
+            .filter(|&id| t.find_id(id).is_some_and(|h| t.withdraw(h).is_ok()))
+            .count()
+    });
+    let live = d.sessions.len();
+    let name = match first {
+        Some(Signal::Term) => "SIGTERM",
+        Some(Signal::Int) => "SIGINT",
+        _ => "no more signals",
+    };
+    log::info!("{name}: shutting down; {withdrawn} pending tickets closed, {live} sessions live");
+    let drain = Duration::from_secs(args.drain_timeout.into());
+    if first == Some(Signal::Term) && !drain.is_zero() && live > 0 {
+        log::info!(
+            "draining {live} sessions for up to {}s (SIGTERM again or SIGINT: at once)",
+            drain.as_secs()
+        );
+        let drained = async {
+            d.sessions.wait_empty().await;
+            "every session ended"
+        };
+        let timeout = async {
+            smol::Timer::after(drain).await;
+            "drain timeout"
+        };
+        let again = async {
+            loop {
+                match signals.next().await {
+                    Some(Ok(Signal::Hup)) => reload(&d, password_file),
+                    Some(Ok(Signal::Int)) => return "SIGINT",
+                    _ => return "second SIGTERM",
+                }
+            }
+        };
+        let why = futures_lite::future::or(drained, futures_lite::future::or(timeout, again)).await;
+        log::info!("drain over: {why}");
+    }
+    let cut = d.sessions.kill_all(crate::sessions::Ending::Restart);
+    log::info!("{cut} sessions cut");
+    if cut > 0 {
+        // Let them send their close frames and close both legs.
+        futures_lite::future::or(d.sessions.wait_empty(), async {
+            smol::Timer::after(CUT_WAIT).await;
+        })
+        .await;
+    }
+    drop(metrics_task);
+    drop(control_task);
+    drop(expiry);
     listener.cleanup();
     if let Some(path) = &args.pidfile {
         let _ = std::fs::remove_file(path);

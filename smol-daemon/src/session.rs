@@ -4,22 +4,35 @@
 //! machine answer the viewer's SecurityResult (`accept`, or `reject` with
 //! the reason the core words), relay both ways. What happens before
 //! authentication is `entry.rs`.
+//!
+//! While it relays, the session is in the registry (`sessions.rs`: `list`,
+//! `kill`, the drain) and its bytes are metered (`meter.rs`); beside the
+//! relay runs [`watch`], the session's end by vncap: a kill, the restart,
+//! `--idle-timeout`, `--max-session-secs`, and the core's WebSocket ping
+//! timer. Its end is logged once: viewer, door, backend, transport,
+//! duration, bytes each way, who ended it and why.
 
 use crate::backend;
 use crate::buffer::InBuf;
 use crate::clock::Clock;
 use crate::drive::flush;
+use crate::meter::{Direction, Meter, Metered};
 use crate::record::{self, Tag, Tap};
 use crate::relay::relay;
-use crate::settings::Settings;
+use crate::sessions::{Ending, Info, Login, Registered, Registry};
+use crate::settings::{Limits, Settings};
 use crate::transport::{ByteWrite, Plain};
 use crate::viewer::{ViewerRead, ViewerWrite};
 use crate::ws;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::TcpStream;
 use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+use vncap_core::control::{Door, Layers};
 use vncap_core::entry::{Entry, Rejection};
-use vncap_core::ticket::Ticket;
+use vncap_core::ticket::{self, Ticket};
+use vncap_core::Instant;
 
 /// A WebSocket viewer's socket buffer while its frames stream (an idle
 /// viewer's reader waits with a small one: `ws.rs`).
@@ -44,32 +57,28 @@ impl Authenticated<'_, TcpStream, TcpStream> {
     /// [`Authenticated::run`] for a viewer on TCP: a native viewer (plain
     /// RFB, no TLS, no WebSocket) is relayed with `splice(2)`, unless
     /// `--record` needs the bytes.
-    pub async fn run_tcp(self, settings: &Settings, clock: &Clock, peer: SocketAddr, door: &str) {
-        let splice = (!self.entry.layers().websocket && settings.record.is_none())
+    pub async fn run_tcp(self, at: Place<'_>, peer: SocketAddr, door: &str) {
+        let splice = (!self.entry.layers().websocket && at.settings.record.is_none())
             .then(|| self.reader.0.clone());
-        self.run_with(settings, clock, peer, door, splice).await
+        self.run_with(at, peer, door, splice).await
     }
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
     /// Backend login, SecurityResult, relay.
-    pub async fn run(self, settings: &Settings, clock: &Clock, peer: SocketAddr, door: &str) {
-        self.run_with(settings, clock, peer, door, None).await
+    pub async fn run(self, at: Place<'_>, peer: SocketAddr, door: &str) {
+        self.run_with(at, peer, door, None).await
     }
 
     /// `splice`: the viewer's plain TCP socket, when the relay may splice.
     async fn run_with(
         self,
-        settings: &Settings,
-        clock: &Clock,
+        at: Place<'_>,
         peer: SocketAddr,
         door: &str,
         splice: Option<TcpStream>,
     ) {
-        match self
-            .connect_and_relay(settings, clock, peer, door, splice)
-            .await
-        {
+        match self.connect_and_relay(at, peer, door, splice).await {
             Ok(msg) => log::info!("{peer} on {door}: {msg}"),
             Err(msg) => log::warn!("{peer} on {door}: {msg}"),
         }
@@ -77,12 +86,16 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
 
     async fn connect_and_relay(
         self,
-        settings: &Settings,
-        clock: &Clock,
+        at: Place<'_>,
         peer: SocketAddr,
         door: &str,
         splice: Option<TcpStream>,
     ) -> Result<String, String> {
+        let Place {
+            settings,
+            clock,
+            sessions,
+        } = at;
         let Authenticated {
             ticket,
             mut entry,
@@ -110,13 +123,17 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
             tls: settings.backend_tls.as_ref(),
         };
         let backend::LoggedIn {
-            reader: mut br,
+            reader: br,
             writer: mut bw,
             early: binput,
             tcp: backend_tcp,
         } = match backend::login(login, clock, rec.as_ref()).await {
             Ok(b) => b,
             Err(failure) => {
+                sessions.count_login(match failure {
+                    backend::Failure::Unreachable(_) => Login::BackendUnreachable,
+                    _ => Login::BackendRefused,
+                });
                 let why = failure.rejection();
                 return Err(refuse(&mut entry, &mut writer, why, &target).await);
             }
@@ -125,6 +142,12 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
         flush(&mut entry, &mut writer)
             .await
             .map_err(|e| format!("viewer: {e}"))?;
+        sessions.count_login(Login::Ok);
+        let layers = entry.layers();
+        let transport = Layers {
+            tls: layers.tls,
+            websocket: layers.websocket,
+        };
         if let Some(rec) = &rec {
             // SecurityResult OK.
             record::write_transcript(rec, entry.transcript(), recorded);
@@ -136,18 +159,40 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
         let mut leftover = handover.raw.to_vec();
         leftover.extend_from_slice(input.data());
         drop(input);
-        let (viewer_r, viewer_w, early) = match handover.websocket {
+        let (viewer_r, viewer_w, early, ws_handle) = match handover.websocket {
             Some(conn) => {
                 let (wr, ww) = ws::split(conn, reader.0, writer.0, &leftover, WS_INPUT_BUFFER);
                 let early = handover.early_rfb.to_vec();
-                (ViewerRead::Ws(wr), ViewerWrite::Ws(ww), early)
+                let handle = ww.handle();
+                if let Some(k) = settings.limits.ping {
+                    handle.keepalive(k, clock.now());
+                }
+                (ViewerRead::Ws(wr), ViewerWrite::Ws(ww), early, Some(handle))
             }
             None => (
                 ViewerRead::Plain(reader),
                 ViewerWrite::Plain(writer),
                 leftover,
+                None,
             ),
         };
+        // In the registry from here on, its bytes metered.
+        let meter = Meter::new(*clock);
+        let info = Info {
+            backend_host: host.to_string(),
+            backend_port: bport,
+            viewer: peer,
+            door: match ticket.entry {
+                ticket::Entry::Port(p) => Door::Port(p),
+                ticket::Entry::Token(_) => Door::Single,
+            },
+            transport,
+            started: unix_now(),
+        };
+        let reg = sessions.register(ticket.id, info, meter.clone());
+        let started = clock.now();
+        let mut br = Metered::new(br, meter.clone(), Direction::ToViewer);
+        let viewer_r = Metered::new(viewer_r, meter.clone(), Direction::ToBackend);
         let mut viewer_r = Tap::new(viewer_r, rec.as_ref(), Tag::Client);
         let mut viewer_w = Tap::new(viewer_w, rec.as_ref(), Tag::Server);
         if let Some(rec) = &rec {
@@ -157,30 +202,147 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
         write_early(&mut bw, &early)
             .await
             .map_err(|e| format!("backend: {e}"))?;
+        meter.add(Direction::ToBackend, early.len());
         write_early(&mut viewer_w, binput.data())
             .await
             .map_err(|e| format!("viewer: {e}"))?;
+        meter.add(Direction::ToViewer, binput.data().len());
         // Handshake buffers are not kept for the session's life.
         drop((binput, early));
         // Both sides plain TCP, nothing recorded (`run_tcp`): splice.
-        let end = match (splice, backend_tcp) {
-            (Some(viewer_tcp), Some(backend_tcp)) => {
-                crate::splice::relay(viewer_tcp, backend_tcp).await
-            }
-            _ => {
-                relay(
-                    (&mut viewer_r, &mut viewer_w),
-                    (&mut br, &mut bw),
-                    settings.relay_buffer,
-                )
-                .await
+        let outcome = {
+            let relayed = async {
+                Ok(match (splice, backend_tcp) {
+                    (Some(viewer_tcp), Some(backend_tcp)) => {
+                        crate::splice::relay(viewer_tcp, backend_tcp, &meter).await
+                    }
+                    _ => {
+                        relay(
+                            (&mut viewer_r, &mut viewer_w),
+                            (&mut br, &mut bw),
+                            settings.relay_buffer,
+                        )
+                        .await
+                    }
+                })
+            };
+            let cut = async {
+                Err(watch(settings.limits, clock, &reg, ws_handle.as_ref(), started).await)
+            };
+            futures_lite::future::or(relayed, cut).await
+        };
+        let (who, why) = match outcome {
+            Ok(end) => (
+                end.closed_by.to_string(),
+                end.error
+                    .map_or_else(|| "closed".to_string(), |e| e.to_string()),
+            ),
+            Err(ending) => {
+                // The relay was dropped: close both legs now.
+                viewer_w.close().await;
+                bw.close().await;
+                (ending.who().to_string(), ending.reason().to_string())
             }
         };
-        match end.error {
-            None => Ok(format!("session ended by the {}", end.closed_by)),
-            Some(e) => Ok(format!("session ended by the {} ({e})", end.closed_by)),
-        }
+        let secs = clock.now().millis_since(started) as f64 / 1000.0;
+        Ok(format!(
+            "session {} to {target} ({}) ended by the {who} ({why}) after {secs:.1}s; \
+             {} bytes to the viewer, {} bytes to the backend",
+            ticket.id,
+            transport.name(),
+            meter.to_viewer(),
+            meter.to_backend()
+        ))
     }
+}
+
+/// Where a session runs: the settings, the clock and the session registry.
+#[derive(Clone, Copy)]
+pub struct Place<'a> {
+    /// The settings.
+    pub settings: &'a Settings,
+    /// The daemon's clock.
+    pub clock: &'a Clock,
+    /// The session registry (and counters).
+    pub sessions: &'a Rc<Registry>,
+}
+
+/// Unix seconds now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Longest a close frame may wait for the viewer's socket (a relay write
+/// to a stuck viewer holds it).
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// How vncap ends a relaying session, if it does: a kill or the restart
+/// (through the registry), `--idle-timeout`, `--max-session-secs`, or a
+/// WebSocket viewer that stopped answering the core's pings. A WebSocket
+/// viewer gets a close frame saying why before this returns.
+async fn watch<W: AsyncWrite + Unpin>(
+    limits: Limits,
+    clock: &Clock,
+    reg: &Registered,
+    ws: Option<&ws::Handle<W>>,
+    started: Instant,
+) -> Ending {
+    use futures_lite::future::{or, pending};
+    let ms = |d: Duration| d.as_millis() as u64;
+    let at = |i: Instant| smol::Timer::at(clock.deadline(i));
+    let killed = async { reg.ended.recv().await.unwrap_or(Ending::Killed) };
+    let idle = async {
+        let Some(idle) = limits.idle else {
+            return pending().await;
+        };
+        loop {
+            let due = reg.meter.last_activity() + ms(idle);
+            if clock.now() >= due {
+                return Ending::Idle;
+            }
+            at(due).await;
+        }
+    };
+    let life = async {
+        let Some(life) = limits.max_life else {
+            return pending().await;
+        };
+        at(started + ms(life)).await;
+        Ending::MaxLife
+    };
+    let ping = async {
+        let Some(h) = ws else {
+            return pending().await;
+        };
+        let timeout = limits.ping.map_or(0, |k| k.timeout_ms);
+        loop {
+            let Some(due) = h.poll_timeout() else {
+                return pending().await;
+            };
+            at(due).await;
+            // A ping stuck behind a stuck viewer counts as no answer.
+            let alive = or(
+                async { h.handle_timeout(clock.now()).await.unwrap_or(false) },
+                async {
+                    smol::Timer::after(Duration::from_millis(timeout)).await;
+                    false
+                },
+            );
+            if !alive.await {
+                return Ending::NoAnswer;
+            }
+        }
+    };
+    let why = or(or(killed, idle), or(life, ping)).await;
+    if let Some(h) = ws {
+        or(h.close(why.close_code(), why.reason()), async {
+            smol::Timer::after(CLOSE_WAIT).await;
+        })
+        .await;
+    }
+    why
 }
 
 /// Tells the viewer why it cannot have its console (the core words it),

@@ -38,4 +38,20 @@ pub struct Settings {
     pub record: Option<std::path::PathBuf>,
     /// VeNCrypt toward backends (`--backend-tls-dir`; reloaded on SIGHUP).
     pub backend_tls: Option<crate::backend::Tls>,
+    /// Dead peers and session caps (`--ping-*`, `--tcp-keepalive`,
+    /// `--idle-timeout`, `--max-session-secs`).
+    pub limits: Limits,
+}
+
+/// How long peers may stay silent and sessions may live; `None` is off.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// WebSocket pings to viewers (`--ping-interval`, `--ping-timeout`).
+    pub ping: Option<vncap_core::ws::Keepalive>,
+    /// TCP keepalive idle time on both legs (`--tcp-keepalive`).
+    pub tcp_keepalive: Option<Duration>,
+    /// No byte either way for this long ends a session (`--idle-timeout`).
+    pub idle: Option<Duration>,
+    /// A session's longest life (`--max-session-secs`).
+    pub max_life: Option<Duration>,
 }

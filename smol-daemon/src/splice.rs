@@ -14,7 +14,9 @@
 //! at 16 pipes so unprivileged daemons stay under the default per-user pipe
 //! quota (`/proc/sys/fs/pipe-user-pages-soft`, 64 MiB).
 //! The generic relay (`relay.rs`) stays for every other transport.
+//! What is spliced is counted into the session's [`Meter`].
 
+use crate::meter::{Direction, Meter};
 use crate::relay::{RelayEnd, Side, Stop, YIELD_EVERY};
 use rustix::io::Errno;
 use rustix::pipe::{fcntl_setpipe_size, pipe_with, splice, PipeFlags, SpliceFlags};
@@ -64,7 +66,12 @@ fn flags() -> SpliceFlags {
 
 /// Moves bytes `from` (side `sides.0`) → `to` (side `sides.1`) until EOF
 /// or error.
-async fn pump(from: &Async<TcpStream>, to: &Async<TcpStream>, sides: (Side, Side)) -> Stop {
+async fn pump(
+    from: &Async<TcpStream>,
+    to: &Async<TcpStream>,
+    sides: (Side, Side),
+    meter: &Meter,
+) -> Stop {
     loop {
         // Idle: wait with no pipe held.
         if let Err(e) = from.readable().await {
@@ -74,7 +81,7 @@ async fn pump(from: &Async<TcpStream>, to: &Async<TcpStream>, sides: (Side, Side
             Ok(p) => p,
             Err(e) => return (sides.0, Some(e)),
         };
-        match burst(from, to, &pipe, sides).await {
+        match burst(from, to, &pipe, sides, meter).await {
             // The pipe is empty only when the burst ended cleanly.
             None => give_pipe(pipe),
             Some(stop) => return stop,
@@ -89,12 +96,20 @@ async fn burst(
     to: &Async<TcpStream>,
     (pr, pw): &(OwnedFd, OwnedFd),
     (from_side, to_side): (Side, Side),
+    meter: &Meter,
 ) -> Option<Stop> {
+    let dir = match from_side {
+        Side::Viewer => Direction::ToBackend,
+        Side::Backend => Direction::ToViewer,
+    };
     let mut splices = 0u32;
     loop {
         let mut in_pipe = match splice(from, None, pw, None, SPLICE_LEN, flags()) {
             Ok(0) => return Some((from_side, None)),
-            Ok(n) => n,
+            Ok(n) => {
+                meter.add(dir, n);
+                n
+            }
             Err(Errno::AGAIN) => return None,
             Err(Errno::INTR) => continue,
             Err(e) => return Some((from_side, Some(e.into()))),
@@ -121,13 +136,18 @@ async fn burst(
 }
 
 /// Relays viewer ⇄ backend by splicing until either side closes, then shuts
-/// both sockets' writing sides (as [`crate::relay::relay`] does).
-pub async fn relay(viewer: smol::net::TcpStream, backend: smol::net::TcpStream) -> RelayEnd {
+/// both sockets' writing sides (as [`crate::relay::relay`] does); counts
+/// into `meter`.
+pub async fn relay(
+    viewer: smol::net::TcpStream,
+    backend: smol::net::TcpStream,
+    meter: &Meter,
+) -> RelayEnd {
     let v: Arc<Async<TcpStream>> = viewer.into();
     let b: Arc<Async<TcpStream>> = backend.into();
     let (closed_by, error) = futures_lite::future::or(
-        pump(&v, &b, (Side::Viewer, Side::Backend)),
-        pump(&b, &v, (Side::Backend, Side::Viewer)),
+        pump(&v, &b, (Side::Viewer, Side::Backend), meter),
+        pump(&b, &v, (Side::Backend, Side::Viewer), meter),
     )
     .await;
     let _ = v.get_ref().shutdown(Shutdown::Write);

@@ -213,3 +213,45 @@ impl<W: AsyncWrite + Unpin> ByteWrite for WsWrite<W> {
         let _ = sock.close().await;
     }
 }
+
+/// The session's hold on a WebSocket viewer beside the relay (`session.rs`):
+/// the core's ping timer (`ws::Connection::keepalive`) and a close with a
+/// reason, each written under the socket's lock, so never inside a data
+/// frame.
+pub struct Handle<W>(Rc<Shared<W>>);
+
+impl<W> WsWrite<W> {
+    /// A handle on this connection.
+    pub fn handle(&self) -> Handle<W> {
+        Handle(self.shared.clone())
+    }
+}
+
+impl<W: AsyncWrite + Unpin> Handle<W> {
+    /// Starts the core's ping timer.
+    pub fn keepalive(&self, k: vncap_core::ws::Keepalive, now: vncap_core::Instant) {
+        self.0.conn.borrow_mut().keepalive(k, now);
+    }
+
+    /// When the ping timer runs next.
+    pub fn poll_timeout(&self) -> Option<vncap_core::Instant> {
+        self.0.conn.borrow().poll_timeout()
+    }
+
+    /// Runs the ping timer and writes what it queued; `false` when the
+    /// viewer stopped answering (its close frame is written).
+    pub async fn handle_timeout(&self, now: vncap_core::Instant) -> io::Result<bool> {
+        let alive = self.0.conn.borrow_mut().handle_timeout(now);
+        self.0.flush_control_locked().await?;
+        Ok(alive)
+    }
+
+    /// Sends a close frame with `code` and `reason` (unless one went
+    /// already), then closes the socket's writing side.
+    pub async fn close(&self, code: u16, reason: &str) {
+        let mut sock = self.0.sock.lock().await;
+        self.0.conn.borrow_mut().close(code, reason);
+        let _ = self.0.flush_control(&mut sock).await;
+        let _ = sock.close().await;
+    }
+}

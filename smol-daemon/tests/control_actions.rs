@@ -1,8 +1,8 @@
 //! The control channel's operator actions (issue 13) through the real
 //! `vncap` binary: `{"action": "list"}` and `vncap sessions` show the
-//! pending tickets (never a password or token); `kill` and `stats`, which
-//! need the session registry, answer `FAILED not supported yet` for now; an
-//! action mixed with console keys is refused. The console dialects keep
+//! pending tickets (never a password or token); `kill` and `stats` with
+//! nothing live (sessions: `operations.rs`); an action mixed with console
+//! keys is refused. The console dialects keep
 //! working beside them.
 
 mod support;
@@ -75,24 +75,25 @@ fn list_and_vncap_sessions_show_pending_tickets_without_secrets() {
 }
 
 #[test]
-fn kill_and_stats_wait_for_the_session_registry() {
+fn kill_and_stats_with_nothing_live() {
     let d = Daemon::start(&[]);
-    assert_eq!(
-        d.control_raw(b"{\"action\": \"stats\"}"),
-        "{\"status\": \"FAILED\", \"reason\": \"not supported yet\"}\n"
+    let stats = d.control_raw(b"{\"action\": \"stats\"}");
+    assert!(
+        stats.starts_with("{\"status\": \"OK\", \"vncap_sessions_active\": 0, "),
+        "{stats}"
     );
     assert_eq!(
         d.control_raw(b"{\"action\": \"kill\", \"id\": 1}\n"),
-        "{\"status\": \"FAILED\", \"reason\": \"not supported yet\"}\n"
+        "{\"status\": \"OK\", \"killed\": 0}\n"
     );
     let control = d.control.to_string();
     for args in [
         &["kill", "1", "--control", &control][..],
         &["kill", "--backend", "127.0.0.1:5900", "--control", &control],
     ] {
-        let (ok, _, err) = vncap(args);
-        assert!(!ok);
-        assert_eq!(err.trim(), "vncap kill: refused: not supported yet");
+        let (ok, out, err) = vncap(args);
+        assert!(ok, "{err}");
+        assert_eq!(out.trim(), "killed 0");
     }
     let (ok, _, err) = vncap(&["kill", "--control", &control]);
     assert!(!ok && err.contains("give an ID or --backend"), "{err}");

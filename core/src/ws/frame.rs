@@ -197,8 +197,7 @@ impl Decoder {
     /// a close frame.
     pub fn ping(&mut self, payload: &[u8]) {
         let payload = payload.get(..MAX_CONTROL_PAYLOAD).unwrap_or(payload);
-        if self.close_sent || self.out.capacity() - self.out.len() < 2 * (2 + MAX_CONTROL_PAYLOAD)
-        {
+        if self.close_sent || self.out.capacity() - self.out.len() < 2 * (2 + MAX_CONTROL_PAYLOAD) {
             return;
         }
         let (h, n) = header(Opcode::Ping, true, payload.len() as u64);
