@@ -246,7 +246,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
         };
         let secs = clock.now().millis_since(started) as f64 / 1000.0;
         Ok(format!(
-            "session {} to {target} ({}) ended by the {who} ({why}) after {secs:.1}s; \
+            "session ended by the {who} ({why}); id {}, backend {target}, {}, {secs:.1}s, \
              {} bytes to the viewer, {} bytes to the backend",
             ticket.id,
             transport.name(),
@@ -337,7 +337,7 @@ async fn watch<W: AsyncWrite + Unpin>(
     };
     let why = or(or(killed, idle), or(life, ping)).await;
     if let Some(h) = ws {
-        or(h.close(why.close_code(), why.reason()), async {
+        or(h.close(why.close_code(), why.close_reason()), async {
             smol::Timer::after(CLOSE_WAIT).await;
         })
         .await;

@@ -34,19 +34,27 @@ impl Ending {
     pub fn who(self) -> &'static str {
         match self {
             Ending::Killed => "operator",
-            Ending::Restart => "shutdown",
+            Ending::Restart => "restart",
             Ending::Idle | Ending::MaxLife | Ending::NoAnswer => "proxy",
         }
     }
 
-    /// Why, for the log and a WebSocket viewer's close frame.
+    /// Why, for the log.
     pub fn reason(self) -> &'static str {
         match self {
-            Ending::Killed => "session ended by the operator",
+            Ending::Killed => "killed over the control channel",
             Ending::Restart => "the proxy is restarting",
             Ending::Idle => "idle timeout",
             Ending::MaxLife => "session time limit reached",
             Ending::NoAnswer => vncap_core::ws::connection::NO_ANSWER,
+        }
+    }
+
+    /// Why, as a WebSocket viewer's close frame says it.
+    pub fn close_reason(self) -> &'static str {
+        match self {
+            Ending::Killed => "session ended by the operator",
+            other => other.reason(),
         }
     }
 

@@ -11,3 +11,7 @@ pub mod harness;
 pub mod pair;
 pub mod peer;
 pub mod viewer;
+
+/// The WebSocket peer's crate, for tests that read frames by hand
+/// ([`viewer::WsStream::websocket`]).
+pub use tungstenite;

@@ -81,6 +81,8 @@ impl Daemon {
     pub fn spawn_until(args: &[&str], ports: (u16, u16), ready: &str) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_vncap"))
             .args(args)
+            // Not the journal: lines carry their timestamp (operations.rs).
+            .env_remove("JOURNAL_STREAM")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -158,6 +160,25 @@ impl Daemon {
             .trim_end()
             .parse()
             .unwrap_or_else(|_| panic!("expected a port, got {reply:?}"))
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for its exit (SIGKILL after [`PATIENCE`]).
+    pub fn wait_exit(mut self) -> ExitStatus {
+        let (done, watch) = channel::<()>();
+        let pid = self.child.id();
+        std::thread::spawn(move || {
+            if let Err(RecvTimeoutError::Timeout) = watch.recv_timeout(PATIENCE) {
+                signal(pid, "KILL");
+            }
+        });
+        let status = self.child.wait().expect("wait for vncap");
+        let _ = done.send(());
+        status
     }
 
     /// Sends the signal `sig` (`HUP`, `TERM`, ...).
