@@ -1,7 +1,9 @@
 //! The daemon's shared state and its one owner of the ticket table: the
 //! table, the entry listeners' tasks (closed when the core says a ticket
 //! went), connection slots, and the single expiry timer. It knows nothing
-//! of entry points or sessions (`entry.rs` opens the doors).
+//! of entry points or sessions (`entry.rs` opens the doors); it holds the
+//! session registry (`sessions.rs`) for the control channel and the
+//! drain.
 //! Everything runs on one thread (a smol `LocalExecutor`), so the table is a
 //! `RefCell` borrowed briefly and never across an `.await`.
 

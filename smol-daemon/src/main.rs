@@ -21,7 +21,7 @@
 //! | `daemon.rs` | shared state: the ticket table, entry listeners' tasks, connection slots, expiry |
 //! | `control.rs` | the control channel |
 //! | `entry.rs` | entry points (opening a ticket's port, the single port): the driver of the core's entry machine, one viewer up to its authentication |
-//! | `session.rs` | an authenticated viewer: backend login, SecurityResult, relay (settings and clock only, no daemon) |
+//! | `session.rs` | an authenticated viewer: backend login, SecurityResult, relay, and its end by vncap (kill, restart, idle, max life, pings) (settings, clock and session registry: `session::Place`, no daemon) |
 //! | `backend.rs` | reaching a backend (resolve, timeout, retries) and logging in (`backend::login`: the core's `rfb::client`, VeNCrypt's TLS hand-off) |
 //! | `flashpolicy.rs` | `vncap flashpolicy` |
 //! | `request.rs` | `vncap request` |

@@ -102,6 +102,9 @@ fn check_limits(args: &cli::Serve) -> Result<(), String> {
         1,
         crate::daemon::MAX_TICKETS,
     )?;
+    if args.ping_interval > 0 && args.ping_timeout == 0 {
+        return Err("--ping-timeout 0: must be at least 1 (or --ping-interval 0)".into());
+    }
     if args.max_message_bytes == 0 {
         return Err("--max-message-bytes 0: must be at least 1".into());
     }

@@ -522,3 +522,9 @@ fn in_the_journal_lines_carry_no_timestamp_or_pid() {
     let _ = child.wait();
     assert!(first.starts_with("INFO serve: vncap "), "{first:?}");
 }
+
+#[test]
+fn a_ping_timeout_of_zero_is_refused_at_startup() {
+    support::startup_fails(&["--ping-timeout", "0"], "--ping-timeout 0");
+    support::startup_fails(&["--metrics", "127.0.0.1:notaport"], "--metrics");
+}
