@@ -325,6 +325,26 @@ pub enum Error {
     Rejected,
 }
 
+impl Error {
+    /// The variant's name, for logs that cannot format (defmt).
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Error::Closed => "closed",
+            Error::TlsNotOffered => "TLS not offered",
+            Error::UnknownProtocol => "unknown protocol",
+            Error::NotWebSocketInsideTls => "not WebSocket inside TLS",
+            Error::TimedOut => "timed out",
+            Error::Policy(_) => "Flash policy",
+            Error::Handshake(_) => "WebSocket handshake",
+            Error::Frame(_) => "WebSocket frame",
+            Error::Refused(_) => "refused",
+            Error::Rfb(_) => "RFB handshake",
+            Error::WrongPassword => "wrong password",
+            Error::Rejected => "rejected",
+        }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -725,7 +745,7 @@ impl<'a> Entry<'a> {
 
     fn fail(&mut self, e: Error) -> Error {
         if self.error.is_none() {
-            debug!("entry: {}", e);
+            debug!("entry: {}", e.name());
             self.error = Some(e);
             self.state = State::Done;
             let why = match e {
