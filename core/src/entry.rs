@@ -723,7 +723,7 @@ impl<'a> Entry<'a> {
         table: &mut Table<S>,
     ) -> Option<Attempt> {
         match (self.error, self.admitted) {
-            (Some(Error::WrongPassword), Some(h)) => table.failed_attempt(h).ok(),
+            (Some(Error::WrongPassword), Some(h)) => table.failed_attempt(h, self.config.peer).ok(),
             _ => None,
         }
     }
