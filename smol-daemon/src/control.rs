@@ -143,7 +143,13 @@ async fn connection<R, W>(
 {
     let (mut r, mut w) = (Plain(r), Plain(w));
     let mut proxy = Host::new();
-    let _ = proxy.push_str(&proxy_address[..proxy_address.len().min(control::HOST_CAP)]);
+    // --public-address is checked at startup (ASCII, at most HOST_CAP); the
+    // cut stays on a character boundary whatever comes here.
+    let cut = (0..=proxy_address.len().min(control::HOST_CAP))
+        .rev()
+        .find(|&i| proxy_address.is_char_boundary(i))
+        .unwrap_or(0);
+    let _ = proxy.push_str(&proxy_address[..cut]);
     let mut ctl = Control::new(control::Config {
         max_timeout_ms: d.max_ticket_timeout_ms(),
         proxy_address: proxy,
