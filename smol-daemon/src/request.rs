@@ -61,7 +61,7 @@ async fn request(args: &cli::Request) -> Result<String, String> {
     let mut line = [0u8; 4096];
     let n = write_request(&ask, &mut line).map_err(|e| e.reason().to_string())?;
     let request = &line[..n];
-    let connecting = |e: std::io::Error| format!("{}: {e}", args.control);
+    let connecting = |e: std::io::Error| format!("--control {}: {e}", args.control);
     let reply = if let Some(path) = args.control.strip_prefix("unix:") {
         if args.control_tls {
             return Err("--control-tls is for a HOST:PORT control channel".into());
@@ -87,10 +87,15 @@ async fn request(args: &cli::Request) -> Result<String, String> {
     }?;
     let answer = parse_reply(dialect, &reply).map_err(|e| e.reason().to_string())?;
     if !answer.ok {
-        return Err(format!(
-            "refused: {}",
-            answer.reason.as_deref().unwrap_or("no reason given")
-        ));
+        let reason = answer.reason.as_deref().unwrap_or("no reason given");
+        // The daemon knows its maximum; name the option and the usual one.
+        let hint = match args.timeout {
+            Some(t) if reason.contains("timeout") => format!(
+                " (--timeout {t}: at most the daemon's --max-ticket-timeout, 300 unless configured)"
+            ),
+            _ => String::new(),
+        };
+        return Err(format!("refused: {reason}{hint}"));
     }
     let port = answer.port.ok_or("the reply has no port")?;
     let password = answer
