@@ -499,6 +499,51 @@ mod tests {
         );
     }
 
+    /// A settings file is an operator's, not a peer's, but a typo must get
+    /// an error, never a panic: the shipped file and TOML's corner cases,
+    /// cut short at every byte and with bytes replaced (a bounded,
+    /// deterministic sweep).
+    #[test]
+    fn damaged_files_get_errors_not_panics() {
+        let shipped = include_str!("../../dist/vncap.toml").replace("\n#", "\n");
+        let corners = r#"a = "\u00e9\""
+b = '''x
+y'''
+c = [1, [2]]
+d = {e = 1}
+[t]
+[[u]]
+f.g = 1
+h = 1979-05-27
+i = 0x1F
+j = inf
+k = "\q"
+é = 1
+"#;
+        let options = Options::of::<Serve>("serve");
+        let mut seed = 0x2545_f491_u32;
+        let alphabet = b"=\"'[]{}.,#\n\\ 0a-";
+        for base in [shipped.as_str(), corners] {
+            let bytes = base.as_bytes();
+            for cut in 0..=bytes.len() {
+                let text = String::from_utf8_lossy(&bytes[..cut]);
+                let _ = to_args::<Serve>("serve", &options, Path::new("f"), &text, &[]);
+            }
+            for _ in 0..300 {
+                let mut b = bytes.to_vec();
+                for _ in 0..3 {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    let i = seed as usize % b.len();
+                    b[i] = alphabet[(seed >> 8) as usize % alphabet.len()];
+                }
+                let text = String::from_utf8_lossy(&b);
+                let _ = to_args::<Serve>("serve", &options, Path::new("f"), &text, &[]);
+            }
+        }
+    }
+
     #[test]
     fn expand_puts_the_file_first() {
         let dir = std::env::temp_dir().join(format!("vncap-config-{}", std::process::id()));
