@@ -137,6 +137,49 @@ fn a_listen_address_this_host_lacks_fails_at_startup() {
     );
 }
 
+/// Port 843 without the right (as `nobody`, through setpriv: needs root,
+/// as CI is; skipped otherwise): the error says how to get it. The bind
+/// fails, so no fixed port is ever held.
+#[test]
+fn privileged_port_without_the_right_says_how_to_get_it() {
+    let unprivileged_start =
+        std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .unwrap_or(1024);
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n");
+    if root.ok() != Some(true) || unprivileged_start <= 843 {
+        eprintln!("skipped: needs root for setpriv, and port 843 privileged");
+        return;
+    }
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            BIN,
+        ])
+        .args(["flashpolicy", "--listen", "127.0.0.1"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("setpriv");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "--listen 127.0.0.1:843: ",
+        "root",
+        "CAP_NET_BIND_SERVICE",
+        "vncap-flashpolicy.socket",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+}
+
 #[test]
 fn busy_entry_ports_are_counted_at_startup() {
     let ports = port_block();
