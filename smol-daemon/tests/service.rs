@@ -461,6 +461,73 @@ fn shipped_settings_and_uci_files_name_every_option() {
     }
 }
 
+/// The OpenWrt init script under stand-ins for UCI and procd (this machine
+/// has neither): UCI options become serve's arguments, switches by
+/// vncap's own `--help`, lists repeated, '0' switches left out.
+#[test]
+fn openwrt_init_script_maps_uci_options_to_arguments() {
+    let dir = scratch("openwrt");
+    let out = dir.join("command");
+    let harness = r#"
+uci() {
+  case "$3" in
+  vncap.main) cat <<'EOF'
+vncap.main=vncap
+vncap.main.enabled='1'
+vncap.main.control='127.0.0.1:0'
+vncap.main.ports='20000-20007'
+vncap.main.require_tls='0'
+vncap.main.control_tls='1'
+vncap.main.allowed_origin='https://a.example' 'https://b.example'
+vncap.main.domain='*'
+vncap.main.max_sessions='7'
+EOF
+  ;;
+  esac
+}
+config_load() { :; }
+config_get_bool() { if [ "$2" = main ]; then eval "$1=1"; else eval "$1=0"; fi; }
+config_get() { eval "$1="; }
+procd_open_instance() { :; }
+procd_close_instance() { :; }
+procd_set_param() { if [ "$1" = command ]; then shift; printf '%s\n' "$@" > "$OUT"; fi; }
+procd_append_param() { if [ "$1" = command ]; then shift; printf '%s\n' "$@" >> "$OUT"; fi; }
+user_exists() { return 0; }
+. "$INIT"
+PROG="$VNCAP"
+start_service
+"#;
+    let status = Command::new("sh")
+        .args(["-e", "-c", harness])
+        .env("INIT", dist("openwrt/vncap.init"))
+        .env("VNCAP", BIN)
+        .env("OUT", &out)
+        .current_dir(&dir)
+        .status()
+        .expect("sh");
+    assert!(status.success());
+    let command = std::fs::read_to_string(&out).unwrap();
+    let want = [
+        BIN,
+        "serve",
+        "--control",
+        "127.0.0.1:0",
+        "--ports",
+        "20000-20007",
+        "--control-tls",
+        "--allowed-origin",
+        "https://a.example",
+        "--allowed-origin",
+        "https://b.example",
+        "--domain",
+        "*",
+        "--max-sessions",
+        "7",
+    ];
+    assert_eq!(command.lines().collect::<Vec<_>>(), want);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Runs vncap `args` with `listener` as descriptor 3 and `LISTEN_PID`
 /// naming it, as systemd's socket activation does (python3 sets it up and
 /// execs, since a socket has to survive exec), and `NOTIFY_SOCKET` bound by
