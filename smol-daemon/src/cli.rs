@@ -41,7 +41,7 @@ pub enum Command {
 pub struct Serve {
     /// settings file: TOML whose keys are these long option names
     /// (`max-sessions = 256`, `require-tls = true`, `allowed-origin = [...]`);
-    /// the command line overrides it
+    /// the command line overrides it (default: none)
     #[argh(option, arg_name = "file")]
     pub config: Option<PathBuf>,
     /// control channel: HOST:PORT, or unix:PATH for a Unix socket (mode 0600)
@@ -77,7 +77,7 @@ pub struct Serve {
     #[argh(option, arg_name = "file")]
     pub cert: Option<PathBuf>,
     /// PEM private key of --cert (PKCS#8, PKCS#1 or SEC1); both files are
-    /// read again on SIGHUP
+    /// read again on SIGHUP (default: no TLS)
     #[argh(option, arg_name = "file")]
     pub key: Option<PathBuf>,
     /// entry points accept TLS connections only, whatever a request asked
@@ -226,10 +226,11 @@ pub struct Request {
     #[argh(switch)]
     pub tls: bool,
     /// the control channel speaks TLS (serve --control-tls); needs --ca
+    /// (default: plain)
     #[argh(switch)]
     pub control_tls: bool,
     /// PEM certificates to trust for --control-tls: the CA, or the daemon's
-    /// self-signed --cert itself
+    /// self-signed --cert itself (default: none)
     #[argh(option, arg_name = "file")]
     pub ca: Option<PathBuf>,
     /// preferred entry port (default: the daemon picks one)
