@@ -22,6 +22,9 @@ have node     || need_apt+=(nodejs)
 # openssl: the interop suite's self-signed certificate for wss.
 have openssl  || need_apt+=(openssl)
 have npm      || need_apt+=(npm)
+# systemd-analyze: the package step verifies the units (offline: systemd
+# need not run as PID 1).
+have systemd-analyze || need_apt+=(systemd)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -70,3 +73,10 @@ fi
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+# cargo-deb (pinned): the package step of tests/run.sh (dist/test-package.sh).
+CARGO_DEB_VERSION=3.8.0
+if [ "$(cargo deb --version 2>/dev/null | awk '{print $NF}')" != "$CARGO_DEB_VERSION" ]; then
+  echo "setup: cargo install cargo-deb --version $CARGO_DEB_VERSION --locked"
+  cargo install -q cargo-deb --version "$CARGO_DEB_VERSION" --locked
+fi

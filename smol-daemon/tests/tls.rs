@@ -187,14 +187,20 @@ fn tls_only_console_refuses_a_plain_viewer_with_the_reason() {
     let cert = Cert::new();
     let mut d = cert.daemon(&[]);
     let port = d.gwm_request_tls(backend.addr(), "only", false, true);
+    // A native viewer on plain TCP is offered VeNCrypt (X509Vnc) alone:
+    // TLS inside RFB, from vncap's certificate. This test viewer speaks
+    // VNC authentication only, so it finds nothing it can use.
     let plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
     plain.set_read_timeout(Some(PATIENCE)).unwrap();
     match Viewer::handshake(plain, &ViewerConfig::password("only")) {
-        Err(ViewerError::Refused { reason }) => {
-            assert_eq!(reason, "this console is offered over TLS only")
-        }
-        other => panic!("expected a refusal, got {:?}", other.err()),
+        Err(ViewerError::Unsupported { offered }) => assert_eq!(offered, [19]),
+        other => panic!("expected VeNCrypt alone, got {:?}", other.err()),
     }
+    // A plain WebSocket is refused with the reason.
+    assert_eq!(
+        refused_over_plain_websocket(port),
+        "this console is offered over TLS only"
+    );
     d.wait_log(|l| l.contains("refused: this console is offered over TLS only"));
     // The refusal burnt nothing: the TLS viewer still gets in.
     let mut viewer = Viewer::handshake(cert.connect(port), &ViewerConfig::password("only"))
@@ -464,13 +470,12 @@ fn require_tls_refuses_every_plain_viewer() {
     );
     let port: u16 = d.control_raw(line.as_bytes()).trim().parse().unwrap();
 
+    // A native viewer on plain TCP is offered VeNCrypt alone.
     let plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
     plain.set_read_timeout(Some(PATIENCE)).unwrap();
     match Viewer::handshake(plain, &ViewerConfig::password("req")) {
-        Err(ViewerError::Refused { reason }) => {
-            assert_eq!(reason, "this console is offered over TLS only")
-        }
-        other => panic!("expected a refusal, got {:?}", other.err()),
+        Err(ViewerError::Unsupported { offered }) => assert_eq!(offered, [19]),
+        other => panic!("expected VeNCrypt alone, got {:?}", other.err()),
     }
     assert_eq!(
         refused_over_plain_websocket(port),
