@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tests/run.sh needs on a fresh Debian machine: system packages
-# for the real-peer suites and the benchmark (TigerVNC, socat, websockify, ...), Rust components. Idempotent:
+# for the real-peer suites and the benchmark (TigerVNC's server and viewer,
+# Xvfb, socat, websockify, ...), Rust components. Idempotent:
 # whatever is already there is left alone. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -18,6 +19,10 @@ have chromium || need_apt+=(chromium)
 have qemu-system-x86_64 || need_apt+=(qemu-system-x86)
 # xsetroot: paints the interop suite's Xvnc root a known solid colour.
 have xsetroot || need_apt+=(x11-xserver-utils)
+# TigerVNC's viewer under Xvfb (VeNCrypt X509Vnc to vncap); its window is
+# screenshotted by Pillow over XCB (xshot.py; Pillow comes with vncdotool).
+have xtigervncviewer || need_apt+=(tigervnc-viewer)
+have Xvfb     || need_apt+=(xvfb)
 have node     || need_apt+=(nodejs)
 # openssl: the interop suite's self-signed certificate for wss.
 have openssl  || need_apt+=(openssl)
@@ -31,8 +36,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "setup: apt-get install ${need_apt[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # Other engineers' installs may hold the dpkg lock: wait for it (10 min).
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 # vncdotool: a real, independent VNC viewer (tests/peers.rs logs it in to the
