@@ -222,7 +222,7 @@ proptest! {
                 }
                 Op::Fail(i) => {
                     let Some(&h) = handles.get(i) else { continue };
-                    let r = table.failed_attempt(h);
+                    let r = table.failed_attempt(h, "192.0.2.1".parse().unwrap());
                     match live.get(&h).copied() {
                         Some((port, _)) => {
                             if r == Ok(Attempt::Gone) {
@@ -293,5 +293,60 @@ proptest! {
         }
         prop_assert_eq!(table.free_ports(), 4);
         prop_assert!(table.check_invariants());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+    /// The guessing bound of the per-address rule, whatever order the
+    /// addresses guess in: a ticket checks at most `attempts ×
+    /// failing_sources` wrong passwords before it is gone; an address out
+    /// of guesses is refused from then on; an address that never guessed
+    /// wrong is admitted as long as the ticket lives.
+    #[test]
+    fn guesses_per_ticket_are_bounded(
+        guesses in prop::collection::vec(0u8..12, 1..80),
+        attempts in 1u8..4,
+        sources in 1u8..6,
+    ) {
+        let cfg = ticket::Config {
+            first_port: 7000,
+            last_port: 7000,
+            attempts,
+            failing_sources: sources,
+            ..ticket::Config::default()
+        };
+        let mut table = Table::new(cfg, [const { ticket::Slot::new() }; 1]).unwrap();
+        let now = Instant::from_millis(0);
+        let h = table.issue(now, &request(None, 0), &[3u8; ticket::RANDOM_LEN]).unwrap().handle;
+        let viewer = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+        let mut checked = 0u32;
+        let mut per: HashMap<u8, u8> = HashMap::new();
+        let mut gone = false;
+        for g in guesses {
+            let peer = IpAddr::V4(Ipv4Addr::new(192, 0, 2, g));
+            match table.lookup(Lookup::Port(7000), peer, now) {
+                Ok(_) => {
+                    prop_assert!(!gone);
+                    prop_assert!(per.get(&g).copied().unwrap_or(0) < attempts, "a blocked address was admitted");
+                    checked += 1;
+                    *per.entry(g).or_default() += 1;
+                    if table.failed_attempt(h, peer).unwrap() == Attempt::Gone {
+                        gone = true;
+                    }
+                }
+                Err(ticket::Error::TooManyGuesses) => {
+                    prop_assert_eq!(per.get(&g).copied(), Some(attempts));
+                }
+                Err(ticket::Error::NoSuchTicket) => prop_assert!(gone),
+                Err(e) => prop_assert!(false, "{e:?}"),
+            }
+            prop_assert!(checked <= u32::from(attempts) * u32::from(sources));
+            prop_assert_eq!(table.lookup(Lookup::Port(7000), viewer, now).is_ok(), !gone);
+        }
+        let blocked = per.values().filter(|&&n| n >= attempts).count();
+        let total: u32 = per.values().map(|&n| u32::from(n)).sum();
+        let limit = u32::from(attempts) * u32::from(sources);
+        prop_assert_eq!(gone, blocked >= usize::from(sources) || total >= limit || per.len() > ticket::MAX_FAILING_SOURCES);
     }
 }

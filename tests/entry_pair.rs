@@ -14,8 +14,8 @@ use vncap_core::ticket::{self, Attempt};
 use vncap_core::Instant;
 use vncap_tests::fixture::{Dir, Fixture};
 use vncap_tests::pair::{
-    client_frame, client_payloads, server_payloads, table_config, Backend, Pair, CHALLENGE,
-    HANDSHAKE_MS,
+    client_frame, client_payloads, server_payloads, table_config, tls_config, Backend, Pair,
+    CHALLENGE, HANDSHAKE_MS,
 };
 
 const NATIVE: &str = r#"{"daddr": "node1", "dport": 5900, "password": "secret", "ws": false}"#;
@@ -202,7 +202,7 @@ fn a_native_viewer_on_a_websocket_only_console_is_told_why() {
 fn a_plain_websocket_on_a_tls_only_console_is_told_why_inside_the_websocket() {
     let tls_only =
         r#"{"daddr": "node1", "dport": 5900, "password": "secret", "ws": true, "tls": true}"#;
-    let (mut p, _) = Pair::new(tls_only, 0);
+    let (mut p, _) = Pair::with_config(tls_only, 0, tls_config(), CHALLENGE);
     p.deliver(&upgrade("/websockify"));
     assert!(p.to_viewer.starts_with(b"HTTP/1.1 101 "));
     p.deliver(&client_frame(VERSION, [1, 2, 3, 4], false));
@@ -260,14 +260,14 @@ fn the_single_port_answers_an_unknown_token_with_404() {
 #[test]
 fn tls_is_asked_for_and_inside_only_websocket_or_silence() {
     let hello = Fixture::load("sniff/tls-clienthello.txt").stream(Dir::Client);
-    let (mut p, _) = Pair::new(SNIFFING, 0);
+    let (mut p, _) = Pair::with_config(SNIFFING, 0, tls_config(), CHALLENGE);
     p.tls_answered = false;
     p.deliver(&hello);
     assert_eq!(p.events, [Event::StartTls]);
     assert_eq!(p.pending, hello, "the ClientHello is left for TLS");
 
     // Inside TLS: a silence is a native viewer.
-    let (mut p, _) = Pair::new(SNIFFING, 0);
+    let (mut p, _) = Pair::with_config(SNIFFING, 0, tls_config(), CHALLENGE);
     p.deliver(&hello);
     p.pending.clear(); // TLS took it
     p.advance(sniff::SILENCE_TIMEOUT_MS);
@@ -275,7 +275,7 @@ fn tls_is_asked_for_and_inside_only_websocket_or_silence() {
     assert!(p.entry.layers().tls);
 
     // Inside TLS: a second ClientHello is nothing vncap serves.
-    let (mut p, _) = Pair::new(SNIFFING, 0);
+    let (mut p, _) = Pair::with_config(SNIFFING, 0, tls_config(), CHALLENGE);
     p.deliver(&hello);
     p.deliver(&[]);
     assert_eq!(p.error, Some(Error::NotWebSocketInsideTls));
@@ -283,14 +283,77 @@ fn tls_is_asked_for_and_inside_only_websocket_or_silence() {
 
 #[test]
 fn without_a_certificate_a_client_hello_gets_an_alert() {
-    let config = ticket::Config {
-        tls: false,
-        ..table_config()
-    };
-    let (mut p, _) = Pair::with_config(SNIFFING, 0, config, CHALLENGE);
+    let (mut p, _) = Pair::new(SNIFFING, 0);
     p.deliver(&Fixture::load("sniff/tls-clienthello.txt").stream(Dir::Client));
     assert_eq!(p.error, Some(Error::TlsNotOffered));
     assert_eq!(p.to_viewer, sniff::TLS_HANDSHAKE_FAILURE);
+}
+
+/// The VeNCrypt exchange of a native viewer choosing X509Vnc: type 19,
+/// version 0.2, subtype 261.
+fn vencrypt_choice() -> Vec<u8> {
+    let mut v = VERSION.to_vec();
+    v.push(19);
+    v.extend_from_slice(&[0, 2]);
+    v.extend_from_slice(&261u32.to_be_bytes());
+    v
+}
+
+#[test]
+fn with_a_certificate_native_viewers_are_offered_vencrypt_x509vnc() {
+    let (mut p, _) = Pair::with_config(NATIVE, 0, tls_config(), CHALLENGE);
+    p.tls_answered = false;
+    p.deliver(&vencrypt_choice());
+    let mut want = VERSION.to_vec();
+    want.extend_from_slice(&[2, 19, 2]); // VeNCrypt first, VNC authentication beside it
+    want.extend_from_slice(&[0, 2]); // VeNCrypt 0.2
+    want.extend_from_slice(&[0, 1]); // version accepted, one subtype
+    want.extend_from_slice(&261u32.to_be_bytes()); // X509Vnc, never None/Plain/anonymous
+    want.push(1); // subtype accepted: TLS now
+    assert_eq!(p.to_viewer, want);
+    assert_eq!(p.events, [Event::Admit, Event::StartTls]);
+    assert!(p.pending.is_empty());
+
+    // After TLS (run by the driver), VNC authentication inside it.
+    p.entry.tls_started(p.now);
+    p.deliver(&[]);
+    let mut response = des::response(b"secret", &CHALLENGE).to_vec();
+    assert!(
+        p.to_viewer.ends_with(&CHALLENGE),
+        "the challenge, inside TLS"
+    );
+    p.deliver(&response);
+    assert!(p.relay.is_some(), "{:?}", p.error);
+    assert!(p.entry.layers().tls || p.ticket.is_some());
+
+    // A plain VNC authentication is still offered beside it.
+    let (mut p, _) = Pair::with_config(NATIVE, 0, tls_config(), CHALLENGE);
+    response = login("secret");
+    p.deliver(&response);
+    assert!(p.relay.is_some(), "{:?}", p.error);
+}
+
+#[test]
+fn a_tls_only_native_console_offers_vencrypt_alone() {
+    let tls_only =
+        r#"{"daddr": "node1", "dport": 5900, "password": "secret", "ws": false, "tls": true}"#;
+    let (mut p, issued) = Pair::with_config(tls_only, 0, tls_config(), CHALLENGE);
+    // It may be reached by a TLS tunnel, so its port sniffs; a silence is a
+    // native viewer, who is admitted because VeNCrypt will carry it.
+    p.advance(sniff::SILENCE_TIMEOUT_MS);
+    p.deliver(VERSION);
+    let mut want = VERSION.to_vec();
+    want.extend_from_slice(&[1, 19]);
+    assert_eq!(p.to_viewer, want);
+    // Plain VNC authentication is refused.
+    p.deliver(&[2]);
+    assert_eq!(
+        p.error,
+        Some(Error::Rfb(
+            vncap_core::rfb::server::Error::SecurityTypeRefused
+        ))
+    );
+    assert!(p.table.get(issued.handle).is_some(), "nothing burnt");
 }
 
 #[test]

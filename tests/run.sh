@@ -34,6 +34,9 @@ step "no_std consumer links vncap-core (no std, no alloc)"
 step "cargo test (workspace)"
 cargo test --workspace --locked
 
+step "Debian package: cargo deb, dpkg -i, installed files, systemd-analyze verify/security"
+bash dist/test-package.sh
+
 step "real-peer interop (noVNC in Chromium, vncdotool, Xvnc, QEMU)"
 VNCAP_SKIP_SETUP=1 bash tests/interop/run.sh
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what tests/run.sh needs on a fresh Debian machine: system packages
-# for the real-peer suites and the benchmark (TigerVNC, socat, websockify, ...), Rust components. Idempotent:
+# for the real-peer suites and the benchmark (TigerVNC's server and viewer,
+# Xvfb, socat, websockify, ...), Rust components. Idempotent:
 # whatever is already there is left alone. Needs root (or sudo) for apt-get.
 set -euo pipefail
 
@@ -18,18 +19,26 @@ have chromium || need_apt+=(chromium)
 have qemu-system-x86_64 || need_apt+=(qemu-system-x86)
 # xsetroot: paints the interop suite's Xvnc root a known solid colour.
 have xsetroot || need_apt+=(x11-xserver-utils)
+# TigerVNC's viewer under Xvfb (VeNCrypt X509Vnc to vncap); its window is
+# screenshotted by Pillow over XCB (xshot.py; Pillow comes with vncdotool).
+have xtigervncviewer || need_apt+=(tigervnc-viewer)
+have Xvfb     || need_apt+=(xvfb)
 have node     || need_apt+=(nodejs)
 # openssl: the interop suite's self-signed certificate for wss.
 have openssl  || need_apt+=(openssl)
 have npm      || need_apt+=(npm)
+# systemd-analyze: the package step verifies the units (offline: systemd
+# need not run as PID 1).
+have systemd-analyze || need_apt+=(systemd)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "setup: apt-get install ${need_apt[*]}"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  # Other engineers' installs may hold the dpkg lock: wait for it (10 min).
+  $SUDO apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 # vncdotool: a real, independent VNC viewer (tests/peers.rs logs it in to the
@@ -78,3 +87,10 @@ fi
 
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+
+# cargo-deb (pinned): the package step of tests/run.sh (dist/test-package.sh).
+CARGO_DEB_VERSION=3.8.0
+if [ "$(cargo deb --version 2>/dev/null | awk '{print $NF}')" != "$CARGO_DEB_VERSION" ]; then
+  echo "setup: cargo install cargo-deb --version $CARGO_DEB_VERSION --locked"
+  cargo install -q cargo-deb --version "$CARGO_DEB_VERSION" --locked
+fi

@@ -192,6 +192,28 @@ fn bad_requests_get_real_http_answers() {
     );
 }
 
+/// A header that names one thing, sent twice, is refused: a proxy in
+/// front and vncap could each believe a different one (the Origin check,
+/// the Host a balancer routed on).
+#[test]
+fn headers_that_must_come_once_are_refused_when_repeated() {
+    for twice in [
+        "Host: other:7001\r\n",
+        "Origin: http://evil.example\r\nOrigin: http://gwm.example\r\n",
+        "Upgrade: websocket\r\n",
+        "Sec-WebSocket-Version: 13\r\n",
+    ] {
+        bad(&request(twice), Error::DuplicateHeader);
+    }
+    // Lists are not repeats: one Origin, two subprotocol headers are fine.
+    let t = go(
+        Config::default(),
+        request("Origin: http://gwm.example\r\nSec-WebSocket-Protocol: binary\r\nSec-WebSocket-Protocol: base64\r\n").as_bytes(),
+        accept,
+    );
+    assert_eq!(t.error, None);
+}
+
 #[test]
 fn wrong_version_is_426_with_version_13() {
     let r = request("");

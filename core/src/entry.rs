@@ -275,8 +275,9 @@ pub struct Incoming<'a> {
 /// What the entry machine reports to its driver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Event {
-    /// A TLS ClientHello arrived: run TLS over the connection (starting with
-    /// the unconsumed input), then call [`Entry::tls_started`].
+    /// Run TLS over the connection (starting with the unconsumed input),
+    /// then call [`Entry::tls_started`]: a TLS ClientHello arrived, or a
+    /// native viewer chose VeNCrypt (X509Vnc) and RFB goes on inside TLS.
     StartTls,
     /// The layers are known: decide with [`Entry::admit_from`] or
     /// [`Entry::admit`].
@@ -322,6 +323,26 @@ pub enum Error {
     /// The driver called [`Entry::reject`] (or the ticket went before
     /// [`Entry::take_ticket`]): SecurityResult failed with the reason.
     Rejected,
+}
+
+impl Error {
+    /// The variant's name, for logs that cannot format (defmt).
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Error::Closed => "closed",
+            Error::TlsNotOffered => "TLS not offered",
+            Error::UnknownProtocol => "unknown protocol",
+            Error::NotWebSocketInsideTls => "not WebSocket inside TLS",
+            Error::TimedOut => "timed out",
+            Error::Policy(_) => "Flash policy",
+            Error::Handshake(_) => "WebSocket handshake",
+            Error::Frame(_) => "WebSocket frame",
+            Error::Refused(_) => "refused",
+            Error::Rfb(_) => "RFB handshake",
+            Error::WrongPassword => "wrong password",
+            Error::Rejected => "rejected",
+        }
+    }
 }
 
 impl fmt::Display for Error {
@@ -422,6 +443,10 @@ enum State {
     Admit,
     /// The RFB server handshake.
     Rfb,
+    /// VeNCrypt: [`Event::StartTls`] reported from inside the RFB
+    /// handshake; waiting for [`Entry::tls_started`], then RFB goes on
+    /// inside TLS.
+    VencryptTls,
     /// [`Event::Authenticated`] reported; waiting for accept or reject.
     Decision,
     /// SecurityResult OK queued.
@@ -527,13 +552,42 @@ impl<'a> Entry<'a> {
     /// After [`Event::StartTls`]: TLS is up at `now`; feed its plaintext
     /// from now on. Inside, a WebSocket upgrade or a silence may follow.
     pub fn tls_started(&mut self, now: Instant) {
-        if matches!(self.state, State::Tls) {
-            self.layers.tls = true;
-            self.spoke = false;
-            self.state = State::Sniff {
-                inside_tls: true,
-                silence_at: now + sniff::SILENCE_TIMEOUT_MS,
-            };
+        match self.state {
+            State::Tls => {
+                self.layers.tls = true;
+                self.spoke = false;
+                self.state = State::Sniff {
+                    inside_tls: true,
+                    silence_at: now + sniff::SILENCE_TIMEOUT_MS,
+                };
+            }
+            State::VencryptTls => {
+                self.layers.tls = true;
+                if let Some(s) = self.server.as_mut() {
+                    s.tls_established();
+                }
+                self.state = State::Rfb;
+            }
+            _ => {}
+        }
+    }
+
+    /// What RFB security the server offers a viewer that arrived with
+    /// `layers`: VeNCrypt (X509Vnc, TLS from vncap's certificate) to a
+    /// native viewer on plain TCP when a certificate is configured and the
+    /// console allows TLS — alone for a TLS-only console — else VNC
+    /// authentication only (inside TLS or WebSocket, or without a
+    /// certificate). Never None, Plain or anonymous TLS.
+    pub fn security_offer(&self) -> server::Offer {
+        let plain_native = !self.layers.tls && !self.layers.websocket;
+        let tls = match self.config.door {
+            Door::Port { offers, .. } => offers.tls,
+            Door::Single { .. } => Need::No,
+        };
+        match (plain_native && self.config.tls, tls) {
+            (true, Need::Yes) => server::Offer::VencryptOnly,
+            (true, Need::Either) => server::Offer::VencryptAndVncAuth,
+            _ => server::Offer::VncAuth,
         }
     }
 
@@ -560,8 +614,10 @@ impl<'a> Entry<'a> {
     /// it is still the ticket the port was opened for), and goes on.
     pub fn admit_from<S: AsRef<[Slot]> + AsMut<[Slot]>>(&mut self, table: &Table<S>, now: Instant) {
         let Incoming { lookup, layers } = self.incoming();
+        // A native viewer offered VeNCrypt alone will be inside TLS.
+        let vencrypt = self.security_offer() == server::Offer::VencryptOnly;
         let found = lookup.ok_or(Refusal::NO_TOKEN).and_then(|lookup| {
-            let arrived = (layers.tls, layers.websocket);
+            let arrived = (layers.tls || vencrypt, layers.websocket);
             let h = table.admit(lookup, self.config.peer, now, arrived)?;
             match self.config.door {
                 Door::Port { handle, .. } if handle != h => Err(ticket::Error::NoSuchTicket.into()),
@@ -586,7 +642,7 @@ impl<'a> Entry<'a> {
         let server = match decision {
             Ok((handle, password)) => {
                 self.admitted = Some(handle);
-                Server::new(password, self.challenge)
+                Server::new(password, self.challenge).with_offer(self.security_offer())
             }
             Err(refusal) => {
                 if let (Door::Single { .. }, Some(up)) = (self.config.door, self.upgrade.as_mut()) {
@@ -667,7 +723,7 @@ impl<'a> Entry<'a> {
         table: &mut Table<S>,
     ) -> Option<Attempt> {
         match (self.error, self.admitted) {
-            (Some(Error::WrongPassword), Some(h)) => table.failed_attempt(h).ok(),
+            (Some(Error::WrongPassword), Some(h)) => table.failed_attempt(h, self.config.peer).ok(),
             _ => None,
         }
     }
@@ -689,7 +745,7 @@ impl<'a> Entry<'a> {
 
     fn fail(&mut self, e: Error) -> Error {
         if self.error.is_none() {
-            debug!("entry: {}", e);
+            debug!("entry: {}", e.name());
             self.error = Some(e);
             self.state = State::Done;
             let why = match e {
@@ -814,14 +870,24 @@ impl<'a> Entry<'a> {
             // The rest of the frame that finished the handshake, if the
             // response ended inside one.
             State::Decision | State::Accepted => Ok(self.rest_of_frame(input)),
-            State::Tls | State::Admit => Ok(0),
+            State::Tls | State::VencryptTls | State::Admit => Ok(0),
             State::Done => Err(self.error.unwrap_or(Error::Closed)),
         }
     }
 
     /// Whether the RFB server authenticated the viewer (then reports it).
     fn after_rfb_step(&mut self) -> bool {
-        let authenticated = self.server.as_mut().and_then(Machine::poll_event).is_some();
+        let authenticated = match self.server.as_mut().and_then(Machine::poll_event) {
+            Some(server::Event::Authenticated) => true,
+            Some(server::Event::StartTls) => {
+                // VeNCrypt: TLS inside RFB, run by the driver as for a
+                // sniffed ClientHello.
+                self.state = State::VencryptTls;
+                self.event = Some(Event::StartTls);
+                return true;
+            }
+            None => false,
+        };
         if let (true, Some(h)) = (authenticated, self.admitted) {
             self.state = State::Decision;
             self.event = Some(Event::Authenticated(h));

@@ -86,6 +86,7 @@ fuzz_target!(|data: &[u8]| {
         default_timeout_ms: 30_000,
         max_timeout_ms: 300_000,
         attempts: (c >> 2) % 4,
+        failing_sources: 1 + (c >> 6),
         single_port: (c & 16 != 0).then_some(SINGLE),
         backend_password: None,
         tls: c & 32 != 0,
@@ -231,9 +232,10 @@ fuzz_target!(|data: &[u8]| {
                     continue;
                 };
                 let i = live(&model, h);
-                match table.failed_attempt(h) {
+                let source = std::net::IpAddr::from([192, 0, 2, r.byte() % 4]);
+                match table.failed_attempt(h, source) {
                     Ok(Attempt::Retry(n)) => assert!(n > 0 && i.is_some()),
-                    Ok(Attempt::Gone) => assert!(i.is_some()),
+                    Ok(Attempt::Blocked | Attempt::Gone) => assert!(i.is_some()),
                     Err(Error::NoSuchTicket) => assert!(i.is_none()),
                     Err(e) => panic!("failed_attempt: {e:?}"),
                 }

@@ -275,6 +275,9 @@ fn failure(d: &Daemon, m: &Entry<'_>, e: DriveError<entry::Error>) -> String {
         DriveError::Protocol(entry::Error::WrongPassword) => {
             match d.with_tickets(|t| m.charge_attempt(t)) {
                 Some(Attempt::Retry(n)) => format!("wrong password ({n} attempts left)"),
+                Some(Attempt::Blocked) => {
+                    "wrong password; this address may not try again (the console stays)".into()
+                }
                 _ => "wrong password; ticket burnt".into(),
             }
         }

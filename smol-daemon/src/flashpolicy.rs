@@ -1,6 +1,7 @@
 //! `vncap flashpolicy`: the port-843 Flash socket-policy server. Each
 //! connection is answered by the core's `policy::Policy` and closed; it has
-//! [`POLICY_TIMEOUT`] to ask.
+//! [`POLICY_TIMEOUT`] to ask. Under systemd the socket comes from
+//! `vncap-flashpolicy.socket` (socket activation), so no process needs root.
 
 use crate::buffer::InBuf;
 use crate::cli;
@@ -22,6 +23,30 @@ pub fn run(args: cli::FlashPolicy) -> i32 {
     crate::run_local(|ex| serve(args, ex))
 }
 
+/// The socket systemd passed (socket activation; `--listen` then unused), or
+/// `--listen` bound here.
+async fn listener(args: &cli::FlashPolicy) -> Result<TcpListener, String> {
+    let mut passed = crate::systemd::take_listeners().into_iter();
+    if let Some(p) = passed.next() {
+        for extra in passed {
+            log::warn!("socket {} from systemd: not used", extra.name);
+        }
+        let name = p.name.clone();
+        if !matches!(p.family()?, crate::systemd::Family::Inet) {
+            return Err(format!("socket {name} from systemd: not a TCP socket"));
+        }
+        log::info!(
+            "socket {name} from systemd; --listen {} not used",
+            args.listen
+        );
+        return TcpListener::try_from(std::net::TcpListener::from(p.fd))
+            .map_err(|e| format!("socket {name} from systemd: {e}"));
+    }
+    TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| crate::bind_failed(&format!("--listen {}", args.listen), &e))
+}
+
 async fn serve(args: cli::FlashPolicy, ex: Rc<LocalExecutor<'static>>) -> Result<(), String> {
     let config = policy::Config {
         domain: &args.domain,
@@ -29,13 +54,12 @@ async fn serve(args: cli::FlashPolicy, ex: Rc<LocalExecutor<'static>>) -> Result
     };
     // Checked once here, so every connection can build its responder.
     policy::Policy::new(&config).map_err(|e| format!("policy: {e:?}"))?;
-    let listener = TcpListener::bind(&args.listen)
-        .await
-        .map_err(|e| format!("listen {}: {e}", args.listen))?;
+    let listener = listener(&args).await?;
     log::info!(
         "flash policy server on {}",
         listener.local_addr().map_err(|e| e.to_string())?
     );
+    crate::systemd::notify("READY=1");
     let clock = Clock::new();
     let domain: Rc<str> = args.domain.clone().into();
     let ports = (args.ports.lo, args.ports.hi);

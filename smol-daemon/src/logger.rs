@@ -30,7 +30,12 @@ impl Log for Stderr {
             } else {
                 format!("{} vncap[{}] ", timestamp(), std::process::id())
             };
-            let line = format!("{prefix}{} {}: {}\n", record.level(), target, record.args());
+            let sep = if target.is_empty() { "" } else { " " };
+            let line = format!(
+                "{prefix}{}{sep}{target}: {}\n",
+                record.level(),
+                record.args()
+            );
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
     }

@@ -16,7 +16,9 @@
 //! | `splice.rs` | the same for plain TCP on both sides, with `splice(2)` |
 //! | `ws.rs` | WebSocket as a transport (the core's codec over a socket) |
 //! | `viewer.rs` | an authenticated viewer's halves: plain or WebSocket |
-//! | `serve.rs` | `vncap serve`: startup, signals, pidfile |
+//! | `config.rs` | `serve --config FILE`: TOML settings as arguments, the option list from argh |
+//! | `serve.rs` | `vncap serve`: startup checks, signals, pidfile |
+//! | `systemd.rs` | readiness notification and socket activation (`LISTEN_FDS`) |
 //! | `settings.rs` | what the command line fixed: the settings every task reads |
 //! | `daemon.rs` | shared state: the ticket table, entry listeners' tasks, connection slots, expiry |
 //! | `control.rs` | the control channel |
@@ -34,6 +36,7 @@ mod backend;
 mod buffer;
 mod cli;
 mod clock;
+mod config;
 mod control;
 mod daemon;
 mod drive;
@@ -51,6 +54,7 @@ mod session;
 mod sessions;
 mod settings;
 mod splice;
+mod systemd;
 #[cfg_attr(not(feature = "tls"), path = "tls_off.rs")]
 mod tls;
 mod transport;
@@ -81,14 +85,152 @@ async fn accept_failed(listener: impl std::fmt::Display, e: std::io::Error) {
     smol::Timer::after(std::time::Duration::from_millis(100)).await;
 }
 
+/// argh's help wrapped at 80 columns: the usage line continued under its
+/// first option, a description paragraph at word boundaries.
+fn wrap_help(help: &str) -> String {
+    let (usage, rest) = help.split_once('\n').unwrap_or((help, ""));
+    let indent = usage
+        .find(" [")
+        .or_else(|| usage.find(" -"))
+        .map_or(0, |i| i + 1);
+    let mut out = String::new();
+    let mut line = usage[..indent].to_string();
+    // Words of one `[--name <value>]` stay together.
+    for word in usage[indent..]
+        .split(" [")
+        .map(|w| w.trim_start_matches('['))
+    {
+        let word = format!("[{word}");
+        if line.len() > indent && line.len() + 1 + word.len() > 80 {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = " ".repeat(indent);
+        }
+        if line.len() > indent {
+            line.push(' ');
+        }
+        line.push_str(&word);
+    }
+    out.push_str(line.trim_end());
+    out.push('\n');
+    for text in rest.split_inclusive('\n') {
+        if text.len() <= 81 || text.starts_with(' ') {
+            out.push_str(text);
+            continue;
+        }
+        let mut line = String::new();
+        for word in text.split_whitespace() {
+            if !line.is_empty() && line.len() + 1 + word.len() > 80 {
+                out.push_str(&line);
+                out.push('\n');
+                line.clear();
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(word);
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}
+
+/// `-h` as `--help` (argh knows only the long form), where it is not the
+/// value of an option.
+fn short_help(args: &mut [String]) {
+    let options = match args.first().map(String::as_str) {
+        Some("serve") => config::Options::of::<cli::Serve>("serve"),
+        Some("flashpolicy") => config::Options::of::<cli::FlashPolicy>("flashpolicy"),
+        Some("request") => config::Options::of::<cli::Request>("request"),
+        _ => config::Options { list: Vec::new() },
+    };
+    let mut value_next = false;
+    for a in args.iter_mut() {
+        if a == "--" {
+            break;
+        }
+        if !value_next && a == "-h" {
+            *a = "--help".into();
+        }
+        value_next = !value_next
+            && a.strip_prefix("--")
+                .and_then(|n| options.get(n))
+                .is_some_and(|o| o.takes_value);
+    }
+}
+
+/// The command line, with `serve --config FILE` put in front of it; or the
+/// exit code after printing help, the version or an error.
+fn parse_args(argv: &[String]) -> Result<(cli::Command, config::Origins), i32> {
+    let mut args: Vec<String> = argv.iter().skip(1).cloned().collect();
+    let mut origins = config::Origins::default();
+    if args.first().map(String::as_str) == Some("serve") {
+        match config::expand::<cli::Serve>("serve", args.split_off(1)) {
+            Ok((expanded, o)) => {
+                args.extend(expanded);
+                origins = o;
+            }
+            Err(e) => {
+                eprintln!("vncap serve: {e}");
+                return Err(1);
+            }
+        }
+    }
+    short_help(&mut args);
+    let strs: Vec<&str> = args.iter().map(String::as_str).collect();
+    match <cli::Cli as argh::FromArgs>::from_args(&["vncap"], &strs) {
+        Ok(cli::Cli { version: true, .. }) => {
+            println!("vncap {}", env!("CARGO_PKG_VERSION"));
+            Err(0)
+        }
+        Ok(cli::Cli {
+            command: Some(command),
+            ..
+        }) => Ok((command, origins)),
+        Ok(cli::Cli { command: None, .. }) => {
+            eprintln!("vncap: a command is needed: serve, flashpolicy or request (vncap --help)");
+            Err(1)
+        }
+        Err(argh::EarlyExit { output, status }) => match status {
+            Ok(()) => {
+                print!("{}", wrap_help(&output));
+                Err(0)
+            }
+            Err(()) => {
+                eprintln!("vncap: {}", config::tidy_error(&output));
+                eprintln!("Run vncap --help (or vncap COMMAND --help) for more information.");
+                Err(1)
+            }
+        },
+    }
+}
+
+/// A bind that failed, as an error naming `what` (`--control ADDR`); a
+/// privileged port says how to get the right.
+fn bind_failed(what: &str, e: &std::io::Error) -> String {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        format!(
+            "{what}: {e}: a port below 1024 needs root, the capability CAP_NET_BIND_SERVICE \
+             (AmbientCapabilities= in a systemd unit, or setcap cap_net_bind_service=+ep on the binary), \
+             or a systemd socket unit that passes the socket (vncap-flashpolicy.socket, vncap-control.socket)"
+        )
+    } else if e.kind() == std::io::ErrorKind::AddrInUse {
+        format!("{what}: {e} (another program, or another vncap, listens there)")
+    } else {
+        format!("{what}: {e}")
+    }
+}
+
 fn main() {
-    let cli: cli::Cli = argh::from_env();
-    let code = match cli.command {
-        cli::Command::Serve(args) => serve::run(args),
-        cli::Command::FlashPolicy(args) => flashpolicy::run(args),
-        cli::Command::Request(args) => request::run(args),
-        cli::Command::Sessions(args) => request::run_sessions(args),
-        cli::Command::Kill(args) => request::run_kill(args),
+    let argv: Vec<String> = std::env::args().collect();
+    let code = match parse_args(&argv) {
+        Ok((cli::Command::Serve(args), origins)) => serve::run(args, &origins),
+        Ok((cli::Command::FlashPolicy(args), _)) => flashpolicy::run(args),
+        Ok((cli::Command::Request(args), _)) => request::run(args),
+        Ok((cli::Command::Sessions(args), _)) => request::run_sessions(args),
+        Ok((cli::Command::Kill(args), _)) => request::run_kill(args),
+        Err(code) => code,
     };
     std::process::exit(code);
 }

@@ -62,7 +62,7 @@ struct Channel<'a> {
 impl Channel<'_> {
     /// Sends `request`, returns everything the daemon answered.
     async fn ask(&self, request: &[u8]) -> Result<Vec<u8>, String> {
-        let connecting = |e: std::io::Error| format!("{}: {e}", self.control);
+        let connecting = |e: std::io::Error| format!("--control {}: {e}", self.control);
         if let Some(path) = self.control.strip_prefix("unix:") {
             if self.control_tls {
                 return Err("--control-tls is for a HOST:PORT control channel".into());
@@ -268,10 +268,15 @@ async fn request(args: &cli::Request) -> Result<String, String> {
     let reply = channel.ask(&line[..n]).await?;
     let answer = parse_reply(dialect, &reply).map_err(|e| e.reason().to_string())?;
     if !answer.ok {
-        return Err(format!(
-            "refused: {}",
-            answer.reason.as_deref().unwrap_or("no reason given")
-        ));
+        let reason = answer.reason.as_deref().unwrap_or("no reason given");
+        // The daemon knows its maximum; name the option and the usual one.
+        let hint = match args.timeout {
+            Some(t) if reason.contains("timeout") => format!(
+                " (--timeout {t}: at most the daemon's --max-ticket-timeout, 300 unless configured)"
+            ),
+            _ => String::new(),
+        };
+        return Err(format!("refused: {reason}{hint}"));
     }
     let port = answer.port.ok_or("the reply has no port")?;
     let password = answer

@@ -1,14 +1,17 @@
-//! `vncap serve`: builds the daemon from the command line, binds the control
-//! channel (and `--metrics`), writes the pidfile, runs until SIGTERM or
-//! SIGINT (SIGHUP reloads the TLS certificate, the backend TLS files and
-//! the backend password), then shuts down: console requests are refused,
-//! every entry listener and pending ticket closed, live sessions drain for
-//! `--drain-timeout` (SIGTERM only; a second SIGTERM or SIGINT cuts at
-//! once), the rest are cut (WebSocket viewers told the proxy is
-//! restarting), and what it created is removed. Exit 0.
+//! `vncap serve`: checks the command line against itself and the host (every
+//! error starts with the option it is about, so a settings file can name the
+//! line), builds the daemon, binds the control channel (or takes it from
+//! systemd) and `--metrics`, writes the pidfile, tells systemd it is ready,
+//! runs until SIGTERM or SIGINT (SIGHUP reloads the TLS certificate, the
+//! backend TLS files and the backend password), then shuts down: console
+//! requests are refused, every entry listener and pending ticket closed,
+//! live sessions drain for `--drain-timeout` (SIGTERM only; a second
+//! SIGTERM or SIGINT cuts at once), the rest are cut (WebSocket viewers
+//! told the proxy is restarting), and what it created is removed. Exit 0.
 
 use crate::backend::ConnectPolicy;
 use crate::cli;
+use crate::config;
 use crate::control;
 use crate::daemon::Daemon;
 use crate::entry;
@@ -44,11 +47,17 @@ fn limits(args: &cli::Serve) -> crate::settings::Limits {
     }
 }
 
-/// Runs the daemon; returns the process exit code.
-pub fn run(args: cli::Serve) -> i32 {
+/// Runs the daemon; returns the process exit code. `origins` says which
+/// options came from `--config`, to name their line in an error.
+pub fn run(args: cli::Serve, origins: &config::Origins) -> i32 {
     crate::logger::init(args.log_level);
     raise_fd_limit();
-    crate::run_local(|ex| serve(args, ex))
+    let passed = crate::systemd::take_listeners();
+    crate::run_local(|ex| async move {
+        serve(args, passed, ex)
+            .await
+            .map_err(|e| origins.annotate(e))
+    })
 }
 
 /// Listen backlog of the control and single-port listeners (std binds with
@@ -85,28 +94,44 @@ fn default_listen() -> IpAddr {
     }
 }
 
-/// Refuses limits outside what the buffers behind them are meant for.
-fn check_limits(args: &cli::Serve) -> Result<(), String> {
-    let within = |name: &str, v: usize, lo: usize, hi: usize| {
-        if (lo..=hi).contains(&v) {
-            Ok(())
-        } else {
-            Err(format!("--{name} {v}: must be {lo}-{hi}"))
-        }
-    };
-    within("max-request-bytes", args.max_request_bytes, 64, 65536)?;
-    within("max-header-bytes", args.max_header_bytes, 256, 65536)?;
-    within(
-        "max-tickets",
-        args.max_tickets,
-        1,
-        crate::daemon::MAX_TICKETS,
-    )?;
-    if args.ping_interval > 0 && args.ping_timeout == 0 {
-        return Err("--ping-timeout 0: must be at least 1 (or --ping-interval 0)".into());
+/// Refuses what each option allows on its own but not with the others
+/// (argh's `from_str_fn`s in cli.rs check each value's range).
+fn check_options(args: &cli::Serve) -> Result<(), String> {
+    if args.ticket_timeout > args.max_ticket_timeout {
+        return Err(format!(
+            "--ticket-timeout {}: must be 1-{} (at most --max-ticket-timeout)",
+            args.ticket_timeout, args.max_ticket_timeout
+        ));
     }
-    if args.max_message_bytes == 0 {
-        return Err("--max-message-bytes 0: must be at least 1".into());
+    if let Some(dir) = &args.record {
+        if !dir.is_dir() {
+            return Err(format!("--record {}: not a directory", dir.display()));
+        }
+    }
+    Ok(())
+}
+
+/// Checks that this host has `--listen`'s address, and how many ports of
+/// `--ports` are free there: none is an error, some busy a warning.
+fn check_listen(args: &cli::Serve, listen: IpAddr) -> Result<(), String> {
+    std::net::TcpListener::bind((listen, 0)).map_err(|e| {
+        format!("--listen {listen}: cannot listen there ({e}); give an address of this host, or leave --listen out for all")
+    })?;
+    let (lo, hi) = (args.ports.lo, args.ports.hi);
+    let total = usize::from(hi - lo) + 1;
+    let free = (lo..=hi)
+        .filter(|&p| std::net::TcpListener::bind((listen, p)).is_ok())
+        .count();
+    if free == 0 {
+        return Err(format!(
+            "--ports {lo}-{hi}: all {total} ports are in use on {listen} (or need privileges)"
+        ));
+    }
+    if free < total {
+        log::warn!(
+            "--ports {lo}-{hi}: {} of {total} ports are in use on {listen}; {free} free for consoles",
+            total - free
+        );
     }
     Ok(())
 }
@@ -182,16 +207,66 @@ fn backend_tls(args: &cli::Serve) -> Result<Option<crate::backend::Tls>, String>
 
 /// The first line of the cluster password file, without its line ending.
 fn read_backend_password(path: &std::path::Path) -> Result<ticket::Secret, String> {
-    let text = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let at = |what: String| format!("--backend-password-file {}: {what}", path.display());
+    let text = std::fs::read(path).map_err(|e| at(e.to_string()))?;
     let line = text.split(|&b| b == b'\n').next().unwrap_or(&[]);
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
-        return Err(format!("{}: empty password", path.display()));
+        return Err(at("the first line is empty (it holds the password)".into()));
     }
-    ticket::Secret::from_slice(line).map_err(|_| format!("{}: password too long", path.display()))
+    ticket::Secret::from_slice(line).map_err(|_| at("password too long".into()))
 }
 
-async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), String> {
+/// The control listener: the socket systemd passed (socket activation,
+/// `--control` then unused), else `--control` bound here. `true` when it
+/// came from systemd (which then owns a Unix socket's file).
+async fn control_listener(
+    spec: &str,
+    passed: Vec<crate::systemd::Passed>,
+) -> Result<(control::Listener, bool), String> {
+    let mut passed = passed.into_iter();
+    if let Some(p) = passed.next() {
+        for extra in passed {
+            log::warn!(
+                "socket {} from systemd: not used (vncap serve takes one, the control channel)",
+                extra.name
+            );
+        }
+        let name = p.name.clone();
+        let bad = |e: std::io::Error| format!("socket {name} from systemd: {e}");
+        let l = match p.family()? {
+            crate::systemd::Family::Inet => control::Listener::Tcp(
+                TcpListener::try_from(std::net::TcpListener::from(p.fd)).map_err(bad)?,
+            ),
+            crate::systemd::Family::Unix => {
+                let std_l = std::os::unix::net::UnixListener::from(p.fd);
+                let path = std_l
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(|p| p.to_path_buf()))
+                    .unwrap_or_default();
+                let l = smol::net::unix::UnixListener::try_from(std_l).map_err(bad)?;
+                control::Listener::Unix(l, path)
+            }
+        };
+        log::info!("control channel from systemd ({name}); --control {spec} not used");
+        return Ok((l, true));
+    }
+    let l = control::Listener::bind(spec)
+        .await
+        .map_err(|e| crate::bind_failed(&format!("--control {spec}"), &e))?;
+    Ok((l, false))
+}
+
+async fn serve(
+    args: cli::Serve,
+    passed: Vec<crate::systemd::Passed>,
+    ex: Rc<LocalExecutor<'static>>,
+) -> Result<(), String> {
+    check_options(&args)?;
+    if let Some(path) = &args.config {
+        log::info!("settings from {}", path.display());
+    }
     let backend_password = args
         .backend_password_file
         .as_deref()
@@ -205,23 +280,18 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
     check_tls(&args, tls.is_some())?;
     let backend_tls = backend_tls(&args)?;
     let listen = args.listen.unwrap_or_else(default_listen);
+    check_listen(&args, listen)?;
     let single = match args.single_port {
         Some(port) => {
             let l = TcpListener::bind(SocketAddr::new(listen, port))
                 .await
-                .map_err(|e| format!("single port {port}: {e}"))?;
+                .map_err(|e| crate::bind_failed(&format!("--single-port {port}"), &e))?;
             let port = l.local_addr().map_err(|e| e.to_string())?.port();
             widen_backlog(&l);
             Some((l, port))
         }
         None => None,
     };
-    check_limits(&args)?;
-    if let Some(dir) = &args.record {
-        if !dir.is_dir() {
-            return Err(format!("--record {}: not a directory", dir.display()));
-        }
-    }
     let secs = |s: u32| u64::from(s) * 1000;
     let limits = limits(&args);
     let metrics = match &args.metrics {
@@ -269,18 +339,15 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
     let d = Daemon::new(settings, table, ex.clone())
         .map_err(|e| format!("configuration: {}", e.reason()))?;
 
-    let listener = Rc::new(
-        control::Listener::bind(&args.control)
-            .await
-            .map_err(|e| format!("control {}: {e}", args.control))?,
-    );
+    let (listener, activated) = control_listener(&args.control, passed).await?;
+    let listener = Rc::new(listener);
     match &*listener {
         control::Listener::Tcp(l) => widen_backlog(l),
         control::Listener::Unix(l, _) => widen_backlog(l),
     }
     if let Some(path) = &args.pidfile {
         std::fs::write(path, format!("{}\n", std::process::id()))
-            .map_err(|e| format!("pidfile {}: {e}", path.display()))?;
+            .map_err(|e| format!("--pidfile {}: {e}", path.display()))?;
     }
     use async_signal::Signal;
     let mut signals = async_signal::Signals::new([Signal::Term, Signal::Int, Signal::Hup])
@@ -334,6 +401,12 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
         args.ports.hi,
         d.settings.listen
     );
+    crate::systemd::notify(&format!(
+        "READY=1\nSTATUS=control on {}, entry ports {}-{}",
+        listener.describe(),
+        args.ports.lo,
+        args.ports.hi
+    ));
 
     let password_file = args.backend_password_file.as_deref();
     let first = loop {
@@ -349,6 +422,7 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
     };
     // Stop taking consoles; close every entry port and pending ticket.
     d.sessions.shut_down();
+    crate::systemd::notify("STOPPING=1");
     drop(single_task);
     d.close_all_listeners();
     let withdrawn = d.with_tickets(|t| {
@@ -402,7 +476,9 @@ async fn serve(args: cli::Serve, ex: Rc<LocalExecutor<'static>>) -> Result<(), S
     drop(metrics_task);
     drop(control_task);
     drop(expiry);
-    listener.cleanup();
+    if !activated {
+        listener.cleanup();
+    }
     if let Some(path) = &args.pidfile {
         let _ = std::fs::remove_file(path);
     }

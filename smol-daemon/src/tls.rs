@@ -127,7 +127,7 @@ fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
     }
     let private =
         PrivateKeyDer::from_pem_file(key).map_err(|e| format!("--key {}: {e}", key.display()))?;
-    let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+    let mut config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
         .with_protocol_versions(VERSIONS)
         .map_err(|e| format!("TLS: {e}"))?
         .with_no_client_auth()
@@ -145,6 +145,11 @@ fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
                 key.display()
             )
         })?;
+    // No TLS 1.3 session tickets: a ticket's port is one-time, so there is
+    // nothing to resume, and TigerVNC's viewer (1.12, Debian 12) stalls on
+    // VeNCrypt when NewSessionTicket records arrive with the VNC challenge
+    // (its TLS layer hands the rest of the read back to a socket wait).
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 

@@ -114,6 +114,62 @@ fn native_session_recorded_byte_for_byte_on_both_legs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Recordings start only once a viewer authenticated: junk upgrades,
+/// strangers speaking anything, and wrong passwords leave no file (a
+/// stranger cannot fill the disk), and the console's real viewer is still
+/// recorded.
+#[test]
+fn connections_that_do_not_authenticate_leave_no_recording() {
+    let backend = bulk_backend("secret12", 1000, 3);
+    let dir = scratch("junk");
+    let mut d = Daemon::start(&["--record", dir.to_str().unwrap(), "--single-port", "0"]);
+    let single = d.single_port();
+    for i in 0..50 {
+        let mut s = TcpStream::connect(("127.0.0.1", single)).unwrap();
+        s.set_read_timeout(Some(PATIENCE)).unwrap();
+        let junk = format!(
+            "GET /websockify?token=nope{i} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Sec-WebSocket-Version: 13\r\n\r\n"
+        );
+        s.write_all(junk.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 404 "),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    let port = d.gwm_request(backend.addr(), "secret12", false);
+    // A stranger that speaks something else, then a wrong password (which
+    // burns this one-viewer ticket).
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"SSH-2.0-scanner\r\n").unwrap();
+    let mut rest = Vec::new();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = s.read_to_end(&mut rest);
+    let wrong = Viewer::handshake(
+        TcpStream::connect(("127.0.0.1", port)).unwrap(),
+        &ViewerConfig::password("wrong-pw"),
+    );
+    assert!(wrong.is_err());
+    d.wait_log(|l| l.contains("wrong password"));
+    let files = std::fs::read_dir(&dir).unwrap().count();
+    assert_eq!(files, 0, "nothing recorded before authentication");
+    // The real viewer of another console is recorded.
+    let port = d.gwm_request(backend.addr(), "secret12", false);
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut v = Viewer::handshake(s, &ViewerConfig::password("secret12")).unwrap();
+    let _ = v.bulk(10, 1, 1000);
+    drop(v);
+    d.wait_log(|l| l.contains("session ended"));
+    recorded(&dir, "-viewer.txt");
+    recorded(&dir, "-backend.txt");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn websocket_session_records_the_rfb_payload() {
     let (down, up) = (100_000, 30_000);

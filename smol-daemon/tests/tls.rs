@@ -78,11 +78,20 @@ impl Cert {
 
     /// A blocking TLS connection to an entry port (native RFB inside).
     fn connect(&self, port: u16) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+        self.connect_with(port, self.client_config())
+    }
+
+    /// [`Cert::connect`] with the client configuration `config`.
+    fn connect_with(
+        &self,
+        port: u16,
+        config: Arc<rustls::ClientConfig>,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
         let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect entry port");
         tcp.set_read_timeout(Some(PATIENCE)).unwrap();
         tcp.set_write_timeout(Some(PATIENCE)).unwrap();
         let name = ServerName::try_from("localhost").unwrap();
-        let conn = rustls::ClientConnection::new(self.client_config(), name).unwrap();
+        let conn = rustls::ClientConnection::new(config, name).unwrap();
         rustls::StreamOwned::new(conn, tcp)
     }
 }
@@ -187,14 +196,20 @@ fn tls_only_console_refuses_a_plain_viewer_with_the_reason() {
     let cert = Cert::new();
     let mut d = cert.daemon(&[]);
     let port = d.gwm_request_tls(backend.addr(), "only", false, true);
+    // A native viewer on plain TCP is offered VeNCrypt (X509Vnc) alone:
+    // TLS inside RFB, from vncap's certificate. This test viewer speaks
+    // VNC authentication only, so it finds nothing it can use.
     let plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
     plain.set_read_timeout(Some(PATIENCE)).unwrap();
     match Viewer::handshake(plain, &ViewerConfig::password("only")) {
-        Err(ViewerError::Refused { reason }) => {
-            assert_eq!(reason, "this console is offered over TLS only")
-        }
-        other => panic!("expected a refusal, got {:?}", other.err()),
+        Err(ViewerError::Unsupported { offered }) => assert_eq!(offered, [19]),
+        other => panic!("expected VeNCrypt alone, got {:?}", other.err()),
     }
+    // A plain WebSocket is refused with the reason.
+    assert_eq!(
+        refused_over_plain_websocket(port),
+        "this console is offered over TLS only"
+    );
     d.wait_log(|l| l.contains("refused: this console is offered over TLS only"));
     // The refusal burnt nothing: the TLS viewer still gets in.
     let mut viewer = Viewer::handshake(cert.connect(port), &ViewerConfig::password("only"))
@@ -464,13 +479,12 @@ fn require_tls_refuses_every_plain_viewer() {
     );
     let port: u16 = d.control_raw(line.as_bytes()).trim().parse().unwrap();
 
+    // A native viewer on plain TCP is offered VeNCrypt alone.
     let plain = TcpStream::connect(("127.0.0.1", port)).unwrap();
     plain.set_read_timeout(Some(PATIENCE)).unwrap();
     match Viewer::handshake(plain, &ViewerConfig::password("req")) {
-        Err(ViewerError::Refused { reason }) => {
-            assert_eq!(reason, "this console is offered over TLS only")
-        }
-        other => panic!("expected a refusal, got {:?}", other.err()),
+        Err(ViewerError::Unsupported { offered }) => assert_eq!(offered, [19]),
+        other => panic!("expected VeNCrypt alone, got {:?}", other.err()),
     }
     assert_eq!(
         refused_over_plain_websocket(port),
@@ -652,4 +666,69 @@ fn tls_1_2_and_1_3_are_served_and_1_1_is_refused() {
         "fatal protocol_version: {answer:?}"
     );
     d.wait_log(|l| l.contains("TLS handshake") && l.contains("single port"));
+}
+
+/// Counts the TLS 1.3 session tickets a client is given (and keeps none).
+#[derive(Debug, Default)]
+struct TicketCount(AtomicU32);
+
+impl rustls::client::ClientSessionStore for TicketCount {
+    fn set_kx_hint(&self, _: ServerName<'static>, _: rustls::NamedGroup) {}
+    fn kx_hint(&self, _: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        None
+    }
+    fn set_tls12_session(
+        &self,
+        _: ServerName<'static>,
+        _: rustls::client::Tls12ClientSessionValue,
+    ) {
+    }
+    fn tls12_session(&self, _: &ServerName<'_>) -> Option<rustls::client::Tls12ClientSessionValue> {
+        None
+    }
+    fn remove_tls12_session(&self, _: &ServerName<'static>) {}
+    fn insert_tls13_ticket(
+        &self,
+        _: ServerName<'static>,
+        _: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    fn take_tls13_ticket(
+        &self,
+        _: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        None
+    }
+}
+
+// TigerVNC's viewer 1.12 stalls after the VeNCrypt handshake when
+// NewSessionTicket records come with the VNC challenge; a one-time port has
+// nothing to resume anyway.
+#[test]
+fn tls_1_3_sends_no_session_tickets() {
+    let backend = Backend::spawn(BackendConfig::with_password("nst-pw")).unwrap();
+    let cert = Cert::new();
+    let mut d = cert.daemon(&[]);
+    let port = d.gwm_request_tls(backend.addr(), "nst-pw", false, true);
+    let tickets = Arc::new(TicketCount::default());
+    let mut config = (*client_config(&[&cert], &[&rustls::version::TLS13])).clone();
+    config.resumption = rustls::client::Resumption::store(tickets.clone());
+    let mut s = cert.connect_with(port, Arc::new(config));
+    // The server's ProtocolVersion comes after any ticket it would send.
+    let mut version = [0u8; 12];
+    std::io::Read::read_exact(&mut s, &mut version).expect("ProtocolVersion over TLS");
+    assert_eq!(&version, b"RFB 003.008\n");
+    assert_eq!(
+        s.conn.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    assert_eq!(
+        tickets.0.load(Ordering::Relaxed),
+        0,
+        "session tickets were sent"
+    );
+    close_tls(&mut s);
+    drop(s);
+    d.wait_log(|l| l.contains("(TLS): closed before authenticating"));
 }

@@ -2,12 +2,13 @@
 // them. Viewers: noVNC in headless Chromium driven by playwright-core, in two
 // builds (Debian's `novnc` 1.3 with its vnc.html, npm's `@novnc/novnc` with
 // novnc-page.html around its core/rfb.js), over ws and wss; vncdotool (a
-// native RFB viewer); a Python `websockets` viewer offering only the `base64`
-// subprotocol (as GWM's noVNC 0.4 does). Backends: the project's testvnc
-// (colour bars), TigerVNC's Xvnc with `-SecurityTypes None` and a known solid
-// root colour, Xvnc with VNC authentication (the cluster password from
-// `--backend-password-file`), QEMU's VNC server with and without a password,
-// and with VeNCrypt (`tls-creds-x509` from a CA made here, with and without
+// native RFB viewer); TigerVNC's viewer under Xvfb, through VeNCrypt X509Vnc
+// to vncap (its window screenshotted); a Python `websockets` viewer offering
+// only the `base64` subprotocol (as GWM's noVNC 0.4 does). Backends: the
+// project's testvnc (colour bars), TigerVNC's Xvnc with `-SecurityTypes None`
+// and a known solid root colour, Xvnc with VNC authentication (the cluster
+// password from `--backend-password-file`), QEMU's VNC server with and
+// without a password, and with VeNCrypt (`tls-creds-x509` from a CA made here, with and without
 // `verify-peer`; `tls-creds-anon`) reached with `--backend-tls-dir`.
 // Consoles are requested through vapclient.py (GWM's vapclient, byte for
 // byte) or as raw snf-dialect JSON. Plus a measurement of when real viewers
@@ -16,8 +17,8 @@
 // The test names carry the issue's scenario numbers (1-9). Each test is one
 // console as a user would open it; not a load test. Run by run.sh (`node
 // --test`, reporter.mjs: PASS/FAIL lines and `N passed, M failed`). A failed
-// test screenshots its open pages; a failed run keeps the scratch directory
-// with every process's log and prints the paths.
+// test screenshots its open pages and X displays; a failed run keeps the
+// scratch directory with every process's log and prints the paths.
 //
 // vncap runs with `--record`; INTEROP_FIXTURES=DIR copies the recordings of
 // scenarios 1-4 there, trimmed, as fixtures (tests/fixtures/rfb/interop/).
@@ -32,8 +33,9 @@ import path from 'node:path';
 import { chromium } from 'playwright-core';
 import {
   HERE, NOVNC_BUILDS, PATIENCE_MS, Proc, SCRATCH, Vncap, connectOutcome, dumpLogs, freePort, killAll,
-  noVncUrl, pngStat, randomPassword, selfSignedCert, serveNoVnc, startChromium, startQemu, startTap,
-  startTestvnc, startXvnc, summary, vncdoCapture, vncdoFails, within, x509Pki,
+  noVncUrl, pngStat, randomPassword, rfbChooseType, selfSignedCert, serveNoVnc, startChromium, startQemu,
+  startTap, startTestvnc, startTigerViewer, startXvfb, startXvnc, summary, vncdoCapture, vncdoFails,
+  waitScreen, within, x509Pki, xshot,
 } from './lib.mjs';
 
 /** Ganeti's cluster VNC password: every backend that asks for one gets this. */
@@ -49,8 +51,9 @@ const CONNECT_TIMEOUT_S = 2;
 const AUTH_REASON = 'Authentication failure';
 
 let vncap;
-/** A second vncap with --cert/--key (wss). */
+/** A second vncap with --cert/--key (wss; VeNCrypt for native viewers), and its certificate's files. */
 let vncapTls;
+let tlsCert;
 let testvnc;
 let xvncNone;
 let xvncAuth;
@@ -70,11 +73,11 @@ let failures = 0;
 before(async () => {
   fs.mkdirSync(RECORD_DIR, { mode: 0o700 });
   [web.debian, web.npm] = await Promise.all([serveNoVnc(NOVNC_BUILDS.debian), serveNoVnc(NOVNC_BUILDS.npm)]);
-  const tls = selfSignedCert();
+  tlsCert = selfSignedCert();
   const common = ['--connect-timeout', String(CONNECT_TIMEOUT_S), '--connect-retries', '1'];
   [vncap, vncapTls, testvnc, xvncNone, xvncAuth, qemuOpen, qemuLocked] = await Promise.all([
     Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--record', RECORD_DIR] }),
-    Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--cert', tls.cert, '--key', tls.key] }),
+    Vncap.start({ backendPassword: CLUSTER, extra: [...common, '--cert', tlsCert.cert, '--key', tlsCert.key] }),
     startTestvnc({ password: CLUSTER }),
     startXvnc({ solid: SOLID }),
     startXvnc({ password: CLUSTER }),
@@ -111,13 +114,21 @@ after(async () => {
 // ---------------------------------------------------------------- scenario wrapper
 
 /**
- * A test whose open pages are screenshotted when it fails (paths added to
- * the error), and whose failure keeps the run's scratch directory and logs.
- * `fn` gets `open(build, port, password, opts)`, which opens noVNC.
+ * A test whose open pages and X displays are screenshotted when it fails
+ * (paths added to the error), and whose failure keeps the run's scratch
+ * directory and logs. `fn` gets `open(build, port, password, opts)`, which
+ * opens noVNC, and `xvfb()`, which starts an Xvfb for a native viewer (stopped
+ * when the test ends).
  */
 function scenario(name, fn) {
   test(name, async (t) => {
     const pages = [];
+    const displays = [];
+    const xvfb = async () => {
+      const x = await startXvfb();
+      displays.push(x);
+      return x;
+    };
     const open = async (build, entryPort, password, opts) => {
       const page = await browser.newPage();
       pages.push(page);
@@ -128,7 +139,7 @@ function scenario(name, fn) {
       return page;
     };
     try {
-      await fn({ open, t });
+      await fn({ open, xvfb, t });
     } catch (e) {
       failures++;
       const shots = [];
@@ -140,10 +151,18 @@ function scenario(name, fn) {
           shots.push(file);
         } catch { /* the page is gone */ }
       }
+      for (const [i, x] of displays.entries()) {
+        if (x.exited) continue;
+        const file = path.join(SCRATCH, `FAILED-${name.replace(/[^A-Za-z0-9]+/g, '_').slice(0, 60)}-x${i}.png`);
+        try {
+          shots.push(await xshot(x.display, file));
+        } catch { /* the display is gone */ }
+      }
       e.message += `\n  screenshots: ${shots.join(', ') || 'none'}\n  scratch (kept): ${SCRATCH}\n  vncap log (last lines):\n${vncap?.tail(15) ?? ''}`;
       throw e;
     } finally {
       for (const page of pages) await page.close().catch(() => {});
+      for (const x of displays) await x.stop();
     }
   });
 }
@@ -668,6 +687,69 @@ describe('VeNCrypt to QEMU nodes (vnc_tls, vnc_x509_path; issue 14)', () => {
 
   scenario('--backend-tls-required: a QEMU without TLS is refused with a reason naming vnc_tls', async ({ open }) => {
     await refused(open, vncapCaOnly, { port: qemuOpen.port }, /does not offer VeNCrypt.*vnc_tls/);
+  });
+});
+
+// ---------------------------------------------------------------- TigerVNC's viewer
+
+describe('TigerVNC\'s viewer through vncap (VeNCrypt X509Vnc from vncap --cert; issue 14)', () => {
+  /** The Xvnc desktop's pixels, of which at least half must show in the viewer's window (its F8 hint covers a band at first). */
+  const desktop = () => xvncNone.geometry.width * xvncNone.geometry.height;
+  const solidCount = (stat) => stat.colors.find(([, rgb]) => rgb.join() === SOLID_RGB.join())?.[0] ?? 0;
+
+  /**
+   * xtigervncviewer -SecurityTypes X509Vnc -X509CA (vncap's self-signed
+   * certificate, for IP 127.0.0.1) on its own Xvfb into entry port `port`:
+   * waits for vncap's "authenticated", then for the window to show Xvnc's
+   * solid root colour; ends the viewer and waits for vncap's "(TLS)"
+   * session end. Resolves with the viewer's log lines and the screenshot.
+   */
+  async function tigerSeesSolid(xvfb, port, pw, t0, name) {
+    const x = await xvfb();
+    const viewer = startTigerViewer({ display: x.display, port, password: pw, ca: tlsCert.cert });
+    await vncapTls.waitLine(new RegExp(`: authenticated; connecting to backend 127\\.0\\.0\\.1:${xvncNone.port}$`), PATIENCE_MS, t0);
+    const screen = await waitScreen(x.display, name, (stat) => solidCount(stat) >= desktop() / 2, { viewer });
+    assert.ok(solidCount(screen) <= desktop(), `more ${SOLID} than the desktop has: ${JSON.stringify(screen.colors.slice(0, 6))}`);
+    await viewer.waitLine(/CConnection: Authentication success!/);
+    await viewer.stop();
+    await vncapTls.waitLine(new RegExp(`on port ${port} \\(TLS\\): session ended by the viewer`), PATIENCE_MS, t0);
+    const log = viewer.lines.map((l) => l.line);
+    // TLS 1.3, where vncap once sent session tickets TigerVNC 1.12 stalled on.
+    assert.match(log.join('\n'), /TLS handshake completed with\s+\(TLS1\.3\)/, log.join('\n'));
+    return { log, screen };
+  }
+
+  scenario('TigerVNC viewer (X509Vnc) → vncap --cert ("ws": false) → Xvnc None: offered VeNCrypt and VNC auth, in over TLS, the window is the solid root colour', async ({ xvfb, t }) => {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncapTls.gwmRequest({ port: xvncNone.port, password: pw, ws: false, tls: null });
+    const { log, screen } = await tigerSeesSolid(xvfb, port, pw, t0, 'tigervnc-x509vnc');
+    t.diagnostic(`${solidCount(screen)} of the ${desktop()} desktop pixels ${SOLID} after ${screen.tries} screenshot(s)`);
+    const offered = log.filter((l) => /Server offers security type /.test(l)).map((l) => l.replace(/.*Server offers security type /, ''));
+    assert.deepEqual(offered, ['VeNCrypt(19)', 'VncAuth(2)', 'X509Vnc (261)'], log.join('\n'));
+    assert.ok(log.some((l) => /Choosing security type X509Vnc \(261\)/.test(l)), log.join('\n'));
+    await vncapTls.waitLine(/rfb server: TLS established/, PATIENCE_MS, t0);
+  });
+
+  scenario('TLS-only native console ("ws": false, "tls": true): only VeNCrypt offered; vncdotool (no VeNCrypt) and a viewer picking VNC auth are refused with the reason, then TigerVNC\'s viewer gets in on the same ticket', async ({ xvfb }) => {
+    const pw = randomPassword();
+    const t0 = performance.now();
+    const port = await vncapTls.gwmRequest({ port: xvncNone.port, password: pw, ws: false, tls: true });
+
+    const vncdo = await vncdoFails(port, pw);
+    assert.notEqual(vncdo.exit.code, 0, `vncdo succeeded: ${vncdo.output}`);
+    assert.match(vncdo.output, /unknown security types: \(19,\)/);
+    await vncapTls.waitLine(new RegExp(`on port ${port}: closed before authenticating`), PATIENCE_MS, t0);
+
+    const raw = await rfbChooseType(port, 2);
+    assert.deepEqual(raw, {
+      version: 'RFB 003.008\n', types: [19], result: 1, reason: 'security type not offered',
+    });
+    await vncapTls.waitLine(new RegExp(`on port ${port}: RFB handshake: security type not offered`), PATIENCE_MS, t0);
+
+    const { log } = await tigerSeesSolid(xvfb, port, pw, performance.now(), 'tigervnc-x509vnc-tls-only');
+    const offered = log.filter((l) => /Server offers security type /.test(l)).map((l) => l.replace(/.*Server offers security type /, ''));
+    assert.deepEqual(offered, ['VeNCrypt(19)', 'X509Vnc (261)'], log.join('\n'));
   });
 });
 

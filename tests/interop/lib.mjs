@@ -1,14 +1,14 @@
 // Helpers for the real-peer interop suite (interop.test.mjs): starting and
 // stopping the processes (vncap, testvnc, TigerVNC Xvnc, QEMU's VNC server,
-// vncdotool), waiting on their log lines and ports with deadlines, a static
-// HTTP server for noVNC, and a byte-transparent TCP tap that measures when a
-// viewer first speaks. Not a test framework: every wait here has a timeout
+// vncdotool, TigerVNC's viewer under Xvfb), waiting on their log lines,
+// ports and screenshots with deadlines, a static HTTP server for noVNC, and
+// a byte-transparent TCP tap that measures when a viewer first speaks. Not a test framework: every wait here has a timeout
 // and fails loudly; nothing sleeps to synchronise. Loopback only.
 //
 // DESIGN.md: "Entry points" (sniffing: a native viewer waits for the server
 // to speak first) and "Sessions".
 
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -234,11 +234,12 @@ export class Vncap extends Proc {
    * byte-exact stand-in for GWM's vapclient: `json.dumps(request) + "\r\n"`,
    * `recv(1024).strip()`, a reply starting "FAIL" is a failure); resolves
    * with the entry port. `timeout`: seconds the ticket waits (else vncap's
-   * default); `host`: the request's daddr.
+   * default); `host`: the request's daddr; `tls`: true, false, or null for
+   * no "tls" key at all.
    */
   async gwmRequest({ port, password, ws, tls = false, timeout, host = '127.0.0.1' }) {
     const args = [path.join(HERE, 'vapclient.py'), `${this.control.host}:${this.control.port}`,
-      host, String(port), password, ws ? 'ws' : 'plain', tls ? 'tls' : 'notls'];
+      host, String(port), password, ws ? 'ws' : 'plain', tls === null ? 'either' : tls ? 'tls' : 'notls'];
     if (timeout !== undefined) args.push(String(timeout));
     const p = new Proc('vapclient', 'python3', args);
     const exit = await within(PATIENCE_MS, 'vapclient.py', p.exitPromise);
@@ -371,6 +372,115 @@ export async function vncdoFails(port, password) {
     { env: { ...process.env, PYTHONWARNINGS: 'ignore' } });
   const exit = await within(PATIENCE_MS, `vncdo via port ${port}`, p.exitPromise);
   return { exit, output: p.lines.map((l) => l.line).join('\n') };
+}
+
+/**
+ * A raw RFB 3.8 viewer that picks security type `type` whatever it is
+ * offered, to see vncap's answer: resolves with the server's version, the
+ * types it offered, and its SecurityResult and reason (or null if it
+ * closed without one).
+ */
+export function rfbChooseType(port, type) {
+  return within(PATIENCE_MS, `RFB security type ${type} via port ${port}`, new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1');
+    let got = Buffer.alloc(0);
+    let step = 'version';
+    s.on('data', (d) => {
+      got = Buffer.concat([got, d]);
+      if (step === 'version' && got.length >= 12) {
+        s.write('RFB 003.008\n');
+        step = 'types';
+      }
+      if (step === 'types' && got.length >= 13 && got.length >= 13 + got[12]) {
+        s.write(Buffer.from([type]));
+        step = 'result';
+      }
+    });
+    s.on('error', reject);
+    s.on('close', () => {
+      const version = got.subarray(0, 12).toString('latin1');
+      const n = got[12] ?? 0;
+      const types = [...got.subarray(13, 13 + n)];
+      const rest = got.subarray(13 + n);
+      const result = rest.length >= 4 ? rest.readUInt32BE(0) : null;
+      const reason = rest.length >= 8 ? rest.subarray(8, 8 + rest.readUInt32BE(4)).toString('utf8') : null;
+      resolve({ version, types, result, reason });
+    });
+  }));
+}
+
+/**
+ * Xvfb on a display number it picks itself (`-displayfd`: the first free
+ * one, claimed by its lock file, so suites running at once cannot collide);
+ * resolves once it takes clients (it writes the number then), with
+ * `display` (':N').
+ */
+export async function startXvfb({ width = 640, height = 480 } = {}) {
+  const p = new Proc('Xvfb', 'Xvfb', ['-displayfd', '3', '-screen', '0', `${width}x${height}x24`, '-nolisten', 'tcp'],
+    { stdio: ['pipe', 'pipe', 'pipe', 'pipe'] });
+  const n = await within(PATIENCE_MS, 'Xvfb -displayfd', new Promise((resolve, reject) => {
+    let got = '';
+    p.child.stdio[3].setEncoding('utf8');
+    p.child.stdio[3].on('data', (d) => {
+      got += d;
+      if (got.includes('\n')) resolve(Number(got.trim()));
+    });
+    p.exitPromise.then((e) => reject(new Error(`Xvfb exited (${e.code ?? e.signal}) before it had a display\n${p.tail()}`)));
+  }));
+  if (!Number.isInteger(n)) throw new Error(`Xvfb -displayfd wrote ${n}`);
+  p.name = `Xvfb:${n}`;
+  p.display = `:${n}`;
+  return p;
+}
+
+/**
+ * TigerVNC's viewer on the X display `display`, to 127.0.0.1::`port` with
+ * `-SecurityTypes` `security`, `-X509CA` `ca` and the password in a file
+ * made by `vncpasswd -f`. No dialogs (a fatal error exits), HOME in the
+ * scratch directory (its ~/.vnc), and the security negotiation in its log.
+ */
+export function startTigerViewer({ display, port, password, ca, security = 'X509Vnc' }) {
+  const home = fs.mkdtempSync(path.join(SCRATCH, 'tigervnc-home-'));
+  const pwFile = path.join(home, 'passwd');
+  const made = spawnSync('vncpasswd', ['-f'], { input: `${password}\n` });
+  if (made.status !== 0) throw new Error(`vncpasswd -f: ${made.stderr}`);
+  fs.writeFileSync(pwFile, made.stdout, { mode: 0o600 });
+  return new Proc(`xtigervncviewer ${port}`, 'xtigervncviewer', [
+    '-display', display, '-SecurityTypes', security, '-X509CA', ca, '-passwd', pwFile,
+    '-AlertOnFatalError=0', '-ReconnectOnError=0',
+    '-Log', '*:stderr:30,CConnection:stderr:100,CVeNCrypt:stderr:100,TLS:stderr:100',
+    `127.0.0.1::${port}`,
+  ], { env: { ...process.env, HOME: home } });
+}
+
+/** Saves the root window of the X display `display` as the PNG `file` (xshot.py). */
+export function xshot(display, file) {
+  return within(PATIENCE_MS, `xshot.py ${display}`, new Promise((resolve, reject) => {
+    execFile('python3', [path.join(HERE, 'xshot.py'), display, file], (err, _out, stderr) => {
+      if (err) reject(new Error(`xshot.py ${display}: ${stderr || err.message}`));
+      else resolve(file);
+    });
+  }));
+}
+
+/**
+ * Screenshots `display` into SCRATCH/`name`.png until `check` holds for its
+ * pngStat, at most `ms` and while `viewer` runs (a try every 100 ms: the
+ * picture has no event to wait on); resolves with the statistics, the file
+ * and the number of tries; fails with what the screen last showed.
+ */
+export async function waitScreen(display, name, check, { ms = PATIENCE_MS, viewer } = {}) {
+  const png = path.join(SCRATCH, `${name}.png`);
+  const deadline = performance.now() + ms;
+  for (let tries = 1; ; tries++) {
+    await xshot(display, png);
+    const stat = pngStat(png);
+    if (check(stat)) return { png, tries, ...stat };
+    const last = `last seen (${png}): ${JSON.stringify(stat.colors.slice(0, 6))}`;
+    if (viewer?.exited) throw new Error(`${viewer.name} exited (${viewer.exited.code ?? viewer.exited.signal}); ${last}\n${viewer.tail()}`);
+    if (performance.now() > deadline) throw new Error(`${display} never showed what was wanted in ${ms} ms; ${last}`);
+    await new Promise((resolve) => { setTimeout(resolve, 100); });
+  }
 }
 
 /** Size, colour histogram and sample pixels of a PNG (Pillow, which vncdotool needs anyway). */

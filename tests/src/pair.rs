@@ -22,13 +22,22 @@ pub const HANDSHAKE_MS: u64 = 10_000;
 /// The challenge every pair's RFB server sends.
 pub const CHALLENGE: [u8; 16] = *b"vncap-pair-chall";
 
-/// The ticket table's settings for the pair (pool 7000-7007, 30 s tickets).
+/// The ticket table's settings for the pair (pool 7000-7007, 30 s
+/// tickets, no TLS: see [`tls_config`]).
 pub fn table_config() -> ticket::Config {
     ticket::Config {
         first_port: 7000,
         last_port: 7007,
-        tls: true,
         ..ticket::Config::default()
+    }
+}
+
+/// [`table_config`] for a vncap with a certificate: TLS is offered (a
+/// sniffed ClientHello, VeNCrypt to native viewers).
+pub fn tls_config() -> ticket::Config {
+    ticket::Config {
+        tls: true,
+        ..table_config()
     }
 }
 

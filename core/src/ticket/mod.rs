@@ -115,6 +115,8 @@ pub enum Error {
     /// The viewer came over a transport its console refuses (the reason says
     /// which: [`crate::control::Transport::check`]).
     WrongTransport(&'static str),
+    /// The viewer's address has used its guesses at this console's password.
+    TooManyGuesses,
 }
 
 impl Error {
@@ -131,6 +133,7 @@ impl Error {
             Error::Expired => "console expired",
             Error::WrongClient => "viewer address does not match client.ip",
             Error::WrongTransport(why) => why,
+            Error::TooManyGuesses => "too many wrong passwords from this address",
         }
     }
 
@@ -139,7 +142,7 @@ impl Error {
     /// viewer, 404 for no console by that name (now).
     pub const fn http_status(&self) -> u16 {
         match self {
-            Error::WrongClient | Error::WrongTransport(_) => 403,
+            Error::WrongClient | Error::WrongTransport(_) | Error::TooManyGuesses => 403,
             _ => 404,
         }
     }
@@ -162,9 +165,16 @@ pub struct Config {
     pub default_timeout_ms: u64,
     /// Longest ticket lifetime (300 s); longer requests are cut to it.
     pub max_timeout_ms: u64,
-    /// Failed password attempts a ticket allows (1: one browser). 0 is
-    /// taken as 1.
+    /// Wrong passwords a ticket takes from one source address before it
+    /// refuses that address (1: one guess each). 0 is taken as 1.
     pub attempts: u8,
+    /// Source addresses that may use up their guesses before the ticket is
+    /// gone (1, the default: `attempts` wrong passwords in all end it, as
+    /// twisted-vncauthproxy did; at most [`MAX_FAILING_SOURCES`]). Above 1,
+    /// a scanner cannot burn a console for its real viewer from one
+    /// address; no ticket ever checks more than `attempts ×
+    /// failing_sources` wrong passwords.
+    pub failing_sources: u8,
     /// Single-port mode: the port of the one WebSocket listener. When set,
     /// dialect 2 requests that allow WebSocket get a token instead of a
     /// pool port (dialect 1 replies carry only a port, so they never do).
@@ -193,6 +203,7 @@ impl Default for Config {
             default_timeout_ms: 30_000,
             max_timeout_ms: 300_000,
             attempts: 1,
+            failing_sources: 1,
             single_port: None,
             backend_password: None,
             tls: false,
@@ -245,8 +256,8 @@ pub struct Ticket {
     pub transport: Transport,
     /// When it expires while Pending.
     pub expires: Instant,
-    /// Failed password attempts left.
-    pub attempts_left: u8,
+    /// The source addresses that gave a wrong password, and how many each.
+    pub failures: heapless::Vec<(IpAddr, u8), MAX_FAILING_SOURCES>,
 }
 
 impl Ticket {
@@ -328,13 +339,20 @@ pub enum Event {
     },
 }
 
+/// Most distinct failing source addresses a ticket remembers
+/// ([`Config::failing_sources`]).
+pub const MAX_FAILING_SOURCES: usize = 8;
+
 /// Result of [`Table::failed_attempt`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Attempt {
-    /// The ticket stays; this many attempts are left.
+    /// The ticket stays; the source that failed has this many guesses left.
     Retry(u8),
-    /// That was the last attempt: the ticket is gone (an [`Event::Closed`]
-    /// is queued).
+    /// The ticket stays for others; the source that failed has no guesses
+    /// left ([`Error::TooManyGuesses`] from now on).
+    Blocked,
+    /// That made the ticket's last failing source: the ticket is gone (an
+    /// [`Event::Closed`] is queued).
     Gone,
 }
 
@@ -610,7 +628,7 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
             client_ip: req.client_ip,
             transport,
             expires,
-            attempts_left: self.config.attempts.max(1),
+            failures: heapless::Vec::new(),
         };
         let handle = self.handle(slot);
         if let Some(s) = self.slots.as_mut().get_mut(slot) {
@@ -705,6 +723,14 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
                 return Err(Error::WrongClient);
             }
         }
+        let guesses = self.config.attempts.max(1);
+        if ticket
+            .failures
+            .iter()
+            .any(|&(ip, n)| ip == peer.to_canonical() && n >= guesses)
+        {
+            return Err(Error::TooManyGuesses);
+        }
         Ok((self.handle(slot), ticket))
     }
 
@@ -717,16 +743,41 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
         self.remove(handle, false).ok_or(Error::NoSuchTicket)
     }
 
-    /// A viewer presented a wrong password: uses an attempt; at the last one
-    /// the ticket is gone, its port freed and [`Event::Closed`] queued.
-    pub fn failed_attempt(&mut self, handle: Handle) -> Result<Attempt, Error> {
+    /// A viewer at `peer` presented a wrong password: that address uses one
+    /// of its [`Config::attempts`] guesses, and with none left it is refused
+    /// from now on ([`Attempt::Blocked`]). When that makes `attempts ×
+    /// failing_sources` wrong passwords in all, or
+    /// [`Config::failing_sources`] blocked addresses, the ticket is gone,
+    /// its port freed and [`Event::Closed`] queued ([`Attempt::Gone`]). One
+    /// address's failures never use another's guesses.
+    pub fn failed_attempt(&mut self, handle: Handle, peer: IpAddr) -> Result<Attempt, Error> {
+        let guesses = self.config.attempts.max(1);
+        let sources = usize::from(self.config.failing_sources).clamp(1, MAX_FAILING_SOURCES);
+        let peer = peer.to_canonical();
         let t = self.get_mut(handle).ok_or(Error::NoSuchTicket)?;
-        t.attempts_left = t.attempts_left.saturating_sub(1);
-        if t.attempts_left > 0 {
-            return Ok(Attempt::Retry(t.attempts_left));
+        let recorded = match t.failures.iter_mut().find(|(ip, _)| *ip == peer) {
+            Some((_, n)) => {
+                *n = n.saturating_add(1);
+                Some(*n)
+            }
+            None => t.failures.push((peer, 1)).ok().map(|()| 1),
+        };
+        let total: usize = t.failures.iter().map(|&(_, n)| usize::from(n)).sum();
+        let blocked = t.failures.iter().filter(|&&(_, n)| n >= guesses).count();
+        // Gone once the guesses checked reach attempts × failing_sources
+        // (with one failing source: `attempts` in all, as before), or as
+        // many addresses are out of guesses, or there is no room to
+        // remember another failing address.
+        let Some(used) =
+            recorded.filter(|_| total < usize::from(guesses) * sources && blocked < sources)
+        else {
+            self.remove(handle, false);
+            return Ok(Attempt::Gone);
+        };
+        if used < guesses {
+            return Ok(Attempt::Retry(guesses - used));
         }
-        self.remove(handle, false);
-        Ok(Attempt::Gone)
+        Ok(Attempt::Blocked)
     }
 
     /// The driver gives a pending ticket up (say, its listener could not
@@ -1092,14 +1143,46 @@ mod tests {
     }
 
     #[test]
+    fn a_scanner_cannot_burn_a_console_for_its_real_viewer() {
+        let mut c = config(7000, 7000);
+        c.failing_sources = 3;
+        let mut t = Table::new(c, slots::<2>()).unwrap();
+        let now = Instant::from_millis(0);
+        let i = t.issue(now, &twisted("p"), &RANDOM).unwrap();
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        let (scanner, viewer) = (ip("192.0.2.9"), ip("198.51.100.1"));
+        assert_eq!(t.failed_attempt(i.handle, scanner), Ok(Attempt::Blocked));
+        let key = Lookup::Port(7000);
+        assert_eq!(t.lookup(key, scanner, now), Err(Error::TooManyGuesses));
+        // The same address written as IPv4-mapped IPv6 is the same address.
+        assert_eq!(
+            t.lookup(key, ip("::ffff:192.0.2.9"), now),
+            Err(Error::TooManyGuesses)
+        );
+        assert_eq!(t.lookup(key, viewer, now), Ok(i.handle));
+        assert_eq!(
+            t.failed_attempt(i.handle, ip("192.0.2.10")),
+            Ok(Attempt::Blocked)
+        );
+        assert_eq!(t.lookup(key, viewer, now), Ok(i.handle));
+        // The third address out of guesses ends it.
+        assert_eq!(
+            t.failed_attempt(i.handle, ip("192.0.2.11")),
+            Ok(Attempt::Gone)
+        );
+        assert_eq!(t.lookup(key, viewer, now), Err(Error::NoSuchTicket));
+    }
+
+    #[test]
     fn attempts() {
         let mut c = config(7000, 7000);
         c.attempts = 2;
         let mut t = Table::new(c, slots::<2>()).unwrap();
         let now = Instant::from_millis(0);
         let i = t.issue(now, &twisted("p"), &RANDOM).unwrap();
-        assert_eq!(t.failed_attempt(i.handle), Ok(Attempt::Retry(1)));
-        assert_eq!(t.failed_attempt(i.handle), Ok(Attempt::Gone));
+        let peer: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(t.failed_attempt(i.handle, peer), Ok(Attempt::Retry(1)));
+        assert_eq!(t.failed_attempt(i.handle, peer), Ok(Attempt::Gone));
         assert_eq!(
             t.poll_event(),
             Some(Event::Closed {
@@ -1107,7 +1190,7 @@ mod tests {
                 port: Some(7000)
             })
         );
-        assert_eq!(t.failed_attempt(i.handle), Err(Error::NoSuchTicket));
+        assert_eq!(t.failed_attempt(i.handle, peer), Err(Error::NoSuchTicket));
         // The freed port (and slot) serve a new ticket; the old handle is stale.
         let j = t.issue(now, &twisted("p"), &RANDOM).unwrap();
         assert_eq!(j.port, 7000);

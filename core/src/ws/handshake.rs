@@ -33,6 +33,16 @@ pub const MAX_TARGET: usize = 512;
 pub const MAX_ORIGIN: usize = 256;
 /// Header lines parsed at most (431 beyond it).
 pub const MAX_HEADERS: usize = 48;
+/// Headers an upgrade request may carry once only (a second one is 400).
+const SINGLE: [&str; 5] = [
+    "host",
+    "origin",
+    "upgrade",
+    "sec-websocket-version",
+    "sec-websocket-key",
+];
+/// `Sec-WebSocket-Key` in [`SINGLE`] (its repetition is [`Error::BadKey`]).
+const KEY: usize = 4;
 /// The GUID of RFC 6455 section 1.3, appended to the key before hashing.
 pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -258,8 +268,27 @@ impl<'a> Handshake<'a> {
         let mut key_count = 0;
         let mut origin: Option<&[u8]> = None;
         let (mut binary, mut b64) = (false, false);
+        let mut seen = [false; SINGLE.len()];
         for h in req.headers.iter() {
             let name = h.name;
+            // A header that names one thing must come once: with two the
+            // peers may each believe a different one (RFC 9110 section 5.3).
+            if SINGLE.iter().any(|n| name.eq_ignore_ascii_case(n)) {
+                let i = SINGLE
+                    .iter()
+                    .position(|n| name.eq_ignore_ascii_case(n))
+                    .unwrap_or(0);
+                if let Some(seen) = seen.get_mut(i) {
+                    if *seen {
+                        return Err(if i == KEY {
+                            Error::BadKey
+                        } else {
+                            Error::DuplicateHeader
+                        });
+                    }
+                    *seen = true;
+                }
+            }
             if name.eq_ignore_ascii_case("host") {
                 host = true;
             } else if name.eq_ignore_ascii_case("upgrade") {

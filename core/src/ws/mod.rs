@@ -118,6 +118,9 @@ pub enum Error {
     UnsupportedVersion,
     /// `Sec-WebSocket-Key` missing, repeated, or not base64 of 16 bytes (400).
     BadKey,
+    /// `Host`, `Origin`, `Upgrade` or `Sec-WebSocket-Version` sent twice
+    /// (400): the two could be read differently by different parties.
+    DuplicateHeader,
     /// The `Origin` header is too long to store (400).
     OriginTooLong,
     /// The `Origin` is not on the configured allow-list (403).
@@ -165,6 +168,7 @@ impl Error {
             Error::MissingConnectionUpgrade => "missing Connection: upgrade",
             Error::UnsupportedVersion => "unsupported Sec-WebSocket-Version (13 only)",
             Error::BadKey => "missing or invalid Sec-WebSocket-Key",
+            Error::DuplicateHeader => "a header that must come once came twice",
             Error::OriginTooLong => "Origin header too long",
             Error::OriginNotAllowed => "Origin not allowed",
             Error::Rejected(_) => "request refused",
@@ -190,6 +194,7 @@ impl Error {
             | Error::NotWebSocket
             | Error::MissingConnectionUpgrade
             | Error::BadKey
+            | Error::DuplicateHeader
             | Error::OriginTooLong => 400,
             Error::MethodNotAllowed => 405,
             Error::UriTooLong => 414,
