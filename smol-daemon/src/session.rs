@@ -238,9 +238,19 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
                     .map_or_else(|| "closed".to_string(), |e| e.to_string()),
             ),
             Err(ending) => {
-                // The relay was dropped: close both legs now.
-                viewer_w.close().await;
-                bw.close().await;
+                // The relay was dropped: close both legs now (a TLS
+                // close_notify to a stuck peer waits no longer than
+                // CLOSE_WAIT; the sockets go when this returns).
+                futures_lite::future::or(
+                    async {
+                        viewer_w.close().await;
+                        bw.close().await;
+                    },
+                    async {
+                        smol::Timer::after(CLOSE_WAIT).await;
+                    },
+                )
+                .await;
                 (ending.who().to_string(), ending.reason().to_string())
             }
         };
