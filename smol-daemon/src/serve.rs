@@ -81,6 +81,12 @@ fn check_options(args: &cli::Serve) -> Result<(), String> {
             args.ticket_timeout, args.max_ticket_timeout
         ));
     }
+    if args.max_handshakes_per_ip > args.max_handshakes {
+        return Err(format!(
+            "--max-handshakes-per-ip {}: must be 1-{} (at most --max-handshakes)",
+            args.max_handshakes_per_ip, args.max_handshakes
+        ));
+    }
     if let Some(dir) = &args.record {
         if !dir.is_dir() {
             return Err(format!("--record {}: not a directory", dir.display()));
@@ -283,6 +289,8 @@ async fn serve(
             backoff: Duration::from_millis(250),
         },
         max_sessions: args.max_sessions,
+        max_handshakes: args.max_handshakes,
+        max_handshakes_per_ip: args.max_handshakes_per_ip,
         relay_buffer: RELAY_BUFFER,
         policy_domain: "*".into(),
         policy_ports: (args.ports.lo, args.ports.hi),
