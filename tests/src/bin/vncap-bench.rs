@@ -87,6 +87,17 @@ struct Args {
         default = "String::from(\"direct,socat,websockify,vncap,vncap-ws,vncap-wss\")"
     )]
     relays: String,
+    /// streaming console counts for the keystroke-latency load, comma
+    /// separated (default 100,1000,10000; each capped by the open-file limit)
+    #[argh(option, default = "String::from(\"100,1000,10000\")")]
+    console: String,
+    /// seconds the keystroke probe runs under each console load (default 10)
+    #[argh(option, default = "10")]
+    console_secs: u64,
+    /// measurements to make, comma separated (default
+    /// bulk,rtt,setups,memory,console)
+    #[argh(option, default = "String::from(\"bulk,rtt,setups,memory,console\")")]
+    phases: String,
 }
 
 /// Longest any single step may take before the run fails.
@@ -184,6 +195,9 @@ enum Mode {
     Echo,
     /// Keeps the connection open, doing nothing (no thread).
     Idle,
+    /// A console ([`console_session`]): the viewer's first byte picks a
+    /// streaming screen or an echoing keyboard.
+    Console,
 }
 
 #[derive(Default)]
@@ -329,6 +343,11 @@ fn backend_handshake(s: &mut TcpStream) -> io::Result<()> {
 }
 
 fn backend_session(mut s: TcpStream, mode: Mode, shared: &Shared, block: &[u8]) {
+    if mode == Mode::Console {
+        console_session(s, shared, block);
+        shared.update(|c| c.ended += 1);
+        return;
+    }
     let mut buf = vec![0u8; if mode == Mode::Echo { 64 * 1024 } else { CHUNK }];
     if let Mode::Bulk(len) = mode {
         let mut sent = 0u64;
@@ -354,16 +373,89 @@ fn backend_session(mut s: TcpStream, mode: Mode, shared: &Shared, block: &[u8]) 
     shared.update(|c| c.ended += 1);
 }
 
+/// The first byte a streaming console's viewer sends (a probe's first
+/// byte is [`PROBE`]).
+const STREAM: u8 = b'S';
+/// The first byte of every keystroke probe message.
+const PROBE: u8 = b'P';
+/// A streaming console's framebuffer update, bytes.
+const BURST: usize = 64 * 1024;
+/// Mean time between a streaming console's bursts, ms (±20 % jitter).
+const BURST_MS: u64 = 100;
+
+/// [`Mode::Console`]: the viewer's first message picks the session's part.
+/// [`STREAM`] asks for a screen that changes at a human rate: [`BURST`]
+/// bytes every [`BURST_MS`] ±20 %, the first after a random part of a
+/// period, until the run stops (then the backend closes, which ends the
+/// viewer's session through the relay). Anything else is a keyboard: every
+/// byte read is echoed.
+fn console_session(mut s: TcpStream, shared: &Shared, block: &[u8]) {
+    let mut buf = vec![0u8; 4096];
+    let n = match s.read(&mut buf) {
+        Ok(0) | Err(_) => return,
+        Ok(n) => n,
+    };
+    if buf[0] != STREAM {
+        let mut n = n;
+        while s.write_all(&buf[..n]).is_ok() {
+            n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+        }
+        return;
+    }
+    let port = s.peer_addr().map(|a| a.port()).unwrap_or(1);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(port) << 17;
+    let mut next = |range: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % range
+    };
+    let mut wait = next(BURST_MS);
+    while !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(wait));
+        if s.write_all(&block[..BURST]).is_err() {
+            break;
+        }
+        wait = BURST_MS * 8 / 10 + next(BURST_MS * 4 / 10 + 1);
+    }
+    let _ = s.shutdown(Shutdown::Both);
+}
+
 // ---------------------------------------------------------------- viewer streams
 
 /// What the viewer's byte stream must also do: end its sending half.
 trait Conn: Read + Write + Send {
     fn finish_send(&mut self) -> io::Result<()>;
+    /// The TCP socket underneath (for read timeouts).
+    fn tcp(&self) -> &TcpStream;
 }
 
 impl Conn for TcpStream {
     fn finish_send(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+/// A byte stream with a TCP socket underneath.
+trait OverTcp {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl OverTcp for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl OverTcp for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
     }
 }
 
@@ -559,9 +651,12 @@ impl<S: Read + Write> Ws<S> {
     }
 }
 
-impl<S: Read + Write + Send> Conn for Ws<S> {
+impl<S: Read + Write + Send + OverTcp> Conn for Ws<S> {
     fn finish_send(&mut self) -> io::Result<()> {
         self.send(0x88, &1000u16.to_be_bytes())
+    }
+    fn tcp(&self) -> &TcpStream {
+        self.tcp.tcp()
     }
 }
 
@@ -1028,6 +1123,161 @@ struct Results {
     setups: Option<Setups>,
     /// Per idle-session count: the memory, or why not measured.
     memory: Vec<(usize, Result<Memory, String>)>,
+    /// Per streaming-console count: the load's figures, or why not measured.
+    console: Vec<(usize, Result<Console, String>)>,
+}
+
+/// What one relay did under one console load.
+#[derive(Debug, Clone)]
+struct Console {
+    /// Each keystroke probe message's echo time, ms, from when it was due
+    /// to be sent (open loop: a stall delays every message due during it).
+    lat_ms: Vec<f64>,
+    /// The relay's CPU seconds per second of load.
+    cpu: Option<f64>,
+    /// Bytes the streaming viewers received over the bytes offered.
+    delivered: f64,
+    /// PSS per streaming session, KiB ((PSS under load − PSS idle) / N).
+    kib_per_session: f64,
+}
+
+/// How many consoles fit the open-file limits: the harness holds a viewer
+/// and a backend socket per session, and so does the relay.
+fn console_fit(n: usize) -> usize {
+    let own = open_file_limit(std::process::id()).unwrap_or(1024);
+    n.min(own.saturating_sub(256) / 2)
+}
+
+/// `n` streaming consoles through `kind` (each viewer asks for bursts, and
+/// a thread drains it) and one keystroke probe: an 8-byte message every
+/// millisecond for `--console-secs`, open loop, echoed by the backend.
+fn console(kind: Kind, n: usize, args: &Args) -> Res<Console> {
+    let name = kind.name();
+    let b = Backend::spawn(Mode::Console)?;
+    let relay = Relay::start(kind, b.addr, args, 0, n + 64)?;
+    let pid = relay.pid();
+    let pss_idle = pid.map_or(0, |p| tree_memory(p).1);
+    let (conns, _) = open_many(&relay, n, args.concurrency)?;
+    let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut drains = Vec::with_capacity(n);
+    for mut conn in conns {
+        conn.write_all(&[STREAM])
+            .map_err(|e| format!("{name}: console: {e}"))?;
+        let delivered = delivered.clone();
+        let drain = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut buf = vec![0u8; BURST];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    delivered.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            })
+            .map_err(|e| format!("drain thread: {e}"))?;
+        drains.push(drain);
+    }
+    if !b.shared.wait(|c| c.sessions >= n) {
+        return Err(format!("{name}: consoles did not all open"));
+    }
+    let mut probe = relay.connect()?;
+    // One period so every stream has started.
+    std::thread::sleep(Duration::from_millis(BURST_MS));
+    let cpu0 = relay.cpu_ticks();
+    let got0 = delivered.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let lat_ms = keystrokes(&mut *probe, args.console_secs * 1000)
+        .map_err(|e| format!("{name}: probe under {n} consoles: {e}"))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let got = delivered.load(Ordering::Relaxed) - got0;
+    let cpu = cpu0
+        .zip(relay.cpu_ticks())
+        .map(|(a, b)| b.saturating_sub(a) as f64 / clock_ticks_per_second() / secs);
+    let pss = pid.map_or(0, |p| tree_memory(p).1);
+    // The backend closes every console; the relay passes the ends on.
+    b.shared.stop.store(true, Ordering::SeqCst);
+    drop(probe);
+    for d in drains {
+        let _ = d.join();
+    }
+    let offered = n as f64 * BURST as f64 * secs * 1000.0 / BURST_MS as f64;
+    Ok(Console {
+        lat_ms,
+        cpu,
+        delivered: got as f64 / offered,
+        kib_per_session: (pss as f64 - pss_idle as f64).max(0.0) / n as f64,
+    })
+}
+
+/// Sends `count` probe messages, one due every millisecond, and returns
+/// each echo's time in ms since the message was due. One thread: the socket
+/// is non-blocking and `poll(2)` waits for an echo until the next message is
+/// due (a socket read timeout would round up to the kernel's tick).
+fn keystrokes(conn: &mut dyn Conn, count: u64) -> Res<Vec<f64>> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let period = Duration::from_millis(1);
+    let t0 = Instant::now();
+    let due = |i: u64| t0 + period * i as u32;
+    let end = due(count) + PATIENCE;
+    let mut lat = Vec::with_capacity(count as usize);
+    let (mut sent, mut acc, mut buf) = (0u64, Vec::new(), [0u8; 4096]);
+    conn.tcp()
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
+    let retry = |e: &io::Error| e.kind() == io::ErrorKind::WouldBlock;
+    while (lat.len() as u64) < count {
+        let now = Instant::now();
+        if now > end {
+            return Err(format!("{} of {count} echoes came back", lat.len()));
+        }
+        while sent < count && due(sent) <= now {
+            let mut msg = [0u8; PING];
+            msg[0] = PROBE;
+            msg[1..].copy_from_slice(&sent.to_be_bytes()[1..]);
+            // Non-blocking: a full send buffer (the relay not reading)
+            // waits here, counted in the latency of what follows.
+            let mut left = &msg[..];
+            while !left.is_empty() {
+                match conn.write(left) {
+                    Ok(n) => left = &left[n..],
+                    Err(e) if retry(&e) => std::thread::sleep(Duration::from_micros(100)),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            sent += 1;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => return Err("the probe's session ended".into()),
+            Ok(n) => {
+                let at = Instant::now();
+                acc.extend_from_slice(&buf[..n]);
+                let whole = acc.len() / PING * PING;
+                for m in acc[..whole].chunks_exact(PING) {
+                    let mut seq = [0u8; 8];
+                    seq[1..].copy_from_slice(&m[1..]);
+                    let seq = u64::from_be_bytes(seq);
+                    if m[0] != PROBE || seq >= sent {
+                        return Err("an echo came back changed".into());
+                    }
+                    lat.push(at.saturating_duration_since(due(seq)).as_secs_f64() * 1e3);
+                }
+                acc.drain(..whole);
+                continue;
+            }
+            Err(e) if retry(&e) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let until = if sent < count { due(sent) } else { end };
+        let wait = until.saturating_duration_since(Instant::now());
+        let ts = Timespec {
+            tv_sec: wait.as_secs() as _,
+            tv_nsec: wait.subsec_nanos() as _,
+        };
+        let mut fds = [PollFd::new(conn.tcp(), PollFlags::IN)];
+        poll(&mut fds, Some(&ts)).map_err(|e| e.to_string())?;
+    }
+    conn.tcp()
+        .set_nonblocking(false)
+        .map_err(|e| e.to_string())?;
+    Ok(lat)
 }
 
 /// Throughput in MiB/s of each repetition, and CPU seconds per GiB, for each
@@ -1221,6 +1471,35 @@ fn memory(kind: Kind, n: usize, args: &Args) -> Res<Memory> {
     })
 }
 
+/// `--phases`, checked.
+fn phases(args: &Args) -> Res<Vec<String>> {
+    args.phases
+        .split(',')
+        .map(|p| match p.trim() {
+            p @ ("bulk" | "rtt" | "setups" | "memory" | "console") => Ok(p.to_string()),
+            p => Err(format!("--phases: unknown phase {p:?}")),
+        })
+        .collect()
+}
+
+/// `--console`, each count capped by the open-file limits (said in the report).
+fn console_counts(args: &Args) -> Res<Vec<usize>> {
+    let mut counts: Vec<usize> = Vec::new();
+    for s in args.console.split(',') {
+        let n: usize = s
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("--console: bad count {s:?}"))?;
+        let n = console_fit(n);
+        if !counts.contains(&n) {
+            counts.push(n);
+        }
+    }
+    Ok(counts)
+}
+
 fn session_counts(args: &Args) -> Res<Vec<usize>> {
     args.sessions
         .split(',')
@@ -1244,42 +1523,68 @@ fn measure(kinds: &[Kind], args: &Args) -> Res<Vec<Results>> {
             t0.elapsed().as_secs_f64()
         )
     };
-    for (r, (rates, cpu)) in results.iter_mut().zip(throughput(kinds, false, args)?) {
-        r.down = rates;
-        r.cpu = cpu.map(|d| (d, f64::NAN));
-    }
-    took("backend→viewer");
-    for (r, (rates, cpu)) in results.iter_mut().zip(throughput(kinds, true, args)?) {
-        r.up = rates;
-        r.cpu = r.cpu.zip(cpu).map(|((d, _), u)| (d, u));
-    }
-    took("viewer→backend");
-    for (r, rtts) in results.iter_mut().zip(round_trips(kinds, args)?) {
-        r.rtt_us = rtts;
-    }
-    took("round trips");
-    for (r, &kind) in results.iter_mut().zip(kinds) {
-        // A native viewer is silent until the server speaks: vncap waits out
-        // the 300 ms sniff for it by design, so its setups are measured with
-        // the WebSocket viewer, which speaks first.
-        if kind != Kind::Vncap {
-            r.setups = Some(setup_rate(kind, args)?);
+    let phases = phases(args)?;
+    let on = |p: &str| phases.iter().any(|q| q == p);
+    if on("bulk") {
+        for (r, (rates, cpu)) in results.iter_mut().zip(throughput(kinds, false, args)?) {
+            r.down = rates;
+            r.cpu = cpu.map(|d| (d, f64::NAN));
         }
+        took("backend→viewer");
+        for (r, (rates, cpu)) in results.iter_mut().zip(throughput(kinds, true, args)?) {
+            r.up = rates;
+            r.cpu = r.cpu.zip(cpu).map(|((d, _), u)| (d, u));
+        }
+        took("viewer→backend");
     }
-    took("setups");
-    for n in session_counts(args)? {
+    if on("rtt") {
+        for (r, rtts) in results.iter_mut().zip(round_trips(kinds, args)?) {
+            r.rtt_us = rtts;
+        }
+        took("round trips");
+    }
+    if on("setups") {
         for (r, &kind) in results.iter_mut().zip(kinds) {
-            if kind == Kind::Direct {
-                continue;
+            // A native viewer is silent until the server speaks: vncap waits out
+            // the 300 ms sniff for it by design, so its setups are measured with
+            // the WebSocket viewer, which speaks first.
+            if kind != Kind::Vncap {
+                r.setups = Some(setup_rate(kind, args)?);
             }
-            let m = if kind == Kind::Websockify && n > WEBSOCKIFY_MAX_SESSIONS {
-                Err("not run (fails past ~508 sessions)".to_string())
-            } else {
-                Ok(memory(kind, n, args)?)
-            };
-            r.memory.push((n, m));
         }
-        took(&format!("memory with {n} sessions"));
+        took("setups");
+    }
+    if on("memory") {
+        for n in session_counts(args)? {
+            for (r, &kind) in results.iter_mut().zip(kinds) {
+                if kind == Kind::Direct {
+                    continue;
+                }
+                let m = if kind == Kind::Websockify && n > WEBSOCKIFY_MAX_SESSIONS {
+                    Err("not run (fails past ~508 sessions)".to_string())
+                } else {
+                    Ok(memory(kind, n, args)?)
+                };
+                r.memory.push((n, m));
+            }
+            took(&format!("memory with {n} sessions"));
+        }
+    }
+    if on("console") {
+        for n in console_counts(args)? {
+            for (r, &kind) in results.iter_mut().zip(kinds) {
+                let c = if kind == Kind::Websockify && n > WEBSOCKIFY_MAX_SESSIONS {
+                    Err("not run (fails past ~508 sessions)".to_string())
+                } else {
+                    console(kind, n, args)
+                };
+                if let Err(e) = &c {
+                    eprintln!("vncap-bench: {}: {n} consoles: {e}", kind.name());
+                }
+                r.console.push((n, c));
+            }
+            took(&format!("{n} streaming consoles"));
+        }
     }
     Ok(results)
 }
@@ -1397,6 +1702,26 @@ fn per_session(m: &Memory, n: usize) -> f64 {
 fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
     let socat = rows.iter().find(|(k, _)| *k == Kind::Socat).map(|(_, r)| r);
     let base = |f: &dyn Fn(&Results) -> Option<f64>| socat.and_then(f);
+    let phases = phases(args)?;
+    let on = |p: &str| phases.iter().any(|q| q == p);
+    if on("bulk") {
+        throughput_table(args, rows, socat);
+    }
+    if on("rtt") || on("setups") {
+        trips_table(args, rows, socat);
+    }
+    if on("memory") {
+        memory_table(args, rows, socat)?;
+    }
+    if on("console") {
+        console_table(args, rows, socat);
+    }
+    let _ = base;
+    Ok(())
+}
+
+fn throughput_table(args: &Args, rows: &[(Kind, Results)], socat: Option<&Results>) {
+    let base = |f: &dyn Fn(&Results) -> Option<f64>| socat.and_then(f);
     println!(
         "### Throughput\n\n{} MiB per transfer after an RFB login, median of {} (min–max); CPU is user+system time of the relay's process tree per GiB moved. Ratios are against tuned socat.\n",
         args.mib, args.reps,
@@ -1418,6 +1743,10 @@ fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
             ratio(u, base(&|s| Some(median(&s.up)))),
         );
     }
+}
+
+fn trips_table(args: &Args, rows: &[(Kind, Results)], socat: Option<&Results>) {
+    let base = |f: &dyn Fn(&Results) -> Option<f64>| socat.and_then(f);
     println!(
         "\n### Round trips and setups\n\nRound trips: {} × {PING}-byte messages through an echoing backend after {} warm-up. \
          Setups: {} sessions per relay, {} at a time, each a new connection through the whole handshake (vncap: a control \
@@ -1454,6 +1783,9 @@ fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
                 .unwrap_or_else(|| "—".into()),
         );
     }
+}
+
+fn memory_table(args: &Args, rows: &[(Kind, Results)], socat: Option<&Results>) -> Res<()> {
     let counts = session_counts(args)?;
     println!(
         "\n### Memory\n\nThe relay's process tree (socat and websockify fork one process per connection) idle and with N established, \
@@ -1506,6 +1838,53 @@ fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
         println!();
     }
     Ok(())
+}
+
+fn console_table(args: &Args, rows: &[(Kind, Results)], socat: Option<&Results>) {
+    println!(
+        "\n### Keystrokes under streaming consoles\n\nN sessions each receive {} KiB every {BURST_MS} ms (±20 %) \
+         while one more session sends an {PING}-byte message every ms for {} s (open loop) to an echoing backend; \
+         latency is from when a message was due to its echo. CPU: the relay's process tree, seconds per second of load. \
+         Delivered: bytes the streaming viewers read over the bytes offered. PSS/session: (PSS under load − idle) / N. \
+         Counts are capped by the open-file limit ({} here; two sockets a session on each side). Ratios against socat \
+         under the same N.\n",
+        BURST / 1024,
+        args.console_secs,
+        open_file_limit(std::process::id()).unwrap_or(0),
+    );
+    println!("| relay | N | p50 ms | ×socat | p99 ms | ×socat | p99.9 ms | max ms | > 100 ms | CPU s/s | ×socat | delivered | PSS KiB/session |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (kind, r) in rows {
+        for (n, c) in &r.console {
+            let c = match c {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("| {} | {n} | {e} | | | | | | | | | | |", kind.name());
+                    continue;
+                }
+            };
+            let base = socat.and_then(|s| {
+                s.console
+                    .iter()
+                    .find_map(|(m, sc)| (m == n).then_some(sc.as_ref().ok()).flatten())
+            });
+            let q = |c: &Console, q: f64| quantile(&c.lat_ms, q);
+            let (p50, p99) = (q(c, 0.5), q(c, 0.99));
+            let max = c.lat_ms.iter().copied().fold(0.0, f64::max);
+            let slow = c.lat_ms.iter().filter(|&&l| l > 100.0).count();
+            let cpu = c.cpu.map_or("—".into(), |x| format!("{x:.2}"));
+            println!(
+                "| {} | {n} | {p50:.2} | {} | {p99:.2} | {} | {:.2} | {max:.1} | {slow} | {cpu} | {} | {:.1} % | {:.0} |",
+                kind.name(),
+                ratio(p50, base.map(|b| q(b, 0.5))),
+                ratio(p99, base.map(|b| q(b, 0.99))),
+                q(c, 0.999),
+                ratio(c.cpu.unwrap_or(f64::NAN), base.and_then(|b| b.cpu)),
+                c.delivered * 100.0,
+                c.kib_per_session,
+            );
+        }
+    }
 }
 
 fn run(args: &Args) -> Res<()> {
