@@ -33,8 +33,9 @@ thread_local! {
     static FREE: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A large buffer of `len` bytes from the free list, or a new one.
-fn take_buffer(len: usize) -> Box<[u8]> {
+/// A large buffer of `len` bytes from the free list, or a new one (also
+/// the TLS read-ahead's, `tls.rs`).
+pub(crate) fn take_buffer(len: usize) -> Box<[u8]> {
     FREE.with(|f| {
         let mut f = f.borrow_mut();
         match f.iter().position(|b| b.len() == len) {
@@ -45,7 +46,7 @@ fn take_buffer(len: usize) -> Box<[u8]> {
 }
 
 /// Gives a large buffer back (freed if the free list is full).
-fn give_buffer(b: Box<[u8]>) {
+pub(crate) fn give_buffer(b: Box<[u8]>) {
     FREE.with(|f| {
         let mut f = f.borrow_mut();
         if f.len() < FREE_BUFFERS {
