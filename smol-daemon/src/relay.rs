@@ -14,7 +14,10 @@
 //! Fairness: a socket with data ready never makes a read wait, so a
 //! streaming direction yields to the executor every [`YIELD_EVERY`] copies;
 //! one fast session cannot starve the others, the control channel or the
-//! handshake deadlines on the single thread.
+//! handshake deadlines on the single thread. The budget counts reads, so
+//! every reader hands out all it has buffered in one read (a WebSocket
+//! viewer's one-keystroke frames too, `ws.rs`): a typing viewer's backlog
+//! moves in one turn, not [`YIELD_EVERY`] events a turn (issue 18).
 
 use crate::transport::{ByteRead, ByteWrite, HEADROOM};
 use std::cell::RefCell;
