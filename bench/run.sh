@@ -64,8 +64,9 @@ else
   have stunnel4 || apt_install stunnel4
   cargo build --quiet --locked --release -p vncap -p vncap-tests --bins
   bin=target/release
-  # The 10,000-console load is its own run (-- --phases console --console
-  # 10000): each run stays under ten minutes.
+  # Larger console loads are their own run (-- --phases console --console
+  # N): the harness spends two threads a console, so 10,000 overloads a
+  # small shared machine; each run stays under ten minutes.
   args=(--websockify "$websockify" --hold 10000 --console 100,1000)
 fi
 args+=("${extra[@]+"${extra[@]}"}")
