@@ -120,15 +120,19 @@ async fn pump<R: ByteRead, W: ByteWrite>(
         if full && large.is_none() && buf_size > SMALL {
             let mut b = take_buffer(HEADROOM + buf_size);
             b[HEADROOM..HEADROOM + n].copy_from_slice(&small[HEADROOM..HEADROOM + n]);
+            // Without a read that cannot wait, `full` stays: the next read
+            // goes into the large buffer, as it streams.
             if r.cancel_safe() {
                 match futures_lite::future::poll_once(r.read_bytes(&mut b[HEADROOM + n..])).await {
-                    None => {}
+                    None => full = false,
                     Some(Ok(0)) => then = Some((from, None)),
-                    Some(Ok(m)) => n += m,
+                    Some(Ok(m)) => {
+                        n += m;
+                        full = n == buf_size;
+                    }
                     Some(Err(e)) => then = Some((from, Some(e))),
                 }
             }
-            full = n == buf_size;
             large = Some(b);
         }
         let buf: &mut [u8] = match large.as_mut() {
@@ -233,6 +237,35 @@ mod tests {
             Ok(())
         }
         async fn close(&mut self) {}
+    }
+
+    /// The same burst from a reader that must not be polled without waiting
+    /// (the WebSocket reader): two writes, and the large buffer kept for the
+    /// second read while it streams.
+    struct Waits(Burst);
+    impl ByteRead for Waits {
+        async fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read_bytes(buf).await
+        }
+    }
+
+    #[test]
+    fn a_reader_that_must_wait_streams_into_the_large_buffer() {
+        let sizes = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        let ex = smol::LocalExecutor::new();
+        let mut w = Sizes(sizes.clone());
+        let task = ex.spawn(async move {
+            relay(
+                (&mut Waits(Burst(vec![SMALL, 100_000])), &mut Writer(None)),
+                (&mut Quiet, &mut w),
+                256 * 1024,
+            )
+            .await
+        });
+        while ex.try_tick() {}
+        drop(task);
+        // A small buffer would have cut the second read to 2 KiB.
+        assert_eq!(*sizes.borrow(), [SMALL, 100_000]);
     }
 
     #[test]
