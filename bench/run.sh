@@ -8,7 +8,7 @@
 # tests/src/bin/vncap-bench.rs; the core's micro-benchmarks are
 # `cargo bench -p vncap-tests --bench core` (not run here).
 #
-#   bench/run.sh            full run, release build (a few minutes)
+#   bench/run.sh            full run, release build (six to ten minutes)
 #   bench/run.sh --smoke    one short pass, debug build, no PyPI websockify
 #                           (tests/run.sh)
 #   bench/run.sh -- ARGS    pass ARGS to vncap-bench (see: vncap-bench --help),
@@ -67,7 +67,9 @@ else
   # Larger console loads are their own run (-- --phases console --console
   # N): the harness spends two threads a console, so 10,000 overloads a
   # small shared machine; each run stays under ten minutes.
-  args=(--websockify "$websockify" --hold 10000 --console 100,1000)
+  # 512 MiB × 3 and 1,000 setups keep the whole run under ten minutes.
+  args=(--websockify "$websockify" --hold 10000 --console 100,1000
+        --mib 512 --reps 3 --setups 1000)
 fi
 args+=("${extra[@]+"${extra[@]}"}")
 
