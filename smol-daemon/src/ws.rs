@@ -4,8 +4,9 @@
 //! close codes are the core's; this file only moves bytes and shares the
 //! socket's writing half (pongs from the reading side, data from the relay)
 //! under one async lock, so control frames never land inside a data frame.
-//! The reader never waits for that lock: when the writer holds it, the
-//! writer sends the queued control frames after its data frame.
+//! The reader waits for that lock only when the stream ends (the close
+//! echo, an error's close frame): otherwise, when the writer holds it, the
+//! writer sends the queued control frames (pongs) after its data frame.
 //!
 //! Fairness (issue 18): a read hands out every frame already buffered, up
 //! to the caller's buffer, so a typing viewer's dozens of one-event frames
@@ -63,6 +64,15 @@ impl<W: AsyncWrite + Unpin> Shared<W> {
         let Some(mut sock) = self.sock.try_lock() else {
             return Ok(());
         };
+        self.flush_control(&mut sock).await?;
+        sock.flush().await
+    }
+
+    /// The reader's flush when the stream ends (the close echo, an error's
+    /// close frame): it waits for the writer's frame to be out first, as
+    /// the relay stops the writer once the reader ends.
+    async fn flush_control_locked(&self) -> io::Result<()> {
+        let mut sock = self.sock.lock().await;
         self.flush_control(&mut sock).await?;
         sock.flush().await
     }
@@ -193,7 +203,10 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> ByteRead for WsRead<R, W> {
             // `ready` points into bytes now marked consumed: `raw` is not
             // compacted or refilled until `ready` is empty again.
             self.raw.consume(used);
-            self.shared.flush_control_if_free().await?;
+            match outcome {
+                Err(_) | Ok(None) => self.shared.flush_control_locked().await?,
+                Ok(Some(_)) => self.shared.flush_control_if_free().await?,
+            }
             let end = match outcome {
                 Err(e) => Err(protocol_error(e.reason())),
                 Ok(None) => Ok(0),
@@ -448,5 +461,40 @@ mod tests {
             *viewer.bytes.borrow(),
             [&[0x82, 4, 7, 7, 7, 7][..], &[0x8a, 2, b'h', b'i']].concat()
         );
+    }
+
+    /// The viewer's Close arrives while a screen frame waits for room: the
+    /// reader's end of stream waits for that frame, so the close echo
+    /// follows a whole frame (the relay stops the writer once the reader
+    /// has ended).
+    #[test]
+    fn the_close_echo_follows_the_frame_in_progress() {
+        let viewer = Recorder::default();
+        viewer.blocked.set(true);
+        let wire = frame(0x8, &1000u16.to_be_bytes());
+        let (mut vr, mut vw) = split(conn(), Silent, viewer.clone(), &wire, 4096);
+        let ex = smol::LocalExecutor::new();
+        let screen = ex.spawn(async move {
+            let mut buf = [7u8; HEADROOM + 4];
+            vw.write_payload(&mut buf, HEADROOM..HEADROOM + 4).await
+        });
+        assert!(ex.try_tick(), "the screen write starts and waits");
+        let input = ex.spawn(async move {
+            let mut buf = [0u8; 64];
+            vr.read_bytes(&mut buf).await.unwrap()
+        });
+        assert!(ex.try_tick());
+        assert!(
+            !input.is_finished(),
+            "the end of stream waits for the frame"
+        );
+        viewer.unblock();
+        smol::block_on(ex.run(async {
+            screen.await.unwrap();
+            assert_eq!(input.await, 0);
+        }));
+        let got = viewer.bytes.borrow();
+        assert_eq!(got[..6], [0x82, 4, 7, 7, 7, 7]);
+        assert_eq!(got[6], 0x88, "then the close echo");
     }
 }
