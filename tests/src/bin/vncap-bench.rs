@@ -711,8 +711,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let mut pids = descendants(self.pid());
-        pids.push(self.pid());
+        // The root first: nginx's master respawns a worker killed before it.
+        let mut pids = vec![self.pid()];
+        pids.extend(descendants(self.pid()));
         let _ = Command::new("kill")
             .arg("-KILL")
             .args(pids.iter().map(u32::to_string))
