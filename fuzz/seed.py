@@ -157,6 +157,23 @@ def entry():
     write("entry", "tls-hello", WHOLE + b"\x05" + b"\x00" * 16 + counted(b"pw") + b"\x16\x03\x01\x02\x00\x01")
 
 
+def proxy():
+    """The proxy target: HAProxy's send-proxy (v1) and send-proxy-v2 headers,
+    with a client's first bytes behind them."""
+    v2 = bytes.fromhex("0d0a0d0a000d0a515549540a") + bytes([0x21, 0x11, 0, 12])
+    v2 += bytes([192, 0, 2, 7, 203, 0, 113, 1]) + struct.pack(">HH", 56324, 6080)
+    v6 = bytes.fromhex("0d0a0d0a000d0a515549540a") + bytes([0x21, 0x21, 0, 36])
+    v6 += bytes.fromhex("20010db8000000000000000000000007" "20010db8000000000000000000000001")
+    v6 += struct.pack(">HH", 4000, 443)
+    local = bytes.fromhex("0d0a0d0a000d0a515549540a") + bytes([0x20, 0, 0, 0])
+    write("proxy", "v1-tcp4", b"PROXY TCP4 192.0.2.7 203.0.113.1 56324 6080\r\nGET / HTTP/1.1\r\n")
+    write("proxy", "v1-tcp6", b"PROXY TCP6 2001:db8::7 2001:db8::1 4000 443\r\n")
+    write("proxy", "v1-unknown", b"PROXY UNKNOWN\r\n")
+    write("proxy", "v2-tcp4", v2 + b"GET /")
+    write("proxy", "v2-tcp6", v6)
+    write("proxy", "v2-local", local + b"RFB 003.008\n")
+
+
 def ws():
     d = os.path.join(FIXTURES, "ws")
     for name in sorted(os.listdir(d)):
@@ -295,6 +312,7 @@ def main():
     shutil.rmtree(CORPUS, ignore_errors=True)
     rfb()
     entry()
+    proxy()
     ws()
     control()
     policy()

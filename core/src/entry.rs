@@ -390,6 +390,9 @@ pub enum Rejection<'a> {
     /// The ticket can no longer be used (it expired while the viewer
     /// answered, or a second viewer was faster).
     Ticket(ticket::Error),
+    /// The proxy holds as many sessions as it may; the ticket is kept for
+    /// a later try.
+    Full,
 }
 
 impl Rejection<'_> {
@@ -406,6 +409,7 @@ impl Rejection<'_> {
             Rejection::BackendTls(detail) => s.write_str(detail),
             Rejection::LoginTimedOut => s.write_str("backend did not complete the RFB handshake"),
             Rejection::Ticket(e) => s.write_str(e.reason()),
+            Rejection::Full => s.write_str("the proxy is full; try again in a moment"),
         };
         Reason::from_str_truncated(&s)
     }

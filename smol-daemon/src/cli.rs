@@ -137,10 +137,18 @@ pub struct Serve {
     /// seconds a viewer has to finish authentication (default 10; 1-3600)
     #[argh(option, arg_name = "secs", default = "10", from_str_fn(handshake_secs))]
     pub handshake_timeout: u32,
-    /// most concurrent viewer connections, handshakes and sessions (default
-    /// 256; 1-1000000)
+    /// most concurrent sessions: viewers that authenticated (default 256;
+    /// 1-1000000); one more is told "the proxy is full" and keeps its ticket
     #[argh(option, arg_name = "n", default = "256", from_str_fn(sessions))]
     pub max_sessions: usize,
+    /// most viewer connections not yet authenticated, from all sources
+    /// (default 256; 1-1000000); counted apart from --max-sessions
+    #[argh(option, arg_name = "n", default = "256", from_str_fn(sessions))]
+    pub max_handshakes: usize,
+    /// most of those from one source address (an IPv6 /64) (default 16;
+    /// 1-1000000), so one host's flood cannot keep another's viewer out
+    #[argh(option, arg_name = "n", default = "16", from_str_fn(sessions))]
+    pub max_handshakes_per_ip: usize,
     /// longest control request in bytes (default 4096; 64-65536)
     #[argh(
         option,

@@ -36,6 +36,8 @@ pub struct Daemon {
     listeners: RefCell<HashMap<u16, Task<()>>>,
     timer_wake: (Sender<()>, Receiver<()>),
     connections: Cell<usize>,
+    /// Viewer connections before authentication (`budget.rs`).
+    pub handshakes: Rc<crate::budget::Budget>,
 }
 
 /// A viewer connection slot; frees itself when dropped.
@@ -56,6 +58,8 @@ impl Daemon {
     ) -> Result<Rc<Self>, ticket::Error> {
         let storage = (0..MAX_TICKETS).map(|_| ticket::Slot::new()).collect();
         let table = Table::new(table, storage)?;
+        let handshakes =
+            crate::budget::Budget::new(settings.max_handshakes, settings.max_handshakes_per_ip);
         Ok(Rc::new(Daemon {
             settings,
             clock: Clock::new(),
@@ -65,6 +69,7 @@ impl Daemon {
             listeners: RefCell::new(HashMap::new()),
             timer_wake: smol::channel::bounded(1),
             connections: Cell::new(0),
+            handshakes,
         }))
     }
 
@@ -77,7 +82,8 @@ impl Daemon {
         }
     }
 
-    /// Takes a connection slot, or `None` at `--max-sessions`.
+    /// Takes a session slot (an authenticated viewer), or `None` at
+    /// `--max-sessions`.
     pub fn connection_slot(self: &Rc<Self>) -> Option<Slot> {
         let n = self.connections.get();
         if n >= self.settings.max_sessions {

@@ -12,8 +12,9 @@
 //! answer the admit step, and logs each outcome once, with the peer
 //! address. What follows authentication is `session.rs`.
 
+use crate::budget::Pass;
 use crate::buffer::InBuf;
-use crate::daemon::Daemon;
+use crate::daemon::{Daemon, Slot};
 use crate::drive::{drive, DriveError};
 use crate::session::Authenticated;
 use crate::sessions::Login;
@@ -23,7 +24,7 @@ use smol::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use vncap_core::control::Console;
-use vncap_core::entry::{self, Door, Entry, Event};
+use vncap_core::entry::{self, Door, Entry, Event, Rejection};
 use vncap_core::ticket::{self, Attempt, Issued};
 use vncap_core::ws::handshake;
 use vncap_core::{policy, ws, Machine};
@@ -109,23 +110,30 @@ async fn serve_door(d: &Rc<Daemon>, listener: &TcpListener, door: Door) {
                 continue;
             }
         };
-        let Some(slot) = d.connection_slot() else {
-            log::warn!("{peer} on {door}: refused, --max-sessions reached");
-            continue;
+        // Before authentication a connection holds a handshake pass: the
+        // budget of all of them, and of its source's share.
+        let pass = match d.handshakes.take(peer.ip()) {
+            Ok(pass) => pass,
+            Err(full) => {
+                log::warn!("{} on {door}: refused: {full}", peer_text(peer));
+                continue;
+            }
         };
         let d2 = d.clone();
-        d.ex.spawn(async move {
-            let _slot = slot;
-            viewer(d2, door, stream, peer).await;
-        })
-        .detach();
+        d.ex.spawn(viewer(d2, door, stream, peer, pass)).detach();
     }
 }
 
-/// One viewer connection, from accept to close.
-async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) {
-    // As people write it: 127.0.0.1:5000, not [::ffff:127.0.0.1]:5000.
-    let peer = SocketAddr::new(peer.ip().to_canonical(), peer.port());
+/// An address as people write it (`127.0.0.1:5000`, not the IPv4-mapped
+/// IPv6 form a dual-stack listener reports).
+fn peer_text(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
+}
+
+/// One viewer connection, from accept to close; `pass` is its place in the
+/// handshake budget, given back once it authenticated (or ended).
+async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr, pass: Pass) {
+    let peer = peer_text(peer);
     let _ = stream.set_nodelay(true);
     crate::keepalive::set(&stream, d.settings.limits.tcp_keepalive);
     let origins: Vec<&str> = d
@@ -164,7 +172,11 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) 
     let w = Plain(stream);
     match way_in(&d, m, r, w, &mut input).await {
         Err(msg) => log::info!("{peer} on {door}: {msg}"),
-        Ok(WayIn::Authenticated(a)) => a.run_tcp(d.place(), peer, &door.to_string()).await,
+        Ok(WayIn::Authenticated(a, slot)) => {
+            drop(pass);
+            let _slot = slot;
+            a.run_tcp(d.place(), peer, &door.to_string()).await
+        }
         Ok(WayIn::StartTls(mut m, r, w)) => {
             drop(w);
             let Some(acceptor) = &d.settings.tls else {
@@ -194,7 +206,11 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) 
             let door = format!("{door} (TLS)");
             match way_in(&d, m, Plain(tr), Plain(tw), &mut input).await {
                 Err(msg) => log::info!("{peer} on {door}: {msg}"),
-                Ok(WayIn::Authenticated(a)) => a.run(d.place(), peer, &door).await,
+                Ok(WayIn::Authenticated(a, slot)) => {
+                    drop(pass);
+                    let _slot = slot;
+                    a.run(d.place(), peer, &door).await
+                }
                 // The machine never asks twice (a ClientHello inside is refused).
                 Ok(WayIn::StartTls(..)) => {}
             }
@@ -208,8 +224,8 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr) 
 enum WayIn<'a, R, W> {
     /// The machine asks for TLS: it and the halves, for the handshake.
     StartTls(Entry<'a>, Plain<R>, Plain<W>),
-    /// The viewer authenticated.
-    Authenticated(Authenticated<'a, R, W>),
+    /// The viewer authenticated, and holds a session slot.
+    Authenticated(Authenticated<'a, R, W>, Slot),
 }
 
 /// Drives `m` over `r`/`w` until it wants TLS, the viewer authenticated, or
@@ -235,6 +251,14 @@ where
                 return Err("answered a Flash policy request".into());
             }
             Ok(Event::Authenticated(_)) => {
+                // Resources before promises: a session slot first, so a
+                // full proxy refuses with the ticket kept.
+                let Some(slot) = d.connection_slot() else {
+                    m.reject(Rejection::Full);
+                    let _ = crate::drive::flush(&mut m, &mut w).await;
+                    w.close().await;
+                    return Err("authenticated, but --max-sessions are in use; ticket kept".into());
+                };
                 let taken = d.with_tickets(|t| m.take_ticket(t, d.clock.now()));
                 let ticket = match taken {
                     Ok(ticket) => ticket,
@@ -245,13 +269,14 @@ where
                         return Err(format!("authenticated, but: {}", e.reason()));
                     }
                 };
-                return Ok(WayIn::Authenticated(Authenticated {
+                let a = Authenticated {
                     ticket,
                     entry: m,
                     reader: r,
                     writer: w,
                     input: std::mem::replace(input, InBuf::new(0)),
-                }));
+                };
+                return Ok(WayIn::Authenticated(a, slot));
             }
             Err(e) => {
                 w.close().await;

@@ -20,6 +20,7 @@
 //! | `serve.rs` | `vncap serve`: startup checks, signals, pidfile |
 //! | `systemd.rs` | readiness notification and socket activation (`LISTEN_FDS`) |
 //! | `settings.rs` | what the command line fixed: the settings every task reads |
+//! | `budget.rs` | budgets of connections before authentication: all of them, per source |
 //! | `daemon.rs` | shared state: the ticket table, entry listeners' tasks, connection slots, expiry |
 //! | `control.rs` | the control channel |
 //! | `entry.rs` | entry points (opening a ticket's port, the single port): the driver of the core's entry machine, one viewer up to its authentication |
@@ -33,6 +34,7 @@
 //! | `metrics.rs` | `--metrics`: Prometheus text format at `GET /metrics` |
 
 mod backend;
+mod budget;
 mod buffer;
 mod cli;
 mod clock;

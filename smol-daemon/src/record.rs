@@ -173,6 +173,10 @@ impl<T: ByteRead> ByteRead for Tap<T> {
         }
         Ok(n)
     }
+
+    fn cancel_safe(&self) -> bool {
+        self.inner.cancel_safe()
+    }
 }
 
 impl<T: ByteWrite> ByteWrite for Tap<T> {

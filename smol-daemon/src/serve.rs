@@ -103,6 +103,12 @@ fn check_options(args: &cli::Serve) -> Result<(), String> {
             args.ticket_timeout, args.max_ticket_timeout
         ));
     }
+    if args.max_handshakes_per_ip > args.max_handshakes {
+        return Err(format!(
+            "--max-handshakes-per-ip {}: must be 1-{} (at most --max-handshakes)",
+            args.max_handshakes_per_ip, args.max_handshakes
+        ));
+    }
     if let Some(dir) = &args.record {
         if !dir.is_dir() {
             return Err(format!("--record {}: not a directory", dir.display()));
@@ -324,6 +330,8 @@ async fn serve(
             keepalive: limits.tcp_keepalive,
         },
         max_sessions: args.max_sessions,
+        max_handshakes: args.max_handshakes,
+        max_handshakes_per_ip: args.max_handshakes_per_ip,
         relay_buffer: RELAY_BUFFER,
         policy_domain: "*".into(),
         policy_ports: (args.ports.lo, args.ports.hi),

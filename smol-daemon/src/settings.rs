@@ -15,8 +15,12 @@ pub struct Settings {
     pub handshake_timeout: Duration,
     /// How backends are reached.
     pub connect: crate::backend::ConnectPolicy,
-    /// Most concurrent viewer connections.
+    /// Most concurrent sessions (authenticated viewers).
     pub max_sessions: usize,
+    /// Most viewer connections not yet authenticated.
+    pub max_handshakes: usize,
+    /// Most of those from one source address (IPv6: its /64).
+    pub max_handshakes_per_ip: usize,
     /// Relay buffer per direction, bytes.
     pub relay_buffer: usize,
     /// The Flash policy served on entry points.

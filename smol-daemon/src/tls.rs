@@ -467,20 +467,59 @@ fn backend_creds(dir: &Path) -> Result<BackendCreds, String> {
 
 /// A stream that first serves bytes already read from it (what sniffing
 /// consumed), then reads on; writes go straight through.
+///
+/// Under rustls it is also the read-ahead: rustls asks for at most 4 KiB a
+/// read (`read_tls`), four syscalls per full record. While the peer streams
+/// (a read filled what was asked), it reads [`READ_AHEAD`] bytes at a time
+/// into a buffer from the relay's free list and serves rustls from there;
+/// after the first short read it gives the buffer back once drained, so an
+/// idle session holds none.
 pub struct Prefixed<S> {
-    prefix: Vec<u8>,
+    /// The sniffed bytes, then the read-ahead buffer; `ahead[at..end]` is
+    /// still to be served.
+    ahead: Option<Box<[u8]>>,
     at: usize,
+    end: usize,
+    /// The last read from `inner` filled what it was given.
+    streaming: bool,
     inner: S,
 }
+
+/// Bytes read at once while the peer streams (four full TLS records).
+pub const READ_AHEAD: usize = 64 * 1024;
 
 impl<S> Prefixed<S> {
     /// `inner`, with `prefix` put back in front of what it will read.
     pub fn new(prefix: &[u8], inner: S) -> Self {
         Prefixed {
-            prefix: prefix.to_vec(),
+            ahead: (!prefix.is_empty()).then(|| prefix.into()),
             at: 0,
+            end: prefix.len(),
+            streaming: false,
             inner,
         }
+    }
+
+    /// Hands out buffered bytes; gives the buffer back once drained unless
+    /// the peer is still streaming.
+    fn serve(&mut self, buf: &mut [u8]) -> usize {
+        let Some(ahead) = self.ahead.as_ref() else {
+            return 0;
+        };
+        let n = (self.end - self.at).min(buf.len());
+        buf[..n].copy_from_slice(&ahead[self.at..self.at + n]);
+        self.at += n;
+        if self.at == self.end {
+            (self.at, self.end) = (0, 0);
+            let read_ahead = ahead.len() == READ_AHEAD;
+            if !(self.streaming && read_ahead) {
+                // The sniffed prefix is freed; a read-ahead buffer goes back.
+                if let Some(b) = self.ahead.take().filter(|_| read_ahead) {
+                    crate::relay::give_buffer(b);
+                }
+            }
+        }
+        n
     }
 }
 
@@ -491,18 +530,33 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let rest = this.prefix.get(this.at..).unwrap_or_default();
-        if !rest.is_empty() {
-            let n = rest.len().min(buf.len());
-            buf[..n].copy_from_slice(&rest[..n]);
-            this.at += n;
-            if this.at == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.at = 0;
-            }
+        if this.end > this.at {
+            return Poll::Ready(Ok(this.serve(buf)));
+        }
+        if !this.streaming || buf.len() >= READ_AHEAD {
+            let n = std::task::ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+            this.streaming = n == buf.len() && n > 0;
             return Poll::Ready(Ok(n));
         }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        let ahead = this
+            .ahead
+            .get_or_insert_with(|| crate::relay::take_buffer(READ_AHEAD));
+        let read = Pin::new(&mut this.inner).poll_read(cx, ahead);
+        let n = match read {
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => {
+                // Waiting: the buffer goes back until bytes arrive.
+                if let Some(b) = this.ahead.take() {
+                    crate::relay::give_buffer(b);
+                }
+                this.streaming = false;
+                return Poll::Pending;
+            }
+        };
+        this.streaming = n == READ_AHEAD;
+        (this.at, this.end) = (0, n);
+        Poll::Ready(Ok(this.serve(buf)))
     }
 }
 
@@ -513,6 +567,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    /// rustls hands over every record it has queued as one vectored write;
+    /// without this the default writes only the first (one 16 KiB record
+    /// per syscall).
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -540,6 +605,30 @@ mod tests {
             let mut all = Vec::new();
             s.read_to_end(&mut all).await.unwrap();
             assert_eq!(all, b"lo world");
+        });
+    }
+
+    #[test]
+    fn read_ahead_streams_intact_and_lets_go_when_drained() {
+        smol::block_on(async {
+            let data: Vec<u8> = (0..3 * READ_AHEAD + 123).map(|i| (i % 251) as u8).collect();
+            let mut s = Prefixed::new(b"", &data[..]);
+            let (mut got, mut buf) = (Vec::new(), [0u8; 4096]);
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+                if s.streaming {
+                    assert!(s.ahead.is_some() || s.end == 0);
+                }
+            }
+            assert_eq!(got, data);
+            assert!(
+                s.ahead.is_none(),
+                "a drained, short read gives the buffer back"
+            );
         });
     }
 }

@@ -19,6 +19,14 @@ pub const HEADROOM: usize = 16;
 pub trait ByteRead {
     /// Reads into `buf`; `Ok(0)` is the end of the stream.
     async fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize>;
+
+    /// Whether a [`ByteRead::read_bytes`] future may be dropped before it
+    /// completes without losing bytes or leaving a write half done (a plain
+    /// `AsyncRead`: yes; the WebSocket reader, which may be writing a pong:
+    /// no). The relay then tries a read without waiting for it.
+    fn cancel_safe(&self) -> bool {
+        false
+    }
 }
 
 /// Writes application bytes (framing them as needed).
@@ -38,6 +46,10 @@ pub struct Plain<S>(pub S);
 impl<S: AsyncRead + Unpin> ByteRead for Plain<S> {
     async fn read_bytes(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read(buf).await
+    }
+
+    fn cancel_safe(&self) -> bool {
+        true
     }
 }
 

@@ -12,7 +12,7 @@ use support::{Daemon, PATIENCE};
 use vncap_tests::backend::{Backend, BackendConfig, Mode};
 use vncap_tests::fixture::{Dir, Fixture};
 use vncap_tests::peer::{bulk_sha256, sha256};
-use vncap_tests::viewer::{Viewer, ViewerConfig, WsOptions, WsStream};
+use vncap_tests::viewer::{Viewer, ViewerConfig, ViewerError, WsOptions, WsStream};
 
 fn tcp(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect entry port");
@@ -172,18 +172,20 @@ fn unix_control_socket_is_private_and_answers() {
     assert!(!path.exists(), "socket file removed at shutdown");
 }
 
+/// Connections still in their handshake are bounded by --max-handshakes
+/// (apart from sessions, which --max-sessions bounds).
 #[test]
-fn max_sessions_refuses_connections_beyond_the_limit() {
+fn max_handshakes_refuses_connections_beyond_the_limit() {
     let backend = Backend::spawn(BackendConfig::default()).unwrap();
-    let mut d = Daemon::start(&["--max-sessions", "1"]);
+    let mut d = Daemon::start(&["--max-handshakes", "1", "--max-handshakes-per-ip", "1"]);
     let port = d.gwm_request(backend.addr(), "pw", false);
-    // The first connection holds the one slot (silent: waiting in the handshake).
+    // The first connection holds the one place (silent: waiting in the handshake).
     let mut first = tcp(port);
     let mut version = [0u8; 12];
     first.read_exact(&mut version).unwrap();
     let second = tcp(port);
     assert!(read_all(second).is_empty(), "closed without a word");
-    d.wait_log(|l| l.contains("--max-sessions reached"));
+    d.wait_log(|l| l.contains("(--max-handshakes"));
 }
 
 #[test]
@@ -329,4 +331,74 @@ fn limits_out_of_range_stop_the_daemon_at_startup() {
     ] {
         support::startup_fails(&[flag, value], &format!("{flag} {value}: must be"));
     }
+}
+
+/// A TCP connection to `port` on 127.0.0.1 from the source address `from`
+/// (any of 127.0.0.0/8 is this host's on Linux).
+fn tcp_from(from: [u8; 4], port: u16) -> TcpStream {
+    use rustix::net::{bind, connect, socket, AddressFamily, SocketType};
+    let fd = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    bind(&fd, &std::net::SocketAddr::from((from, 0))).unwrap();
+    connect(&fd, &std::net::SocketAddr::from(([127, 0, 0, 1], port))).unwrap();
+    let s = TcpStream::from(fd);
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+/// One host's silent connections use up its own share of handshakes
+/// (--max-handshakes-per-ip), not the daemon's: a viewer from another
+/// address still logs in at once, and the flooding host's next connection
+/// is closed unanswered. Sessions are counted apart.
+#[test]
+fn a_flood_from_one_address_does_not_keep_another_viewer_out() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let mut d = Daemon::start(&["--max-handshakes", "8", "--max-handshakes-per-ip", "4"]);
+    let port = d.gwm_request(backend.addr(), "pw", false);
+    // Four silent connections from 127.0.0.3: each is sent the version at
+    // once (a native-only console) and then waits for the deadline.
+    let mut flood: Vec<TcpStream> = (0..4).map(|_| tcp_from([127, 0, 0, 3], port)).collect();
+    for s in &mut flood {
+        let mut version = [0u8; 12];
+        s.read_exact(&mut version).unwrap();
+    }
+    // The fifth from that address is closed at once, unanswered.
+    let mut fifth = tcp_from([127, 0, 0, 3], port);
+    let mut got = Vec::new();
+    let _ = fifth.read_to_end(&mut got);
+    assert!(got.is_empty(), "{got:?}");
+    d.wait_log(|l| l.contains("127.0.0.3") && l.contains("--max-handshakes-per-ip"));
+    // Another address gets in, flood or not.
+    let viewer = Viewer::handshake(
+        tcp_from([127, 0, 0, 2], port),
+        &ViewerConfig::password("pw"),
+    )
+    .expect("a viewer from another address");
+    assert_eq!(viewer.server_init().width, 640);
+    drop(flood);
+}
+
+/// A proxy at --max-sessions tells an authenticated viewer it is full and
+/// keeps its ticket, so the same viewer gets in once a session ends.
+#[test]
+fn a_full_proxy_refuses_with_the_reason_and_keeps_the_ticket() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let mut d = Daemon::start(&["--max-sessions", "1"]);
+    let first = d.gwm_request(backend.addr(), "pw", false);
+    let second = d.gwm_request(backend.addr(), "pw2", false);
+    let one = Viewer::handshake(tcp(first), &ViewerConfig::password("pw")).unwrap();
+    match Viewer::handshake(tcp(second), &ViewerConfig::password("pw2")) {
+        Err(ViewerError::SecurityFailed { reason, .. }) => {
+            assert_eq!(
+                reason.as_deref(),
+                Some("the proxy is full; try again in a moment")
+            )
+        }
+        other => panic!("expected a refusal, got {:?}", other.err()),
+    }
+    d.wait_log(|l| l.contains("ticket kept"));
+    drop(one);
+    d.wait_log(|l| l.contains("session ended"));
+    let two = Viewer::handshake(tcp(second), &ViewerConfig::password("pw2"))
+        .expect("the kept ticket, once a session ended");
+    assert_eq!(two.server_init().width, 640);
 }

@@ -13,7 +13,15 @@
 //! vncap's plain RFB, WebSocket and wss entry points (a fresh ticket from
 //! the control channel and a VNC authentication login per connection; for
 //! wss, vncap serves a self-signed certificate made at start and the viewer
-//! is rustls trusting exactly it).
+//! is rustls trusting exactly it). The TLS anchors, as users deploy TLS
+//! consoles: `nginx-websockify` (Debian's nginx, one worker, terminating
+//! TLS as an `http` proxy passing the Upgrade, in front of websockify) and
+//! `stunnel-socat` (Debian's stunnel4 in front of tuned socat), serving the
+//! same kind of certificate.
+//!
+//! `--console` is the console-shaped load (issue 18): N sessions receive
+//! framebuffer-sized bursts at a human rate while a probe session measures
+//! keystroke echoes, open loop.
 //!
 //! The harness must not be the bottleneck, so both of its peers are its own
 //! and do no per-byte work: the fake RFB backend ([`Backend`]: RFB 3.8,
@@ -80,13 +88,26 @@ struct Args {
     /// ephemeral range, and free for the largest session count + 64)
     #[argh(option, default = "20100")]
     port_base: u16,
-    /// relays to run, comma separated (default:
-    /// direct,socat,websockify,vncap,vncap-ws,vncap-wss)
+    /// relays to run, comma separated (default: direct,socat,websockify,
+    /// vncap,vncap-ws,vncap-wss,nginx-websockify,stunnel-socat)
     #[argh(
         option,
-        default = "String::from(\"direct,socat,websockify,vncap,vncap-ws,vncap-wss\")"
+        default = "String::from(\"direct,socat,websockify,vncap,vncap-ws,vncap-wss,nginx-websockify,stunnel-socat\")"
     )]
     relays: String,
+    /// streaming console counts for the keystroke-latency load, comma
+    /// separated (default 100,1000; each capped by the open-file limit). The
+    /// harness spends two threads a console: 10,000 overloads a small
+    /// machine (see bench/RESULTS.md)
+    #[argh(option, default = "String::from(\"100,1000\")")]
+    console: String,
+    /// seconds the keystroke probe runs under each console load (default 10)
+    #[argh(option, default = "10")]
+    console_secs: u64,
+    /// measurements to make, comma separated (default
+    /// bulk,rtt,setups,memory,console)
+    #[argh(option, default = "String::from(\"bulk,rtt,setups,memory,console\")")]
+    phases: String,
 }
 
 /// Longest any single step may take before the run fails.
@@ -140,6 +161,11 @@ enum Kind {
     VncapWs,
     /// WebSocket over TLS (wss), a self-signed certificate made at start.
     VncapWss,
+    /// The wss anchor: nginx terminating TLS (`http` proxy with Upgrade) in
+    /// front of websockify.
+    NginxWebsockify,
+    /// The TLS anchor for native viewers: stunnel in front of tuned socat.
+    StunnelSocat,
 }
 
 impl Kind {
@@ -151,6 +177,8 @@ impl Kind {
             "vncap" => Kind::Vncap,
             "vncap-ws" => Kind::VncapWs,
             "vncap-wss" => Kind::VncapWss,
+            "nginx-websockify" => Kind::NginxWebsockify,
+            "stunnel-socat" => Kind::StunnelSocat,
             other => return Err(format!("unknown relay {other:?}")),
         })
     }
@@ -163,11 +191,21 @@ impl Kind {
             Kind::Vncap => "vncap RFB",
             Kind::VncapWs => "vncap WebSocket",
             Kind::VncapWss => "vncap wss (TLS)",
+            Kind::NginxWebsockify => "nginx TLS + websockify",
+            Kind::StunnelSocat => "stunnel + socat (TLS)",
         }
     }
 
     fn ws(self) -> bool {
-        matches!(self, Kind::Websockify | Kind::VncapWs | Kind::VncapWss)
+        matches!(
+            self,
+            Kind::Websockify | Kind::VncapWs | Kind::VncapWss | Kind::NginxWebsockify
+        )
+    }
+
+    /// Whether websockify carries its sessions (it fails past ~508).
+    fn websockify(self) -> bool {
+        matches!(self, Kind::Websockify | Kind::NginxWebsockify)
     }
 }
 
@@ -184,6 +222,9 @@ enum Mode {
     Echo,
     /// Keeps the connection open, doing nothing (no thread).
     Idle,
+    /// A console ([`console_session`]): the viewer's first byte picks a
+    /// streaming screen or an echoing keyboard.
+    Console,
 }
 
 #[derive(Default)]
@@ -329,6 +370,11 @@ fn backend_handshake(s: &mut TcpStream) -> io::Result<()> {
 }
 
 fn backend_session(mut s: TcpStream, mode: Mode, shared: &Shared, block: &[u8]) {
+    if mode == Mode::Console {
+        console_session(s, shared, block);
+        shared.update(|c| c.ended += 1);
+        return;
+    }
     let mut buf = vec![0u8; if mode == Mode::Echo { 64 * 1024 } else { CHUNK }];
     if let Mode::Bulk(len) = mode {
         let mut sent = 0u64;
@@ -354,16 +400,100 @@ fn backend_session(mut s: TcpStream, mode: Mode, shared: &Shared, block: &[u8]) 
     shared.update(|c| c.ended += 1);
 }
 
+/// The first byte a streaming console's viewer sends (a probe's first
+/// byte is [`PROBE`]).
+const STREAM: u8 = b'S';
+/// The first byte of every keystroke probe message.
+const PROBE: u8 = b'P';
+/// A streaming console's framebuffer update, bytes.
+const BURST: usize = 64 * 1024;
+/// Mean time between a streaming console's bursts, ms (±20 % jitter).
+const BURST_MS: u64 = 100;
+
+/// [`Mode::Console`]: the viewer's first message picks the session's part.
+/// [`STREAM`] asks for a screen that changes at a human rate: [`BURST`]
+/// bytes every [`BURST_MS`] ±20 %, the first after a random part of a
+/// period, until the run stops (then the backend closes, which ends the
+/// viewer's session through the relay). Anything else is a keyboard: every
+/// byte read is echoed.
+fn console_session(mut s: TcpStream, shared: &Shared, block: &[u8]) {
+    let mut buf = vec![0u8; 4096];
+    let n = match s.read(&mut buf) {
+        Ok(0) | Err(_) => return,
+        Ok(n) => n,
+    };
+    if buf[0] != STREAM {
+        let mut n = n;
+        while s.write_all(&buf[..n]).is_ok() {
+            n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+        }
+        return;
+    }
+    let port = s.peer_addr().map(|a| a.port()).unwrap_or(1);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(port) << 17;
+    let mut next = |range: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % range
+    };
+    let mut wait = next(BURST_MS);
+    while !shared.stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(wait));
+        if s.write_all(&block[..BURST]).is_err() {
+            break;
+        }
+        wait = BURST_MS * 8 / 10 + next(BURST_MS * 4 / 10 + 1);
+    }
+    let _ = s.shutdown(Shutdown::Both);
+}
+
 // ---------------------------------------------------------------- viewer streams
 
 /// What the viewer's byte stream must also do: end its sending half.
 trait Conn: Read + Write + Send {
     fn finish_send(&mut self) -> io::Result<()>;
+    /// The TCP socket underneath (for read timeouts).
+    fn tcp(&self) -> &TcpStream;
 }
 
 impl Conn for TcpStream {
     fn finish_send(&mut self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
+    }
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Conn for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn finish_send(&mut self) -> io::Result<()> {
+        self.conn.send_close_notify();
+        self.flush()?;
+        self.sock.shutdown(Shutdown::Write)
+    }
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
+    }
+}
+
+/// A byte stream with a TCP socket underneath.
+trait OverTcp {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl OverTcp for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl OverTcp for rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        &self.sock
     }
 }
 
@@ -559,9 +689,12 @@ impl<S: Read + Write> Ws<S> {
     }
 }
 
-impl<S: Read + Write + Send> Conn for Ws<S> {
+impl<S: Read + Write + Send + OverTcp> Conn for Ws<S> {
     fn finish_send(&mut self) -> io::Result<()> {
         self.send(0x88, &1000u16.to_be_bytes())
+    }
+    fn tcp(&self) -> &TcpStream {
+        self.tcp.tcp()
     }
 }
 
@@ -578,8 +711,9 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let mut pids = descendants(self.pid());
-        pids.push(self.pid());
+        // The root first: nginx's master respawns a worker killed before it.
+        let mut pids = vec![self.pid()];
+        pids.extend(descendants(self.pid()));
         let _ = Command::new("kill")
             .arg("-KILL")
             .args(pids.iter().map(u32::to_string))
@@ -677,6 +811,25 @@ fn tree_cpu_ticks(root: u32) -> u64 {
     ticks
 }
 
+/// CPU time in ns of `root` and its live descendants, every thread
+/// (`/proc/PID/task/TID/schedstat`): exact where the tick counts of
+/// /proc/PID/stat round a thousand lightly loaded forked relays to zero.
+fn tree_cpu_ns(root: u32) -> u64 {
+    tree(root)
+        .iter()
+        .map(|pid| {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+                return 0;
+            };
+            tasks
+                .flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+                .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                .sum::<u64>()
+        })
+        .sum()
+}
+
 fn clock_ticks_per_second() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")
@@ -755,6 +908,9 @@ struct Relay {
     control: Option<SocketAddr>,
     /// The certificate a wss vncap serves, and a client trusting it.
     tls: Option<Tls>,
+    /// A second process of the relay (websockify behind nginx, socat
+    /// behind stunnel), counted with the first for CPU and memory.
+    inner: Option<Proc>,
 }
 
 /// A self-signed certificate for `localhost` in a temporary directory
@@ -819,6 +975,7 @@ impl Relay {
             port: 0,
             control: None,
             tls: None,
+            inner: None,
         };
         match kind {
             Kind::Direct => {}
@@ -835,6 +992,7 @@ impl Relay {
                 relay.port = port;
                 relay.proc = Some(p);
             }
+            Kind::NginxWebsockify | Kind::StunnelSocat => relay.start_tls_anchor(args)?,
             Kind::Websockify => {
                 let port = free_port()?;
                 let mut p = spawn(
@@ -895,6 +1053,83 @@ impl Relay {
         Ok(relay)
     }
 
+    /// nginx (TLS, `http` proxy passing the Upgrade) in front of websockify,
+    /// or stunnel in front of tuned socat; both serve the run's self-signed
+    /// certificate.
+    fn start_tls_anchor(&mut self, args: &Args) -> Res<()> {
+        let backend = self.backend;
+        let inner_port = free_port()?;
+        let (inner, program) = if self.kind == Kind::NginxWebsockify {
+            let p = spawn(
+                &args.websockify,
+                &[format!("127.0.0.1:{inner_port}"), backend.to_string()],
+                "websockify",
+                true,
+            )?;
+            (p, "websockify")
+        } else {
+            let p = spawn(
+                "socat",
+                &[
+                    "-b".to_string(),
+                    "262144".to_string(),
+                    format!("TCP-LISTEN:{inner_port},bind=127.0.0.1,reuseaddr,fork,backlog=1024"),
+                    format!("TCP:{backend}"),
+                ],
+                "socat",
+                // Killing stunnel first makes every child complain.
+                true,
+            )?;
+            (p, "socat")
+        };
+        let mut inner = inner;
+        wait_listening(inner_port, &mut inner, program)?;
+        self.inner = Some(inner);
+        let tls = Tls::new()?;
+        let port = free_port()?;
+        let dir = PathBuf::from(tls.path("conf"));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let (cert, key) = (tls.path("cert.pem"), tls.path("key.pem"));
+        let d = dir.to_string_lossy().into_owned();
+        let (program, argv) = if self.kind == Kind::NginxWebsockify {
+            // One worker, like vncap's one thread (users run `auto`: one per core).
+            let conf = format!(
+                "daemon off;\nmaster_process on;\nworker_processes 1;\nworker_rlimit_nofile 65536;\n\
+                 pid {d}/nginx.pid;\nerror_log {d}/error.log error;\n\
+                 events {{ worker_connections 30000; }}\n\
+                 http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+                 fastcgi_temp_path {d}/fastcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n\
+                 server {{\n  listen 127.0.0.1:{port} ssl;\n  ssl_certificate {cert};\n  ssl_certificate_key {key};\n\
+                 location / {{\n   proxy_pass http://127.0.0.1:{inner_port};\n   proxy_http_version 1.1;\n\
+                 proxy_set_header Upgrade $http_upgrade;\n   proxy_set_header Connection \"upgrade\";\n\
+                 proxy_buffering off;\n   proxy_read_timeout 3600s;\n   proxy_send_timeout 3600s;\n  }}\n }}\n}}\n"
+            );
+            std::fs::write(dir.join("nginx.conf"), conf).map_err(|e| e.to_string())?;
+            (
+                "nginx",
+                vec![
+                    "-p".to_string(),
+                    d.clone(),
+                    "-c".to_string(),
+                    format!("{d}/nginx.conf"),
+                ],
+            )
+        } else {
+            let conf = format!(
+                "foreground = yes\npid =\ndebug = 3\n[vnc]\naccept = 127.0.0.1:{port}\n\
+                 connect = 127.0.0.1:{inner_port}\ncert = {cert}\nkey = {key}\n"
+            );
+            std::fs::write(dir.join("stunnel.conf"), conf).map_err(|e| e.to_string())?;
+            ("stunnel4", vec![format!("{d}/stunnel.conf")])
+        };
+        let mut p = spawn(program, &argv, program, true)?;
+        wait_listening(port, &mut p, program)?;
+        self.proc = Some(p);
+        self.port = port;
+        self.tls = Some(tls);
+        Ok(())
+    }
+
     /// Asks vncap for a ticket to the backend (twisted-vncauthproxy's
     /// dialect, one connection per request, as Ganeti Web Manager does);
     /// returns the entry port.
@@ -924,7 +1159,9 @@ impl Relay {
     fn connect(&self) -> Res<Box<dyn Conn>> {
         let (port, config) = match self.kind {
             Kind::Direct => (self.backend.port(), ViewerConfig::none()),
-            Kind::Socat | Kind::Websockify => (self.port, ViewerConfig::none()),
+            Kind::Socat | Kind::Websockify | Kind::NginxWebsockify | Kind::StunnelSocat => {
+                (self.port, ViewerConfig::none())
+            }
             Kind::Vncap | Kind::VncapWs | Kind::VncapWss => {
                 let control = self.control.ok_or("vncap without control")?;
                 (self.ticket(control)?, ViewerConfig::password(PASSWORD))
@@ -942,7 +1179,11 @@ impl Relay {
             let conn = rustls::ClientConnection::new(tls.config.clone(), name)
                 .map_err(|e| format!("tls: {e}"))?;
             let tls = rustls::StreamOwned::new(conn, tcp);
-            Box::new(Ws::handshake(tls, port).map_err(|e| format!("wss: {e}"))?)
+            if self.kind.ws() {
+                Box::new(Ws::handshake(tls, port).map_err(|e| format!("wss: {e}"))?)
+            } else {
+                Box::new(tls)
+            }
         } else if self.kind.ws() {
             Box::new(Ws::handshake(tcp, port).map_err(|e| format!("ws: {e}"))?)
         } else {
@@ -954,7 +1195,21 @@ impl Relay {
     }
 
     fn cpu_ticks(&self) -> Option<u64> {
-        self.proc.as_ref().map(|p| tree_cpu_ticks(p.pid()))
+        let inner = self.inner.as_ref().map_or(0, |p| tree_cpu_ticks(p.pid()));
+        self.proc.as_ref().map(|p| tree_cpu_ticks(p.pid()) + inner)
+    }
+
+    /// CPU ns of the relay's live processes and threads ([`tree_cpu_ns`]).
+    fn cpu_ns(&self) -> Option<u64> {
+        let inner = self.inner.as_ref().map_or(0, |p| tree_cpu_ns(p.pid()));
+        self.proc.as_ref().map(|p| tree_cpu_ns(p.pid()) + inner)
+    }
+
+    /// (RSS, PSS) KiB of the relay's process trees.
+    fn memory(&self) -> (u64, u64) {
+        let (a, b) = self.proc.as_ref().map_or((0, 0), |p| tree_memory(p.pid()));
+        let (c, d) = self.inner.as_ref().map_or((0, 0), |p| tree_memory(p.pid()));
+        (a + c, b + d)
     }
 
     fn pid(&self) -> Option<u32> {
@@ -1028,6 +1283,160 @@ struct Results {
     setups: Option<Setups>,
     /// Per idle-session count: the memory, or why not measured.
     memory: Vec<(usize, Result<Memory, String>)>,
+    /// Per streaming-console count: the load's figures, or why not measured.
+    console: Vec<(usize, Result<Console, String>)>,
+}
+
+/// What one relay did under one console load.
+#[derive(Debug, Clone)]
+struct Console {
+    /// Each keystroke probe message's echo time, ms, from when it was due
+    /// to be sent (open loop: a stall delays every message due during it).
+    lat_ms: Vec<f64>,
+    /// The relay's CPU seconds per second of load.
+    cpu: Option<f64>,
+    /// Bytes the streaming viewers received over the bytes offered.
+    delivered: f64,
+    /// PSS per streaming session, KiB ((PSS under load − PSS idle) / N).
+    kib_per_session: f64,
+}
+
+/// How many consoles fit the open-file limits: the harness holds a viewer
+/// and a backend socket per session, and so does the relay.
+fn console_fit(n: usize) -> usize {
+    let own = open_file_limit(std::process::id()).unwrap_or(1024);
+    n.min(own.saturating_sub(256) / 2)
+}
+
+/// `n` streaming consoles through `kind` (each viewer asks for bursts, and
+/// a thread drains it) and one keystroke probe: an 8-byte message every
+/// millisecond for `--console-secs`, open loop, echoed by the backend.
+fn console(kind: Kind, n: usize, args: &Args) -> Res<Console> {
+    let name = kind.name();
+    let b = Backend::spawn(Mode::Console)?;
+    let relay = Relay::start(kind, b.addr, args, 0, n + 64)?;
+    let pss_idle = relay.memory().1;
+    let (conns, _) = open_many(&relay, n, args.concurrency)?;
+    let delivered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut drains = Vec::with_capacity(n);
+    for mut conn in conns {
+        conn.write_all(&[STREAM])
+            .map_err(|e| format!("{name}: console: {e}"))?;
+        let delivered = delivered.clone();
+        let drain = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn(move || {
+                let mut buf = vec![0u8; BURST];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    delivered.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            })
+            .map_err(|e| format!("drain thread: {e}"))?;
+        drains.push(drain);
+    }
+    if !b.shared.wait(|c| c.sessions >= n) {
+        return Err(format!("{name}: consoles did not all open"));
+    }
+    let mut probe = relay.connect()?;
+    // One period so every stream has started.
+    std::thread::sleep(Duration::from_millis(BURST_MS));
+    let cpu0 = relay.cpu_ns();
+    let got0 = delivered.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let lat_ms = keystrokes(&mut *probe, args.console_secs * 1000)
+        .map_err(|e| format!("{name}: probe under {n} consoles: {e}"))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let got = delivered.load(Ordering::Relaxed) - got0;
+    let cpu = cpu0
+        .zip(relay.cpu_ns())
+        .map(|(a, b)| b.saturating_sub(a) as f64 / 1e9 / secs);
+    let pss = relay.memory().1;
+    // The backend closes every console; the relay passes the ends on.
+    b.shared.stop.store(true, Ordering::SeqCst);
+    drop(probe);
+    for d in drains {
+        let _ = d.join();
+    }
+    let offered = n as f64 * BURST as f64 * secs * 1000.0 / BURST_MS as f64;
+    Ok(Console {
+        lat_ms,
+        cpu,
+        delivered: got as f64 / offered,
+        kib_per_session: (pss as f64 - pss_idle as f64).max(0.0) / n as f64,
+    })
+}
+
+/// Sends `count` probe messages, one due every millisecond, and returns
+/// each echo's time in ms since the message was due. One thread: the socket
+/// is non-blocking and `poll(2)` waits for an echo until the next message is
+/// due (a socket read timeout would round up to the kernel's tick).
+fn keystrokes(conn: &mut dyn Conn, count: u64) -> Res<Vec<f64>> {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let period = Duration::from_millis(1);
+    let t0 = Instant::now();
+    let due = |i: u64| t0 + period * i as u32;
+    let end = due(count) + PATIENCE;
+    let mut lat = Vec::with_capacity(count as usize);
+    let (mut sent, mut acc, mut buf) = (0u64, Vec::new(), [0u8; 4096]);
+    conn.tcp()
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())?;
+    let retry = |e: &io::Error| e.kind() == io::ErrorKind::WouldBlock;
+    while (lat.len() as u64) < count {
+        let now = Instant::now();
+        if now > end {
+            return Err(format!("{} of {count} echoes came back", lat.len()));
+        }
+        while sent < count && due(sent) <= now {
+            let mut msg = [0u8; PING];
+            msg[0] = PROBE;
+            msg[1..].copy_from_slice(&sent.to_be_bytes()[1..]);
+            // Non-blocking: a full send buffer (the relay not reading)
+            // waits here, counted in the latency of what follows.
+            let mut left = &msg[..];
+            while !left.is_empty() {
+                match conn.write(left) {
+                    Ok(n) => left = &left[n..],
+                    Err(e) if retry(&e) => std::thread::sleep(Duration::from_micros(100)),
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            sent += 1;
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => return Err("the probe's session ended".into()),
+            Ok(n) => {
+                let at = Instant::now();
+                acc.extend_from_slice(&buf[..n]);
+                let whole = acc.len() / PING * PING;
+                for m in acc[..whole].chunks_exact(PING) {
+                    let mut seq = [0u8; 8];
+                    seq[1..].copy_from_slice(&m[1..]);
+                    let seq = u64::from_be_bytes(seq);
+                    if m[0] != PROBE || seq >= sent {
+                        return Err("an echo came back changed".into());
+                    }
+                    lat.push(at.saturating_duration_since(due(seq)).as_secs_f64() * 1e3);
+                }
+                acc.drain(..whole);
+                continue;
+            }
+            Err(e) if retry(&e) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+        let until = if sent < count { due(sent) } else { end };
+        let wait = until.saturating_duration_since(Instant::now());
+        let ts = Timespec {
+            tv_sec: wait.as_secs() as _,
+            tv_nsec: wait.subsec_nanos() as _,
+        };
+        let mut fds = [PollFd::new(conn.tcp(), PollFlags::IN)];
+        poll(&mut fds, Some(&ts)).map_err(|e| e.to_string())?;
+    }
+    conn.tcp()
+        .set_nonblocking(false)
+        .map_err(|e| e.to_string())?;
+    Ok(lat)
 }
 
 /// Throughput in MiB/s of each repetition, and CPU seconds per GiB, for each
@@ -1204,12 +1613,12 @@ fn memory(kind: Kind, n: usize, args: &Args) -> Res<Memory> {
     let b = Backend::spawn(Mode::Idle)?;
     let relay = Relay::start(kind, b.addr, args, 0, n + 64)?;
     let pid = relay.pid().ok_or("no relay process")?;
-    let (rss_idle, pss_idle) = tree_memory(pid);
+    let (rss_idle, pss_idle) = relay.memory();
     let (conns, _) = open_many(&relay, n, args.concurrency)?;
     if !b.shared.wait(|c| c.sessions >= n) {
         return Err(format!("{}: sessions did not all open", kind.name()));
     }
-    let (rss, pss) = tree_memory(pid);
+    let (rss, pss) = relay.memory();
     let fds = fd_counts(pid);
     drop(conns);
     Ok(Memory {
@@ -1219,6 +1628,35 @@ fn memory(kind: Kind, n: usize, args: &Args) -> Res<Memory> {
         pss,
         fds,
     })
+}
+
+/// `--phases`, checked.
+fn phases(args: &Args) -> Res<Vec<String>> {
+    args.phases
+        .split(',')
+        .map(|p| match p.trim() {
+            p @ ("bulk" | "rtt" | "setups" | "memory" | "console") => Ok(p.to_string()),
+            p => Err(format!("--phases: unknown phase {p:?}")),
+        })
+        .collect()
+}
+
+/// `--console`, each count capped by the open-file limits (said in the report).
+fn console_counts(args: &Args) -> Res<Vec<usize>> {
+    let mut counts: Vec<usize> = Vec::new();
+    for s in args.console.split(',') {
+        let n: usize = s
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("--console: bad count {s:?}"))?;
+        let n = console_fit(n);
+        if !counts.contains(&n) {
+            counts.push(n);
+        }
+    }
+    Ok(counts)
 }
 
 fn session_counts(args: &Args) -> Res<Vec<usize>> {
@@ -1244,42 +1682,67 @@ fn measure(kinds: &[Kind], args: &Args) -> Res<Vec<Results>> {
             t0.elapsed().as_secs_f64()
         )
     };
-    for (r, (rates, cpu)) in results.iter_mut().zip(throughput(kinds, false, args)?) {
-        r.down = rates;
-        r.cpu = cpu.map(|d| (d, f64::NAN));
+    let phases = phases(args)?;
+    let on = |p: &str| phases.iter().any(|q| q == p);
+    if on("bulk") {
+        for (r, (rates, cpu)) in results.iter_mut().zip(throughput(kinds, false, args)?) {
+            r.down = rates;
+            r.cpu = cpu.map(|d| (d, f64::NAN));
+        }
+        took("backend→viewer");
+        for (r, (rates, cpu)) in results.iter_mut().zip(throughput(kinds, true, args)?) {
+            r.up = rates;
+            r.cpu = r.cpu.zip(cpu).map(|((d, _), u)| (d, u));
+        }
+        took("viewer→backend");
     }
-    took("backend→viewer");
-    for (r, (rates, cpu)) in results.iter_mut().zip(throughput(kinds, true, args)?) {
-        r.up = rates;
-        r.cpu = r.cpu.zip(cpu).map(|((d, _), u)| (d, u));
+    if on("rtt") {
+        for (r, rtts) in results.iter_mut().zip(round_trips(kinds, args)?) {
+            r.rtt_us = rtts;
+        }
+        took("round trips");
     }
-    took("viewer→backend");
-    for (r, rtts) in results.iter_mut().zip(round_trips(kinds, args)?) {
-        r.rtt_us = rtts;
-    }
-    took("round trips");
-    for (r, &kind) in results.iter_mut().zip(kinds) {
-        // A native viewer is silent until the server speaks: vncap waits out
-        // the 300 ms sniff for it by design, so its setups are measured with
-        // the WebSocket viewer, which speaks first.
-        if kind != Kind::Vncap {
+    if on("setups") {
+        for (r, &kind) in results.iter_mut().zip(kinds) {
+            // vncap RFB: a native viewer, silent until the server speaks, on a
+            // `"ws": false` ticket. Whatever vncap does before it speaks (a
+            // sniff's silence deadline, or nothing once the ticket says the
+            // viewer cannot be WebSocket) is in the figure.
             r.setups = Some(setup_rate(kind, args)?);
         }
+        took("setups");
     }
-    took("setups");
-    for n in session_counts(args)? {
-        for (r, &kind) in results.iter_mut().zip(kinds) {
-            if kind == Kind::Direct {
-                continue;
+    if on("memory") {
+        for n in session_counts(args)? {
+            for (r, &kind) in results.iter_mut().zip(kinds) {
+                if kind == Kind::Direct {
+                    continue;
+                }
+                let m = if kind.websockify() && n > WEBSOCKIFY_MAX_SESSIONS {
+                    Err("not run (fails past ~508 sessions)".to_string())
+                } else {
+                    Ok(memory(kind, n, args)?)
+                };
+                r.memory.push((n, m));
             }
-            let m = if kind == Kind::Websockify && n > WEBSOCKIFY_MAX_SESSIONS {
-                Err("not run (fails past ~508 sessions)".to_string())
-            } else {
-                Ok(memory(kind, n, args)?)
-            };
-            r.memory.push((n, m));
+            took(&format!("memory with {n} sessions"));
         }
-        took(&format!("memory with {n} sessions"));
+    }
+    if on("console") {
+        for n in console_counts(args)? {
+            for (r, &kind) in results.iter_mut().zip(kinds) {
+                let c = if kind.websockify() && n > WEBSOCKIFY_MAX_SESSIONS {
+                    Err("not run (fails past ~508 sessions)".to_string())
+                } else {
+                    console(kind, n, args)
+                };
+                if let Err(e) = &c {
+                    eprintln!("vncap-bench: {}: {n} consoles: {e}", kind.name());
+                }
+                r.console.push((n, c));
+            }
+            took(&format!("{n} streaming consoles"));
+        }
     }
     Ok(results)
 }
@@ -1397,6 +1860,26 @@ fn per_session(m: &Memory, n: usize) -> f64 {
 fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
     let socat = rows.iter().find(|(k, _)| *k == Kind::Socat).map(|(_, r)| r);
     let base = |f: &dyn Fn(&Results) -> Option<f64>| socat.and_then(f);
+    let phases = phases(args)?;
+    let on = |p: &str| phases.iter().any(|q| q == p);
+    if on("bulk") {
+        throughput_table(args, rows, socat);
+    }
+    if on("rtt") || on("setups") {
+        trips_table(args, rows, socat);
+    }
+    if on("memory") {
+        memory_table(args, rows, socat)?;
+    }
+    if on("console") {
+        console_table(args, rows, socat);
+    }
+    let _ = base;
+    Ok(())
+}
+
+fn throughput_table(args: &Args, rows: &[(Kind, Results)], socat: Option<&Results>) {
+    let base = |f: &dyn Fn(&Results) -> Option<f64>| socat.and_then(f);
     println!(
         "### Throughput\n\n{} MiB per transfer after an RFB login, median of {} (min–max); CPU is user+system time of the relay's process tree per GiB moved. Ratios are against tuned socat.\n",
         args.mib, args.reps,
@@ -1418,11 +1901,16 @@ fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
             ratio(u, base(&|s| Some(median(&s.up)))),
         );
     }
+}
+
+fn trips_table(args: &Args, rows: &[(Kind, Results)], socat: Option<&Results>) {
+    let base = |f: &dyn Fn(&Results) -> Option<f64>| socat.and_then(f);
     println!(
         "\n### Round trips and setups\n\nRound trips: {} × {PING}-byte messages through an echoing backend after {} warm-up. \
          Setups: {} sessions per relay, {} at a time, each a new connection through the whole handshake (vncap: a control \
          request on its own connection, connect, WebSocket upgrade, VNC authentication, backend login), closed at once; \
-         vncap RFB is not measured (a native viewer waits out the 300 ms sniff by design).\n",
+         vncap RFB is a native viewer (silent until the server speaks) on a `\"ws\": false` ticket: what vncap waits \
+         before it speaks (a 300 ms sniff silence before the entry machine, none after it) is in its figures.\n",
         args.pings,
         (args.pings / 10).min(1000),
         args.setups,
@@ -1454,6 +1942,9 @@ fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
                 .unwrap_or_else(|| "—".into()),
         );
     }
+}
+
+fn memory_table(args: &Args, rows: &[(Kind, Results)], socat: Option<&Results>) -> Res<()> {
     let counts = session_counts(args)?;
     println!(
         "\n### Memory\n\nThe relay's process tree (socat and websockify fork one process per connection) idle and with N established, \
@@ -1506,6 +1997,53 @@ fn report(args: &Args, rows: &[(Kind, Results)]) -> Res<()> {
         println!();
     }
     Ok(())
+}
+
+fn console_table(args: &Args, rows: &[(Kind, Results)], socat: Option<&Results>) {
+    println!(
+        "\n### Keystrokes under streaming consoles\n\nN sessions each receive {} KiB every {BURST_MS} ms (±20 %) \
+         while one more session sends an {PING}-byte message every ms for {} s (open loop) to an echoing backend; \
+         latency is from when a message was due to its echo. CPU: the relay's process tree, seconds per second of load. \
+         Delivered: bytes the streaming viewers read over the bytes offered. PSS/session: (PSS under load − idle) / N. \
+         Counts are capped by the open-file limit ({} here; two sockets a session on each side). Ratios against socat \
+         under the same N.\n",
+        BURST / 1024,
+        args.console_secs,
+        open_file_limit(std::process::id()).unwrap_or(0),
+    );
+    println!("| relay | N | p50 ms | ×socat | p99 ms | ×socat | p99.9 ms | max ms | > 100 ms | CPU s/s | ×socat | delivered | PSS KiB/session |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (kind, r) in rows {
+        for (n, c) in &r.console {
+            let c = match c {
+                Ok(c) => c,
+                Err(e) => {
+                    println!("| {} | {n} | {e} | | | | | | | | | | |", kind.name());
+                    continue;
+                }
+            };
+            let base = socat.and_then(|s| {
+                s.console
+                    .iter()
+                    .find_map(|(m, sc)| (m == n).then_some(sc.as_ref().ok()).flatten())
+            });
+            let q = |c: &Console, q: f64| quantile(&c.lat_ms, q);
+            let (p50, p99) = (q(c, 0.5), q(c, 0.99));
+            let max = c.lat_ms.iter().copied().fold(0.0, f64::max);
+            let slow = c.lat_ms.iter().filter(|&&l| l > 100.0).count();
+            let cpu = c.cpu.map_or("—".into(), |x| format!("{x:.2}"));
+            println!(
+                "| {} | {n} | {p50:.2} | {} | {p99:.2} | {} | {:.2} | {max:.1} | {slow} | {cpu} | {} | {:.1} % | {:.0} |",
+                kind.name(),
+                ratio(p50, base.map(|b| q(b, 0.5))),
+                ratio(p99, base.map(|b| q(b, 0.99))),
+                q(c, 0.999),
+                ratio(c.cpu.unwrap_or(f64::NAN), base.and_then(|b| b.cpu)),
+                c.delivered * 100.0,
+                c.kib_per_session,
+            );
+        }
+    }
 }
 
 fn run(args: &Args) -> Res<()> {
