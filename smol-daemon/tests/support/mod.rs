@@ -10,7 +10,6 @@ pub mod browser;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,14 +19,33 @@ use vncap_tests::peer::bulk_sha256;
 /// Longest a test waits for anything before failing.
 pub const PATIENCE: Duration = Duration::from_secs(20);
 
-/// A private block of 8 entry ports for one daemon: distinct per test in this
-/// process, and spread by process id across parallel test binaries, below the
-/// kernel's ephemeral range. The daemon skips ports another program holds.
+/// Blocks of 8 entry ports below the kernel's ephemeral range.
+const BLOCKS: u16 = 1200;
+
+/// A private block of 8 entry ports for one daemon, below the kernel's
+/// ephemeral range: claimed with an exclusive `flock` on a file per block
+/// (in the temporary directory), held until this process ends, so no two
+/// test processes on the machine — of this checkout or another — ever get
+/// the same block, and a crashed one frees its blocks. The daemon skips
+/// ports another program holds.
 pub fn port_block() -> (u16, u16) {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let base = 20000 + ((std::process::id() as u16 % 150) * 64 + n * 8) % 9600;
-    (base, base + 7)
+    use rustix::fs::{flock, FlockOperation};
+    static HELD: Mutex<Vec<std::fs::File>> = Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("vncap-test-port-blocks");
+    std::fs::create_dir_all(&dir).expect("port block directory");
+    let start = (std::process::id() % u32::from(BLOCKS)) as u16;
+    for i in 0..BLOCKS {
+        let block = (start + i) % BLOCKS;
+        let base = 20000 + block * 8;
+        let Ok(file) = std::fs::File::create(dir.join(base.to_string())) else {
+            continue;
+        };
+        if flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            HELD.lock().unwrap().push(file);
+            return (base, base + 7);
+        }
+    }
+    panic!("no free block of entry ports in 20000-29599");
 }
 
 /// A running daemon.
