@@ -8,21 +8,8 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::process::Command;
-use support::Daemon;
+use support::{vncap, Daemon};
 use vncap_core::control::client::{List, Row};
-
-fn vncap(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vncap"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
 
 #[test]
 fn list_and_vncap_sessions_show_pending_tickets_without_secrets() {

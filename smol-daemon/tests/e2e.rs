@@ -7,29 +7,12 @@ mod support;
 
 use std::net::TcpStream;
 use std::time::Duration;
-use support::{bulk_backend, check_bulk, json_field, port_closed, Daemon, PATIENCE};
+use support::{bulk_backend, check_bulk, json_field, port_closed, tcp, ws, Daemon};
 use vncap_tests::backend::{Backend, BackendConfig, Security};
 use vncap_tests::viewer::{Viewer, ViewerConfig, ViewerError, WsOptions, WsStream};
 
 /// GWM's password length: 12 characters, of which VNC uses 8.
 const GWM_PASSWORD: &str = "Ab3dE6gHk9Lm";
-
-fn tcp(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect entry port");
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.set_write_timeout(Some(PATIENCE)).unwrap();
-    s
-}
-
-fn ws(port: u16) -> WsStream {
-    let s = WsStream::connect(
-        &format!("ws://127.0.0.1:{port}/websockify"),
-        &WsOptions::default(),
-    )
-    .expect("websocket connect");
-    s.tcp().set_read_timeout(Some(PATIENCE)).unwrap();
-    s
-}
 
 #[test]
 fn gwm_websocket_console_relays_megabytes_both_ways() {

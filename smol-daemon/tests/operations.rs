@@ -13,27 +13,10 @@ mod support;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use support::{json_field, port_closed, Daemon, PATIENCE};
+use support::{json_field, port_closed, tcp, vncap, ws, Daemon, PATIENCE};
 use vncap_tests::backend::{Backend, BackendConfig, BackendHandle, Mode};
 use vncap_tests::tungstenite::Message;
-use vncap_tests::viewer::{Viewer, ViewerConfig, WsOptions, WsStream};
-
-fn tcp(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect entry port");
-    s.set_read_timeout(Some(PATIENCE)).unwrap();
-    s.set_write_timeout(Some(PATIENCE)).unwrap();
-    s
-}
-
-fn ws(port: u16) -> WsStream {
-    let s = WsStream::connect(
-        &format!("ws://127.0.0.1:{port}/websockify"),
-        &WsOptions::default(),
-    )
-    .expect("websocket connect");
-    s.tcp().set_read_timeout(Some(PATIENCE)).unwrap();
-    s
-}
+use vncap_tests::viewer::{Viewer, ViewerConfig, WsStream};
 
 /// A quiet backend (it answers only update requests), no VNC password.
 fn quiet_backend() -> BackendHandle {
@@ -94,18 +77,6 @@ fn echoes(v: &mut Viewer<TcpStream>, msg: &[u8]) -> bool {
     }
     let mut got = vec![0u8; msg.len()];
     v.stream().read_exact(&mut got).is_ok() && got == msg
-}
-
-fn vncap(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vncap"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
 }
 
 #[test]

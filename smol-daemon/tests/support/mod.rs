@@ -334,3 +334,38 @@ pub fn startup_fails(extra: &[&str], expect: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(expect), "{extra:?}: {err}");
 }
+
+/// A TCP connection to an entry port on loopback, reads and writes bounded by
+/// [`PATIENCE`].
+pub fn tcp(port: u16) -> TcpStream {
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connect entry port");
+    s.set_read_timeout(Some(PATIENCE)).unwrap();
+    s.set_write_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+/// A WebSocket viewer's connection to an entry port (`/websockify`), reads
+/// bounded by [`PATIENCE`].
+pub fn ws(port: u16) -> vncap_tests::viewer::WsStream {
+    let s = vncap_tests::viewer::WsStream::connect(
+        &format!("ws://127.0.0.1:{port}/websockify"),
+        &vncap_tests::viewer::WsOptions::default(),
+    )
+    .expect("websocket connect");
+    s.tcp().set_read_timeout(Some(PATIENCE)).unwrap();
+    s
+}
+
+/// Runs the `vncap` binary with `args`: whether it succeeded, its stdout and
+/// its stderr.
+pub fn vncap(args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vncap"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
