@@ -14,7 +14,7 @@
 //! A request ends at the first `\n` (GWM sends `\r\n`; the `\r` is dropped),
 //! **or** as soon as the top-level JSON object closes, because
 //! snf-vncauthproxy's clients send `json.dumps(req)` with no newline and then
-//! wait for the answer; **or** at EOF ([`Control::handle_eof`]). Whitespace
+//! wait for the answer; **or** at EOF ([`Machine::handle_eof`], as for every machine). Whitespace
 //! after the request (the `\r\n` of a closed object) is consumed; any other
 //! trailing byte is left to the caller (one request per connection). A
 //! request that has not ended within [`Config::max_input`] bytes (default
@@ -311,32 +311,6 @@ impl Control {
         }
     }
 
-    /// The peer closed its sending side: parse whatever `input` holds (the
-    /// bytes not yet consumed) as the request. Returns the bytes consumed.
-    /// Empty input before any request is [`Error::NoRequest`].
-    pub fn handle_eof(&mut self, input: &[u8]) -> Result<usize, Error> {
-        match self.state {
-            State::Failed(e) => Err(e),
-            State::Awaiting(_) | State::Replied => Ok(0),
-            State::Reading => {
-                // A complete line or object in `input` takes precedence.
-                let n = self.handle_input(input)?;
-                if n > 0 || self.state != State::Reading {
-                    return Ok(n);
-                }
-                if input.iter().all(|b| b.is_ascii_whitespace()) {
-                    return Err(self.fail(Error::NoRequest, Form::Twisted));
-                }
-                let end = if input.last() == Some(&b'\r') {
-                    input.len() - 1
-                } else {
-                    input.len()
-                };
-                self.finish(input.get(..end).unwrap_or(&[]), input.len())
-            }
-        }
-    }
-
     /// Queues the success reply for the console request last reported.
     /// Returns `false` (and does nothing) if no request awaits a reply.
     pub fn reply_ok(&mut self, granted: &Granted<'_>) -> bool {
@@ -470,6 +444,32 @@ impl Machine for Control {
                     self.finish(input.get(..end).unwrap_or(&[]), consumed)
                 }
             },
+        }
+    }
+
+    /// The peer closed its sending side: whatever `input` holds (the bytes
+    /// not yet consumed) is the request, newline or not. Returns the bytes
+    /// consumed. Empty input before any request is [`Error::NoRequest`].
+    fn handle_eof(&mut self, input: &[u8]) -> Result<usize, Error> {
+        match self.state {
+            State::Failed(e) => Err(e),
+            State::Awaiting(_) | State::Replied => Ok(0),
+            State::Reading => {
+                // A complete line or object in `input` takes precedence.
+                let n = self.handle_input(input)?;
+                if n > 0 || self.state != State::Reading {
+                    return Ok(n);
+                }
+                if input.iter().all(|b| b.is_ascii_whitespace()) {
+                    return Err(self.fail(Error::NoRequest, Form::Twisted));
+                }
+                let end = if input.last() == Some(&b'\r') {
+                    input.len() - 1
+                } else {
+                    input.len()
+                };
+                self.finish(input.get(..end).unwrap_or(&[]), input.len())
+            }
         }
     }
 
