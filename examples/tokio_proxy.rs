@@ -196,7 +196,7 @@ async fn viewer(
         Err(_) => return Err(refuse(&mut m, &mut s, Rejection::Unreachable("timed out")).await),
     };
     backend.set_nodelay(true).ok();
-    let mut login = client::Client::new(ticket.backend_password.as_deref());
+    let mut login = client::Client::new(ticket.backend_password.as_ref().map(|p| p.as_bytes()));
     let mut from_backend = Vec::new();
     let logged_in = tokio::time::timeout(
         HANDSHAKE,

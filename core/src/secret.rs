@@ -10,13 +10,12 @@
 //! are kept as they came; VNC authentication uses the first 8, RFC 6143
 //! §7.2.2).
 //!
-//! [`Secret::as_bytes`] is the stable way to hand the bytes to what needs
-//! them (the DES key, a reply being written). `Deref<Target = [u8]>` exists
-//! so `Option<Secret>::as_deref()` yields `Option<&[u8]>`; compare
-//! `Secret`s (or use [`Secret::ct_eq`]), not the slices.
+//! [`Secret::as_bytes`] is the one way to hand the bytes to what needs them
+//! (the DES key, a reply being written); there is no `Deref` to a slice, so
+//! a secret is never compared by accident with `==` on bytes: compare
+//! `Secret`s, or use [`Secret::ct_eq`].
 
 use core::fmt;
-use core::ops::Deref;
 
 use heapless::Vec;
 use subtle::ConstantTimeEq;
@@ -105,13 +104,6 @@ impl<const N: usize> Eq for Secret<N> {}
 impl<const N: usize> fmt::Debug for Secret<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(REDACTED)
-    }
-}
-
-impl<const N: usize> Deref for Secret<N> {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.bytes
     }
 }
 

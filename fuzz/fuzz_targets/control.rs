@@ -38,7 +38,10 @@ fn check_console(req: &Console, config: &Config) {
         assert!(req.password.is_some());
     }
     for p in [&req.password, &req.client_password].into_iter().flatten() {
-        assert!(p.first().is_some_and(|&b| b != 0), "empty to VNC");
+        assert!(
+            p.as_bytes().first().is_some_and(|&b| b != 0),
+            "empty to VNC"
+        );
     }
     assert!(!req.host.chars().any(char::is_control));
     let _ = req.viewer_password();

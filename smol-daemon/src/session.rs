@@ -117,7 +117,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
         let login = backend::Login {
             host,
             port: bport,
-            password: ticket.backend_password.as_deref(),
+            password: ticket.backend_password.as_ref().map(|p| p.as_bytes()),
             connect: settings.connect,
             timeout: settings.handshake_timeout,
             tls: settings.backend_tls.as_ref(),

@@ -612,7 +612,7 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
             .min(self.config.max_timeout_ms);
         let expires = now + lifetime;
         let backend_password = req
-            .backend_password(self.config.backend_password.as_deref())
+            .backend_password(self.config.backend_password.as_ref().map(Secret::as_bytes))
             .map(|b| Secret::from_slice(b).unwrap_or_default());
 
         let id = self.next_id;
@@ -1082,7 +1082,10 @@ mod tests {
         assert_eq!(h, i.handle);
         let ticket = t.get(h).unwrap();
         assert_eq!(ticket.viewer_password.as_str().unwrap(), "secret12");
-        assert_eq!(ticket.backend_password.as_deref(), Some(&b"secret12"[..]));
+        assert_eq!(
+            ticket.backend_password.as_ref().map(Secret::as_bytes),
+            Some(&b"secret12"[..])
+        );
         assert!(ticket.viewer_password_matches(b"secret12"));
         assert!(!ticket.viewer_password_matches(b"secret13"));
         assert_eq!(
@@ -1091,7 +1094,10 @@ mod tests {
         );
         let used = t.authenticated(h, now).unwrap();
         assert_eq!(used.backend_port, 5900);
-        assert_eq!(used.backend_password.as_deref(), Some(&b"secret12"[..]));
+        assert_eq!(
+            used.backend_password.as_ref().map(Secret::as_bytes),
+            Some(&b"secret12"[..])
+        );
         // One-time: the table forgets it at once; nobody else can use it.
         assert_eq!(t.authenticated(h, now), Err(Error::NoSuchTicket));
         assert_eq!(
@@ -1263,7 +1269,7 @@ mod tests {
         );
         let pw = i.password.clone().unwrap();
         assert_eq!(pw.len(), 8);
-        assert!(pw.iter().all(|b| b.is_ascii_alphanumeric()));
+        assert!(pw.as_bytes().iter().all(|b| b.is_ascii_alphanumeric()));
         assert_eq!(t.free_ports(), 2, "token tickets hold no pool port");
         // The same random bytes again would make a second ticket with the
         // same token (found by fuzz/fuzz_targets/ticket.rs): refused.
@@ -1278,7 +1284,10 @@ mod tests {
             .unwrap();
         let ticket = t.get(h).unwrap();
         assert_eq!(ticket.viewer_password.as_bytes(), pw.as_bytes());
-        assert_eq!(ticket.backend_password.as_deref(), Some(&b"cluster"[..]));
+        assert_eq!(
+            ticket.backend_password.as_ref().map(Secret::as_bytes),
+            Some(&b"cluster"[..])
+        );
         assert_eq!(
             t.lookup(
                 Lookup::Token(b"00254a6f94b9de03284d7297bce1062c"),
