@@ -174,6 +174,13 @@ def proxy():
     write("proxy", "v2-local", local + b"RFB 003.008\n")
 
 
+def metrics():
+    """The metrics target: a Prometheus scrape, and what else may knock."""
+    write("metrics", "scrape", b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9100\r\nUser-Agent: Prometheus/2.45.0\r\nAccept: text/plain;version=0.0.4\r\n\r\n")
+    write("metrics", "root", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    write("metrics", "post", b"POST /metrics HTTP/1.0\r\n\r\n")
+
+
 def ws():
     d = os.path.join(FIXTURES, "ws")
     for name in sorted(os.listdir(d)):
@@ -313,6 +320,7 @@ def main():
     rfb()
     entry()
     proxy()
+    metrics()
     ws()
     control()
     policy()

@@ -18,6 +18,7 @@
 //! | [`ws`] | WebSocket: handshake, frame codec, connection (RFC 6455) |
 //! | [`policy`] | the Flash socket-policy responder |
 //! | [`sniff`] | what the first bytes on an entry point are |
+//! | [`metrics`] | the metrics endpoint: which answer a scrape gets, the Prometheus text format |
 //! | [`proxy`] | the PROXY protocol header (v1 and v2) a load balancer writes first |
 //! | [`entry`] | one viewer connection from its first byte to "authenticated": sniff, TLS hand-off, WebSocket, admit, RFB, deadlines |
 //! | [`secret`] | [`secret::Secret`]: passwords and tokens, redacted and compared in constant time |
@@ -33,6 +34,7 @@ mod logging;
 pub mod control;
 pub mod entry;
 pub mod machine;
+pub mod metrics;
 pub mod policy;
 pub mod proxy;
 pub mod rfb;
