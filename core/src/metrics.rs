@@ -42,9 +42,9 @@ impl Answer {
     }
 }
 
-/// The answer for a complete request head (through its blank line), parsed
-/// with `httparse`.
-pub fn answer(head: &[u8]) -> Answer {
+/// The answer for a request head, parsed with `httparse`: `None` while the
+/// head is not complete (read more, within the driver's bounds).
+pub fn answer(head: &[u8]) -> Option<Answer> {
     const BAD: Answer = Answer::Refused {
         status: "400 Bad Request",
         body: "bad request\n",
@@ -53,22 +53,40 @@ pub fn answer(head: &[u8]) -> Answer {
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(head) {
         Ok(httparse::Status::Complete(_)) => {}
-        _ => return BAD,
+        Ok(httparse::Status::Partial) => return None,
+        Err(_) => return Some(BAD),
     }
     let path = req.path.unwrap_or("");
     if path != PATH {
-        return Answer::Refused {
+        return Some(Answer::Refused {
             status: "404 Not Found",
             body: "only /metrics is served here\n",
-        };
+        });
     }
     if req.method != Some("GET") {
-        return Answer::Refused {
+        return Some(Answer::Refused {
             status: "405 Method Not Allowed",
             body: "GET only\n",
-        };
+        });
     }
-    Answer::Metrics
+    Some(Answer::Metrics)
+}
+
+/// Writes the response head for `answer` with a body of `body_len` bytes
+/// (the connection closes after the body).
+pub fn write_head(answer: &Answer, body_len: usize, out: &mut impl Write) -> fmt::Result {
+    write!(out, "HTTP/1.1 {}\r\nConnection: close\r\n", answer.status())?;
+    if let Answer::Refused {
+        status: "405 Method Not Allowed",
+        ..
+    } = answer
+    {
+        out.write_str("Allow: GET\r\n")?;
+    }
+    write!(
+        out,
+        "Content-Type: {CONTENT_TYPE}\r\nContent-Length: {body_len}\r\n\r\n"
+    )
 }
 
 /// Writes `s` in the text format: every metric with its `HELP` and `TYPE`.
@@ -145,24 +163,46 @@ mod tests {
 
     #[test]
     fn only_get_metrics_is_served() {
-        let status = |h: &[u8]| answer(h).status();
+        let status = |h: &[u8]| answer(h).map(|a| a.status());
         assert_eq!(
             status(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-            "200 OK"
+            Some("200 OK")
         );
-        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), "404 Not Found");
-        assert_eq!(status(b"GET /metricsx HTTP/1.0\r\n\r\n"), "404 Not Found");
+        assert_eq!(status(b"GET / HTTP/1.1\r\n\r\n"), Some("404 Not Found"));
+        assert_eq!(
+            status(b"GET /metricsx HTTP/1.0\r\n\r\n"),
+            Some("404 Not Found")
+        );
         assert_eq!(
             status(b"GET /metrics?x=1 HTTP/1.1\r\n\r\n"),
-            "404 Not Found"
+            Some("404 Not Found")
         );
         assert_eq!(
             status(b"POST /metrics HTTP/1.1\r\n\r\n"),
-            "405 Method Not Allowed"
+            Some("405 Method Not Allowed")
         );
-        assert_eq!(status(b"\x16\x03\x01\x02\x00\r\n\r\n"), "400 Bad Request");
-        assert_eq!(status(b"GET /metrics HTTP/1.1\r\n"), "400 Bad Request");
-        assert_eq!(status(b""), "400 Bad Request");
+        assert_eq!(
+            status(b"\x16\x03\x01\x02\x00\r\n\r\n"),
+            Some("400 Bad Request")
+        );
+        // Not complete yet: read more.
+        assert_eq!(status(b"GET /metrics HTTP/1.1\r\n"), None);
+        assert_eq!(status(b""), None);
+    }
+
+    #[test]
+    fn response_heads() {
+        let head = |a: Answer| {
+            let mut s = String::new();
+            write_head(&a, 7, &mut s).unwrap();
+            s
+        };
+        let ok = head(Answer::Metrics);
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\nConnection: close\r\n"));
+        assert!(ok.ends_with("Content-Length: 7\r\n\r\n"));
+        assert!(ok.contains(CONTENT_TYPE));
+        let post = answer(b"POST /metrics HTTP/1.1\r\n\r\n").unwrap();
+        assert!(head(post).contains("\r\nAllow: GET\r\n"));
     }
 
     #[test]

@@ -9,13 +9,9 @@ use vncap_core::metrics::{answer, Answer};
 
 fuzz_target!(|data: &[u8]| {
     let a = answer(data);
-    if a == Answer::Metrics {
+    if a == Some(Answer::Metrics) {
         let mut more = data.to_vec();
         more.extend_from_slice(b"POST / HTTP/1.1\r\n\r\n");
-        assert_eq!(
-            answer(&more),
-            Answer::Metrics,
-            "bytes after the head changed it"
-        );
+        assert_eq!(answer(&more), a, "bytes after the head changed it");
     }
 });

@@ -8,7 +8,6 @@
 use crate::daemon::Daemon;
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
 use smol::net::{TcpListener, TcpStream};
-use std::fmt::Write;
 use std::rc::Rc;
 use std::time::Duration;
 use vncap_core::metrics;
@@ -34,18 +33,21 @@ pub async fn serve(d: Rc<Daemon>, listener: TcpListener) {
     }
 }
 
-/// One scrape: the request head, then the answer, then close.
+/// One scrape: the request head (until the core has an answer), then the
+/// answer, then close.
 async fn one(d: &Daemon, mut s: TcpStream) -> std::io::Result<()> {
     let mut head = Vec::new();
     let mut buf = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+    let answer = loop {
+        if let Some(answer) = metrics::answer(&head) {
+            break answer;
+        }
         let n = s.read(&mut buf).await?;
         if n == 0 || head.len() + n > MAX_REQUEST {
             return Ok(());
         }
         head.extend_from_slice(&buf[..n]);
-    }
-    let answer = metrics::answer(&head);
+    };
     let body = match answer {
         metrics::Answer::Metrics => {
             let mut text = String::new();
@@ -54,17 +56,9 @@ async fn one(d: &Daemon, mut s: TcpStream) -> std::io::Result<()> {
         }
         metrics::Answer::Refused { body, .. } => body.to_string(),
     };
-    let status = answer.status();
-    let mut out = format!("HTTP/1.1 {status}\r\nConnection: close\r\n");
-    if status.starts_with("405") {
-        out.push_str("Allow: GET\r\n");
-    }
-    let _ = write!(
-        out,
-        "Content-Type: {}\r\nContent-Length: {}\r\n\r\n{body}",
-        metrics::CONTENT_TYPE,
-        body.len()
-    );
+    let mut out = String::new();
+    let _ = metrics::write_head(&answer, body.len(), &mut out);
+    out.push_str(&body);
     s.write_all(out.as_bytes()).await?;
     s.flush().await?;
     let _ = s.shutdown(std::net::Shutdown::Write);

@@ -133,12 +133,7 @@ fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
         .with_no_client_auth()
         .with_single_cert(chain, private)
         .map_err(|e| {
-            let why = match e {
-                Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
-                    "the key does not belong to the certificate".to_string()
-                }
-                e => e.to_string(),
-            };
+            let why = key_error(e);
             format!(
                 "--cert {} with --key {}: {why}",
                 cert.display(),
@@ -438,12 +433,7 @@ fn backend_creds(dir: &Path) -> Result<BackendCreds, String> {
                 .map_err(|e| format!("--backend-tls-dir: {}: {e}", key.display()))?;
             let certified = CertifiedKey::from_der(chain, private, &ring::default_provider())
                 .map_err(|e| {
-                    let why = match e {
-                        Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
-                            "the key does not belong to the certificate".to_string()
-                        }
-                        e => e.to_string(),
-                    };
+                    let why = key_error(e);
                     format!(
                         "--backend-tls-dir: {} with {}: {why}",
                         cert.display(),
@@ -586,6 +576,16 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().inner).poll_close(cx)
+    }
+}
+
+/// What a certificate and key that do not load together are told as.
+fn key_error(e: Error) -> String {
+    match e {
+        Error::InconsistentKeys(InconsistentKeys::KeyMismatch) => {
+            "the key does not belong to the certificate".to_string()
+        }
+        e => e.to_string(),
     }
 }
 
