@@ -10,6 +10,7 @@
 //!
 //! | module | what it is |
 //! | --- | --- |
+//! | [`cidr`] | address ranges (`10.0.0.0/8,::1`) for the access options |
 //! | [`time`] | [`Instant`], the caller's milliseconds |
 //! | [`machine`] | the [`Machine`] trait |
 //! | [`rfb`] | RFB (VNC) authentication: `rfb::server` checks a viewer, `rfb::client` logs in to the backend (VeNCrypt with the TLS handed to the driver), `rfb::des`, `rfb::vencrypt` |
@@ -31,6 +32,7 @@
 #[macro_use]
 mod logging;
 
+pub mod cidr;
 pub mod control;
 pub mod entry;
 pub mod machine;

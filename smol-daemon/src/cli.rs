@@ -7,6 +7,7 @@ use argh::FromArgs;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use vncap_core::cidr::CidrList;
 
 /// vncap: a VNC authentication proxy. A front end (Ganeti Web Manager,
 /// Synnefo) asks for a console over the control channel; vncap opens a
@@ -149,6 +150,16 @@ pub struct Serve {
     /// 1-1000000), so one host's flood cannot keep another's viewer out
     #[argh(option, arg_name = "n", default = "16", from_str_fn(sessions))]
     pub max_handshakes_per_ip: usize,
+    /// load balancers whose connections (entry ports, the single port, the
+    /// control channel) may start with a PROXY protocol header (v1 or v2):
+    /// CIDR,... (default: none; from anywhere else such a header is refused)
+    #[argh(
+        option,
+        arg_name = "cidr,...",
+        default = "CidrList::none()",
+        from_str_fn(cidr_list)
+    )]
+    pub trusted_proxy: CidrList,
     /// longest control request in bytes (default 4096; 64-65536)
     #[argh(
         option,
@@ -500,4 +511,10 @@ mod tests {
             (5, 3, 10)
         );
     }
+}
+
+/// A list of address ranges: `10.0.0.0/8,::1` (a bare address is one host).
+pub fn cidr_list(s: &str) -> Result<CidrList, String> {
+    s.parse()
+        .map_err(|e| format!("expected CIDR,... (like 10.0.0.0/8,::1): {s:?}: {e}"))
 }

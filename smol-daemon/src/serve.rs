@@ -332,6 +332,7 @@ async fn serve(
         max_sessions: args.max_sessions,
         max_handshakes: args.max_handshakes,
         max_handshakes_per_ip: args.max_handshakes_per_ip,
+        trusted_proxy: args.trusted_proxy.clone(),
         relay_buffer: RELAY_BUFFER,
         policy_domain: "*".into(),
         policy_ports: (args.ports.lo, args.ports.hi),
