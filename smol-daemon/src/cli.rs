@@ -480,6 +480,12 @@ impl FromStr for PortRange {
     }
 }
 
+/// A list of address ranges: `10.0.0.0/8,::1` (a bare address is one host).
+pub fn cidr_list(s: &str) -> Result<CidrList, String> {
+    s.parse()
+        .map_err(|e| format!("expected CIDR,... (like 10.0.0.0/8,::1): {s:?}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,10 +517,4 @@ mod tests {
             (5, 3, 10)
         );
     }
-}
-
-/// A list of address ranges: `10.0.0.0/8,::1` (a bare address is one host).
-pub fn cidr_list(s: &str) -> Result<CidrList, String> {
-    s.parse()
-        .map_err(|e| format!("expected CIDR,... (like 10.0.0.0/8,::1): {s:?}: {e}"))
 }
