@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for SECONDS (default 10) on a copy of its committed
-# seed corpus (fuzz/corpus/<target>, written by fuzz/seed.py), so runs never
+# seeds (fuzz/seeds/<target>, written by fuzz/seed.py) and its minimised
+# campaign corpus (fuzz/corpus/<target>, by fuzz/campaign.sh), so runs never
 # grow the repository. Fails on any crash, panic, leak, timeout or OOM and
 # prints the reproducer (kept under fuzz/artifacts/<target>/; replay it with
 # `cargo +nightly fuzz run <target> <file>`).
@@ -29,9 +30,11 @@ trap 'rm -rf "$work"' EXIT
 failed=0
 for target in $(cargo +nightly fuzz list); do
     mkdir -p "$work/$target" "artifacts/$target"
-    if [ -d "corpus/$target" ]; then
-        cp -r "corpus/$target/." "$work/$target/"
-    fi
+    for dir in "seeds/$target" "corpus/$target"; do
+        if [ -d "$dir" ]; then
+            cp -r "$dir/." "$work/$target/"
+        fi
+    done
     log="$work/$target.log"
     t=$(date +%s)
     if cargo +nightly fuzz run "$target" "$work/$target" -- \

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the seed corpora of the fuzz targets to fuzz/corpus/<target>/.
+"""Writes the seeds of the fuzz targets to fuzz/seeds/<target>/.
 
 Seeds come from the real recorded fixtures under tests/fixtures/ (tagged hex
 `C:`/`S:` lines: the viewer's or the server's byte stream, with the
@@ -10,7 +10,10 @@ target's doc comment): `[splits] [target parameters] [the peer's bytes]`.
 The big WebSocket message of the ws fixtures (70 000 bytes) is left out of
 whole-stream seeds and kept once, cut to 20 000 bytes.
 
-Usage: python3 fuzz/seed.py   (rewrites fuzz/corpus/ from scratch)
+The corpus a campaign grew from them, minimised, is fuzz/corpus/<target>/
+(fuzz/campaign.sh); fuzz/run.sh starts from both.
+
+Usage: python3 fuzz/seed.py   (rewrites fuzz/seeds/ from scratch)
 """
 
 import hashlib
@@ -20,7 +23,7 @@ import struct
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
-CORPUS = os.path.join(ROOT, "fuzz", "corpus")
+CORPUS = os.path.join(ROOT, "fuzz", "seeds")
 
 WHOLE = b"\x00"  # no splits: read everything at once
 BYTEWISE = b"\x01\x00"  # reads of 1 byte
