@@ -23,6 +23,8 @@ have xsetroot || need_apt+=(x11-xserver-utils)
 # screenshotted by Pillow over XCB (xshot.py; Pillow comes with vncdotool).
 have xtigervncviewer || need_apt+=(tigervnc-viewer)
 have Xvfb     || need_apt+=(xvfb)
+# HAProxy (mode tcp, send-proxy-v2) in front of two vncaps (issue 16).
+have haproxy  || need_apt+=(haproxy)
 have node     || need_apt+=(nodejs)
 # openssl: the interop suite's self-signed certificate for wss.
 have openssl  || need_apt+=(openssl)
