@@ -901,4 +901,34 @@ proptest! {
         };
         prop_assert_eq!(run(&sizes), run(&[usize::MAX]));
     }
+
+    /// Whatever a trusted proxy's connection sends after (or instead of) a
+    /// header, in whatever chunks: no panic, the end by the deadline, the
+    /// table consistent, and `Event::Client` once at most, before `Admit`.
+    #[test]
+    fn arbitrary_bytes_behind_a_proxy_end_by_the_deadline(
+        bytes in prop::collection::vec(any::<u8>(), 0..400),
+        sizes in vncap_tests::harness::splits(64),
+        which in 0usize..3,
+        prefix in 0usize..4,
+    ) {
+        let json = [NATIVE, SNIFFING, WS_ONLY][which];
+        let (mut p, _) = Pair::behind_proxy(json, 0, table_config());
+        let mut input = match prefix {
+            0 => Vec::new(),
+            1 => proxy_v1("192.0.2.7", 9),
+            2 => proxy_v2(Some(([192, 0, 2, 7], 9))),
+            _ => b"PROXY ".to_vec(),
+        };
+        input.extend_from_slice(&bytes);
+        p.deliver_split(&input, &sizes);
+        p.advance_to(Instant::from_millis(HANDSHAKE_MS));
+        prop_assert!(p.finished(), "still running at the deadline: {:?}", p.entry);
+        prop_assert!(p.table.check_invariants());
+        let clients = p.events.iter().filter(|e| **e == Event::Client).count();
+        prop_assert!(clients <= 1);
+        if let Some(at) = p.events.iter().position(|e| *e == Event::Admit) {
+            prop_assert!(p.events[..at].contains(&Event::Client));
+        }
+    }
 }
