@@ -179,6 +179,9 @@ async fn viewer(
             }
             Ok(Event::PolicyServed) => return Ok("served the Flash policy".into()),
             Ok(Event::StartTls) => return Err("TLS is not offered here".into()),
+            // Only a trusted proxy's connection reports its client; this
+            // example trusts none.
+            Ok(Event::Client) => {}
             Err(e) => {
                 m.charge_attempt(&mut p.table.borrow_mut());
                 p.changed.notify_one();

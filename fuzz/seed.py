@@ -126,6 +126,19 @@ def rfb():
         write("rfb_client", base + "-off", WHOLE + b"\x06" + counted(password) + server)
 
 
+# PROXY protocol headers as HAProxy's send-proxy / send-proxy-v2 write them
+# (a client 192.0.2.7:56324 that reached 203.0.113.1:7000), and a v2 LOCAL
+# (a health check).
+PROXY_V1 = b"PROXY TCP4 192.0.2.7 203.0.113.1 56324 7000\r\n"
+PROXY_V2 = (
+    b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x11"
+    + bytes([192, 0, 2, 7, 203, 0, 113, 1])
+    + struct.pack(">HH", 56324, 7000)
+    + b"\x05\x00\x02\xab\xcd"
+)
+PROXY_V2_LOCAL = b"\r\n\r\n\x00\r\nQUIT\n\x20\x00\x00\x00"
+
+
 def entry():
     """The entry target: vncap's recordings of real viewers (the RFB they
     sent after WebSocket), natively and each message in a masked frame
@@ -156,7 +169,22 @@ def entry():
         write("entry", base + "-ws", WHOLE + b"\x01" + params + framed)
         write("entry", base + "-ws-mixed", MIXED + b"\x02" + params + framed)
         write("entry", base + "-ws-reject", WHOLE + b"\x12" + params + framed)
+        # Behind a trusted proxy (flags bit 6): its PROXY header first.
+        write("entry", base + "-proxied-native", MIXED + b"\x40" + params + PROXY_V2 + native)
+        write("entry", base + "-proxied-ws", WHOLE + b"\x41" + params + PROXY_V1 + framed)
+        # From anyone else a PROXY header is refused.
+        write("entry", base + "-forged-native", WHOLE + b"\x00" + params + PROXY_V2 + native)
     write("entry", "policy", WHOLE + b"\x01" + b"\x00" * 16 + counted(b"pw") + b"<policy-file-request/>\x00")
+    # The single port from a trusted proxy: X-Forwarded-For and Forwarded
+    # name the client (the token is unknown: refused after the client).
+    forwarded = upgrade.replace(b"GET /websockify ", b"GET /websockify?token=x ").replace(
+        b"\r\n\r\n",
+        b"\r\nX-Forwarded-For: 198.51.100.1, 192.0.2.7\r\nForwarded: for=192.0.2.7;proto=https\r\n\r\n",
+    )
+    write("entry", "single-forwarded", WHOLE + b"\x43" + b"\x00" * 16 + counted(b"pw") + forwarded)
+    write("entry", "single-proxied-forwarded", BYTEWISE + b"\x43" + b"\x00" * 16 + counted(b"pw") + PROXY_V2_LOCAL + forwarded)
+    write("entry", "proxied-tls-hello", WHOLE + b"\x45" + b"\x00" * 16 + counted(b"pw") + PROXY_V1 + b"\x16\x03\x01\x02\x00\x01")
+    write("entry", "proxied-junk", WHOLE + b"\x40" + b"\x00" * 16 + counted(b"pw") + b"PROXY TCP4 192.0.2.7 x 1 2\r\n")
     write("entry", "tls-hello", WHOLE + b"\x05" + b"\x00" * 16 + counted(b"pw") + b"\x16\x03\x01\x02\x00\x01")
 
 
@@ -219,6 +247,8 @@ def ws():
     write("ws_handshake", "novnc-origin", WHOLE + b"\x01\x00\x00" + req)
     write("ws_handshake", "post", WHOLE + b"\x00\x00\x00" + req.replace(b"GET", b"POST", 1))
     write("ws_handshake", "version8", WHOLE + b"\x00\x00\x00" + req.replace(b"Version: 13", b"Version: 8"))
+    forwarded = b"X-Forwarded-For: 198.51.100.1, 192.0.2.7\r\nForwarded: for=\"[2001:db8::7]:4711\";proto=https\r\n\r\n"
+    write("ws_handshake", "forwarded", WHOLE + b"\x00\x00\x00" + req[:-2] + forwarded)
 
 
 CONTROL = {

@@ -7,7 +7,7 @@
 //! by byte and in any split, and must give the same events and bytes.
 
 use proptest::prelude::*;
-use vncap_core::entry::{Error, Event};
+use vncap_core::entry::{Error, Event, Via};
 use vncap_core::rfb::des;
 use vncap_core::sniff;
 use vncap_core::ticket::{self, Attempt};
@@ -552,5 +552,383 @@ proptest! {
         p.advance_to(Instant::from_millis(HANDSHAKE_MS));
         prop_assert!(p.finished(), "still running at the deadline: {:?}", p.entry);
         prop_assert!(p.table.check_invariants());
+    }
+}
+
+// Behind a load balancer: the socket's peer (127.0.0.1) is a trusted proxy
+// (`Entry::from_trusted_proxy`), or, with `Pair::new`, anyone.
+
+const PINNED: &str = r#"{"daddr": "node1", "dport": 5900, "password": "secret", "ws": false, "client": {"ip": "192.0.2.7"}}"#;
+
+/// HAProxy's `send-proxy` line for a client at `ip`:`port`.
+fn proxy_v1(ip: &str, port: u16) -> Vec<u8> {
+    format!("PROXY TCP4 {ip} 203.0.113.1 {port} 7000\r\n").into_bytes()
+}
+
+/// HAProxy's `send-proxy-v2` header for an IPv4 client at `ip`:`port`, with
+/// a TLV (skipped); or a `LOCAL` one (a health check) without `ip`.
+fn proxy_v2(client: Option<([u8; 4], u16)>) -> Vec<u8> {
+    let mut h = vncap_core::proxy::V2_SIGNATURE.to_vec();
+    match client {
+        Some((ip, port)) => {
+            h.extend_from_slice(&[0x21, 0x11, 0, 12 + 4]);
+            h.extend_from_slice(&ip);
+            h.extend_from_slice(&[203, 0, 113, 1]);
+            h.extend_from_slice(&port.to_be_bytes());
+            h.extend_from_slice(&7000u16.to_be_bytes());
+            h.extend_from_slice(&[0x04, 0, 1, b'x']);
+        }
+        None => h.extend_from_slice(&[0x20, 0x00, 0, 0]),
+    }
+    h
+}
+
+/// The client the machine settled on (as admitted, once handed over).
+fn client(p: &Pair) -> (String, Option<u16>, Via) {
+    let c = match (&p.relay, p.client) {
+        (Some(_), Some(c)) => c,
+        _ => p.entry.client(),
+    };
+    (c.ip.to_string(), c.port, c.via)
+}
+
+#[test]
+fn a_proxy_header_split_anywhere_names_the_same_client() {
+    for (header, version) in [
+        (proxy_v1("192.0.2.7", 56324), 1),
+        (proxy_v2(Some(([192, 0, 2, 7], 56324))), 2),
+    ] {
+        let mut input = header.clone();
+        input.extend_from_slice(&login("secret"));
+        for k in 0..=header.len() {
+            // Split in two at every byte of the header, and byte by byte.
+            let (mut p, _) = Pair::behind_proxy(NATIVE, 0, table_config());
+            assert!(p.events.is_empty(), "the greeting waits for the header");
+            p.deliver(&input[..k]);
+            if k < header.len() {
+                assert!(p.to_viewer.is_empty(), "v{version} at {k}: no greeting yet");
+                assert_eq!(client(&p).2, Via::Peer);
+            }
+            p.deliver(&input[k..]);
+            assert!(p.relay.is_some(), "v{version} at {k}: {:?}", p.error);
+            assert!(matches!(
+                p.events[..],
+                [Event::Client, Event::Admit, Event::Authenticated(_)]
+            ));
+            let want = ("192.0.2.7".to_string(), Some(56324), Via::Proxy(version));
+            assert_eq!(client(&p), want, "v{version} at {k}");
+            let mut greeted = greeting();
+            greeted.extend_from_slice(&[0, 0, 0, 0]);
+            assert_eq!(p.to_viewer, greeted, "the viewer sees plain RFB");
+        }
+        let (mut p, _) = Pair::behind_proxy(NATIVE, 0, table_config());
+        p.deliver_split(&input, &[1]);
+        assert_eq!(client(&p).0, "192.0.2.7");
+        assert!(p.relay.is_some());
+    }
+}
+
+#[test]
+fn a_proxy_header_then_websocket_or_tls() {
+    // On a sniffing port: the header, then a WebSocket viewer.
+    let (mut p, _) = Pair::behind_proxy(SNIFFING, 0, table_config());
+    let mut input = proxy_v2(Some(([192, 0, 2, 7], 4000)));
+    input.extend(upgrade("/websockify"));
+    let response = des::response(b"secret", &CHALLENGE);
+    let parts: [&[u8]; 3] = [VERSION, &[2], &response];
+    for (i, part) in parts.iter().enumerate() {
+        input.extend(client_frame(part, [9, i as u8, 7, 5], false));
+    }
+    p.deliver_split(&input, &[7, 3]);
+    assert!(p.relay.is_some(), "{:?}", p.error);
+    assert_eq!(p.events[0], Event::Client, "settled at the header");
+    assert_eq!(client(&p).0, "192.0.2.7");
+    assert!(p.to_viewer.starts_with(b"HTTP/1.1 101 "));
+
+    // The header comes before the ClientHello: TLS gets the hello only.
+    let hello = Fixture::load("sniff/tls-clienthello.txt").stream(Dir::Client);
+    let (mut p, _) = Pair::behind_proxy(SNIFFING, 0, tls_config());
+    p.tls_answered = false;
+    let mut input = proxy_v1("192.0.2.7", 4000);
+    input.extend_from_slice(&hello);
+    p.deliver(&input);
+    assert_eq!(p.events, [Event::Client, Event::StartTls]);
+    assert_eq!(p.pending, hello);
+    assert_eq!(client(&p).0, "192.0.2.7");
+}
+
+#[test]
+fn a_trusted_host_may_connect_directly() {
+    // A native-only port greets a trusted peer that sent nothing at the
+    // sniffing silence, not a millisecond before.
+    let (mut p, _) = Pair::behind_proxy(NATIVE, 0, table_config());
+    p.advance(sniff::SILENCE_TIMEOUT_MS - 1);
+    assert!(p.to_viewer.is_empty());
+    p.advance(1);
+    assert_eq!(p.events, [Event::Client, Event::Admit]);
+    assert_eq!(p.to_viewer, VERSION);
+    assert_eq!(client(&p), ("127.0.0.1".to_string(), None, Via::Peer));
+    p.deliver(&login("secret"));
+    assert!(p.relay.is_some(), "{:?}", p.error);
+
+    // Bytes that are no PROXY header go on as they are.
+    let (mut p, _) = Pair::behind_proxy(SNIFFING, 0, table_config());
+    p.deliver(&upgrade("/websockify"));
+    assert!(p.to_viewer.starts_with(b"HTTP/1.1 101 "));
+    assert_eq!(p.events, [Event::Client, Event::Admit]);
+    assert_eq!(client(&p).2, Via::Peer);
+
+    // A health check's LOCAL header keeps the socket's address.
+    let (mut p, _) = Pair::behind_proxy(NATIVE, 0, table_config());
+    p.deliver(&proxy_v2(None));
+    assert_eq!(p.events, [Event::Client, Event::Admit]);
+    assert_eq!(p.to_viewer, VERSION, "greeted at once after the header");
+    assert_eq!(client(&p), ("127.0.0.1".to_string(), None, Via::Peer));
+}
+
+#[test]
+fn junk_from_a_trusted_proxy_is_closed_unanswered() {
+    use vncap_core::proxy;
+    for (junk, want) in [
+        (
+            &b"PROXY TCP4 192.0.2.7 nowhere 1 2\r\n"[..],
+            proxy::Error::BadV1,
+        ),
+        (b"\r\n\r\n\0\r\nQUIT\n\x31\x11\0\x0c", proxy::Error::BadV2),
+    ] {
+        let (mut p, issued) = Pair::behind_proxy(NATIVE, 0, table_config());
+        p.deliver(junk);
+        assert_eq!(p.error, Some(Error::Proxy(want)));
+        assert!(p.to_viewer.is_empty(), "nothing said");
+        assert!(p.table.get(issued.handle).is_some(), "nothing burnt");
+    }
+    // A header cut short waits for the rest until the deadline.
+    let (mut p, _) = Pair::behind_proxy(NATIVE, 0, table_config());
+    p.deliver(b"PROXY TCP4 192.0.2.7");
+    p.advance(sniff::SILENCE_TIMEOUT_MS);
+    assert!(p.events.is_empty() && p.error.is_none());
+    p.advance(HANDSHAKE_MS - sniff::SILENCE_TIMEOUT_MS);
+    assert_eq!(p.error, Some(Error::TimedOut));
+    assert!(p.to_viewer.is_empty());
+}
+
+#[test]
+fn a_proxy_header_from_anyone_else_is_refused() {
+    // A native-only port has greeted already: the header is not taken for
+    // the viewer's ProtocolVersion.
+    for header in [
+        proxy_v1("192.0.2.7", 1),
+        proxy_v2(Some(([192, 0, 2, 7], 1))),
+    ] {
+        let (mut p, issued) = Pair::new(PINNED, 0);
+        p.deliver_split(&header, &[1]);
+        assert_eq!(p.error, Some(Error::ProxyHeaderRefused));
+        assert_eq!(p.to_viewer, VERSION, "nothing after the greeting");
+        assert_eq!(client(&p).0, "127.0.0.1");
+        assert!(p.table.get(issued.handle).is_some(), "nothing burnt");
+        assert!(!p.events.contains(&Event::Client));
+
+        // A sniffing port closes it unanswered.
+        let (mut p, _) = Pair::new(SNIFFING, 0);
+        p.deliver(&header);
+        assert_eq!(p.error, Some(Error::ProxyHeaderRefused));
+        assert!(p.to_viewer.is_empty());
+
+        // So does a trusted proxy's connection, for a second header.
+        let (mut p, _) = Pair::behind_proxy(SNIFFING, 0, table_config());
+        let mut twice = proxy_v1("192.0.2.8", 2);
+        twice.extend_from_slice(&header);
+        p.deliver(&twice);
+        assert_eq!(p.error, Some(Error::ProxyHeaderRefused));
+    }
+}
+
+#[test]
+fn a_pinned_ticket_admits_the_named_client_only() {
+    let mut input = proxy_v1("192.0.2.7", 56324);
+    input.extend_from_slice(&login("secret"));
+    let (mut p, _) = Pair::behind_proxy(PINNED, 0, table_config());
+    p.deliver(&input);
+    assert!(p.relay.is_some(), "the pinned client: {:?}", p.error);
+
+    // Another client behind the same balancer.
+    let (mut p, issued) = Pair::behind_proxy(PINNED, 0, table_config());
+    p.deliver(&proxy_v1("192.0.2.8", 56324));
+    p.deliver(VERSION);
+    assert_eq!(
+        p.error,
+        Some(Error::Refused(ticket::Error::WrongClient.into()))
+    );
+    assert!(p.table.get(issued.handle).is_some());
+
+    // The balancer itself, connecting directly.
+    let (mut p, _) = Pair::behind_proxy(PINNED, 0, table_config());
+    p.advance(sniff::SILENCE_TIMEOUT_MS);
+    p.deliver(VERSION);
+    assert_eq!(
+        p.error,
+        Some(Error::Refused(ticket::Error::WrongClient.into()))
+    );
+}
+
+#[test]
+fn a_wrong_password_is_charged_to_the_named_client() {
+    // One guess per address, two addresses may fail before it is gone.
+    let config = ticket::Config {
+        attempts: 1,
+        failing_sources: 2,
+        ..table_config()
+    };
+    let (mut p, _) = Pair::behind_proxy(NATIVE, 0, config);
+    let mut input = proxy_v1("192.0.2.7", 1);
+    input.extend_from_slice(&login("not-it"));
+    p.deliver(&input);
+    assert_eq!(p.error, Some(Error::WrongPassword));
+    assert_eq!(
+        p.attempt,
+        Some(Attempt::Blocked),
+        "192.0.2.7 is out of guesses"
+    );
+    let door = p.entry.door();
+    let mut table = std::mem::replace(&mut p.table, vncap_tests::pair::new_table(table_config()));
+
+    // The same client through the balancer again is refused...
+    let mut again = Pair::behind_proxy_at(door, table, 0);
+    again.deliver(&proxy_v1("192.0.2.7", 2));
+    again.deliver(VERSION);
+    assert_eq!(
+        again.error,
+        Some(Error::Refused(ticket::Error::TooManyGuesses.into()))
+    );
+    table = std::mem::replace(
+        &mut again.table,
+        vncap_tests::pair::new_table(table_config()),
+    );
+
+    // ...while the balancer's own address has used no guess.
+    let mut direct = Pair::at(door, table, 0, CHALLENGE);
+    direct.deliver(&login("secret"));
+    assert!(direct.relay.is_some(), "{:?}", direct.error);
+}
+
+/// An snf `vnc-ws` ticket on the single port, and its upgrade request
+/// with `extra` header lines.
+fn single_port_upgrade(extra: &str) -> (ticket::Config, &'static str, impl Fn(&str) -> Vec<u8>) {
+    let config = ticket::Config {
+        single_port: Some(6080),
+        ..table_config()
+    };
+    let snf = r#"{"source_port": 0, "destination_address": "node1", "destination_port": 5900, "password": "secret", "type": "vnc-ws"}"#;
+    let extra = extra.to_string();
+    let build = move |token: &str| {
+        let mut up = upgrade(&format!("/websockify?token={token}"));
+        up.truncate(up.len() - 2);
+        up.extend_from_slice(extra.as_bytes());
+        up.extend_from_slice(b"\r\n");
+        up
+    };
+    (config, snf, build)
+}
+
+fn token_of(issued: &ticket::Issued) -> String {
+    issued
+        .token
+        .as_ref()
+        .and_then(|t| t.as_str())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn x_forwarded_for_is_honoured_only_from_a_trusted_proxy() {
+    let xff = "X-Forwarded-For: 198.51.100.1, 192.0.2.7\r\n";
+    let (config, snf, build) = single_port_upgrade(xff);
+    let (mut p, issued) = Pair::behind_proxy(snf, 0, config.clone());
+    p.deliver_split(&build(&token_of(&issued)), &[5]);
+    assert!(p.to_viewer.starts_with(b"HTTP/1.1 101 "));
+    assert_eq!(p.events, [Event::Client, Event::Admit]);
+    assert_eq!(
+        client(&p),
+        (
+            "192.0.2.7".to_string(),
+            None,
+            Via::Header(vncap_core::forwarded::Header::XForwardedFor)
+        )
+    );
+
+    // From anyone else it is ignored (a browser behind a corporate proxy
+    // sends it legitimately).
+    let (mut p, issued) = Pair::with_config(snf, 0, config.clone(), CHALLENGE);
+    p.deliver(&build(&token_of(&issued)));
+    assert!(p.to_viewer.starts_with(b"HTTP/1.1 101 "));
+    assert_eq!(p.events, [Event::Admit]);
+    assert_eq!(client(&p), ("127.0.0.1".to_string(), None, Via::Peer));
+
+    // A PROXY header's client wins over the HTTP header.
+    let (mut p, issued) = Pair::behind_proxy(snf, 0, config.clone());
+    let mut input = proxy_v1("192.0.2.9", 80);
+    input.extend(build(&token_of(&issued)));
+    p.deliver(&input);
+    assert_eq!(client(&p).0, "192.0.2.9");
+
+    // RFC 7239's Forwarded too; disagreeing headers name nobody.
+    let (config, snf, build) = single_port_upgrade("Forwarded: for=\"[2001:db8::7]:4711\"\r\n");
+    let (mut p, issued) = Pair::behind_proxy(snf, 0, config);
+    p.deliver(&build(&token_of(&issued)));
+    assert_eq!(client(&p).0, "2001:db8::7");
+    let both = "Forwarded: for=192.0.2.66\r\nX-Forwarded-For: 192.0.2.7\r\n";
+    let (config, snf, build) = single_port_upgrade(both);
+    let (mut p, issued) = Pair::behind_proxy(snf, 0, config);
+    p.deliver(&build(&token_of(&issued)));
+    assert_eq!(client(&p), ("127.0.0.1".to_string(), None, Via::Peer));
+    assert_eq!(p.events, [Event::Client, Event::Admit]);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// A trusted proxy's header and a login, in any split: the same client,
+    /// events and bytes as whole.
+    #[test]
+    fn a_proxy_header_any_split_same_result(sizes in vncap_tests::harness::splits(40), v2: bool, which in 0usize..2) {
+        let json = [NATIVE, SNIFFING][which];
+        let mut input = if v2 { proxy_v2(Some(([192, 0, 2, 7], 9))) } else { proxy_v1("192.0.2.7", 9) };
+        input.extend_from_slice(&login("secret"));
+        let run = |sizes: &[usize]| {
+            let (mut p, _) = Pair::behind_proxy(json, 0, table_config());
+            p.advance(sniff::SILENCE_TIMEOUT_MS);
+            p.deliver_split(&input, sizes);
+            (p.events.clone(), p.to_viewer.clone(), client(&p), p.error, p.relay.is_some())
+        };
+        prop_assert_eq!(run(&sizes), run(&[usize::MAX]));
+    }
+
+    /// Whatever a trusted proxy's connection sends after (or instead of) a
+    /// header, in whatever chunks: no panic, the end by the deadline, the
+    /// table consistent, and `Event::Client` once at most, before `Admit`.
+    #[test]
+    fn arbitrary_bytes_behind_a_proxy_end_by_the_deadline(
+        bytes in prop::collection::vec(any::<u8>(), 0..400),
+        sizes in vncap_tests::harness::splits(64),
+        which in 0usize..3,
+        prefix in 0usize..4,
+    ) {
+        let json = [NATIVE, SNIFFING, WS_ONLY][which];
+        let (mut p, _) = Pair::behind_proxy(json, 0, table_config());
+        let mut input = match prefix {
+            0 => Vec::new(),
+            1 => proxy_v1("192.0.2.7", 9),
+            2 => proxy_v2(Some(([192, 0, 2, 7], 9))),
+            _ => b"PROXY ".to_vec(),
+        };
+        input.extend_from_slice(&bytes);
+        p.deliver_split(&input, &sizes);
+        p.advance_to(Instant::from_millis(HANDSHAKE_MS));
+        prop_assert!(p.finished(), "still running at the deadline: {:?}", p.entry);
+        prop_assert!(p.table.check_invariants());
+        let clients = p.events.iter().filter(|e| **e == Event::Client).count();
+        prop_assert!(clients <= 1);
+        if let Some(at) = p.events.iter().position(|e| *e == Event::Admit) {
+            prop_assert!(p.events[..at].contains(&Event::Client));
+        }
     }
 }

@@ -41,6 +41,49 @@
 //!   gets SecurityResult failed with "handshake timed out", and the
 //!   connection ends ([`Error::TimedOut`]).
 //!
+//! # Behind a load balancer
+//!
+//! The driver says whether the connection's socket peer is a trusted proxy
+//! (it decides, e.g. with `cidr::CidrList::contains`): [`Entry::new`] for
+//! anyone, [`Entry::from_trusted_proxy`] for a proxy the operator trusts.
+//! The address the machine settles on is [`Entry::client`]; the admit step
+//! checks a ticket's pinned client against it, and a wrong password is
+//! charged to it.
+//!
+//! - From a trusted proxy the first bytes may be a PROXY protocol header,
+//!   v1 or v2 ([`crate::proxy`], as HAProxy's `send-proxy` and
+//!   `send-proxy-v2` write it at connect, before any byte of the client's):
+//!   it is read before anything else (before a TLS ClientHello, too), and
+//!   the client it names is the viewer from then on. It is optional: a
+//!   trusted host may also connect directly, and a health check's `LOCAL`
+//!   (v2) or `UNKNOWN` (v1) header keeps the socket's address. Bytes that
+//!   are not a PROXY header go on to sniffing or RFB as they are; a header
+//!   that is malformed is closed unanswered ([`Error::Proxy`]); a header cut
+//!   short waits for the rest until the handshake deadline.
+//! - A native-only port speaks RFB first, but a proxy writes its header
+//!   first: for a trusted proxy, ProtocolVersion waits for the header, or
+//!   for the sniffing silence ([`sniff::SILENCE_TIMEOUT_MS`] from the
+//!   accept) when nothing arrives — a trusted host connecting directly, as
+//!   a native viewer, is greeted that much later. Any other port's silence
+//!   counts from the accept as for anyone.
+//! - On the single port, when no PROXY header named the client, a trusted
+//!   proxy's `X-Forwarded-For` or `Forwarded: for=` (RFC 7239; the last
+//!   entry, the one that proxy appended: [`crate::forwarded`]) names it.
+//!   Trust only proxies that write one of these themselves or send a PROXY
+//!   header, or a client's own header would be believed.
+//! - From anyone else such headers are never believed: `X-Forwarded-For`
+//!   and `Forwarded` are ignored (browsers behind corporate proxies send
+//!   them legitimately), and a PROXY header — or a second one after a
+//!   trusted proxy's — is refused: closed unanswered, on a native-only port
+//!   too, where it would otherwise be taken for the viewer's
+//!   ProtocolVersion ([`Error::ProxyHeaderRefused`]).
+//! - For a trusted proxy's connection, [`Event::Client`] says once when the
+//!   client is settled (right after a header that names one; on the single
+//!   port otherwise with the upgrade request; always before
+//!   [`Event::Admit`]), so the driver can count the client, not the proxy,
+//!   in its per-source limits. The machine never reports it for anyone
+//!   else: there the socket's peer is the client from the start.
+//!
 //! # Driver order
 //!
 //! As for every [`Machine`] (see `machine.rs`), in a loop:
@@ -52,6 +95,8 @@
 //!      giving it the unconsumed input (the ClientHello); within
 //!      [`Machine::poll_timeout`]; then [`Entry::tls_started`] and feed the
 //!      plaintext from then on;
+//!    - [`Event::Client`] (a trusted proxy's connection only): the client
+//!      is [`Entry::client`] from now on (count it, log it), then go on;
 //!    - [`Event::Admit`]: [`Entry::admit_from`] (or [`Entry::incoming`] and
 //!      [`Entry::admit`] for a table of one's own), then go on;
 //!    - [`Event::PolicyServed`]: flush, close;
@@ -78,8 +123,10 @@ use core::net::IpAddr;
 use heapless::Vec;
 
 use crate::control::{Need, Transport};
+use crate::forwarded;
 use crate::machine::Machine;
 use crate::policy;
+use crate::proxy;
 use crate::rfb::des::CHALLENGE_LEN;
 use crate::rfb::server::{self, Server};
 use crate::rfb::wire::{Reason, REASON_MAX};
@@ -181,7 +228,8 @@ impl fmt::Display for Layers {
 pub struct Config<'a> {
     /// Where the viewer came in.
     pub door: Door,
-    /// The viewer's address (checked against a ticket's pinned client).
+    /// The socket's peer: the viewer's address, unless a trusted proxy
+    /// names another ([`Entry::client`]).
     pub peer: IpAddr,
     /// Whether TLS is offered (a certificate is configured).
     pub tls: bool,
@@ -197,6 +245,40 @@ pub struct Config<'a> {
     /// Keep the RFB bytes of the handshake, each way in order
     /// ([`Entry::transcript`]), for recording sessions.
     pub transcript: bool,
+}
+
+/// Who the viewer is: the address the machine settled on
+/// ([`Entry::client`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Client {
+    /// The viewer's address: the socket's peer, or the client a trusted
+    /// proxy named (an IPv4-mapped address is its IPv4 address).
+    pub ip: IpAddr,
+    /// Its port, when a PROXY header named it.
+    pub port: Option<u16>,
+    /// How it was learnt.
+    pub via: Via,
+}
+
+/// How the machine learnt the viewer's address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Via {
+    /// The socket's peer ([`Config::peer`]).
+    Peer,
+    /// A trusted proxy's PROXY protocol header, of this version (1 or 2).
+    Proxy(u8),
+    /// A trusted proxy's HTTP header on the single port.
+    Header(forwarded::Header),
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Via::Peer => f.write_str("the connection"),
+            Via::Proxy(v) => write!(f, "PROXY v{v}"),
+            Via::Header(h) => f.write_str(h.name()),
+        }
+    }
 }
 
 /// The RFB bytes of a handshake in the order they crossed, without TLS and
@@ -279,6 +361,10 @@ pub enum Event {
     /// then call [`Entry::tls_started`]: a TLS ClientHello arrived, or a
     /// native viewer chose VeNCrypt (X509Vnc) and RFB goes on inside TLS.
     StartTls,
+    /// A trusted proxy's connection only, once, before [`Event::Admit`]:
+    /// the viewer's address is settled ([`Entry::client`]); count it in
+    /// per-source limits, then go on.
+    Client,
     /// The layers are known: decide with [`Entry::admit_from`] or
     /// [`Entry::admit`].
     Admit,
@@ -302,6 +388,12 @@ pub enum Error {
     UnknownProtocol,
     /// Inside TLS, something other than a WebSocket upgrade. No answer.
     NotWebSocketInsideTls,
+    /// A trusted proxy's connection opened with a malformed PROXY protocol
+    /// header. No answer.
+    Proxy(proxy::Error),
+    /// A PROXY protocol header where none is believed: from a peer that is
+    /// not a trusted proxy, or a second one. No answer.
+    ProxyHeaderRefused,
     /// The handshake deadline passed: 408, or RFB's failure, where the
     /// protocol has room.
     TimedOut,
@@ -333,6 +425,8 @@ impl Error {
             Error::TlsNotOffered => "TLS not offered",
             Error::UnknownProtocol => "unknown protocol",
             Error::NotWebSocketInsideTls => "not WebSocket inside TLS",
+            Error::Proxy(_) => "PROXY header",
+            Error::ProxyHeaderRefused => "PROXY header refused",
             Error::TimedOut => "timed out",
             Error::Policy(_) => "Flash policy",
             Error::Handshake(_) => "WebSocket handshake",
@@ -358,6 +452,10 @@ impl fmt::Display for Error {
             Error::NotWebSocketInsideTls => {
                 f.write_str("TLS: spoke first and is not a WebSocket upgrade; closed")
             }
+            Error::Proxy(e) => write!(f, "{e}; closed"),
+            Error::ProxyHeaderRefused => f.write_str(
+                "a PROXY protocol header not from a trusted proxy (or a second one); closed",
+            ),
             Error::TimedOut => f.write_str("handshake timed out"),
             Error::Policy(e) => write!(f, "Flash policy: {e}"),
             Error::Handshake(e) => write!(f, "WebSocket handshake: {e}"),
@@ -432,6 +530,10 @@ pub struct Relay {
 
 #[derive(Debug)]
 enum State {
+    /// A trusted proxy's connection: reading a PROXY header, if one comes;
+    /// then [`State::Sniff`] with the same silence (or, on a native-only
+    /// port, the greeting).
+    Front { silence_at: Instant },
     /// Looking at the first bytes (the second time inside TLS).
     Sniff {
         inside_tls: bool,
@@ -483,6 +585,16 @@ pub struct Entry<'a> {
     wire: Vec<u8, WIRE_CAP>,
     wire_sent: usize,
     transcript: Option<Transcript>,
+    /// The socket's peer is a trusted proxy.
+    trusted: bool,
+    /// The viewer's address as far as known.
+    client: Client,
+    /// The client is settled (from the start unless `trusted`).
+    settled: bool,
+    /// [`Event::Client`] is due (it goes out before `event`).
+    client_event: bool,
+    /// A native viewer's first bytes were seen not to be a PROXY header.
+    native_checked: bool,
     event: Option<Event>,
     error: Option<Error>,
 }
@@ -500,13 +612,40 @@ impl fmt::Debug for Entry<'_> {
 
 impl<'a> Entry<'a> {
     /// The machine for a viewer accepted at `now`. `challenge` is the VNC
-    /// authentication challenge, from a secure RNG.
+    /// authentication challenge, from a secure RNG. A PROXY header from
+    /// this peer is refused ([`Entry::from_trusted_proxy`] believes one).
     pub fn new(config: Config<'a>, now: Instant, challenge: [u8; CHALLENGE_LEN]) -> Self {
+        Self::start(config, now, challenge, false)
+    }
+
+    /// [`Entry::new`] for a connection whose socket peer is a trusted proxy:
+    /// it may open with a PROXY header naming the client, and on the single
+    /// port its `X-Forwarded-For`/`Forwarded` may name it (see the module
+    /// docs, "Behind a load balancer").
+    pub fn from_trusted_proxy(
+        config: Config<'a>,
+        now: Instant,
+        challenge: [u8; CHALLENGE_LEN],
+    ) -> Self {
+        Self::start(config, now, challenge, true)
+    }
+
+    fn start(
+        config: Config<'a>,
+        now: Instant,
+        challenge: [u8; CHALLENGE_LEN],
+        trusted: bool,
+    ) -> Self {
+        let silence_at = now + sniff::SILENCE_TIMEOUT_MS;
         let mut entry = Entry {
             config,
-            state: State::Sniff {
-                inside_tls: false,
-                silence_at: now + sniff::SILENCE_TIMEOUT_MS,
+            state: if trusted {
+                State::Front { silence_at }
+            } else {
+                State::Sniff {
+                    inside_tls: false,
+                    silence_at,
+                }
             },
             layers: Layers::default(),
             deadline: now + config.handshake_timeout_ms,
@@ -524,13 +663,29 @@ impl<'a> Entry<'a> {
             wire: Vec::new(),
             wire_sent: 0,
             transcript: config.transcript.then(Transcript::default),
+            trusted,
+            client: Client {
+                ip: config.peer.to_canonical(),
+                port: None,
+                via: Via::Peer,
+            },
+            settled: !trusted,
+            client_event: false,
+            native_checked: false,
             event: None,
             error: None,
         };
-        if config.door.native_only() {
+        if !trusted && config.door.native_only() {
             entry.ask_admit();
         }
         entry
+    }
+
+    /// The viewer's address the machine settled on: the socket's peer, or
+    /// the client a trusted proxy named (final once [`Event::Client`] was
+    /// reported, or from the start for anyone but a trusted proxy).
+    pub fn client(&self) -> Client {
+        self.client
     }
 
     /// The door.
@@ -622,7 +777,7 @@ impl<'a> Entry<'a> {
         let vencrypt = self.security_offer() == server::Offer::VencryptOnly;
         let found = lookup.ok_or(Refusal::NO_TOKEN).and_then(|lookup| {
             let arrived = (layers.tls || vencrypt, layers.websocket);
-            let h = table.admit(lookup, self.config.peer, now, arrived)?;
+            let h = table.admit(lookup, self.client.ip, now, arrived)?;
             match self.config.door {
                 Door::Port { handle, .. } if handle != h => Err(ticket::Error::NoSuchTicket.into()),
                 _ => Ok(h),
@@ -727,7 +882,7 @@ impl<'a> Entry<'a> {
         table: &mut Table<S>,
     ) -> Option<Attempt> {
         match (self.error, self.admitted) {
-            (Some(Error::WrongPassword), Some(h)) => table.failed_attempt(h, self.config.peer).ok(),
+            (Some(Error::WrongPassword), Some(h)) => table.failed_attempt(h, self.client.ip).ok(),
             _ => None,
         }
     }
@@ -743,8 +898,81 @@ impl<'a> Entry<'a> {
     }
 
     fn ask_admit(&mut self) {
+        if !self.settled {
+            // On the single port, a trusted proxy's HTTP header names the
+            // client when no PROXY header did.
+            let named = self
+                .upgrade
+                .as_ref()
+                .and_then(Handshake::request)
+                .and_then(|r| r.forwarded);
+            if let (Door::Single { .. }, Via::Peer, Some(n)) =
+                (self.config.door, self.client.via, named)
+            {
+                self.client = Client {
+                    ip: n.ip,
+                    port: None,
+                    via: Via::Header(n.header),
+                };
+            }
+            self.settle();
+        }
         self.state = State::Admit;
         self.event = Some(Event::Admit);
+    }
+
+    /// The client is final: a trusted proxy's driver hears of it.
+    fn settle(&mut self) {
+        if !self.settled {
+            self.settled = true;
+            self.client_event = self.trusted;
+        }
+    }
+
+    /// A trusted proxy's connection: the PROXY header (if any) is behind
+    /// us. Settles the client unless the single port's upgrade request may
+    /// still name it; a native-only port greets now.
+    fn end_front(&mut self, silence_at: Instant) {
+        self.spoke = false;
+        self.state = State::Sniff {
+            inside_tls: false,
+            silence_at,
+        };
+        if !matches!(self.config.door, Door::Single { .. }) || self.client.via != Via::Peer {
+            self.settle();
+        }
+        if self.config.door.native_only() {
+            self.ask_admit();
+        }
+    }
+
+    /// A trusted proxy's first bytes: a PROXY header, or not one.
+    fn front(&mut self, input: &[u8], silence_at: Instant) -> Result<usize, Error> {
+        if input.is_empty() {
+            return Ok(0);
+        }
+        match proxy::parse(input) {
+            Ok(None) => {
+                self.spoke = true;
+                Ok(0)
+            }
+            Ok(Some(header)) => {
+                if let proxy::Source::Tcp { source, .. } = header.source {
+                    self.client = Client {
+                        ip: source.ip().to_canonical(),
+                        port: Some(source.port()),
+                        via: Via::Proxy(header.version),
+                    };
+                }
+                self.end_front(silence_at);
+                Ok(header.len)
+            }
+            Err(proxy::Error::NotProxy) => {
+                self.end_front(silence_at);
+                self.step(input)
+            }
+            Err(e) => Err(self.fail(Error::Proxy(e))),
+        }
     }
 
     fn fail(&mut self, e: Error) -> Error {
@@ -786,6 +1014,10 @@ impl<'a> Entry<'a> {
     /// One step on `input`; `Ok(0)`: needs more (or waits for the driver).
     fn step(&mut self, input: &[u8]) -> Result<usize, Error> {
         match &mut self.state {
+            State::Front { silence_at } => {
+                let silence_at = *silence_at;
+                self.front(input, silence_at)
+            }
             State::Sniff { inside_tls, .. } => {
                 let inside_tls = *inside_tls;
                 if !input.is_empty() {
@@ -825,7 +1057,11 @@ impl<'a> Entry<'a> {
                     Some(Kind::Unknown) if inside_tls => {
                         Err(self.fail(Error::NotWebSocketInsideTls))
                     }
-                    Some(Kind::Unknown) => Err(self.fail(Error::UnknownProtocol)),
+                    Some(Kind::Unknown) => match proxy_signature(input) {
+                        None => Ok(0),
+                        Some(true) => Err(self.fail(Error::ProxyHeaderRefused)),
+                        Some(false) => Err(self.fail(Error::UnknownProtocol)),
+                    },
                 }
             }
             State::Policy => match self
@@ -857,6 +1093,15 @@ impl<'a> Entry<'a> {
             }
             State::Rfb if self.websocket.is_some() => self.rfb_in_frames(input),
             State::Rfb => {
+                if !self.native_checked && !self.layers.tls {
+                    // A native-only port greets at once: a PROXY header here
+                    // is not the viewer's ProtocolVersion.
+                    match proxy_signature(input) {
+                        None => return Ok(0),
+                        Some(true) => return Err(self.fail(Error::ProxyHeaderRefused)),
+                        Some(false) => self.native_checked = true,
+                    }
+                }
                 let Some(server) = self.server.as_mut() else {
                     return Err(self.fail(Error::Closed));
                 };
@@ -1041,6 +1286,23 @@ impl<'a> Entry<'a> {
     }
 }
 
+/// Whether `input` starts with a PROXY protocol signature (`PROXY ` or
+/// version 2's 12 bytes): `None` while it is empty or a strict prefix of
+/// one (read more).
+fn proxy_signature(input: &[u8]) -> Option<bool> {
+    let mut partial = input.is_empty();
+    for sig in [&b"PROXY "[..], &proxy::V2_SIGNATURE] {
+        let n = input.len().min(sig.len());
+        if input.get(..n) == sig.get(..n) {
+            if n == sig.len() {
+                return Some(true);
+            }
+            partial = true;
+        }
+    }
+    (!partial).then_some(false)
+}
+
 /// Removes the first `n` bytes of `v`.
 fn drop_front<const N: usize>(v: &mut Vec<u8, N>, n: usize) {
     let n = n.min(v.len());
@@ -1099,12 +1361,19 @@ impl Machine for Entry<'_> {
     }
 
     fn poll_event(&mut self) -> Option<Event> {
+        if self.client_event {
+            self.client_event = false;
+            return Some(Event::Client);
+        }
         self.event.take()
     }
 
     fn poll_timeout(&self) -> Option<Instant> {
         match self.state {
-            State::Sniff { silence_at, .. } => Some(silence_at.min(self.deadline)),
+            State::Front { .. } if self.spoke => Some(self.deadline),
+            State::Front { silence_at } | State::Sniff { silence_at, .. } => {
+                Some(silence_at.min(self.deadline))
+            }
             State::Decision | State::Accepted | State::Done => None,
             _ => Some(self.deadline),
         }
@@ -1131,6 +1400,12 @@ impl Machine for Entry<'_> {
             }
             self.fail(Error::TimedOut);
             return;
+        }
+        if let State::Front { silence_at } = self.state {
+            if now >= silence_at && !self.spoke {
+                // No header: a trusted host connecting directly.
+                self.end_front(silence_at);
+            }
         }
         if let State::Sniff { silence_at, .. } = self.state {
             if now >= silence_at {

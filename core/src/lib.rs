@@ -21,6 +21,7 @@
 //! | [`sniff`] | what the first bytes on an entry point are |
 //! | [`metrics`] | the metrics endpoint: which answer a scrape gets, the Prometheus text format |
 //! | [`proxy`] | the PROXY protocol header (v1 and v2) a load balancer writes first |
+//! | [`forwarded`] | `X-Forwarded-For` / `Forwarded` (RFC 7239): the client an HTTP proxy names |
 //! | [`entry`] | one viewer connection from its first byte to "authenticated": sniff, TLS hand-off, WebSocket, admit, RFB, deadlines |
 //! | [`secret`] | [`secret::Secret`]: passwords and tokens, redacted and compared in constant time |
 //! | [`text`] | [`text::Text`]: bounded reason strings (RFB and control) |
@@ -35,6 +36,7 @@ mod logging;
 pub mod cidr;
 pub mod control;
 pub mod entry;
+pub mod forwarded;
 pub mod machine;
 pub mod metrics;
 pub mod policy;

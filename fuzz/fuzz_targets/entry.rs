@@ -7,9 +7,13 @@
 //! port, 2 a WebSocket-only port, 3 the single port with the ticket's
 //! token), bit 2: TLS offered, bit 3: the sniffing silence passes before
 //! the bytes, bit 4: reject on `Authenticated`, bit 5: a 512-byte read
-//! buffer (else the header limit). Asserts: no panic; the outcome (events,
-//! output, error, and, unless it ended in an error, the bytes consumed)
-//! does not depend on the split; output
+//! buffer (else the header limit), bit 6: the socket's peer is a trusted
+//! proxy (`Entry::from_trusted_proxy`: a PROXY header first, and on the
+//! single port `X-Forwarded-For`/`Forwarded`, are believed). Asserts: no
+//! panic; the outcome (events, output, error, the client settled on, and,
+//! unless it ended in an error, the bytes consumed) does not depend on the
+//! split; only a trusted proxy's connection reports `Event::Client`, once
+//! and before `Admit`, and anyone else's client is the socket's peer; output
 //! bounded; an authenticated viewer's ticket is in the table; at the deadline
 //! the machine has ended or handed over; the table stays consistent.
 
@@ -58,6 +62,7 @@ fuzz_target!(|data: &[u8]| {
     let tls = flags & 4 != 0;
     let silence_first = flags & 8 != 0;
     let reject = flags & 16 != 0;
+    let trusted = flags & 64 != 0;
     let cap = if flags & 32 != 0 {
         512
     } else {
@@ -106,12 +111,16 @@ fuzz_target!(|data: &[u8]| {
             transcript: true,
         };
         let now = Instant::from_millis(0);
-        let mut m = Entry::new(config, now, challenge);
+        let mut m = if trusted {
+            Entry::from_trusted_proxy(config, now, challenge)
+        } else {
+            Entry::new(config, now, challenge)
+        };
         let table = RefCell::new(table);
         let on_event = |m: &mut Entry<'_>, ev: &Event| match ev {
             Event::StartTls => m.tls_started(now),
             Event::Admit => m.admit_from(&table.borrow(), now),
-            Event::PolicyServed => {}
+            Event::PolicyServed | Event::Client => {}
             Event::Authenticated(_) => {
                 let taken = m.take_ticket(&mut table.borrow_mut(), now);
                 assert!(taken.is_ok(), "an authenticated viewer's ticket is there");
@@ -140,10 +149,29 @@ fuzz_target!(|data: &[u8]| {
             assert!(m.charge_attempt(&mut table.borrow_mut()).is_some());
         }
         assert!(table.borrow().check_invariants());
-        t
+        // Who the viewer is: a trusted proxy's connection hears it once,
+        // before it is admitted; anyone else's is its socket's peer.
+        let clients = t.events.iter().filter(|e| **e == Event::Client).count();
+        let admit = t.events.iter().position(|e| *e == Event::Admit);
+        let client = m.client();
+        if trusted {
+            assert!(clients <= 1, "Event::Client twice");
+            if let Some(at) = admit {
+                assert!(
+                    t.events[..at].contains(&Event::Client),
+                    "client before admit"
+                );
+            }
+        } else {
+            assert_eq!(clients, 0, "Event::Client for an untrusted peer");
+            assert_eq!(client.ip, config.peer);
+            assert_eq!(client.via, entry::Via::Peer);
+        }
+        (t, client)
     };
-    let mut a = run(&mut splits);
-    let b = run(&mut Splits::whole());
+    let (mut a, client_a) = run(&mut splits);
+    let (b, client_b) = run(&mut Splits::whole());
+    assert_eq!(client_a, client_b, "the split changed the client");
     // Inside WebSocket, what was taken before an error depends on the reads
     // (frames are copied in); an error ends the connection, so it never
     // matters. Everything else must match.

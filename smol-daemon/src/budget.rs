@@ -5,6 +5,12 @@
 //! (`--max-sessions`, `daemon::Slot`), so one host's flood of silent
 //! connections cannot keep another host's viewer out. A [`Pass`] gives its
 //! place back when dropped.
+//!
+//! Behind a trusted load balancer (`--trusted-proxy`) the socket's peer is
+//! the balancer, not the viewer: such a connection takes a place of the
+//! whole budget at the accept ([`Budget::take_unsourced`]) and is charged to
+//! its source only once the entry machine has settled who the client is
+//! ([`Pass::charge`]), so one balancer is not one source.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -46,18 +52,48 @@ impl fmt::Display for Full {
 #[derive(Debug)]
 pub struct Pass {
     budget: Rc<Budget>,
-    source: IpAddr,
+    /// The source it is counted for, once known.
+    source: Option<IpAddr>,
 }
 
 impl Drop for Pass {
     fn drop(&mut self) {
         let b = &self.budget;
         b.held.set(b.held.get().saturating_sub(1));
+        self.uncharge();
+    }
+}
+
+impl Pass {
+    /// Counts this place for the source of `client` too (its share of
+    /// `--max-handshakes-per-ip`), instead of any it was counted for; or
+    /// why not (the pass then counts for no source).
+    pub fn charge(&mut self, client: IpAddr) -> Result<(), Full> {
+        let source = source_of(client);
+        if self.source == Some(source) {
+            return Ok(());
+        }
+        self.uncharge();
+        let b = &self.budget;
         let mut per = b.per_source.borrow_mut();
-        if let Some(n) = per.get_mut(&self.source) {
+        let n = per.entry(source).or_insert(0);
+        if *n >= b.max_per_source {
+            return Err(Full::Source(b.max_per_source));
+        }
+        *n += 1;
+        self.source = Some(source);
+        Ok(())
+    }
+
+    fn uncharge(&mut self) {
+        let Some(source) = self.source.take() else {
+            return;
+        };
+        let mut per = self.budget.per_source.borrow_mut();
+        if let Some(n) = per.get_mut(&source) {
             *n -= 1;
             if *n == 0 {
-                per.remove(&self.source);
+                per.remove(&source);
             }
         }
         // A flood's map is not kept at its peak.
@@ -91,20 +127,22 @@ impl Budget {
 
     /// A place for a connection from `peer`, or why not.
     pub fn take(self: &Rc<Self>, peer: IpAddr) -> Result<Pass, Full> {
-        let source = source_of(peer);
+        let mut pass = self.take_unsourced()?;
+        // On failure the pass is dropped: its place goes back.
+        pass.charge(peer)?;
+        Ok(pass)
+    }
+
+    /// A place of the whole budget for a connection whose source is not
+    /// known yet (a trusted proxy's): [`Pass::charge`] it once it is.
+    pub fn take_unsourced(self: &Rc<Self>) -> Result<Pass, Full> {
         if self.held.get() >= self.max {
             return Err(Full::All(self.max));
         }
-        let mut per = self.per_source.borrow_mut();
-        let n = per.entry(source).or_insert(0);
-        if *n >= self.max_per_source {
-            return Err(Full::Source(self.max_per_source));
-        }
-        *n += 1;
         self.held.set(self.held.get() + 1);
         Ok(Pass {
             budget: self.clone(),
-            source,
+            source: None,
         })
     }
 
@@ -136,6 +174,24 @@ mod tests {
         drop(a1);
         assert_eq!(b.held(), 3);
         assert!(b.take(ip("192.0.2.1")).is_ok());
+    }
+
+    #[test]
+    fn a_proxied_connection_is_charged_to_its_client() {
+        let b = Budget::new(4, 1);
+        let mut via = b.take_unsourced().unwrap();
+        let mut via2 = b.take_unsourced().unwrap();
+        assert_eq!(b.held(), 2);
+        assert!(b.per_source.borrow().is_empty(), "no source yet");
+        via.charge(ip("192.0.2.7")).unwrap();
+        assert_eq!(via2.charge(ip("192.0.2.7")), Err(Full::Source(1)));
+        via2.charge(ip("192.0.2.8")).unwrap();
+        // The balancer itself holds no share.
+        let direct = b.take(ip("127.0.0.1")).unwrap();
+        assert_eq!(b.take(ip("192.0.2.7")).unwrap_err(), Full::Source(1));
+        drop((via, via2, direct));
+        assert_eq!(b.held(), 0);
+        assert!(b.per_source.borrow().is_empty());
     }
 
     #[test]

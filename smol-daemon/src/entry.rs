@@ -11,6 +11,14 @@
 //! the sockets, runs TLS when the machine asks for it, lets the ticket table
 //! answer the admit step, and logs each outcome once, with the peer
 //! address. What follows authentication is `session.rs`.
+//!
+//! A connection from `--trusted-proxy` gets the machine that may read a
+//! PROXY header (and, on the single port, `X-Forwarded-For`/`Forwarded`):
+//! it is charged to the whole handshake budget at the accept and to the
+//! client's source once the machine says who the client is
+//! ([`Event::Client`]); from then on the client is the address every log
+//! line names (the balancer once: `via PROXY v2 from ...`), the session's,
+//! and the one `client.ip` pins are checked against.
 
 use crate::budget::Pass;
 use crate::buffer::InBuf;
@@ -24,7 +32,7 @@ use smol::net::{TcpListener, TcpStream};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use vncap_core::control::Console;
-use vncap_core::entry::{self, Door, Entry, Event, Rejection};
+use vncap_core::entry::{self, Door, Entry, Event, Rejection, Via};
 use vncap_core::ticket::{self, Attempt, Issued};
 use vncap_core::ws::handshake;
 use vncap_core::{policy, ws, Machine};
@@ -111,8 +119,15 @@ async fn serve_door(d: &Rc<Daemon>, listener: &TcpListener, door: Door) {
             }
         };
         // Before authentication a connection holds a handshake pass: the
-        // budget of all of them, and of its source's share.
-        let pass = match d.handshakes.take(peer.ip()) {
+        // budget of all of them, and of its source's share (a trusted
+        // proxy's connection: once the client is known).
+        let trusted = d.settings.trusted_proxy.contains(peer.ip());
+        let pass = if trusted {
+            d.handshakes.take_unsourced()
+        } else {
+            d.handshakes.take(peer.ip())
+        };
+        let pass = match pass {
             Ok(pass) => pass,
             Err(full) => {
                 log::warn!("{} on {door}: refused: {full}", peer_text(peer));
@@ -120,7 +135,13 @@ async fn serve_door(d: &Rc<Daemon>, listener: &TcpListener, door: Door) {
             }
         };
         let d2 = d.clone();
-        d.ex.spawn(viewer(d2, door, stream, peer, pass)).detach();
+        let who = Who {
+            peer: peer_text(peer),
+            client: peer_text(peer),
+            pass: Some(pass),
+            trusted,
+        };
+        d.ex.spawn(viewer(d2, door, stream, who)).detach();
     }
 }
 
@@ -130,10 +151,44 @@ fn peer_text(peer: SocketAddr) -> SocketAddr {
     SocketAddr::new(peer.ip().to_canonical(), peer.port())
 }
 
-/// One viewer connection, from accept to close; `pass` is its place in the
-/// handshake budget, given back once it authenticated (or ended).
-async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr, pass: Pass) {
-    let peer = peer_text(peer);
+/// The other end of one viewer connection.
+struct Who {
+    /// The socket's peer.
+    peer: SocketAddr,
+    /// The viewer: the peer, or the client a trusted proxy named (its port
+    /// 0 when the proxy named none).
+    client: SocketAddr,
+    /// Its place in the handshake budget, given back once it authenticated
+    /// (or ended).
+    pass: Option<Pass>,
+    /// The peer is in `--trusted-proxy`.
+    trusted: bool,
+}
+
+impl Who {
+    /// After [`Event::Client`]: the machine's client is the viewer; it is
+    /// named once with the balancer, and charged to its source's share.
+    fn settle(&mut self, m: &Entry<'_>, door: &str) -> Result<(), String> {
+        let c = m.client();
+        if c.via != Via::Peer {
+            self.client = SocketAddr::new(c.ip, c.port.unwrap_or(0));
+            log::info!(
+                "{} on {door}: via {} from {}",
+                self.client,
+                c.via,
+                self.peer
+            );
+        }
+        match self.pass.as_mut().map(|p| p.charge(c.ip)) {
+            Some(Err(full)) => Err(format!("refused: {full}")),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One viewer connection, from accept to close.
+async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, mut who: Who) {
+    let peer = who.peer;
     let _ = stream.set_nodelay(true);
     crate::keepalive::set(&stream, d.settings.limits.tcp_keepalive);
     let origins: Vec<&str> = d
@@ -165,17 +220,24 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr, 
         log::error!("{peer} on {door}: no randomness: {e}");
         return;
     }
-    let m = Entry::new(config, d.clock.now(), challenge);
-    // Room for an HTTP upgrade request, the largest thing before RFB.
-    let mut input = InBuf::new(d.settings.max_header_bytes);
+    let (m, room) = if who.trusted {
+        let m = Entry::from_trusted_proxy(config, d.clock.now(), challenge);
+        (m, vncap_core::proxy::MAX_INPUT)
+    } else {
+        (Entry::new(config, d.clock.now(), challenge), 0)
+    };
+    // Room for an HTTP upgrade request, the largest thing before RFB (or
+    // a PROXY header).
+    let mut input = InBuf::new(d.settings.max_header_bytes.max(room));
     let r = Plain(stream.clone());
     let w = Plain(stream);
-    match way_in(&d, m, r, w, &mut input).await {
-        Err(msg) => log::info!("{peer} on {door}: {msg}"),
+    let plain_door = door.to_string();
+    match way_in(&d, m, r, w, &mut input, &mut who, &plain_door).await {
+        Err(msg) => log::info!("{} on {door}: {msg}", who.client),
         Ok(WayIn::Authenticated(a, slot)) => {
-            drop(pass);
+            drop(who.pass.take());
             let _slot = slot;
-            a.run_tcp(d.place(), peer, &door.to_string()).await
+            a.run_tcp(d.place(), who.client, &plain_door).await
         }
         Ok(WayIn::StartTls(mut m, r, w)) => {
             drop(w);
@@ -194,22 +256,25 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr, 
             };
             let (tr, tw) = match futures_lite::future::or(tls, timer).await {
                 Some(Ok(halves)) => halves,
-                Some(Err(e)) => return log::info!("{peer} on {door}: TLS handshake: {e}"),
+                Some(Err(e)) => return log::info!("{} on {door}: TLS handshake: {e}", who.client),
                 None => {
                     m.handle_timeout(d.clock.now());
                     let secs = d.settings.handshake_timeout.as_secs();
-                    return log::info!("{peer} on {door}: handshake timed out after {secs}s");
+                    return log::info!(
+                        "{} on {door}: handshake timed out after {secs}s",
+                        who.client
+                    );
                 }
             };
             m.tls_started(d.clock.now());
             let mut input = InBuf::new(d.settings.max_header_bytes);
             let door = format!("{door} (TLS)");
-            match way_in(&d, m, Plain(tr), Plain(tw), &mut input).await {
-                Err(msg) => log::info!("{peer} on {door}: {msg}"),
+            match way_in(&d, m, Plain(tr), Plain(tw), &mut input, &mut who, &door).await {
+                Err(msg) => log::info!("{} on {door}: {msg}", who.client),
                 Ok(WayIn::Authenticated(a, slot)) => {
-                    drop(pass);
+                    drop(who.pass.take());
                     let _slot = slot;
-                    a.run(d.place(), peer, &door).await
+                    a.run(d.place(), who.client, &door).await
                 }
                 // The machine never asks twice (a ClientHello inside is refused).
                 Ok(WayIn::StartTls(..)) => {}
@@ -229,13 +294,15 @@ enum WayIn<'a, R, W> {
 }
 
 /// Drives `m` over `r`/`w` until it wants TLS, the viewer authenticated, or
-/// the connection ends (then what to log).
+/// the connection ends (then what to log); `door` names the way in.
 async fn way_in<'a, R, W>(
     d: &Rc<Daemon>,
     mut m: Entry<'a>,
     mut r: Plain<R>,
     mut w: Plain<W>,
     input: &mut InBuf,
+    who: &mut Who,
+    door: &str,
 ) -> Result<WayIn<'a, R, W>, String>
 where
     R: AsyncRead + Unpin,
@@ -244,6 +311,12 @@ where
     loop {
         match drive(&mut m, &mut r, &mut w, input, &d.clock).await {
             Ok(Event::StartTls) => return Ok(WayIn::StartTls(m, r, w)),
+            Ok(Event::Client) => {
+                if let Err(msg) = who.settle(&m, door) {
+                    w.close().await;
+                    return Err(msg);
+                }
+            }
             Ok(Event::Admit) => d.with_tickets(|t| m.admit_from(t, d.clock.now())),
             Ok(Event::PolicyServed) => {
                 let _ = crate::drive::flush(&mut m, &mut w).await;

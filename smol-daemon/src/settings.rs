@@ -23,7 +23,6 @@ pub struct Settings {
     pub max_handshakes_per_ip: usize,
     /// `--trusted-proxy`: sources whose connections may open with a PROXY
     /// protocol header naming the real client.
-    #[allow(dead_code)] // read by the entry points and the control channel next
     pub trusted_proxy: vncap_core::cidr::CidrList,
     /// Relay buffer per direction, bytes.
     pub relay_buffer: usize,

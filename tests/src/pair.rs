@@ -119,6 +119,9 @@ pub struct Pair {
     pub rejected: Option<String>,
     /// What `into_relay` handed over, after an accept.
     pub relay: Option<Relay>,
+    /// The viewer's address the machine settled on, as it was at the admit
+    /// step (`Entry::client`; the machine is gone after the hand-over).
+    pub client: Option<entry::Client>,
     /// Answer `StartTls` by "running TLS" at once (the test then delivers
     /// plaintext).
     pub tls_answered: bool,
@@ -155,6 +158,28 @@ impl Pair {
         config: ticket::Config,
         challenge: [u8; 16],
     ) -> (Pair, Issued) {
+        let (door, table, issued) = Self::issue(json, config);
+        let pair = Pair::at(door, table, arrival, challenge);
+        (pair, issued)
+    }
+
+    /// [`Pair::with_config`] for a connection whose socket peer (127.0.0.1)
+    /// is a trusted proxy (`Entry::from_trusted_proxy`).
+    pub fn behind_proxy(json: &str, arrival: u64, config: ticket::Config) -> (Pair, Issued) {
+        let (door, table, issued) = Self::issue(json, config);
+        (Pair::behind_proxy_at(door, table, arrival), issued)
+    }
+
+    /// [`Pair::at`] for a connection from a trusted proxy.
+    pub fn behind_proxy_at(door: Door, table: Box<Tickets>, arrival: u64) -> Pair {
+        let now = Instant::from_millis(arrival);
+        let tls = table.config().tls;
+        let entry = Entry::from_trusted_proxy(entry_config(door, tls), now, CHALLENGE);
+        Pair::with_entry(entry, table, now)
+    }
+
+    /// A table holding one ticket issued for `json` at time 0, and its door.
+    fn issue(json: &str, config: ticket::Config) -> (Door, Box<Tickets>, Issued) {
         let mut table = new_table(config);
         let req = request(json);
         let issued = table
@@ -170,17 +195,22 @@ impl Pair {
         } else {
             Door::Single { port: issued.port }
         };
-        let pair = Pair::at(door, table, arrival, challenge);
-        (pair, issued)
+        (door, table, issued)
     }
 
     /// A viewer arriving at `arrival` ms through `door` of `table`.
     pub fn at(door: Door, table: Box<Tickets>, arrival: u64, challenge: [u8; 16]) -> Pair {
         let now = Instant::from_millis(arrival);
         let tls = table.config().tls;
+        let entry = Entry::new(entry_config(door, tls), now, challenge);
+        Pair::with_entry(entry, table, now)
+    }
+
+    /// The pair around `entry`, created at `now`.
+    fn with_entry(entry: Entry<'static>, table: Box<Tickets>, now: Instant) -> Pair {
         let mut p = Pair {
             now,
-            entry: Entry::new(entry_config(door, tls), now, challenge),
+            entry,
             table,
             pending: Vec::new(),
             to_viewer: Vec::new(),
@@ -192,6 +222,7 @@ impl Pair {
             to_backend: Vec::new(),
             rejected: None,
             relay: None,
+            client: None,
             tls_answered: true,
         };
         p.drain();
@@ -311,8 +342,11 @@ impl Pair {
     fn act(&mut self, ev: Event) {
         match ev {
             Event::StartTls if self.tls_answered => self.entry.tls_started(self.now),
-            Event::StartTls | Event::PolicyServed => {}
-            Event::Admit => self.entry.admit_from(&self.table, self.now),
+            Event::StartTls | Event::PolicyServed | Event::Client => {}
+            Event::Admit => {
+                self.client = Some(self.entry.client());
+                self.entry.admit_from(&self.table, self.now)
+            }
             Event::Authenticated(_) => match self.entry.take_ticket(&mut self.table, self.now) {
                 Ok(t) => {
                     self.ticket = Some(t);

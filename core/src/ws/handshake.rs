@@ -77,6 +77,10 @@ pub struct Request {
     pub origin: Option<String<MAX_ORIGIN>>,
     /// The subprotocol that [`Handshake::accept`] will answer with.
     pub subprotocol: Subprotocol,
+    /// The client a proxy named in `X-Forwarded-For` or `Forwarded` (the
+    /// last entry; see [`crate::forwarded`]). Anyone can write these
+    /// headers: believe it only from a trusted proxy.
+    pub forwarded: Option<crate::forwarded::Named>,
 }
 
 impl Request {
@@ -269,8 +273,10 @@ impl<'a> Handshake<'a> {
         let mut origin: Option<&[u8]> = None;
         let (mut binary, mut b64) = (false, false);
         let mut seen = [false; SINGLE.len()];
+        let mut forwarded = crate::forwarded::Collector::default();
         for h in req.headers.iter() {
             let name = h.name;
+            forwarded.header(name, h.value);
             // A header that names one thing must come once: with two the
             // peers may each believe a different one (RFC 9110 section 5.3).
             if SINGLE.iter().any(|n| name.eq_ignore_ascii_case(n)) {
@@ -366,6 +372,7 @@ impl<'a> Handshake<'a> {
             target: t,
             origin,
             subprotocol,
+            forwarded: forwarded.client(),
         };
         self.event = Some(Event::Request);
         self.request = Some(request);

@@ -36,6 +36,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Browser<S> {
         )
     }
 
+    /// [`Browser::upgrade`] with a request of one's own (extra headers,
+    /// such as a proxy's `X-Forwarded-For`).
+    pub async fn upgrade_request(
+        stream: S,
+        request: async_tungstenite::tungstenite::handshake::client::Request,
+    ) -> Browser<S> {
+        let (ws, _) = async_tungstenite::client_async(request, stream)
+            .await
+            .expect("upgrade");
+        Browser {
+            ws,
+            inbox: Vec::new(),
+        }
+    }
+
     /// The next `n` bytes of the RFB stream.
     pub async fn take(&mut self, n: usize) -> Vec<u8> {
         while self.inbox.len() < n {
