@@ -748,6 +748,22 @@ mod tests {
     }
 
     #[test]
+    fn a_known_token_opens() {
+        // Written by fuzz/seed.py's own implementation of the format (key
+        // [0x11; 32], nonce 0..16): the format is the module docs'.
+        let k = Keys {
+            current: Key::new(&[0x11; 32]).unwrap(),
+            previous: None,
+        };
+        let token = b"ASnbvgkAAQIDBAUGBwgJCgsMDQ4PAAAAAGtJ0h4EFw0Rbm9kZTEuZXhhbXBsZS5vcmcIhV7qvUY-plYbbM3G1CCDw_qPGizGl1bk";
+        let c = open(&k, token, NOW).unwrap();
+        assert_eq!(c.nonce, core::array::from_fn(|i| i as u8));
+        assert_eq!(c.password.as_bytes(), b"sekrit12");
+        assert_eq!(c.backend_host.as_str(), "node1.example.org");
+        assert_eq!(seal(&k.current, &c).unwrap().as_bytes(), &token[..]);
+    }
+
+    #[test]
     fn debug_shows_no_secret() {
         use core::fmt::Write;
         let mut s: heapless::String<512> = heapless::String::new();
