@@ -52,7 +52,8 @@
 //!      giving it the unconsumed input (the ClientHello); within
 //!      [`Machine::poll_timeout`]; then [`Entry::tls_started`] and feed the
 //!      plaintext from then on;
-//!    - [`Event::Admit`]: [`Entry::admit_from`] (or [`Entry::incoming`] and
+//!    - [`Event::Admit`]: [`Entry::admit_from`] (with signed single-port
+//!      tickets [`Entry::admit_signed_from`]; or [`Entry::incoming`] and
 //!      [`Entry::admit`] for a table of one's own), then go on;
 //!    - [`Event::PolicyServed`]: flush, close;
 //!    - [`Event::Authenticated`]: [`Entry::take_ticket`], the backend, then

@@ -24,7 +24,7 @@ pub type Tickets = Table<Box<[ticket::Slot]>>;
 
 /// Signed tickets' nonces remembered until they expire (with
 /// `--ticket-key`): a full memory refuses new signed tickets (503), so it
-/// holds what many consoles a minute need (24 bytes each, 192 KiB).
+/// holds what many consoles a minute need (40 bytes each, 320 KiB, allocated only with a key).
 pub const SIGNED_NONCES: usize = 8192;
 
 /// The nonces of the signed tickets admitted here.

@@ -273,6 +273,11 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_nonce_takes_40_bytes() {
+        assert_eq!(core::mem::size_of::<Slot>(), 40);
+    }
+
+    #[test]
     fn issued_by_one_admitted_by_another_once() {
         let mut issuer = table();
         let i = issue(&mut issuer, 7);
