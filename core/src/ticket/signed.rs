@@ -336,19 +336,20 @@ fn tag(key: &Key, body: &[u8]) -> [u8; 32] {
 pub fn seal(key: &Key, c: &Contents) -> Result<Token, Error> {
     let mut raw = [0u8; RAW_CAP];
     let mut at = 0;
-    let pin: (u8, &[u8]) = match &c.client_ip {
-        None => (0, &[]),
-        Some(IpAddr::V4(a)) => (1, &a.octets()[..]),
-        Some(IpAddr::V6(a)) => (2, &a.octets()[..]),
-    };
-    // (IPv6 octets borrowed from a temporary would not live: copy them.)
     let mut ip = [0u8; 16];
-    let ip = {
-        let n = pin.1.len();
-        ip[..n].copy_from_slice(pin.1);
-        &ip[..n]
+    let (pin, ip_len) = match c.client_ip {
+        None => (0, 0),
+        Some(IpAddr::V4(a)) => {
+            ip[..4].copy_from_slice(&a.octets());
+            (1, 4)
+        }
+        Some(IpAddr::V6(a)) => {
+            ip = a.octets();
+            (2, 16)
+        }
     };
-    let flags = need_bits(c.transport.tls) | need_bits(c.transport.websocket) << 2 | pin.0 << 4;
+    let ip = &ip[..ip_len];
+    let flags = need_bits(c.transport.tls) | need_bits(c.transport.websocket) << 2 | pin << 4;
     let host = c.backend_host.as_bytes();
     let pw = c.password.as_bytes();
     let pw = pw.get(..PASSWORD_LEN).unwrap_or(pw);
