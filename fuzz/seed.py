@@ -348,6 +348,52 @@ def ticket():
         write("ticket", name, b)
 
 
+def signed_token(key, nonce, expires, flags, ip, port, host, password):
+    """A signed ticket as core/src/ticket/signed.rs seals it (written again
+    here from its module docs, so the seeds also check the format)."""
+    import base64
+    import hmac
+
+    mac = lambda k, *parts: hmac.new(k, b"".join(parts), hashlib.sha256).digest()
+    key_id = mac(key, b"vncap ticket v1 key id")[:4]
+    seal_key = mac(key, b"vncap ticket v1 seal")
+    tag_key = mac(key, b"vncap ticket v1 tag")
+    pw = password[:8]
+    stream = mac(seal_key, b"password", nonce)
+    sealed = bytes(a ^ b for a, b in zip(pw, stream))
+    body = (
+        b"\x01" + key_id + nonce + struct.pack(">Q", expires) + bytes([flags]) + ip
+        + struct.pack(">H", port) + counted(host) + counted(sealed)
+    )
+    raw = body + mac(tag_key, body)[:16]
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+def signed_ticket():
+    now = 1_800_000_000
+    current, previous = b"\x11" * 32, b"\x22" * 32
+    nonce = hashlib.sha256(b"vncap signed seed").digest()[:16]
+    ws = 1 << 2  # tls No, websocket Yes
+    tokens = {
+        "websocket": signed_token(current, nonce, now + 30, ws, b"", 5901, b"node1.example.org", b"sekrit12"),
+        "previous-key": signed_token(previous, nonce, now + 30, ws, b"", 5900, b"node2", b"pw"),
+        "pinned-v4": signed_token(current, nonce, now + 30, 2 | 2 << 2 | 1 << 4, bytes([192, 0, 2, 7]), 5900, b"10.0.0.1", b""),
+        "pinned-v6": signed_token(current, nonce, now + 300, ws | 2 << 4, bytes(15) + b"\x01", 5900, b"::1", b"0123456789"),
+    }
+    for name, token in tokens.items():
+        write("signed_ticket", "open-" + name, b"\x00" + struct.pack(">Q", now) + token)
+    write("signed_ticket", "open-expired", b"\x00" + struct.pack(">Q", now + 30) + tokens["websocket"])
+    write("signed_ticket", "open-garbage", b"\x00" + struct.pack(">Q", now) + b"AAAA-_~")
+    seal = lambda lifetime, flags, host, pw: (
+        b"\x01" + nonce + struct.pack(">H", lifetime) + bytes([flags]) + struct.pack(">H", 5900)
+        + counted(host) + counted(pw) + bytes(range(16)) + b"\x00\x07\x01"
+    )
+    write("signed_ticket", "seal-websocket", seal(30, 1 + 3 * 1, b"node1", b"sekrit12"))
+    write("signed_ticket", "seal-pinned", seal(300, 2 + 3 * 2 + 9 * 1, b"node1", b""))
+    write("signed_ticket", "seal-expired", seal(0, 0, b"n", b"pw"))
+    write("signed_ticket", "seal-too-long", seal(400, 2, b"h" * 255, b"x" * 64))
+
+
 def main():
     shutil.rmtree(CORPUS, ignore_errors=True)
     rfb()
@@ -359,6 +405,7 @@ def main():
     policy()
     sniff()
     ticket()
+    signed_ticket()
     total = 0
     for t in sorted(os.listdir(CORPUS)):
         files = os.listdir(os.path.join(CORPUS, t))

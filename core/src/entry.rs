@@ -97,7 +97,8 @@
 //!      plaintext from then on;
 //!    - [`Event::Client`] (a trusted proxy's connection only): the client
 //!      is [`Entry::client`] from now on (count it, log it), then go on;
-//!    - [`Event::Admit`]: [`Entry::admit_from`] (or [`Entry::incoming`] and
+//!    - [`Event::Admit`]: [`Entry::admit_from`] (with signed single-port
+//!      tickets [`Entry::admit_signed_from`]; or [`Entry::incoming`] and
 //!      [`Entry::admit`] for a table of one's own), then go on;
 //!    - [`Event::PolicyServed`]: flush, close;
 //!    - [`Event::Authenticated`]: [`Entry::take_ticket`], the backend, then
@@ -333,6 +334,15 @@ impl Refusal {
         reason: "this entry point serves WebSocket consoles named by a token",
         http_status: 404,
     };
+}
+
+impl From<ticket::signed::Error> for Refusal {
+    fn from(e: ticket::signed::Error) -> Self {
+        Refusal {
+            reason: e.reason(),
+            http_status: e.http_status(),
+        }
+    }
 }
 
 impl From<ticket::Error> for Refusal {
@@ -790,6 +800,56 @@ impl<'a> Entry<'a> {
             Ok((h, t)) => self.admit(Ok((h, t.viewer_password.as_bytes()))),
             Err(refusal) => self.admit(Err(refusal)),
         }
+    }
+
+    /// After [`Event::Admit`], where single-port tokens are signed
+    /// (`--ticket-key`): on the single port the token is opened with `keys`
+    /// at the wall clock `wall` and adopted into `table` once per instance
+    /// ([`Table::admit_signed`]: tampered or foreign-key tokens get 403,
+    /// expired or used ones 404, a full memory 503, before any upgrade);
+    /// any other door is [`Entry::admit_from`]. Returns the decision, for
+    /// the driver's log.
+    pub fn admit_signed_from<S, N>(
+        &mut self,
+        table: &mut Table<S>,
+        nonces: &mut ticket::nonces::Nonces<N>,
+        keys: &ticket::signed::Keys,
+        (now, wall): (Instant, ticket::signed::UnixTime),
+    ) -> Result<(), Refusal>
+    where
+        S: AsRef<[Slot]> + AsMut<[Slot]>,
+        N: AsRef<[ticket::nonces::Slot]> + AsMut<[ticket::nonces::Slot]>,
+    {
+        if !matches!(self.config.door, Door::Single { .. }) {
+            self.admit_from(table, now);
+            return match self.error {
+                Some(Error::Refused(r)) => Err(r),
+                _ => Ok(()),
+            };
+        }
+        let Incoming { lookup, layers } = self.incoming();
+        let found = match lookup {
+            Some(Lookup::Token(token)) => table
+                .admit_signed(
+                    nonces,
+                    keys,
+                    token,
+                    self.client.ip,
+                    (now, wall),
+                    (layers.tls, layers.websocket),
+                )
+                .map_err(Refusal::from),
+            _ => Err(Refusal::NO_TOKEN),
+        };
+        let decision = found.and_then(|h| {
+            let t = table
+                .get(h)
+                .ok_or(Refusal::from(ticket::Error::NoSuchTicket))?;
+            Ok((h, t.viewer_password.as_bytes()))
+        });
+        let result = decision.map(drop);
+        self.admit(decision);
+        result
     }
 
     /// After [`Event::Admit`]: the decision (the ticket and its viewer

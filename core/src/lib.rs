@@ -15,7 +15,7 @@
 //! | [`machine`] | the [`Machine`] trait |
 //! | [`rfb`] | RFB (VNC) authentication: `rfb::server` checks a viewer, `rfb::client` logs in to the backend (VeNCrypt with the TLS handed to the driver), `rfb::des`, `rfb::vencrypt` |
 //! | [`control`] | one control request (both dialects) and its reply |
-//! | [`ticket`] | the table of pending consoles: port pool, expiry, one-time use |
+//! | [`ticket`] | the table of pending consoles: port pool, expiry, one-time use; signed single-port tickets (`ticket::signed`, `ticket::nonces`) |
 //! | [`ws`] | WebSocket: handshake, frame codec, connection (RFC 6455) |
 //! | [`policy`] | the Flash socket-policy responder |
 //! | [`sniff`] | what the first bytes on an entry point are |

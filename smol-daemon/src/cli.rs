@@ -37,8 +37,8 @@ pub enum Command {
 }
 
 /// run the proxy in the foreground (the service manager daemonizes); logs to
-/// stderr; SIGHUP re-reads --cert, --key, --backend-tls-dir and
-/// --backend-password-file; SIGTERM closes the listeners and lets live
+/// stderr; SIGHUP re-reads --cert, --key, --backend-tls-dir,
+/// --backend-password-file and the --ticket-key files; SIGTERM closes the listeners and lets live
 /// sessions drain (--drain-timeout), SIGINT cuts them at once; exits 0.
 /// Under systemd it reports readiness (Type=notify) and takes the control
 /// socket from socket activation (LISTEN_FDS).
@@ -190,6 +190,18 @@ pub struct Serve {
     /// 1024; a running session does not count: see --max-sessions)
     #[argh(option, arg_name = "n", default = "1024", from_str_fn(tickets))]
     pub max_tickets: usize,
+    // Signed tickets (issue 16).
+    /// sign single-port tickets with the key in this file (at least 32
+    /// random bytes, all of them the key; the same file on every instance):
+    /// any vncap holding it admits them, once per instance; read again on
+    /// SIGHUP (default: tickets live in this process only)
+    #[argh(option, arg_name = "file")]
+    pub ticket_key: Option<PathBuf>,
+    /// the key before the last rotation: its tickets are still admitted,
+    /// none are signed with it (needs --ticket-key; read again on SIGHUP)
+    /// (default: none)
+    #[argh(option, arg_name = "file")]
+    pub ticket_key_previous: Option<PathBuf>,
     /// record every connection's RFB bytes (viewer leg and backend leg, both
     /// directions) as text files in this directory (mode 0600; they hold the
     /// VNC challenge and response: treat them like a password file) (default:
@@ -314,6 +326,15 @@ pub struct Request {
     /// --ticket-timeout)
     #[argh(option, arg_name = "secs", from_str_fn(ticket_secs))]
     pub timeout: Option<u32>,
+    /// ask for a single-port WebSocket console and print its noVNC URL: URL
+    /// is the noVNC page (https://vnc.example.org/vnc.html); vncap adds
+    /// autoconnect=1, path=websockify?token=... and password=... in the
+    /// URL's fragment (#...), which noVNC reads first and browsers never
+    /// send to a server or in a Referer, so the token and password stay out
+    /// of web server logs; the URL opens the console in one click until it
+    /// is used or expires: hand it only to its user (default: off)
+    #[argh(option, arg_name = "url", from_str_fn(novnc_url))]
+    pub single_port: Option<String>,
 }
 
 /// list a running daemon's live sessions and pending tickets
@@ -435,6 +456,19 @@ fn public_address(s: &str) -> Result<String, String> {
             "must be a host name or IP address (letters, digits, . - _ : [ ] %; at most {} bytes)",
             vncap_core::control::HOST_CAP
         ));
+    }
+    Ok(s.to_string())
+}
+
+/// `vncap request --single-port URL`: an http(s) URL of the noVNC page,
+/// without spaces or control characters.
+fn novnc_url(s: &str) -> Result<String, String> {
+    let scheme = s.starts_with("https://") || s.starts_with("http://");
+    if !scheme || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(
+            "must be the http(s) URL of the noVNC page, e.g. https://vnc.example.org/vnc.html"
+                .into(),
+        );
     }
     Ok(s.to_string())
 }

@@ -22,6 +22,14 @@ pub const MAX_TICKETS: usize = 1024;
 /// The ticket table, in storage allocated once on the heap, slot by slot.
 pub type Tickets = Table<Box<[ticket::Slot]>>;
 
+/// Signed tickets' nonces remembered until they expire (with
+/// `--ticket-key`): a full memory refuses new signed tickets (503), so it
+/// holds what many consoles a minute need (40 bytes each, 320 KiB, allocated only with a key).
+pub const SIGNED_NONCES: usize = 8192;
+
+/// The nonces of the signed tickets admitted here.
+pub type Nonces = ticket::nonces::Nonces<Box<[ticket::nonces::Slot]>>;
+
 /// The daemon: settings, the clock, the ticket table and the entry listeners.
 pub struct Daemon {
     /// Settings.
@@ -33,6 +41,7 @@ pub struct Daemon {
     /// Live sessions and the counters (`sessions.rs`).
     pub sessions: Rc<crate::sessions::Registry>,
     tickets: RefCell<Tickets>,
+    nonces: RefCell<Nonces>,
     listeners: RefCell<HashMap<u16, Task<()>>>,
     timer_wake: (Sender<()>, Receiver<()>),
     connections: Cell<usize>,
@@ -58,6 +67,14 @@ impl Daemon {
     ) -> Result<Rc<Self>, ticket::Error> {
         let storage = (0..MAX_TICKETS).map(|_| ticket::Slot::new()).collect();
         let table = Table::new(table, storage)?;
+        let remembered = if settings.ticket_keys.is_some() {
+            SIGNED_NONCES
+        } else {
+            0
+        };
+        let nonces = (0..remembered)
+            .map(|_| ticket::nonces::Slot::new())
+            .collect();
         let handshakes =
             crate::budget::Budget::new(settings.max_handshakes, settings.max_handshakes_per_ip);
         Ok(Rc::new(Daemon {
@@ -66,6 +83,7 @@ impl Daemon {
             ex,
             sessions: crate::sessions::Registry::new(),
             tickets: RefCell::new(table),
+            nonces: RefCell::new(ticket::nonces::Nonces::new(nonces)),
             listeners: RefCell::new(HashMap::new()),
             timer_wake: smol::channel::bounded(1),
             connections: Cell::new(0),
@@ -115,6 +133,16 @@ impl Daemon {
             }
         }
         out
+    }
+
+    /// With `--ticket-key`: runs `f` on the table, the signed tickets'
+    /// nonces and the keys now ([`Daemon::with_tickets`]); `None` without.
+    pub fn with_signed<T>(
+        &self,
+        f: impl FnOnce(&mut Tickets, &mut Nonces, &ticket::signed::Keys) -> T,
+    ) -> Option<T> {
+        let keys = self.settings.ticket_keys.as_ref()?.keys();
+        Some(self.with_tickets(|t| f(t, &mut self.nonces.borrow_mut(), &keys)))
     }
 
     /// The counters of `stats` and `/metrics`: the registry's, with the

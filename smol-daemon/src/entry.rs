@@ -33,15 +33,63 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use vncap_core::control::Console;
 use vncap_core::entry::{self, Door, Entry, Event, Rejection, Via};
-use vncap_core::ticket::{self, Attempt, Issued};
+use vncap_core::ticket::{self, Attempt};
 use vncap_core::ws::handshake;
 use vncap_core::{policy, ws, Machine};
 
+/// A console granted: where its viewer goes, and the reply.
+pub struct Issued {
+    /// The port to tell the viewer (the pool port, or the single port).
+    pub port: u16,
+    /// The ticket's lifetime in whole seconds.
+    pub expires_in: u64,
+    reply: Reply,
+}
+
+enum Reply {
+    Table(ticket::Issued),
+    Signed(Box<ticket::signed::Issued>),
+}
+
+impl Issued {
+    /// The control reply for it.
+    pub fn granted(&self) -> vncap_core::control::Granted<'_> {
+        match &self.reply {
+            Reply::Table(i) => i.granted(),
+            Reply::Signed(i) => i.granted(),
+        }
+    }
+}
+
+impl From<ticket::Issued> for Issued {
+    fn from(i: ticket::Issued) -> Self {
+        Issued {
+            port: i.port,
+            expires_in: i.expires_in,
+            reply: Reply::Table(i),
+        }
+    }
+}
+
 /// Issues a ticket for `req` and opens its entry port (a listener whose
 /// viewers this file serves); the reply may go out once this returns `Ok`.
+/// With `--ticket-key`, a console for the single port is a signed ticket
+/// (nothing is kept here: any instance with the key admits it).
 pub async fn issue(d: &Rc<Daemon>, req: &Console) -> Result<Issued, String> {
     let mut random = [0u8; ticket::RANDOM_LEN];
     getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
+    let signed = d.with_signed(|t, _, keys| {
+        t.signs(req)
+            .then(|| t.issue_signed(d.clock.wall(), req, &random, &keys.current))
+    });
+    if let Some(Some(signed)) = signed {
+        let i = signed.map_err(|e| e.reason().to_string())?;
+        return Ok(Issued {
+            port: i.port,
+            expires_in: i.expires_in,
+            reply: Reply::Signed(Box::new(i)),
+        });
+    }
     // A pool port may be taken by another program: try a few.
     for _ in 0..8 {
         let issued = d
@@ -49,7 +97,7 @@ pub async fn issue(d: &Rc<Daemon>, req: &Console) -> Result<Issued, String> {
             .map_err(|e| e.reason().to_string())?;
         if !issued.own_port {
             d.wake_timer();
-            return Ok(issued);
+            return Ok(issued.into());
         }
         match TcpListener::bind(SocketAddr::new(d.settings.listen, issued.port)).await {
             Ok(listener) => {
@@ -65,7 +113,7 @@ pub async fn issue(d: &Rc<Daemon>, req: &Console) -> Result<Issued, String> {
                 let task = d.ex.spawn(accept_loop(d.clone(), door, listener));
                 d.add_listener(issued.port, task);
                 d.wake_timer();
-                return Ok(issued);
+                return Ok(issued.into());
             }
             Err(e) => {
                 log::warn!("entry port {}: {e}; trying another", issued.port);
@@ -308,6 +356,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    // A signed ticket's fingerprint, for the log (never the token).
+    let mut signed: Option<u32> = None;
     loop {
         match drive(&mut m, &mut r, &mut w, input, &d.clock).await {
             Ok(Event::StartTls) => return Ok(WayIn::StartTls(m, r, w)),
@@ -317,7 +367,24 @@ where
                     return Err(msg);
                 }
             }
-            Ok(Event::Admit) => d.with_tickets(|t| m.admit_from(t, d.clock.now())),
+            Ok(Event::Admit) => {
+                let (now, wall) = (d.clock.now(), d.clock.wall());
+                let admitted = d.with_signed(|t, nonces, keys| {
+                    if let Some(ticket::Lookup::Token(token)) = m.incoming().lookup {
+                        signed = Some(ticket::signed::fingerprint(token));
+                    }
+                    m.admit_signed_from(t, nonces, keys, (now, wall))
+                });
+                match admitted {
+                    None => d.with_tickets(|t| m.admit_from(t, now)),
+                    Some(Ok(())) => {
+                        if let Some(fp) = signed {
+                            log::debug!("signed ticket {fp:08x} admitted");
+                        }
+                    }
+                    Some(Err(_)) => {}
+                }
+            }
             Ok(Event::PolicyServed) => {
                 let _ = crate::drive::flush(&mut m, &mut w).await;
                 w.close().await;
@@ -353,7 +420,11 @@ where
             }
             Err(e) => {
                 w.close().await;
-                return Err(failure(d, &m, e));
+                let msg = failure(d, &m, e);
+                return Err(match signed {
+                    Some(fp) => format!("{msg} (signed ticket {fp:08x})"),
+                    None => msg,
+                });
             }
         }
     }

@@ -57,6 +57,7 @@ mod sessions;
 mod settings;
 mod splice;
 mod systemd;
+mod ticket_key;
 #[cfg_attr(not(feature = "tls"), path = "tls_off.rs")]
 mod tls;
 mod transport;

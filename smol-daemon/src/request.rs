@@ -240,11 +240,12 @@ async fn request(args: &cli::Request) -> Result<String, String> {
     let need = |yes: bool| if yes { Need::Yes } else { Need::No };
     let transport = Transport {
         tls: need(args.tls),
-        websocket: need(args.ws),
+        websocket: need(args.ws || args.single_port.is_some()),
     };
     // A generated password is a dialect-2 extension; with a password, speak
-    // GWM's dialect, which can also say "plain RFB over TLS".
-    let dialect = if args.password.is_some() {
+    // GWM's dialect, which can also say "plain RFB over TLS". Single-port
+    // tokens are dialect 2's.
+    let dialect = if args.password.is_some() && args.single_port.is_none() {
         Dialect::Twisted
     } else {
         Dialect::Snf
@@ -289,8 +290,63 @@ async fn request(args: &cli::Request) -> Result<String, String> {
     if let Some(e) = answer.expires_in {
         out.push_str(&format!("\nexpires_in {e}"));
     }
-    if let Some(p) = answer.url_path.as_ref().and_then(|u| u.as_str()) {
+    let url_path = answer.url_path.as_ref().and_then(|u| u.as_str());
+    if let Some(p) = url_path {
         out.push_str(&format!("\nurl_path {p}"));
     }
+    if let Some(page) = &args.single_port {
+        let path = url_path
+            .ok_or("the daemon gave a port, not a token: does it run with --single-port?")?;
+        out.push_str(&format!("\nurl {}", novnc_url(page, path, password)));
+    }
     Ok(out)
+}
+
+/// The noVNC page `page` opening the console at `url_path` with
+/// `password`: `autoconnect=1`, `path` and `password` in the fragment
+/// (noVNC reads the fragment before the query; browsers send neither the
+/// fragment to the server nor in a Referer), after any fragment `page` has.
+fn novnc_url(page: &str, url_path: &str, password: &str) -> String {
+    let join = if page.contains('#') { '&' } else { '#' };
+    let mut url = format!("{page}{join}autoconnect=1&path={}", percent(url_path));
+    if !password.is_empty() {
+        url.push_str(&format!("&password={}", percent(password)));
+    }
+    url
+}
+
+/// Percent-encodes every byte but RFC 3986's unreserved characters (what
+/// noVNC's `decodeURIComponent` reads back as it was).
+fn percent(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn novnc_urls_carry_the_path_and_password_in_the_fragment() {
+        assert_eq!(
+            novnc_url(
+                "https://vnc.example.org/vnc.html",
+                "websockify?token=Ab-_9",
+                "p&w #1"
+            ),
+            "https://vnc.example.org/vnc.html#autoconnect=1&path=websockify%3Ftoken%3DAb-_9&password=p%26w%20%231"
+        );
+        assert_eq!(
+            novnc_url("http://h/vnc.html?host=h&port=6080#view_only=1", "websockify?token=x", ""),
+            "http://h/vnc.html?host=h&port=6080#view_only=1&autoconnect=1&path=websockify%3Ftoken%3Dx"
+        );
+        assert_eq!(percent("\u{e9}"), "%C3%A9");
+    }
 }

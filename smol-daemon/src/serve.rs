@@ -3,7 +3,7 @@
 //! line), builds the daemon, binds the control channel (or takes it from
 //! systemd) and `--metrics`, writes the pidfile, tells systemd it is ready,
 //! runs until SIGTERM or SIGINT (SIGHUP reloads the TLS certificate, the
-//! backend TLS files and the backend password), then shuts down: console
+//! backend TLS files, the backend password and the ticket keys), then shuts down: console
 //! requests are refused, every entry listener and pending ticket closed,
 //! live sessions drain for `--drain-timeout` (SIGTERM only; a second
 //! SIGTERM or SIGINT cuts at once), the rest are cut (WebSocket viewers
@@ -159,8 +159,9 @@ fn check_tls(args: &cli::Serve, have_tls: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// SIGHUP: reads the TLS certificate and key, the backend TLS directory
-/// and the backend password file again; a bad file keeps the old ones.
+/// SIGHUP: reads the TLS certificate and key, the backend TLS directory,
+/// the backend password file and the ticket keys again; a bad file keeps
+/// the old ones.
 fn reload(d: &Daemon, backend_password_file: Option<&std::path::Path>) {
     if let Some(path) = backend_password_file {
         match read_backend_password(path) {
@@ -169,6 +170,12 @@ fn reload(d: &Daemon, backend_password_file: Option<&std::path::Path>) {
                 log::info!("reloaded the backend password from {}", path.display());
             }
             Err(e) => log::warn!("SIGHUP: kept the old backend password: {e}"),
+        }
+    }
+    if let Some(k) = &d.settings.ticket_keys {
+        match k.reload() {
+            Ok(()) => log::info!("reloaded the ticket keys from {}", k.describe()),
+            Err(e) => log::warn!("SIGHUP: kept the old ticket keys: {e}"),
         }
     }
     if let Some(b) = &d.settings.backend_tls {
@@ -191,6 +198,26 @@ fn reload(d: &Daemon, backend_password_file: Option<&std::path::Path>) {
         ),
         Err(e) => log::warn!("SIGHUP: kept the old TLS certificate: {e}"),
     }
+}
+
+/// `--ticket-key` (with `--ticket-key-previous`), which signs single-port
+/// tickets: so it needs `--single-port`.
+fn ticket_keys(args: &cli::Serve) -> Result<Option<crate::ticket_key::TicketKeys>, String> {
+    let Some(current) = &args.ticket_key else {
+        if args.ticket_key_previous.is_some() {
+            return Err("--ticket-key-previous needs --ticket-key".into());
+        }
+        return Ok(None);
+    };
+    if args.single_port.is_none() {
+        return Err(format!(
+            "--ticket-key {}: signs single-port tickets; needs --single-port",
+            current.display()
+        ));
+    }
+    let keys = crate::ticket_key::TicketKeys::load(current, args.ticket_key_previous.as_deref())?;
+    log::info!("single-port tickets signed with {}", keys.describe());
+    Ok(Some(keys))
 }
 
 /// `--backend-tls-dir` (with `--backend-tls-name`, `--backend-tls-required`).
@@ -285,6 +312,7 @@ async fn serve(
     };
     check_tls(&args, tls.is_some())?;
     let backend_tls = backend_tls(&args)?;
+    let ticket_keys = ticket_keys(&args)?;
     let listen = args.listen.unwrap_or_else(default_listen);
     check_listen(&args, listen)?;
     let single = match args.single_port {
@@ -343,6 +371,7 @@ async fn serve(
         max_message_bytes: args.max_message_bytes,
         record: args.record.clone(),
         backend_tls,
+        ticket_keys,
         limits,
     };
     let d = Daemon::new(settings, table, ex.clone())

@@ -45,6 +45,9 @@ pub struct Settings {
     pub record: Option<std::path::PathBuf>,
     /// VeNCrypt toward backends (`--backend-tls-dir`; reloaded on SIGHUP).
     pub backend_tls: Option<crate::backend::Tls>,
+    /// `--ticket-key` (and `--ticket-key-previous`): single-port tickets
+    /// are signed (re-read on SIGHUP).
+    pub ticket_keys: Option<crate::ticket_key::TicketKeys>,
     /// Dead peers and session caps (`--ping-*`, `--tcp-keepalive`,
     /// `--idle-timeout`, `--max-session-secs`).
     pub limits: Limits,

@@ -11,7 +11,8 @@
 // without a password, and with VeNCrypt (`tls-creds-x509` from a CA made here, with and without
 // `verify-peer`; `tls-creds-anon`) reached with `--backend-tls-dir`.
 // Consoles are requested through vapclient.py (GWM's vapclient, byte for
-// byte) or as raw snf-dialect JSON. Plus a measurement of when real viewers
+// byte) or as raw snf-dialect JSON, or with `vncap request --single-port`
+// (signed tickets across two vncaps). Plus a measurement of when real viewers
 // first speak after the TCP accept (the sniff's silence is 300 ms).
 //
 // The test names carry the issue's scenario numbers (1-9). Each test is one
@@ -30,12 +31,13 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import {
   HERE, NOVNC_BUILDS, PATIENCE_MS, Proc, SCRATCH, Vncap, connectOutcome, dumpLogs, freePort, killAll,
   noVncUrl, pngStat, randomPassword, rfbChooseType, selfSignedCert, serveNoVnc, startChromium, startQemu,
   startTap, startTestvnc, startTigerViewer, startXvfb, startXvnc, summary, vncdoCapture, vncdoFails,
-  waitScreen, within, x509Pki, xshot,
+  waitScreen, within, x509Pki, xshot, VNCAP,
 } from './lib.mjs';
 
 /** Ganeti's cluster VNC password: every backend that asks for one gets this. */
@@ -805,6 +807,58 @@ describe('when real viewers first speak after the TCP accept', () => {
     measurements.vncdo_first_byte = summary(clientFirst);
     t.diagnostic(`vncap's ProtocolVersion to vncdotool after accept (ms): ${JSON.stringify(measurements.vncdo_server_version)}`);
     t.diagnostic(`vncdotool's first byte after accept (ms): ${JSON.stringify(measurements.vncdo_first_byte)}`);
+  });
+});
+
+describe('signed tickets across two vncaps (issue 16)', () => {
+  // Two instances sharing --ticket-key: `vncap request --single-port URL`
+  // asks one, noVNC opens the URL it prints on the other (the page's query
+  // names that one's single port; path and password come from the URL's
+  // fragment, as noVNC reads them); a second open of the same URL is a
+  // replay at that instance, refused.
+  scenario('noVNC (debian) opens `vncap request --single-port`\'s URL: a ticket one vncap signed, admitted by the other once', async () => {
+    const key = path.join(SCRATCH, 'ticket.key');
+    fs.writeFileSync(key, randomBytes(32), { mode: 0o600 });
+    const extra = ['--single-port', '0', '--ticket-key', key];
+    const [issuer, admitter] = await Promise.all([
+      Vncap.start({ backendPassword: CLUSTER, extra }),
+      Vncap.start({ backendPassword: CLUSTER, extra }),
+    ]);
+    const pages = [];
+    try {
+      const { line } = await admitter.waitLine(/ready: control on /);
+      const single = Number(/single port (\d+)/.exec(line)[1]);
+      const base = `${web.debian.base}/${NOVNC_BUILDS.debian.page}?host=127.0.0.1&port=${single}&logging=warn`;
+      const pw = randomPassword();
+      const r = spawnSync(VNCAP, ['request', '--control', `${issuer.control.host}:${issuer.control.port}`,
+        '--daddr', '127.0.0.1', '--dport', String(testvnc.port), '--password', pw, '--single-port', base],
+      { encoding: 'utf8', timeout: PATIENCE_MS });
+      assert.equal(r.status, 0, r.stderr);
+      const url = /^url (.*)$/m.exec(r.stdout)?.[1] ?? '';
+      const token = /token%3D([A-Za-z0-9_-]+)/.exec(url)?.[1] ?? '';
+      assert.ok(url.startsWith(`${base}#autoconnect=1&path=websockify%3Ftoken%3D`) && token.length > 32, r.stdout);
+      const t0 = performance.now();
+      const first = await browser.newPage();
+      pages.push(first);
+      await first.goto(url, { timeout: PATIENCE_MS });
+      const got = await outcome(first);
+      assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
+      await admitter.waitLine(/signed ticket [0-9a-f]{8} admitted/, PATIENCE_MS, t0);
+      await first.close();
+      await admitter.waitLine(/on single port \d+: session ended by the viewer/, PATIENCE_MS, t0);
+      const again = await browser.newPage();
+      pages.push(again);
+      await again.goto(url, { timeout: PATIENCE_MS });
+      const replay = await outcome(again);
+      assert.equal(replay.state, 'error', `a replay at the same vncap: ${replay.status}`);
+      await admitter.waitLine(/refused: no such console .*\(signed ticket [0-9a-f]{8}\)/, PATIENCE_MS, t0);
+      for (const d of [issuer, admitter]) {
+        assert.ok(!d.lines.some((l) => l.line.includes(token) || l.line.includes(pw)), `${d.name} logged the token or password`);
+      }
+    } finally {
+      for (const page of pages) await page.close().catch(() => {});
+      await Promise.all([issuer.stop(), admitter.stop()]);
+    }
   });
 });
 

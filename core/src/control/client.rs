@@ -417,26 +417,73 @@ mod tests {
             (b"{\"status\": \"OK\", \"source_port\": 1,}", E::BadJson),
             (b"[1]", E::BadJson),
             (b"{\"a\": [[[[1]]]]}", E::NestedTooDeep),
-            (b"{\"status\": \"OK\", \"source_port\": 1} x", E::TrailingBytes),
-            (b"{\"status\": \"OK\", \"source_port\": 1}\n{}", E::TrailingBytes),
+            (
+                b"{\"status\": \"OK\", \"source_port\": 1} x",
+                E::TrailingBytes,
+            ),
+            (
+                b"{\"status\": \"OK\", \"source_port\": 1}\n{}",
+                E::TrailingBytes,
+            ),
             (b"{\"source_port\": 1}", E::Missing(Key::Status)),
-            (b"{\"status\": null, \"source_port\": 1}", E::Missing(Key::Status)),
+            (
+                b"{\"status\": null, \"source_port\": 1}",
+                E::Missing(Key::Status),
+            ),
             (b"{\"status\": \"OK\"}", E::Missing(Key::SourcePort)),
             (b"{\"status\": \"ok\", \"source_port\": 1}", E::BadStatus),
-            (b"{\"status\": \"FAILED!\", \"source_port\": 1}", E::BadStatus),
-            (b"{\"status\": 1, \"source_port\": 1}", E::WrongType(Key::Status)),
-            (b"{\"status\": \"OK\", \"source_port\": 0}", E::PortOutOfRange),
-            (b"{\"status\": \"OK\", \"source_port\": 65536}", E::PortOutOfRange),
-            (b"{\"status\": \"OK\", \"source_port\": -1}", E::PortOutOfRange),
-            (b"{\"status\": \"OK\", \"source_port\": 1.5}", E::WrongType(Key::SourcePort)),
-            (b"{\"status\": \"OK\", \"source_port\": \"1\"}", E::WrongType(Key::SourcePort)),
-            (b"{\"status\": \"OK\", \"source_port\": 1, \"expires_in\": -1}", E::WrongType(Key::ExpiresIn)),
-            (b"{\"status\": \"OK\", \"source_port\": 1, \"expires_in\": 99999999999999999999}", E::WrongType(Key::ExpiresIn)),
-            (b"{\"status\": \"OK\", \"source_port\": 1, \"token\": \"00112233445566778899aabbccddeeff0\"}", E::TooLong(Key::Token)),
-            (b"{\"status\": \"OK\", \"source_port\": 1, \"password\": true}", E::WrongType(Key::Password)),
-            (b"{\"status\": \"OK\", \"status\": \"OK\", \"source_port\": 1}", E::Duplicate(Key::Status)),
-            (b"{\"status\": \"OK\", \"source_port\": 1, \"reason\": \"\\ud83d\\ude00\"}", E::BadString),
-            (b"{\"status\": \"OK\", \"source_port\": 1, \"x\": \"\xff\"}", E::BadString),
+            (
+                b"{\"status\": \"FAILED!\", \"source_port\": 1}",
+                E::BadStatus,
+            ),
+            (
+                b"{\"status\": 1, \"source_port\": 1}",
+                E::WrongType(Key::Status),
+            ),
+            (
+                b"{\"status\": \"OK\", \"source_port\": 0}",
+                E::PortOutOfRange,
+            ),
+            (
+                b"{\"status\": \"OK\", \"source_port\": 65536}",
+                E::PortOutOfRange,
+            ),
+            (
+                b"{\"status\": \"OK\", \"source_port\": -1}",
+                E::PortOutOfRange,
+            ),
+            (
+                b"{\"status\": \"OK\", \"source_port\": 1.5}",
+                E::WrongType(Key::SourcePort),
+            ),
+            (
+                b"{\"status\": \"OK\", \"source_port\": \"1\"}",
+                E::WrongType(Key::SourcePort),
+            ),
+            (
+                b"{\"status\": \"OK\", \"source_port\": 1, \"expires_in\": -1}",
+                E::WrongType(Key::ExpiresIn),
+            ),
+            (
+                b"{\"status\": \"OK\", \"source_port\": 1, \"expires_in\": 99999999999999999999}",
+                E::WrongType(Key::ExpiresIn),
+            ),
+            (
+                b"{\"status\": \"OK\", \"source_port\": 1, \"password\": true}",
+                E::WrongType(Key::Password),
+            ),
+            (
+                b"{\"status\": \"OK\", \"status\": \"OK\", \"source_port\": 1}",
+                E::Duplicate(Key::Status),
+            ),
+            (
+                b"{\"status\": \"OK\", \"source_port\": 1, \"reason\": \"\\ud83d\\ude00\"}",
+                E::BadString,
+            ),
+            (
+                b"{\"status\": \"OK\", \"source_port\": 1, \"x\": \"\xff\"}",
+                E::BadString,
+            ),
         ];
         for (reply, want) in cases {
             assert_eq!(
@@ -449,6 +496,18 @@ mod tests {
         assert_eq!(
             parse_reply(Dialect::Snf, &[b' '; MAX_INPUT + 1]),
             Err(E::ReplyTooLong)
+        );
+        // A token longer than the longest signed one (ticket::signed).
+        let mut long: heapless::Vec<u8, 1024> = heapless::Vec::new();
+        long.extend_from_slice(b"{\"status\": \"OK\", \"source_port\": 1, \"token\": \"")
+            .unwrap();
+        for _ in 0..=crate::ticket::signed::TOKEN_CAP {
+            long.push(b'A').unwrap();
+        }
+        long.extend_from_slice(b"\"}").unwrap();
+        assert_eq!(
+            parse_reply(Dialect::Snf, &long),
+            Err(E::TooLong(Key::Token))
         );
     }
 

@@ -51,7 +51,8 @@ use super::json::{self, Reader, Sink, Value};
 use super::request::{Dialect, Host, Password};
 use super::{Framed, Scan, MAX_INPUT};
 use crate::text::Text;
-use crate::ticket::{Token, UrlPath};
+// Either kind of token: a table's (hex) or a signed one.
+use crate::ticket::signed::{Token, UrlPath};
 
 /// Room for the longest console or action reply but a list: every string
 /// field JSON-escaped at worst 6 bytes per byte would not fit, so a reply

@@ -43,6 +43,15 @@
 //! after every call: while let Some(ev) = table.poll_event() { close ev's listener }
 //! ```
 //!
+//! # Signed tickets
+//!
+//! With a ticket key, a request the single port serves gets a sealed,
+//! self-contained token instead of an entry here ([`signed`]:
+//! `Table::issue_signed`); any instance with the key adopts it as a
+//! pending entry when its viewer comes, once ([`nonces`]:
+//! `Table::admit_signed`), and from there on the rules below are the
+//! same.
+//!
 //! # Randomness
 //!
 //! `issue` takes caller-supplied random bytes ([`RANDOM_LEN`] is enough):
@@ -53,7 +62,9 @@
 //! maximum) need 8 accepted bytes; 48 bytes fall short with probability
 //! below 10^-40.
 
+pub mod nonces;
 pub mod pool;
+pub mod signed;
 
 use core::fmt;
 use core::net::IpAddr;
@@ -547,13 +558,7 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
     /// or generated. The lifetime is `req.timeout_ms` or the default, cut to
     /// the maximum. With `require_tls` the ticket is TLS-only.
     pub fn issue(&mut self, now: Instant, req: &Console, random: &[u8]) -> Result<Issued, Error> {
-        let mut transport = req.transport;
-        if self.config.require_tls {
-            transport.tls = Need::Yes;
-        }
-        if transport.tls == Need::Yes && !self.config.tls {
-            return Err(Error::TlsUnavailable);
-        }
+        let transport = self.transport_for(req)?;
         if self.len() >= self.config.max_tickets {
             return Err(Error::TableFull);
         }
@@ -562,9 +567,7 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
             .iter()
             .position(|s| s.ticket.is_none())
             .ok_or(Error::TableFull)?;
-        let wants_token = self.config.single_port.is_some()
-            && req.dialect == Dialect::Snf
-            && req.transport.websocket != Need::No;
+        let wants_token = self.wants_token(req);
 
         let token_bytes = random.get(..TOKEN_BYTES).ok_or(Error::NotEnoughRandom)?;
         let rest = random.get(TOKEN_BYTES..).unwrap_or(&[]);
@@ -606,10 +609,7 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
         };
         let own_port = matches!(entry, Entry::Port(_));
 
-        let lifetime = req
-            .timeout_ms
-            .unwrap_or(self.config.default_timeout_ms)
-            .min(self.config.max_timeout_ms);
+        let lifetime = self.lifetime(req);
         let expires = now + lifetime;
         let backend_password = req
             .backend_password(self.config.backend_password.as_ref().map(Secret::as_bytes))
@@ -645,6 +645,35 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
             expires,
             expires_in: lifetime.div_ceil(1000),
         })
+    }
+
+    /// Whether `req` gets a single-port token: single-port mode is
+    /// configured, and `req` is dialect 2 and allows WebSocket.
+    fn wants_token(&self, req: &Console) -> bool {
+        self.config.single_port.is_some()
+            && req.dialect == Dialect::Snf
+            && req.transport.websocket != Need::No
+    }
+
+    /// The layers a ticket for `req` allows (TLS-only with
+    /// `require_tls`), or [`Error::TlsUnavailable`].
+    fn transport_for(&self, req: &Console) -> Result<Transport, Error> {
+        let mut transport = req.transport;
+        if self.config.require_tls {
+            transport.tls = Need::Yes;
+        }
+        if transport.tls == Need::Yes && !self.config.tls {
+            return Err(Error::TlsUnavailable);
+        }
+        Ok(transport)
+    }
+
+    /// A ticket's lifetime for `req`, ms: its own or the default, cut to
+    /// the maximum.
+    fn lifetime(&self, req: &Console) -> u64 {
+        req.timeout_ms
+            .unwrap_or(self.config.default_timeout_ms)
+            .min(self.config.max_timeout_ms)
     }
 
     /// The ticket `handle` names, if it is still there.
