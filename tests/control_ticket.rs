@@ -154,6 +154,8 @@ proptest! {
             last_port: 7003,
             default_timeout_ms: 2_000,
             attempts,
+            // One failing source: `attempts` wrong passwords end a ticket.
+            failing_sources: 1,
             ..ticket::Config::default()
         };
         let mut table = Table::new(cfg, [const { ticket::Slot::new() }; 3]).unwrap();
@@ -349,4 +351,97 @@ proptest! {
         let limit = u32::from(attempts) * u32::from(sources);
         prop_assert_eq!(gone, blocked >= usize::from(sources) || total >= limit || per.len() > ticket::MAX_FAILING_SOURCES);
     }
+}
+
+/// Wrong passwords the table lets an attacker with `k` sources try against
+/// one ticket (each source guessing until it is refused, round-robin, so
+/// the ticket's limit and not the order decides), and whether the real
+/// viewer, from a source of its own, still finds the console after.
+fn guesses_allowed(cfg: ticket::Config, sources: &[IpAddr]) -> (u32, bool) {
+    let mut table = Table::new(cfg, [const { ticket::Slot::new() }; 1]).unwrap();
+    let now = Instant::from_millis(0);
+    let h = table
+        .issue(now, &request(None, 0), &[5u8; ticket::RANDOM_LEN])
+        .unwrap()
+        .handle;
+    let mut checked = 0u32;
+    // Bounded: no source is admitted more than 255 times.
+    for _ in 0..256 {
+        let mut any = false;
+        for &peer in sources {
+            if table.lookup(Lookup::Port(7000), peer, now).is_ok() {
+                any = true;
+                checked += 1;
+                table.failed_attempt(h, peer).unwrap();
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    let viewer = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+    (
+        checked,
+        table.lookup(Lookup::Port(7000), viewer, now).is_ok(),
+    )
+}
+
+/// The guessing odds of the default rule (one guess per source, the ticket
+/// gone after 3 failing sources; a source is an IPv4 address or an IPv6
+/// /64): an attacker controlling k sources, for any k, checks at most 3
+/// passwords, so its chance to hit a generated 8-character password (62^8
+/// equally likely) before the ticket dies is at most 3 / 62^8 ≈ 1.4e-14;
+/// with the largest settings (`--ticket-attempts 3`,
+/// `--ticket-failing-sources 8`) at most 24 / 62^8 ≈ 1.1e-13. A scanner
+/// with fewer sources than that leaves the console to its real viewer.
+#[test]
+fn an_attacker_with_k_sources_guesses_a_generated_password_with_odds_below_2e_14() {
+    let space = (ticket::ALPHABET.len() as f64).powi(ticket::GENERATED_PASSWORD_LEN as i32);
+    let defaults = ticket::Config {
+        first_port: 7000,
+        last_port: 7000,
+        ..ticket::Config::default()
+    };
+    assert_eq!((defaults.attempts, defaults.failing_sources), (1, 3));
+    let v4 = |i: u8| IpAddr::V4(Ipv4Addr::new(192, 0, 2, i));
+    // Distinct /64s, and many addresses in one /64 (one source).
+    let v6 = |net: u16, host: u16| {
+        IpAddr::V6(std::net::Ipv6Addr::new(
+            0x2001, 0xdb8, 0, net, 0, 0, 0, host,
+        ))
+    };
+    for k in 1..=40u8 {
+        let sources: Vec<IpAddr> = (0..k).map(v4).collect();
+        let (checked, viewer_in) = guesses_allowed(defaults.clone(), &sources);
+        assert_eq!(checked, u32::from(k.min(3)), "k = {k}");
+        assert_eq!(
+            viewer_in,
+            k < 3,
+            "k = {k}: the real viewer keeps its console"
+        );
+        assert!(f64::from(checked) / space < 1.5e-14, "k = {k}");
+        let one_net: Vec<IpAddr> = (0..u16::from(k)).map(|h| v6(1, h)).collect();
+        assert_eq!(
+            guesses_allowed(defaults.clone(), &one_net),
+            (1, true),
+            "one /64 is one source"
+        );
+        let nets: Vec<IpAddr> = (0..u16::from(k)).map(|n| v6(n, 1)).collect();
+        assert_eq!(
+            guesses_allowed(defaults.clone(), &nets).0,
+            u32::from(k.min(3))
+        );
+    }
+    let widest = ticket::Config {
+        attempts: 3,
+        failing_sources: ticket::MAX_FAILING_SOURCES as u8,
+        ..defaults
+    };
+    for k in 1..=40u8 {
+        let sources: Vec<IpAddr> = (0..k).map(v4).collect();
+        let (checked, _) = guesses_allowed(widest.clone(), &sources);
+        assert!(checked <= 24, "k = {k}: {checked}");
+        assert!(f64::from(checked) / space < 1.2e-13);
+    }
+    assert!(3.0 / space < 1.5e-14 && 3.0 / space > 1.3e-14);
 }
