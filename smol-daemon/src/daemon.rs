@@ -79,6 +79,7 @@ impl Daemon {
             settings: &self.settings,
             clock: &self.clock,
             sessions: &self.sessions,
+            tickets: self,
         }
     }
 

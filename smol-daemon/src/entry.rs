@@ -32,6 +32,16 @@ use vncap_core::{policy, ws, Machine};
 /// Issues a ticket for `req` and opens its entry port (a listener whose
 /// viewers this file serves); the reply may go out once this returns `Ok`.
 pub async fn issue(d: &Rc<Daemon>, req: &Console) -> Result<Issued, String> {
+    // A backend written as an address is checked now; a name, when it is
+    // resolved.
+    if let Err(why) = d.settings.backend_access.check_literal(&req.host, req.port) {
+        log::warn!(
+            "console for {}:{} refused: {why}",
+            req.host.as_str(),
+            req.port
+        );
+        return Err(format!("backend not allowed: {why}"));
+    }
     let mut random = [0u8; ticket::RANDOM_LEN];
     getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
     // A pool port may be taken by another program: try a few.
@@ -259,8 +269,10 @@ where
                     w.close().await;
                     return Err("authenticated, but --max-sessions are in use; ticket kept".into());
                 };
-                let taken = d.with_tickets(|t| m.take_ticket(t, d.clock.now()));
-                let ticket = match taken {
+                // Claimed, not taken: the session takes it once it holds
+                // everything it needs, or gives it back (`session.rs`).
+                let claimed = d.with_tickets(|t| m.claim_ticket(t, d.clock.now()));
+                let ticket = match claimed {
                     Ok(ticket) => ticket,
                     Err(e) => {
                         d.sessions.count_login(Login::Refused);

@@ -46,6 +46,9 @@ pub struct Settings {
     pub record: Option<std::path::PathBuf>,
     /// VeNCrypt toward backends (`--backend-tls-dir`; reloaded on SIGHUP).
     pub backend_tls: Option<crate::backend::Tls>,
+    /// Which backends tickets may reach (`--backend-allow`, never vncap's
+    /// own listening sockets).
+    pub backend_access: crate::backend::Access,
     /// Dead peers and session caps (`--ping-*`, `--tcp-keepalive`,
     /// `--idle-timeout`, `--max-session-secs`).
     pub limits: Limits,
