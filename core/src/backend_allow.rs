@@ -415,6 +415,28 @@ mod tests {
     }
 
     #[test]
+    fn every_short_string_parses_or_not_without_panic_and_prints_back() {
+        // Operator input, not network input; still every string of the
+        // syntax's characters up to 5 long is tried.
+        const CHARS: &[u8] = b"0:/[]-.f,19";
+        let mut buf = [0u8; 5];
+        for len in 0..=buf.len() {
+            let count = CHARS.len().pow(len as u32);
+            for mut n in 0..count {
+                for b in buf.iter_mut().take(len) {
+                    *b = CHARS[n % CHARS.len()];
+                    n /= CHARS.len();
+                }
+                let text = core::str::from_utf8(&buf[..len]).unwrap();
+                if let Ok(list) = text.parse::<AllowList>() {
+                    let again: AllowList = list.to_string().parse().unwrap();
+                    assert_eq!(again, list, "{text:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn lists_print_back() {
         let l: AllowList = "10.0.0.0/8:5900-5999, 192.0.2.1,[::1]:5901"
             .parse()

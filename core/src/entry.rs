@@ -27,10 +27,12 @@
 //!   "connection failed" with the reason (inside the WebSocket when one was
 //!   opened), which noVNC and native viewers show.
 //! - The RFB server handshake runs with the ticket's password (inside
-//!   WebSocket frames when there are some). A wrong password burns an
-//!   attempt ([`Entry::charge_attempt`]); a right one reports
+//!   WebSocket frames when there are some). A wrong password costs its
+//!   source a guess ([`Entry::charge_attempt`]); a right one reports
 //!   [`Event::Authenticated`]: the driver takes the ticket
-//!   ([`Entry::take_ticket`]), logs in to the backend, and then calls
+//!   ([`Entry::take_ticket`], or [`Entry::claim_ticket`] first and
+//!   `take_ticket` once the session's resources are in hand), logs in to
+//!   the backend, and then calls
 //!   [`Entry::accept`] or [`Entry::reject`] (the reason the viewer sees is
 //!   chosen here, [`Rejection`]). After `accept` and a last flush,
 //!   [`Entry::into_relay`] hands over the WebSocket connection and every byte
@@ -64,7 +66,7 @@
 //!    [`Machine::handle_timeout`].
 //!
 //! On `Err`, flush the queued answer, call [`Entry::charge_attempt`] (a
-//! wrong password burns an attempt of the ticket), and close.
+//! wrong password costs its source a guess), and close.
 //!
 //! What it consumes, says and sends never depends on how the input was
 //! split, with one exception that cannot matter: inside WebSocket the
@@ -768,8 +770,9 @@ impl<'a> Entry<'a> {
     }
 
     /// After an error: applies the ticket rule for it to `table`. A wrong
-    /// password uses one of the ticket's attempts (at the last, the ticket
-    /// is gone); every other failure leaves the ticket alone. Returns what
+    /// password uses one of its source's guesses (with the last failing
+    /// source, the ticket is gone: [`Table::failed_attempt`]); every other
+    /// failure leaves the ticket alone. Returns what
     /// became of the attempts, when one was used.
     pub fn charge_attempt<S: AsRef<[Slot]> + AsMut<[Slot]>>(
         &self,

@@ -16,11 +16,15 @@
 //!
 //! # Life of a ticket
 //!
-//! `issue` → **pending** (its listener is open) → `authenticated` → gone
-//! from the table, handed to the session (one-time use: the session keeps
-//! what it needs, the table bounds only consoles nobody has used yet). A
-//! pending ticket is also gone when it expires (`handle_timeout`), when
-//! `failed_attempt` uses its last attempt, or when the driver `withdraw`s it.
+//! `issue` → **pending** (its listener is open) → (`claim` → **claimed**
+//! while the session's resources are taken: no other viewer finds it, it
+//! does not expire; `release` makes it pending again) → `authenticated` →
+//! gone from the table, handed to the session (one-time use: the session
+//! keeps what it needs, the table bounds only consoles nobody has used
+//! yet). A pending ticket is also gone when it expires (`handle_timeout`),
+//! when `failed_attempt` makes its last failing source (a wrong password
+//! blocks its [`source`]; [`Config::failing_sources`] blocked sources end
+//! the ticket), or when the driver `withdraw`s it.
 //! Whenever a ticket goes, its port returns to the pool and an [`Event`] says
 //! which port's listener to close.
 //!
@@ -35,9 +39,11 @@
 //!     → open a listener on issued.port (pool port), reply issued.granted()
 //! viewer connects → table.lookup(Lookup::Port(p) or Lookup::Token(t), peer_ip, now)
 //!     → handle; RFB server with table.get(handle).viewer_password
-//!     → good password: ticket = table.authenticated(handle, now)?, close that
-//!       listener, run the session with the ticket's backend
-//!     → bad password: table.failed_attempt(handle)
+//!     → good password: copy = table.claim(handle, now)?; take what the
+//!       session needs and reach copy's backend; then
+//!       ticket = table.authenticated(handle, now)?, close that listener,
+//!       relay (or, out of resources: table.release(handle), try later)
+//!     → bad password: table.failed_attempt(handle, peer_ip)
 //! a listener cannot open → table.withdraw(handle)
 //! one timer: table.poll_timeout(); on it table.handle_timeout(now)
 //! after every call: while let Some(ev) = table.poll_event() { close ev's listener }
