@@ -372,6 +372,8 @@ where
     F: std::future::Future<Output = io::Result<Vec<SocketAddr>>>,
 {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    // An address the name gave that may not be reached, for the log.
+    let mut not_tried: Option<String> = None;
     for round in 0..=policy.retries {
         if round > 0 {
             smol::Timer::after(policy.backoff * round).await;
@@ -406,8 +408,10 @@ where
                 format!("refused: {why}"),
             ));
         }
-        for addr in refused {
-            log::debug!("backend {addr}: not tried (not allowed)");
+        if let Some(a) = refused.first() {
+            if let Err(why) = access.check(*a) {
+                not_tried = Some(format!("{a}: {why}"));
+            }
         }
         for addr in allowed {
             match with_timeout(policy.timeout, TcpStream::connect(addr)).await {
@@ -426,7 +430,10 @@ where
             }
         }
     }
-    Err(last)
+    Err(match not_tried {
+        Some(why) => io::Error::new(last.kind(), format!("{last}; not tried: {why}")),
+        None => last,
+    })
 }
 
 /// Runs `fut`, or fails with `TimedOut` after `limit`.
@@ -498,6 +505,44 @@ mod tests {
             assert!(e.to_string().contains("not in --backend-allow"), "{e}");
             l.set_nonblocking(true).unwrap();
             assert!(l.accept().is_err(), "nothing connected");
+        });
+    }
+
+    #[test]
+    fn a_refused_address_beside_an_unreachable_one_is_named_in_the_error() {
+        smol::block_on(async {
+            // localhost as Debian's /etc/hosts has it: ::1 and 127.0.0.1.
+            let closed = std::net::TcpListener::bind("[::1]:0")
+                .map(|l| l.local_addr().unwrap().port())
+                .unwrap_or(1);
+            let own_port = closed;
+            let mut own = Own::new();
+            own.push(backend_allow::Listening {
+                addr: "127.0.0.1".parse().unwrap(),
+                ports: backend_allow::Ports::one(own_port),
+                what: "control channel",
+            });
+            let access = Access {
+                allow: AllowList::any(),
+                own,
+            };
+            let both = move |_: String, port: u16| async move {
+                Ok(vec![
+                    SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], port)),
+                    SocketAddr::from(([127, 0, 0, 1], port)),
+                ])
+            };
+            let e = connect_via(
+                "localhost",
+                own_port,
+                policy(Duration::from_secs(1)),
+                &access,
+                both,
+            )
+            .await
+            .unwrap_err();
+            assert!(e.to_string().contains("not tried: 127.0.0.1:"), "{e}");
+            assert!(e.to_string().contains("control channel"), "{e}");
         });
     }
 }

@@ -437,7 +437,12 @@ async fn refuse<W: AsyncWrite + Unpin>(
     let reason = entry.reject(why);
     let _ = flush(entry, writer).await;
     writer.close().await;
-    format!("{} ({target}: {detail})", reason.as_str())
+    let (reason, detail) = (reason.as_str(), detail.to_string());
+    if reason == detail {
+        format!("{reason} ({target})")
+    } else {
+        format!("{reason}: {detail} ({target})")
+    }
 }
 
 /// vncap ran out of `what` (the error: `detail`) before the promise: the
