@@ -108,6 +108,8 @@ enum Op {
     Authenticate(usize),
     Fail(usize),
     Withdraw(usize),
+    Claim(usize),
+    Release(usize),
     Advance(u16),
     Timeout,
 }
@@ -122,6 +124,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0usize..8).prop_map(Op::Authenticate),
         (0usize..8).prop_map(Op::Fail),
         (0usize..8).prop_map(Op::Withdraw),
+        (0usize..8).prop_map(Op::Claim),
+        (0usize..8).prop_map(Op::Release),
         (0u16..3000).prop_map(Op::Advance),
         Just(Op::Timeout),
     ]
@@ -164,6 +168,9 @@ proptest! {
         let mut handles: Vec<ticket::Handle> = Vec::new();
         let mut live: HashMap<ticket::Handle, (u16, Instant)> = HashMap::new();
         let mut used: HashMap<ticket::Handle, u32> = HashMap::new();
+        // Tickets a viewer claimed (a session being made): nobody else
+        // finds them, they do not expire.
+        let mut claimed: std::collections::HashSet<ticket::Handle> = Default::default();
         let mut last_freed: Option<u16> = None;
         for op in ops {
             match op {
@@ -194,6 +201,10 @@ proptest! {
                 Op::Connect(port) => {
                     let r = table.lookup(Lookup::Port(port), PEER, now);
                     let model = live.iter().find(|(_, (p, _))| *p == port);
+                    if model.is_some_and(|(h, _)| claimed.contains(h)) {
+                        prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket), "a claimed ticket was found");
+                        continue;
+                    }
                     match (r, model) {
                         (Ok(h), Some((mh, (_, exp)))) => {
                             prop_assert_eq!(h, *mh);
@@ -208,7 +219,8 @@ proptest! {
                     let Some(&h) = handles.get(i) else { continue };
                     let r = table.authenticated(h, now);
                     match live.get(&h).copied() {
-                        Some((port, exp)) if now < exp => {
+                        Some((port, exp)) if now < exp || claimed.contains(&h) => {
+                            claimed.remove(&h);
                             // One-time: the ticket leaves the table with its port.
                             let ticket = r.expect("a usable ticket authenticates");
                             prop_assert_eq!(ticket.port(), Some(port));
@@ -229,6 +241,7 @@ proptest! {
                         Some((port, _)) => {
                             if r == Ok(Attempt::Gone) {
                                 live.remove(&h);
+                                claimed.remove(&h);
                                 last_freed = Some(port);
                                 prop_assert_eq!(table.poll_event(), Some(ticket::Event::Closed { handle: h, port: Some(port) }));
                             } else {
@@ -241,6 +254,7 @@ proptest! {
                 Op::Withdraw(i) => {
                     let Some(&h) = handles.get(i) else { continue };
                     let r = table.withdraw(h);
+                    claimed.remove(&h);
                     match live.remove(&h) {
                         Some((port, _)) => {
                             prop_assert_eq!(r, Ok(()));
@@ -250,15 +264,41 @@ proptest! {
                         None => prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket)),
                     }
                 }
+                Op::Claim(i) => {
+                    let Some(&h) = handles.get(i) else { continue };
+                    let r = table.claim(h, now).map(|t| t.port());
+                    match live.get(&h).copied() {
+                        Some(_) if claimed.contains(&h) => prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket)),
+                        Some((port, exp)) if now < exp => {
+                            prop_assert_eq!(r, Ok(Some(port)));
+                            claimed.insert(h);
+                        }
+                        Some(_) => prop_assert_eq!(r, Err(ticket::Error::Expired)),
+                        None => prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket)),
+                    }
+                }
+                Op::Release(i) => {
+                    let Some(&h) = handles.get(i) else { continue };
+                    let r = table.release(h);
+                    if claimed.remove(&h) {
+                        prop_assert_eq!(r, Ok(()));
+                    } else {
+                        prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket));
+                    }
+                }
                 Op::Advance(ms) => now = now + u64::from(ms),
                 Op::Timeout => {
                     // Exercise both expiry-1 and expiry exactly.
                     if let Some(at) = table.poll_timeout() {
-                        let want_next: Option<Instant> = live.values().map(|(_, e)| *e).min();
+                        let want_next: Option<Instant> = live
+                            .iter()
+                            .filter(|(h, _)| !claimed.contains(h))
+                            .map(|(_, (_, e))| *e)
+                            .min();
                         prop_assert_eq!(Some(at), want_next);
                         // Usable at expiry - 1 ms, not at expiry.
                         for (h, (port, exp)) in &live {
-                            if *exp == at && at > now {
+                            if *exp == at && at > now && !claimed.contains(h) {
                                 prop_assert_eq!(table.lookup(Lookup::Port(*port), PEER, at - 1), Ok(*h));
                                 prop_assert_eq!(table.lookup(Lookup::Port(*port), PEER, at), Err(ticket::Error::Expired));
                                 prop_assert_eq!(table.authenticated(*h, at).map(drop), Err(ticket::Error::Expired));
@@ -279,9 +319,12 @@ proptest! {
                                 other => prop_assert!(false, "unexpected {:?}", other),
                             }
                         }
-                        prop_assert!(live.values().all(|(_, e)| *e > now), "a due ticket stayed");
+                        prop_assert!(
+                            live.iter().all(|(h, (_, e))| *e > now || claimed.contains(h)),
+                            "a due ticket stayed"
+                        );
                     } else {
-                        prop_assert!(live.is_empty());
+                        prop_assert!(live.keys().all(|h| claimed.contains(h)));
                     }
                 }
             }
