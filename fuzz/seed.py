@@ -394,8 +394,22 @@ def signed_ticket():
     write("signed_ticket", "seal-too-long", seal(400, 2, b"h" * 255, b"x" * 64))
 
 
+def backend_allow():
+    # [address: 16] [port] [own port] [flags] [rules]
+    v4 = bytes([10, 0, 0, 5]) + bytes(12)
+    v6 = bytes([0x20, 0x01, 0x0D, 0xB8]) + bytes(11) + b"\x07"
+    for name, (addr, port, flags, rules) in {
+        "v4-range": (v4, 5901, 1, b"10.0.0.0/8:5900-5999"),
+        "v6-bracket": (v6, 5901, 0, b"[2001:db8::7]:5901,192.0.2.0/24"),
+        "v6-prefix-ports": (v6, 6000, 0, b"2001:db8::/32:5900-6000, ::1:5900-5999"),
+        "own-port": (bytes([127, 0, 0, 1]) + bytes(12), 8888, 7, b"0.0.0.0/0,::/0"),
+    }.items():
+        write("backend_allow", name, addr + struct.pack(">HH", port, 8888) + bytes([flags]) + rules)
+
+
 def main():
     shutil.rmtree(CORPUS, ignore_errors=True)
+    backend_allow()
     rfb()
     entry()
     proxy()

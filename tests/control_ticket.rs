@@ -108,6 +108,8 @@ enum Op {
     Authenticate(usize),
     Fail(usize),
     Withdraw(usize),
+    Claim(usize),
+    Release(usize),
     Advance(u16),
     Timeout,
 }
@@ -122,6 +124,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0usize..8).prop_map(Op::Authenticate),
         (0usize..8).prop_map(Op::Fail),
         (0usize..8).prop_map(Op::Withdraw),
+        (0usize..8).prop_map(Op::Claim),
+        (0usize..8).prop_map(Op::Release),
         (0u16..3000).prop_map(Op::Advance),
         Just(Op::Timeout),
     ]
@@ -154,6 +158,8 @@ proptest! {
             last_port: 7003,
             default_timeout_ms: 2_000,
             attempts,
+            // One failing source: `attempts` wrong passwords end a ticket.
+            failing_sources: 1,
             ..ticket::Config::default()
         };
         let mut table = Table::new(cfg, [const { ticket::Slot::new() }; 3]).unwrap();
@@ -162,6 +168,9 @@ proptest! {
         let mut handles: Vec<ticket::Handle> = Vec::new();
         let mut live: HashMap<ticket::Handle, (u16, Instant)> = HashMap::new();
         let mut used: HashMap<ticket::Handle, u32> = HashMap::new();
+        // Tickets a viewer claimed (a session being made): nobody else
+        // finds them, they do not expire.
+        let mut claimed: std::collections::HashSet<ticket::Handle> = Default::default();
         let mut last_freed: Option<u16> = None;
         for op in ops {
             match op {
@@ -192,6 +201,10 @@ proptest! {
                 Op::Connect(port) => {
                     let r = table.lookup(Lookup::Port(port), PEER, now);
                     let model = live.iter().find(|(_, (p, _))| *p == port);
+                    if model.is_some_and(|(h, _)| claimed.contains(h)) {
+                        prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket), "a claimed ticket was found");
+                        continue;
+                    }
                     match (r, model) {
                         (Ok(h), Some((mh, (_, exp)))) => {
                             prop_assert_eq!(h, *mh);
@@ -206,7 +219,8 @@ proptest! {
                     let Some(&h) = handles.get(i) else { continue };
                     let r = table.authenticated(h, now);
                     match live.get(&h).copied() {
-                        Some((port, exp)) if now < exp => {
+                        Some((port, exp)) if now < exp || claimed.contains(&h) => {
+                            claimed.remove(&h);
                             // One-time: the ticket leaves the table with its port.
                             let ticket = r.expect("a usable ticket authenticates");
                             prop_assert_eq!(ticket.port(), Some(port));
@@ -227,6 +241,7 @@ proptest! {
                         Some((port, _)) => {
                             if r == Ok(Attempt::Gone) {
                                 live.remove(&h);
+                                claimed.remove(&h);
                                 last_freed = Some(port);
                                 prop_assert_eq!(table.poll_event(), Some(ticket::Event::Closed { handle: h, port: Some(port) }));
                             } else {
@@ -239,6 +254,7 @@ proptest! {
                 Op::Withdraw(i) => {
                     let Some(&h) = handles.get(i) else { continue };
                     let r = table.withdraw(h);
+                    claimed.remove(&h);
                     match live.remove(&h) {
                         Some((port, _)) => {
                             prop_assert_eq!(r, Ok(()));
@@ -248,15 +264,41 @@ proptest! {
                         None => prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket)),
                     }
                 }
+                Op::Claim(i) => {
+                    let Some(&h) = handles.get(i) else { continue };
+                    let r = table.claim(h, now).map(|t| t.port());
+                    match live.get(&h).copied() {
+                        Some(_) if claimed.contains(&h) => prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket)),
+                        Some((port, exp)) if now < exp => {
+                            prop_assert_eq!(r, Ok(Some(port)));
+                            claimed.insert(h);
+                        }
+                        Some(_) => prop_assert_eq!(r, Err(ticket::Error::Expired)),
+                        None => prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket)),
+                    }
+                }
+                Op::Release(i) => {
+                    let Some(&h) = handles.get(i) else { continue };
+                    let r = table.release(h);
+                    if claimed.remove(&h) {
+                        prop_assert_eq!(r, Ok(()));
+                    } else {
+                        prop_assert_eq!(r, Err(ticket::Error::NoSuchTicket));
+                    }
+                }
                 Op::Advance(ms) => now = now + u64::from(ms),
                 Op::Timeout => {
                     // Exercise both expiry-1 and expiry exactly.
                     if let Some(at) = table.poll_timeout() {
-                        let want_next: Option<Instant> = live.values().map(|(_, e)| *e).min();
+                        let want_next: Option<Instant> = live
+                            .iter()
+                            .filter(|(h, _)| !claimed.contains(h))
+                            .map(|(_, (_, e))| *e)
+                            .min();
                         prop_assert_eq!(Some(at), want_next);
                         // Usable at expiry - 1 ms, not at expiry.
                         for (h, (port, exp)) in &live {
-                            if *exp == at && at > now {
+                            if *exp == at && at > now && !claimed.contains(h) {
                                 prop_assert_eq!(table.lookup(Lookup::Port(*port), PEER, at - 1), Ok(*h));
                                 prop_assert_eq!(table.lookup(Lookup::Port(*port), PEER, at), Err(ticket::Error::Expired));
                                 prop_assert_eq!(table.authenticated(*h, at).map(drop), Err(ticket::Error::Expired));
@@ -277,9 +319,12 @@ proptest! {
                                 other => prop_assert!(false, "unexpected {:?}", other),
                             }
                         }
-                        prop_assert!(live.values().all(|(_, e)| *e > now), "a due ticket stayed");
+                        prop_assert!(
+                            live.iter().all(|(h, (_, e))| *e > now || claimed.contains(h)),
+                            "a due ticket stayed"
+                        );
                     } else {
-                        prop_assert!(live.is_empty());
+                        prop_assert!(live.keys().all(|h| claimed.contains(h)));
                     }
                 }
             }
@@ -349,4 +394,97 @@ proptest! {
         let limit = u32::from(attempts) * u32::from(sources);
         prop_assert_eq!(gone, blocked >= usize::from(sources) || total >= limit || per.len() > ticket::MAX_FAILING_SOURCES);
     }
+}
+
+/// Wrong passwords the table lets an attacker with `k` sources try against
+/// one ticket (each source guessing until it is refused, round-robin, so
+/// the ticket's limit and not the order decides), and whether the real
+/// viewer, from a source of its own, still finds the console after.
+fn guesses_allowed(cfg: ticket::Config, sources: &[IpAddr]) -> (u32, bool) {
+    let mut table = Table::new(cfg, [const { ticket::Slot::new() }; 1]).unwrap();
+    let now = Instant::from_millis(0);
+    let h = table
+        .issue(now, &request(None, 0), &[5u8; ticket::RANDOM_LEN])
+        .unwrap()
+        .handle;
+    let mut checked = 0u32;
+    // Bounded: no source is admitted more than 255 times.
+    for _ in 0..256 {
+        let mut any = false;
+        for &peer in sources {
+            if table.lookup(Lookup::Port(7000), peer, now).is_ok() {
+                any = true;
+                checked += 1;
+                table.failed_attempt(h, peer).unwrap();
+            }
+        }
+        if !any {
+            break;
+        }
+    }
+    let viewer = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
+    (
+        checked,
+        table.lookup(Lookup::Port(7000), viewer, now).is_ok(),
+    )
+}
+
+/// The guessing odds of the default rule (one guess per source, the ticket
+/// gone after 3 failing sources; a source is an IPv4 address or an IPv6
+/// /64): an attacker controlling k sources, for any k, checks at most 3
+/// passwords, so its chance to hit a generated 8-character password (62^8
+/// equally likely) before the ticket dies is at most 3 / 62^8 ≈ 1.4e-14;
+/// with the largest settings (`--ticket-attempts 3`,
+/// `--ticket-failing-sources 8`) at most 24 / 62^8 ≈ 1.1e-13. A scanner
+/// with fewer sources than that leaves the console to its real viewer.
+#[test]
+fn an_attacker_with_k_sources_guesses_a_generated_password_with_odds_below_2e_14() {
+    let space = (ticket::ALPHABET.len() as f64).powi(ticket::GENERATED_PASSWORD_LEN as i32);
+    let defaults = ticket::Config {
+        first_port: 7000,
+        last_port: 7000,
+        ..ticket::Config::default()
+    };
+    assert_eq!((defaults.attempts, defaults.failing_sources), (1, 3));
+    let v4 = |i: u8| IpAddr::V4(Ipv4Addr::new(192, 0, 2, i));
+    // Distinct /64s, and many addresses in one /64 (one source).
+    let v6 = |net: u16, host: u16| {
+        IpAddr::V6(std::net::Ipv6Addr::new(
+            0x2001, 0xdb8, 0, net, 0, 0, 0, host,
+        ))
+    };
+    for k in 1..=40u8 {
+        let sources: Vec<IpAddr> = (0..k).map(v4).collect();
+        let (checked, viewer_in) = guesses_allowed(defaults.clone(), &sources);
+        assert_eq!(checked, u32::from(k.min(3)), "k = {k}");
+        assert_eq!(
+            viewer_in,
+            k < 3,
+            "k = {k}: the real viewer keeps its console"
+        );
+        assert!(f64::from(checked) / space < 1.5e-14, "k = {k}");
+        let one_net: Vec<IpAddr> = (0..u16::from(k)).map(|h| v6(1, h)).collect();
+        assert_eq!(
+            guesses_allowed(defaults.clone(), &one_net),
+            (1, true),
+            "one /64 is one source"
+        );
+        let nets: Vec<IpAddr> = (0..u16::from(k)).map(|n| v6(n, 1)).collect();
+        assert_eq!(
+            guesses_allowed(defaults.clone(), &nets).0,
+            u32::from(k.min(3))
+        );
+    }
+    let widest = ticket::Config {
+        attempts: 3,
+        failing_sources: ticket::MAX_FAILING_SOURCES as u8,
+        ..defaults
+    };
+    for k in 1..=40u8 {
+        let sources: Vec<IpAddr> = (0..k).map(v4).collect();
+        let (checked, _) = guesses_allowed(widest.clone(), &sources);
+        assert!(checked <= 24, "k = {k}: {checked}");
+        assert!(f64::from(checked) / space < 1.2e-13);
+    }
+    assert!(3.0 / space < 1.5e-14 && 3.0 / space > 1.3e-14);
 }

@@ -27,10 +27,12 @@
 //!   "connection failed" with the reason (inside the WebSocket when one was
 //!   opened), which noVNC and native viewers show.
 //! - The RFB server handshake runs with the ticket's password (inside
-//!   WebSocket frames when there are some). A wrong password burns an
-//!   attempt ([`Entry::charge_attempt`]); a right one reports
+//!   WebSocket frames when there are some). A wrong password costs its
+//!   source a guess ([`Entry::charge_attempt`]); a right one reports
 //!   [`Event::Authenticated`]: the driver takes the ticket
-//!   ([`Entry::take_ticket`]), logs in to the backend, and then calls
+//!   ([`Entry::take_ticket`], or [`Entry::claim_ticket`] first and
+//!   `take_ticket` once the session's resources are in hand), logs in to
+//!   the backend, and then calls
 //!   [`Entry::accept`] or [`Entry::reject`] (the reason the viewer sees is
 //!   chosen here, [`Rejection`]). After `accept` and a last flush,
 //!   [`Entry::into_relay`] hands over the WebSocket connection and every byte
@@ -110,7 +112,7 @@
 //!    [`Machine::handle_timeout`].
 //!
 //! On `Err`, flush the queued answer, call [`Entry::charge_attempt`] (a
-//! wrong password burns an attempt of the ticket), and close.
+//! wrong password costs its source a guess), and close.
 //!
 //! What it consumes, says and sends never depends on how the input was
 //! split, with one exception that cannot matter: inside WebSocket the
@@ -482,7 +484,10 @@ impl fmt::Display for Error {
 /// viewer sees [`Rejection::reason`].
 #[derive(Debug, Clone, Copy)]
 pub enum Rejection<'a> {
-    /// The backend could not be reached (the detail: the connect error).
+    /// The backend could not be reached (the detail, for the driver's log:
+    /// the connect error, the allow-list's refusal). The viewer is told
+    /// [`BACKEND_UNREACHABLE`], as for the three below that say whether
+    /// something listens.
     Unreachable(&'a str),
     /// The backend refused the login: the RFB client's error, and the
     /// reason the backend gave, if any.
@@ -501,7 +506,14 @@ pub enum Rejection<'a> {
     /// The proxy holds as many sessions as it may; the ticket is kept for
     /// a later try.
     Full,
+    /// The proxy could not take what the session needs (the resource:
+    /// "file descriptors", "memory"); the ticket is kept for a later try.
+    OutOfResources(&'a str),
 }
+
+/// What a viewer is told for every backend that cannot be reached, whatever
+/// the cause ([`Rejection::Unreachable`]).
+pub const BACKEND_UNREACHABLE: &str = "backend unreachable";
 
 impl Rejection<'_> {
     /// The reason sent to the viewer (RFB 3.8 SecurityResult), at most
@@ -510,12 +522,21 @@ impl Rejection<'_> {
         let mut s: heapless::String<REASON_MAX> = heapless::String::new();
         // A longer text is cut by the write: what fits is sent.
         let _ = match self {
-            Rejection::Unreachable(detail) => write!(s, "backend unreachable: {detail}"),
+            // Closed, filtered, refused by --backend-allow, silent, not
+            // VNC: one answer, so a viewer cannot scan with tickets (the
+            // driver logs the detail).
+            Rejection::Unreachable(_)
+            | Rejection::LoginBroken(_)
+            | Rejection::LoginTimedOut
+            | Rejection::LoginFailed(crate::rfb::client::Error::NotRfb, _) => {
+                s.write_str(BACKEND_UNREACHABLE)
+            }
             Rejection::LoginFailed(e, Some(r)) if !r.is_empty() => write!(s, "backend: {e}: {r}"),
             Rejection::LoginFailed(e, _) => write!(s, "backend: {e}"),
-            Rejection::LoginBroken(detail) => write!(s, "backend: {detail}"),
             Rejection::BackendTls(detail) => s.write_str(detail),
-            Rejection::LoginTimedOut => s.write_str("backend did not complete the RFB handshake"),
+            Rejection::OutOfResources(what) => {
+                write!(s, "the proxy is out of {what}; try again in a moment")
+            }
             Rejection::Ticket(e) => s.write_str(e.reason()),
             Rejection::Full => s.write_str("the proxy is full; try again in a moment"),
         };
@@ -905,6 +926,36 @@ impl<'a> Entry<'a> {
         })
     }
 
+    /// After [`Event::Authenticated`], when the session's resources come
+    /// first: claims the ticket in `table` ([`Table::claim`]: it stays, no
+    /// other viewer finds it, it does not expire) and returns a copy (the
+    /// backend to reach). Then either [`Entry::take_ticket`] once
+    /// everything is in hand, or [`Entry::release_ticket`] and
+    /// [`Entry::reject`] if something cannot be had. If the ticket can no
+    /// longer be had, the viewer is told why, as by `take_ticket`.
+    pub fn claim_ticket<S: AsRef<[Slot]> + AsMut<[Slot]>>(
+        &mut self,
+        table: &mut Table<S>,
+        now: Instant,
+    ) -> Result<Ticket, ticket::Error> {
+        let handle = match (&self.state, self.admitted) {
+            (State::Decision, Some(h)) => h,
+            _ => return Err(ticket::Error::NoSuchTicket),
+        };
+        table.claim(handle, now).inspect_err(|&e| {
+            self.reject(Rejection::Ticket(e));
+        })
+    }
+
+    /// Gives a ticket [`Entry::claim_ticket`] claimed back to `table`: the
+    /// viewer keeps it for another try (with [`Rejection::OutOfResources`]
+    /// or [`Rejection::Full`]).
+    pub fn release_ticket<S: AsRef<[Slot]> + AsMut<[Slot]>>(&self, table: &mut Table<S>) {
+        if let Some(h) = self.admitted {
+            let _ = table.release(h);
+        }
+    }
+
     /// After [`Event::Authenticated`] and the backend's login: sends
     /// SecurityResult OK. Flush, then [`Entry::into_relay`].
     pub fn accept(&mut self) -> bool {
@@ -934,8 +985,9 @@ impl<'a> Entry<'a> {
     }
 
     /// After an error: applies the ticket rule for it to `table`. A wrong
-    /// password uses one of the ticket's attempts (at the last, the ticket
-    /// is gone); every other failure leaves the ticket alone. Returns what
+    /// password uses one of its source's guesses (with the last failing
+    /// source, the ticket is gone: [`Table::failed_attempt`]); every other
+    /// failure leaves the ticket alone. Returns what
     /// became of the attempts, when one was used.
     pub fn charge_attempt<S: AsRef<[Slot]> + AsMut<[Slot]>>(
         &self,

@@ -11,6 +11,7 @@
 //! | module | what it is |
 //! | --- | --- |
 //! | [`cidr`] | address ranges (`10.0.0.0/8,::1`) for the access options |
+//! | [`backend_allow`] | which backends a ticket may reach (`--backend-allow`, never vncap's own sockets) |
 //! | [`time`] | [`Instant`], the caller's milliseconds |
 //! | [`machine`] | the [`Machine`] trait |
 //! | [`rfb`] | RFB (VNC) authentication: `rfb::server` checks a viewer, `rfb::client` logs in to the backend (VeNCrypt with the TLS handed to the driver), `rfb::des`, `rfb::vencrypt` |
@@ -33,6 +34,7 @@
 #[macro_use]
 mod logging;
 
+pub mod backend_allow;
 pub mod cidr;
 pub mod control;
 pub mod entry;

@@ -1,6 +1,9 @@
 //! Reaching a backend VNC server and logging in to it: resolve its name
-//! (IPv4 and IPv6), try each address with a connect timeout, retry the whole
-//! list a bounded number of times with a short backoff ([`connect`]); then
+//! (IPv4 and IPv6) within the connect timeout, check each address against
+//! `--backend-allow` and vncap's own sockets (the core's
+//! `backend_allow::check`, [`Access`]), try each allowed address with a
+//! connect timeout, retry the whole list a bounded number of times with a
+//! short backoff ([`connect`]); then
 //! drive the core's `rfb::client` over it, running the TLS handshake when
 //! the machine hands it over (VeNCrypt, `--backend-tls-dir`), all within
 //! the handshake deadline ([`login`]). `session.rs` calls [`login`] and
@@ -17,10 +20,11 @@ use crate::tls;
 use crate::transport::{ByteRead, ByteWrite, Plain};
 use smol::net::TcpStream;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::rc::Rc;
 use std::time::Duration;
+use vncap_core::backend_allow::{self, AllowList, Own, Refusal};
 use vncap_core::entry::Rejection;
 use vncap_core::rfb::client;
 
@@ -48,6 +52,47 @@ pub struct Login<'a> {
     pub timeout: Duration,
     /// VeNCrypt, when configured.
     pub tls: Option<&'a Tls>,
+    /// Which addresses it may be.
+    pub access: &'a Access,
+}
+
+/// Which backends a ticket may reach: `--backend-allow`, and never one of
+/// vncap's own listening sockets.
+#[derive(Debug, Clone, Default)]
+pub struct Access {
+    /// `--backend-allow`.
+    pub allow: AllowList,
+    /// The control channel, the entry ports, the single port, the metrics
+    /// port, the Flash policy port.
+    pub own: Own,
+}
+
+impl Access {
+    /// Whether a ticket may reach `to` (the core decides; whether an
+    /// address is this host's is asked of the system: it can be bound).
+    pub fn check(&self, to: SocketAddr) -> Result<(), Refusal> {
+        backend_allow::check(&self.allow, &self.own, to, |ip| {
+            std::net::UdpSocket::bind((ip, 0)).is_ok()
+        })
+    }
+
+    /// At request time: a backend written as an address is checked at once
+    /// (a name is checked on what it resolves to, when connecting).
+    pub fn check_literal(&self, host: &str, port: u16) -> Result<(), Refusal> {
+        match literal(host) {
+            Some(ip) => self.check(SocketAddr::new(ip, port)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `host` as an IP address, if it is one (`[::1]` too).
+fn literal(host: &str) -> Option<IpAddr> {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse().ok()
 }
 
 /// A backend's reading half: plain TCP, or TLS over it.
@@ -134,6 +179,32 @@ pub enum Failure {
     Tls(String),
     /// The backend did not finish the login in time.
     TimedOut,
+    /// vncap could not take what the connection needs: which resource
+    /// ("file descriptors", "memory") and the error.
+    OutOfResources(&'static str, String),
+}
+
+impl std::fmt::Display for Failure {
+    /// The detail, for the log (the viewer is told [`Failure::rejection`]).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Unreachable(e) | Failure::Broken(e) | Failure::Tls(e) => f.write_str(e),
+            Failure::Refused(e, Some(r)) => write!(f, "{e}: {r}"),
+            Failure::Refused(e, None) => write!(f, "{e}"),
+            Failure::TimedOut => f.write_str("no RFB login within the handshake timeout"),
+            Failure::OutOfResources(what, e) => write!(f, "out of {what}: {e}"),
+        }
+    }
+}
+
+/// Which resource an error says vncap ran out of, if it says so (EMFILE,
+/// ENFILE: descriptors; ENOMEM, ENOBUFS: memory).
+pub fn exhausted(e: &io::Error) -> Option<&'static str> {
+    match rustix::io::Errno::from_io_error(e)? {
+        rustix::io::Errno::MFILE | rustix::io::Errno::NFILE => Some("file descriptors"),
+        rustix::io::Errno::NOMEM | rustix::io::Errno::NOBUFS => Some("memory"),
+        _ => None,
+    }
 }
 
 impl Failure {
@@ -145,6 +216,7 @@ impl Failure {
             Failure::Broken(e) => Rejection::LoginBroken(e),
             Failure::Tls(why) => Rejection::BackendTls(why),
             Failure::TimedOut => Rejection::LoginTimedOut,
+            Failure::OutOfResources(what, _) => Rejection::OutOfResources(what),
         }
     }
 }
@@ -158,9 +230,12 @@ pub async fn login(
     clock: &Clock,
     viewer: Option<&Rc<Recording>>,
 ) -> Result<LoggedIn, Failure> {
-    let stream = connect(how.host, how.port, how.connect)
+    let stream = connect(how.host, how.port, how.connect, how.access)
         .await
-        .map_err(|e| Failure::Unreachable(e.to_string()))?;
+        .map_err(|e| match exhausted(&e) {
+            Some(what) => Failure::OutOfResources(what, e.to_string()),
+            None => Failure::Unreachable(e.to_string()),
+        })?;
     let rec = viewer.and_then(|v| record::start(v.backend(how.host, how.port)));
     let rec = rec.as_ref();
     let tcp = stream.clone();
@@ -266,22 +341,79 @@ pub struct ConnectPolicy {
 }
 
 /// Connects to `host:port`, returning the stream (TCP_NODELAY and keepalive
-/// set) or the last error.
-pub async fn connect(host: &str, port: u16, policy: ConnectPolicy) -> io::Result<TcpStream> {
+/// set) or the last error. Only addresses `access` allows are tried (if it
+/// allows none, the error says why, at once); running out of descriptors
+/// or memory is returned at once too ([`exhausted`]).
+pub async fn connect(
+    host: &str,
+    port: u16,
+    policy: ConnectPolicy,
+    access: &Access,
+) -> io::Result<TcpStream> {
+    connect_via(host, port, policy, access, |host, port| async move {
+        smol::net::resolve((host.as_str(), port)).await
+    })
+    .await
+}
+
+/// [`connect`] with the resolver given: a name's lookup is bounded by the
+/// connect timeout. The system's resolver (`getaddrinfo`, on one of
+/// `blocking`'s threads: at most 500, each bounded by resolv.conf's own
+/// timeouts) may go on after that; the session does not wait for it.
+async fn connect_via<F, R>(
+    host: &str,
+    port: u16,
+    policy: ConnectPolicy,
+    access: &Access,
+    resolve: R,
+) -> io::Result<TcpStream>
+where
+    R: Fn(String, u16) -> F,
+    F: std::future::Future<Output = io::Result<Vec<SocketAddr>>>,
+{
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    // An address the name gave that may not be reached, for the log.
+    let mut not_tried: Option<String> = None;
     for round in 0..=policy.retries {
         if round > 0 {
             smol::Timer::after(policy.backoff * round).await;
         }
-        let addrs: Vec<SocketAddr> = match smol::net::resolve((host, port)).await {
-            Ok(a) if !a.is_empty() => a,
-            Ok(_) => continue,
-            Err(e) => {
-                last = e;
-                continue;
-            }
+        let addrs: Vec<SocketAddr> = match literal(host) {
+            Some(ip) => vec![SocketAddr::new(ip, port)],
+            None => match with_timeout(policy.timeout, resolve(host.to_string(), port)).await {
+                Ok(a) if !a.is_empty() => a,
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    last = io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!("resolving {host}: timed out"),
+                    );
+                    continue;
+                }
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            },
         };
-        for addr in addrs {
+        let (allowed, refused): (Vec<_>, Vec<_>) =
+            addrs.into_iter().partition(|a| access.check(*a).is_ok());
+        if allowed.is_empty() {
+            let why = refused
+                .first()
+                .and_then(|a| access.check(*a).err().map(|r| format!("{a}: {r}")))
+                .unwrap_or_else(|| "no address".into());
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("refused: {why}"),
+            ));
+        }
+        if let Some(a) = refused.first() {
+            if let Err(why) = access.check(*a) {
+                not_tried = Some(format!("{a}: {why}"));
+            }
+        }
+        for addr in allowed {
             match with_timeout(policy.timeout, TcpStream::connect(addr)).await {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
@@ -290,12 +422,18 @@ pub async fn connect(host: &str, port: u16, policy: ConnectPolicy) -> io::Result
                 }
                 Err(e) => {
                     log::debug!("backend {addr}: {e}");
+                    if exhausted(&e).is_some() {
+                        return Err(e);
+                    }
                     last = e;
                 }
             }
         }
     }
-    Err(last)
+    Err(match not_tried {
+        Some(why) => io::Error::new(last.kind(), format!("{last}; not tried: {why}")),
+        None => last,
+    })
 }
 
 /// Runs `fut`, or fails with `TimedOut` after `limit`.
@@ -308,4 +446,103 @@ pub async fn with_timeout<T>(
         Err(io::Error::new(io::ErrorKind::TimedOut, "timed out"))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(timeout: Duration) -> ConnectPolicy {
+        ConnectPolicy {
+            timeout,
+            retries: 1,
+            backoff: Duration::from_millis(10),
+            keepalive: None,
+        }
+    }
+
+    #[test]
+    fn a_name_that_never_resolves_takes_no_longer_than_the_connect_timeout() {
+        smol::block_on(async {
+            let started = std::time::Instant::now();
+            // A resolver that never answers (a black-holed DNS server).
+            let never = |_: String, _: u16| futures_lite::future::pending();
+            let limit = Duration::from_millis(200);
+            let any = Access::default();
+            let run = connect_via("slow.invalid", 5900, policy(limit), &any, never);
+            let guard = async {
+                smol::Timer::after(Duration::from_secs(5)).await;
+                Err(io::Error::other("still resolving after 5 s"))
+            };
+            let e = futures_lite::future::or(run, guard).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::TimedOut, "{e}");
+            assert!(e.to_string().contains("resolving slow.invalid"), "{e}");
+            // Two rounds of 200 ms and the backoff.
+            assert!(started.elapsed() < Duration::from_secs(2));
+        });
+    }
+
+    #[test]
+    fn a_name_resolving_to_a_refused_address_is_not_connected() {
+        smol::block_on(async {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let at = l.local_addr().unwrap();
+            let access = Access {
+                allow: "10.0.0.0/8".parse().unwrap(),
+                own: Own::new(),
+            };
+            let to_listener = move |_: String, _: u16| async move { Ok(vec![at]) };
+            let e = connect_via(
+                "node1",
+                at.port(),
+                policy(Duration::from_secs(1)),
+                &access,
+                to_listener,
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+            assert!(e.to_string().contains("not in --backend-allow"), "{e}");
+            l.set_nonblocking(true).unwrap();
+            assert!(l.accept().is_err(), "nothing connected");
+        });
+    }
+
+    #[test]
+    fn a_refused_address_beside_an_unreachable_one_is_named_in_the_error() {
+        smol::block_on(async {
+            // localhost as Debian's /etc/hosts has it: ::1 and 127.0.0.1.
+            let closed = std::net::TcpListener::bind("[::1]:0")
+                .map(|l| l.local_addr().unwrap().port())
+                .unwrap_or(1);
+            let own_port = closed;
+            let mut own = Own::new();
+            own.push(backend_allow::Listening {
+                addr: "127.0.0.1".parse().unwrap(),
+                ports: backend_allow::Ports::one(own_port),
+                what: "control channel",
+            });
+            let access = Access {
+                allow: AllowList::any(),
+                own,
+            };
+            let both = move |_: String, port: u16| async move {
+                Ok(vec![
+                    SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 1], port)),
+                    SocketAddr::from(([127, 0, 0, 1], port)),
+                ])
+            };
+            let e = connect_via(
+                "localhost",
+                own_port,
+                policy(Duration::from_secs(1)),
+                &access,
+                both,
+            )
+            .await
+            .unwrap_err();
+            assert!(e.to_string().contains("not tried: 127.0.0.1:"), "{e}");
+            assert!(e.to_string().contains("control channel"), "{e}");
+        });
+    }
 }

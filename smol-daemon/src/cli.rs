@@ -7,6 +7,7 @@ use argh::FromArgs;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::str::FromStr;
+use vncap_core::backend_allow::AllowList;
 use vncap_core::cidr::CidrList;
 
 /// vncap: a VNC authentication proxy. A front end (Ganeti Web Manager,
@@ -135,6 +136,31 @@ pub struct Serve {
     /// further connection attempts toward a backend (default 3; 0-100)
     #[argh(option, arg_name = "n", default = "3", from_str_fn(retries))]
     pub connect_retries: u32,
+    // Backends and tickets on a hostile network (issue 15).
+    /// backends a console may point at: CIDR[:LO-HI],... (e.g.
+    /// 10.0.0.0/8:5900-5999,[2001:db8::7]:5901) (default: any address and
+    /// port); vncap's own listening sockets are never one, and a refused
+    /// backend is "backend unreachable" to the viewer like any other
+    #[argh(
+        option,
+        arg_name = "cidr[:lo-hi],...",
+        default = "AllowList::any()",
+        from_str_fn(allow_list)
+    )]
+    pub backend_allow: AllowList,
+    /// wrong passwords a console takes from one source (an address; IPv6: a
+    /// /64) before it refuses that source (default 1; 1-3)
+    #[argh(option, arg_name = "n", default = "1", from_str_fn(ticket_attempts))]
+    pub ticket_attempts: u8,
+    /// sources that may use up their wrong passwords before the console is
+    /// gone (default 3; 1-8; 1: a wrong password burns the console)
+    #[argh(
+        option,
+        arg_name = "n",
+        default = "vncap_core::ticket::DEFAULT_FAILING_SOURCES",
+        from_str_fn(failing_sources)
+    )]
+    pub ticket_failing_sources: u8,
     /// seconds a viewer has to finish authentication (default 10; 1-3600)
     #[argh(option, arg_name = "secs", default = "10", from_str_fn(handshake_secs))]
     pub handshake_timeout: u32,
@@ -512,6 +538,19 @@ impl FromStr for PortRange {
         }
         Ok(PortRange { lo, hi })
     }
+}
+
+/// `--backend-allow`: `CIDR[:LO-HI],...`.
+pub fn allow_list(s: &str) -> Result<AllowList, String> {
+    s.parse().map_err(|e| {
+        format!("expected CIDR[:LO-HI],... (like 10.0.0.0/8:5900-5999,::1): {s:?}: {e}")
+    })
+}
+fn ticket_attempts(s: &str) -> Result<u8, String> {
+    ranged(s, 1, 3)
+}
+fn failing_sources(s: &str) -> Result<u8, String> {
+    ranged(s, 1, vncap_core::ticket::MAX_FAILING_SOURCES as u8)
 }
 
 /// A list of address ranges: `10.0.0.0/8,::1` (a bare address is one host).

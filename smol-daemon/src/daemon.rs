@@ -97,6 +97,7 @@ impl Daemon {
             settings: &self.settings,
             clock: &self.clock,
             sessions: &self.sessions,
+            tickets: self,
         }
     }
 

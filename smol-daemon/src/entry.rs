@@ -76,6 +76,16 @@ impl From<ticket::Issued> for Issued {
 /// With `--ticket-key`, a console for the single port is a signed ticket
 /// (nothing is kept here: any instance with the key admits it).
 pub async fn issue(d: &Rc<Daemon>, req: &Console) -> Result<Issued, String> {
+    // A backend written as an address is checked now; a name, when it is
+    // resolved.
+    if let Err(why) = d.settings.backend_access.check_literal(&req.host, req.port) {
+        log::warn!(
+            "console for {}:{} refused: {why}",
+            req.host.as_str(),
+            req.port
+        );
+        return Err(format!("backend not allowed: {why}"));
+    }
     let mut random = [0u8; ticket::RANDOM_LEN];
     getrandom::fill(&mut random).map_err(|e| format!("no randomness: {e}"))?;
     let signed = d.with_signed(|t, _, keys| {
@@ -399,8 +409,10 @@ where
                     w.close().await;
                     return Err("authenticated, but --max-sessions are in use; ticket kept".into());
                 };
-                let taken = d.with_tickets(|t| m.take_ticket(t, d.clock.now()));
-                let ticket = match taken {
+                // Claimed, not taken: the session takes it once it holds
+                // everything it needs, or gives it back (`session.rs`).
+                let claimed = d.with_tickets(|t| m.claim_ticket(t, d.clock.now()));
+                let ticket = match claimed {
                     Ok(ticket) => ticket,
                     Err(e) => {
                         d.sessions.count_login(Login::Refused);

@@ -25,7 +25,8 @@
 //! | `control.rs` | the control channel |
 //! | `entry.rs` | entry points (opening a ticket's port, the single port): the driver of the core's entry machine, one viewer up to its authentication |
 //! | `session.rs` | an authenticated viewer: backend login, SecurityResult, relay, and its end by vncap (kill, restart, idle, max life, pings) (settings, clock and session registry: `session::Place`, no daemon) |
-//! | `backend.rs` | reaching a backend (resolve, timeout, retries) and logging in (`backend::login`: the core's `rfb::client`, VeNCrypt's TLS hand-off) |
+//! | `backend.rs` | reaching a backend (resolve within the timeout, `--backend-allow`, retries) and logging in (`backend::login`: the core's `rfb::client`, VeNCrypt's TLS hand-off) |
+//! | `backend_access.rs` | `--backend-allow` and vncap's own listening sockets, gathered at start |
 //! | `flashpolicy.rs` | `vncap flashpolicy` |
 //! | `request.rs` | `vncap request` |
 //! | `sessions.rs` | the session registry (live sessions, `kill`, the drain) and the counters |
@@ -34,6 +35,7 @@
 //! | `metrics.rs` | `--metrics`: Prometheus text format at `GET /metrics` |
 
 mod backend;
+mod backend_access;
 mod budget;
 mod buffer;
 mod cli;

@@ -192,13 +192,6 @@ impl<T: ByteWrite> ByteWrite for Tap<T> {
     }
 }
 
-/// `--record DIR`: the viewer leg's file of a session that authenticated
-/// (`door`: where and how it came in). The handshake's RFB bytes go in with
-/// [`write_transcript`].
-pub fn start_viewer(dir: Option<&Path>, peer: SocketAddr, door: &str) -> Option<Rc<Recording>> {
-    start(Recording::viewer(dir?, peer, door))
-}
-
 /// Writes the entry machine's RFB transcript to `rec`, from message `from`
 /// on; returns the number of messages it holds.
 pub fn write_transcript(rec: &Recording, transcript: Option<&Transcript>, from: usize) -> usize {

@@ -336,6 +336,9 @@ async fn serve(
         ),
         None => None,
     };
+    // Every field is set today; the update keeps fields added later at
+    // their defaults.
+    #[allow(clippy::needless_update)]
     let table = ticket::Config {
         first_port: args.ports.lo,
         last_port: args.ports.hi,
@@ -346,8 +349,20 @@ async fn serve(
         tls: tls.is_some(),
         require_tls: args.require_tls,
         max_tickets: args.max_tickets,
+        attempts: args.ticket_attempts,
+        failing_sources: args.ticket_failing_sources,
         ..ticket::Config::default()
     };
+    // The control channel is bound before the daemon exists: its address
+    // is one no ticket may point at.
+    let (listener, activated) = control_listener(&args.control, passed).await?;
+    let backend_access = crate::backend_access::build(
+        &args,
+        listen,
+        &listener,
+        single.as_ref().map(|(_, port)| *port),
+        metrics.as_ref(),
+    );
     let settings = Settings {
         listen,
         handshake_timeout: Duration::from_secs(args.handshake_timeout.into()),
@@ -372,12 +387,12 @@ async fn serve(
         record: args.record.clone(),
         backend_tls,
         ticket_keys,
+        backend_access,
         limits,
     };
     let d = Daemon::new(settings, table, ex.clone())
         .map_err(|e| format!("configuration: {}", e.reason()))?;
 
-    let (listener, activated) = control_listener(&args.control, passed).await?;
     let listener = Rc::new(listener);
     match &*listener {
         control::Listener::Tcp(l) => widen_backlog(l),

@@ -5,6 +5,13 @@
 //! the reason the core words), relay both ways. What happens before
 //! authentication is `entry.rs`.
 //!
+//! Resources before promises: the viewer's ticket is only claimed when it
+//! gets here ([`TicketDesk`]); the recording file, the backend socket and
+//! its login, and the relay's first pipes or buffers are taken before
+//! SecurityResult OK, and only then is the ticket taken. When the system
+//! refuses one of them (out of descriptors or memory) the viewer is told
+//! so, keeps its ticket, and the log names what ran out.
+//!
 //! While it relays, the session is in the registry (`sessions.rs`: `list`,
 //! `kill`, the drain) and its bytes are metered (`meter.rs`); beside the
 //! relay runs [`watch`], the session's end by vncap: a kill, the restart,
@@ -95,6 +102,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
             settings,
             clock,
             sessions,
+            tickets,
         } = at;
         let Authenticated {
             ticket,
@@ -109,7 +117,20 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
         // --record: both legs, from the viewer's handshake on (the backend
         // leg once the backend is reached).
         let how = format!("{door}, {}", entry.layers());
-        let rec = record::start_viewer(settings.record.as_deref(), peer, &how);
+        let made = settings
+            .record
+            .as_deref()
+            .map(|dir| record::Recording::viewer(dir, peer, &how));
+        let rec = match made {
+            // Out of descriptors for the file: out of them for the session.
+            Some(Err(e)) if backend::exhausted(&e).is_some() => {
+                let what = backend::exhausted(&e).unwrap_or_default();
+                let e = format!("the recording: {e}");
+                return Err(short(&mut entry, &mut writer, tickets, what, &e).await);
+            }
+            Some(made) => record::start(made),
+            None => None,
+        };
         let recorded = rec.as_ref().map_or(0, |rec| {
             record::write_transcript(rec, entry.transcript(), 0)
         });
@@ -121,6 +142,7 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
             connect: settings.connect,
             timeout: settings.handshake_timeout,
             tls: settings.backend_tls.as_ref(),
+            access: &settings.backend_access,
         };
         let backend::LoggedIn {
             reader: br,
@@ -129,15 +151,35 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
             tcp: backend_tcp,
         } = match backend::login(login, clock, rec.as_ref()).await {
             Ok(b) => b,
+            Err(backend::Failure::OutOfResources(what, e)) => {
+                let e = format!("the backend socket ({target}): {e}");
+                return Err(short(&mut entry, &mut writer, tickets, what, &e).await);
+            }
             Err(failure) => {
                 sessions.count_login(match failure {
                     backend::Failure::Unreachable(_) => Login::BackendUnreachable,
                     _ => Login::BackendRefused,
                 });
+                // The backend's fault, not vncap's: the ticket is used.
+                let _ = tickets.take(&mut entry);
                 let why = failure.rejection();
-                return Err(refuse(&mut entry, &mut writer, why, &target).await);
+                return Err(refuse(&mut entry, &mut writer, why, &failure, &target).await);
             }
         };
+        // The relay's first pipes (a spliced session), before the promise.
+        if splice.is_some() && backend_tcp.is_some() {
+            if let Err(e) = crate::splice::reserve() {
+                let what = backend::exhausted(&e).unwrap_or("pipes");
+                let e = format!("the relay's pipes: {e}");
+                return Err(short(&mut entry, &mut writer, tickets, what, &e).await);
+            }
+        }
+        if let Err(e) = tickets.take(&mut entry) {
+            let _ = flush(&mut entry, &mut writer).await;
+            writer.close().await;
+            sessions.count_login(Login::Refused);
+            return Err(format!("authenticated, but: {} ({target})", e.reason()));
+        }
         entry.accept();
         flush(&mut entry, &mut writer)
             .await
@@ -266,7 +308,8 @@ impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Authenticated<'_, R, W> {
     }
 }
 
-/// Where a session runs: the settings, the clock and the session registry.
+/// Where a session runs: the settings, the clock, the session registry
+/// and the ticket table's desk.
 #[derive(Clone, Copy)]
 pub struct Place<'a> {
     /// The settings.
@@ -275,6 +318,32 @@ pub struct Place<'a> {
     pub clock: &'a Clock,
     /// The session registry (and counters).
     pub sessions: &'a Rc<Registry>,
+    /// Where the claimed ticket is taken or given back.
+    pub tickets: &'a dyn TicketDesk,
+}
+
+/// What a session does with the ticket its viewer claimed
+/// ([`Entry::claim_ticket`]): the daemon's table answers.
+pub trait TicketDesk {
+    /// Everything is in hand: the ticket leaves the table
+    /// ([`Entry::take_ticket`]; on `Err` the viewer has been told why).
+    fn take(&self, entry: &mut Entry<'_>) -> Result<(), ticket::Error>;
+    /// The session cannot be made for want of resources: the ticket is
+    /// pending again, for another try ([`Entry::release_ticket`]).
+    fn release(&self, entry: &Entry<'_>);
+}
+
+impl TicketDesk for crate::daemon::Daemon {
+    fn take(&self, entry: &mut Entry<'_>) -> Result<(), ticket::Error> {
+        self.with_tickets(|t| entry.take_ticket(t, self.clock.now()))
+            .map(drop)
+    }
+
+    fn release(&self, entry: &Entry<'_>) {
+        self.with_tickets(|t| entry.release_ticket(t));
+        // It may be due to expire before anything else.
+        self.wake_timer();
+    }
 }
 
 /// Unix seconds now.
@@ -356,17 +425,41 @@ async fn watch<W: AsyncWrite + Unpin>(
 }
 
 /// Tells the viewer why it cannot have its console (the core words it),
-/// then closes it; returns what to log.
+/// then closes it; returns what to log (with the detail the viewer is not
+/// told).
 async fn refuse<W: AsyncWrite + Unpin>(
     entry: &mut Entry<'_>,
     writer: &mut Plain<W>,
     why: Rejection<'_>,
+    detail: &dyn std::fmt::Display,
     target: &str,
 ) -> String {
     let reason = entry.reject(why);
     let _ = flush(entry, writer).await;
     writer.close().await;
-    format!("{} ({target})", reason.as_str())
+    let (reason, detail) = (reason.as_str(), detail.to_string());
+    if reason == detail {
+        format!("{reason} ({target})")
+    } else {
+        format!("{reason}: {detail} ({target})")
+    }
+}
+
+/// vncap ran out of `what` (the error: `detail`) before the promise: the
+/// ticket goes back to the table, the viewer is told, and the log says
+/// which side failed.
+async fn short<W: AsyncWrite + Unpin>(
+    entry: &mut Entry<'_>,
+    writer: &mut Plain<W>,
+    tickets: &dyn TicketDesk,
+    what: &'static str,
+    detail: &str,
+) -> String {
+    tickets.release(entry);
+    entry.reject(Rejection::OutOfResources(what));
+    let _ = flush(entry, writer).await;
+    writer.close().await;
+    format!("authenticated, but vncap is out of {what} ({detail}); ticket kept")
 }
 
 /// Writes bytes a handshake stage read past its end, if any.

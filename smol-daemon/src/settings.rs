@@ -48,6 +48,9 @@ pub struct Settings {
     /// `--ticket-key` (and `--ticket-key-previous`): single-port tickets
     /// are signed (re-read on SIGHUP).
     pub ticket_keys: Option<crate::ticket_key::TicketKeys>,
+    /// Which backends tickets may reach (`--backend-allow`, never vncap's
+    /// own listening sockets).
+    pub backend_access: crate::backend::Access,
     /// Dead peers and session caps (`--ping-*`, `--tcp-keepalive`,
     /// `--idle-timeout`, `--max-session-secs`).
     pub limits: Limits,

@@ -50,6 +50,19 @@ fn take_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok((r, w))
 }
 
+/// Before a spliced session is promised to its viewer: makes sure the free
+/// list holds a pipe for each direction (the session's first burst takes
+/// them), or says why the system gives none (out of descriptors).
+pub fn reserve() -> io::Result<()> {
+    let have = FREE.with(|f| f.borrow().len());
+    let mut made = Vec::new();
+    for _ in have..2 {
+        made.push(take_pipe()?);
+    }
+    made.into_iter().for_each(give_pipe);
+    Ok(())
+}
+
 /// Gives back an empty pipe (closed if the free list is full).
 fn give_pipe(p: (OwnedFd, OwnedFd)) {
     FREE.with(|f| {

@@ -227,7 +227,9 @@ fn tcp_keepalive_is_set_on_both_legs() {
 #[test]
 fn list_kill_and_stats_with_two_consoles_of_one_vm_and_one_of_another() {
     let (vm_a, vm_b) = (quiet_backend(), quiet_backend());
-    let mut d = Daemon::start(&[]);
+    // A wrong password ends its ticket (one failing source), so the list
+    // holds the one pending ticket.
+    let mut d = Daemon::start(&["--ticket-failing-sources", "1"]);
     let mut a1 = native(&d, vm_a.addr());
     let a2 = websocket(&d, vm_a.addr());
     let mut b1 = native(&d, vm_b.addr());

@@ -16,11 +16,15 @@
 //!
 //! # Life of a ticket
 //!
-//! `issue` → **pending** (its listener is open) → `authenticated` → gone
-//! from the table, handed to the session (one-time use: the session keeps
-//! what it needs, the table bounds only consoles nobody has used yet). A
-//! pending ticket is also gone when it expires (`handle_timeout`), when
-//! `failed_attempt` uses its last attempt, or when the driver `withdraw`s it.
+//! `issue` → **pending** (its listener is open) → (`claim` → **claimed**
+//! while the session's resources are taken: no other viewer finds it, it
+//! does not expire; `release` makes it pending again) → `authenticated` →
+//! gone from the table, handed to the session (one-time use: the session
+//! keeps what it needs, the table bounds only consoles nobody has used
+//! yet). A pending ticket is also gone when it expires (`handle_timeout`),
+//! when `failed_attempt` makes its last failing source (a wrong password
+//! blocks its [`source`]; [`Config::failing_sources`] blocked sources end
+//! the ticket), or when the driver `withdraw`s it.
 //! Whenever a ticket goes, its port returns to the pool and an [`Event`] says
 //! which port's listener to close.
 //!
@@ -35,9 +39,11 @@
 //!     → open a listener on issued.port (pool port), reply issued.granted()
 //! viewer connects → table.lookup(Lookup::Port(p) or Lookup::Token(t), peer_ip, now)
 //!     → handle; RFB server with table.get(handle).viewer_password
-//!     → good password: ticket = table.authenticated(handle, now)?, close that
-//!       listener, run the session with the ticket's backend
-//!     → bad password: table.failed_attempt(handle)
+//!     → good password: copy = table.claim(handle, now)?; take what the
+//!       session needs and reach copy's backend; then
+//!       ticket = table.authenticated(handle, now)?, close that listener,
+//!       relay (or, out of resources: table.release(handle), try later)
+//!     → bad password: table.failed_attempt(handle, peer_ip)
 //! a listener cannot open → table.withdraw(handle)
 //! one timer: table.poll_timeout(); on it table.handle_timeout(now)
 //! after every call: while let Some(ev) = table.poll_event() { close ev's listener }
@@ -176,15 +182,16 @@ pub struct Config {
     pub default_timeout_ms: u64,
     /// Longest ticket lifetime (300 s); longer requests are cut to it.
     pub max_timeout_ms: u64,
-    /// Wrong passwords a ticket takes from one source address before it
-    /// refuses that address (1: one guess each). 0 is taken as 1.
+    /// Wrong passwords a ticket takes from one source (an IPv4 address, an
+    /// IPv6 /64: [`source`]) before it refuses that source (1, the default:
+    /// one guess each). 0 is taken as 1.
     pub attempts: u8,
-    /// Source addresses that may use up their guesses before the ticket is
-    /// gone (1, the default: `attempts` wrong passwords in all end it, as
-    /// twisted-vncauthproxy did; at most [`MAX_FAILING_SOURCES`]). Above 1,
-    /// a scanner cannot burn a console for its real viewer from one
-    /// address; no ticket ever checks more than `attempts ×
-    /// failing_sources` wrong passwords.
+    /// Sources that may use up their guesses before the ticket is gone (3,
+    /// the default; at most [`MAX_FAILING_SOURCES`]; 1 is
+    /// twisted-vncauthproxy's "a wrong password burns the ticket"). Above
+    /// 1, a scanner cannot burn a console for its real viewer from one
+    /// source; no ticket ever checks more than `attempts × failing_sources`
+    /// wrong passwords, whatever the number of sources guessing.
     pub failing_sources: u8,
     /// Single-port mode: the port of the one WebSocket listener. When set,
     /// dialect 2 requests that allow WebSocket get a token instead of a
@@ -205,8 +212,8 @@ pub struct Config {
 }
 
 impl Default for Config {
-    /// Ports 7000-8000, 30 s default, 300 s maximum, 1 attempt, no single
-    /// port, no backend password, no TLS, as many tickets as the table holds.
+    /// Ports 7000-8000, 30 s default, 300 s maximum, 1 attempt per source
+    /// and 3 failing sources, no single port, no backend password, no TLS, as many tickets as the table holds.
     fn default() -> Self {
         Config {
             first_port: 7000,
@@ -214,7 +221,7 @@ impl Default for Config {
             default_timeout_ms: 30_000,
             max_timeout_ms: 300_000,
             attempts: 1,
-            failing_sources: 1,
+            failing_sources: DEFAULT_FAILING_SOURCES,
             single_port: None,
             backend_password: None,
             tls: false,
@@ -267,7 +274,8 @@ pub struct Ticket {
     pub transport: Transport,
     /// When it expires while Pending.
     pub expires: Instant,
-    /// The source addresses that gave a wrong password, and how many each.
+    /// The sources ([`source`]) that gave a wrong password, and how many
+    /// each.
     pub failures: heapless::Vec<(IpAddr, u8), MAX_FAILING_SOURCES>,
 }
 
@@ -354,6 +362,22 @@ pub enum Event {
 /// ([`Config::failing_sources`]).
 pub const MAX_FAILING_SOURCES: usize = 8;
 
+/// Failing sources a ticket survives by default ([`Config::failing_sources`]).
+pub const DEFAULT_FAILING_SOURCES: u8 = 3;
+
+/// The source a wrong password is charged to: an IPv4 address (an
+/// IPv4-mapped IPv6 address is its IPv4 address), or an IPv6 address's /64
+/// (one host is given a /64, so its addresses are one source).
+pub fn source(peer: IpAddr) -> IpAddr {
+    match peer.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & (u128::MAX << 64);
+            IpAddr::V6(core::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
 /// Result of [`Table::failed_attempt`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Attempt {
@@ -371,6 +395,9 @@ pub enum Attempt {
 #[derive(Debug, Clone, Default)]
 pub struct Slot {
     ticket: Option<Ticket>,
+    /// An authenticated viewer holds the ticket while its session is made
+    /// ([`Table::claim`]): nobody else finds it, and it does not expire.
+    claimed: bool,
     generation: u32,
     /// The table's event queue is a ring over the slots' `event`s (one
     /// event per slot at most: as many as tickets can go between drains).
@@ -382,6 +409,7 @@ impl Slot {
     pub const fn new() -> Self {
         Slot {
             ticket: None,
+            claimed: false,
             generation: 0,
             event: None,
         }
@@ -744,6 +772,7 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
         let ticket = self
             .slots()
             .get(slot)
+            .filter(|s| !s.claimed)
             .and_then(|s| s.ticket.as_ref())
             .ok_or(Error::NoSuchTicket)?;
         usable(ticket, now)?;
@@ -753,10 +782,11 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
             }
         }
         let guesses = self.config.attempts.max(1);
+        let from = source(peer);
         if ticket
             .failures
             .iter()
-            .any(|&(ip, n)| ip == peer.to_canonical() && n >= guesses)
+            .any(|&(ip, n)| ip == from && n >= guesses)
         {
             return Err(Error::TooManyGuesses);
         }
@@ -767,9 +797,55 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
     /// [`Event::Closed`] queued) and is returned for the session. Fails if the
     /// ticket is gone (a second viewer that authenticated as well comes too
     /// late) or expired at `now`.
+    /// A [`Table::claim`]ed ticket is handed over whatever the time.
     pub fn authenticated(&mut self, handle: Handle, now: Instant) -> Result<Ticket, Error> {
-        usable(self.get(handle).ok_or(Error::NoSuchTicket)?, now)?;
+        if !self.is_claimed(handle) {
+            usable(self.get(handle).ok_or(Error::NoSuchTicket)?, now)?;
+        }
         self.remove(handle, false).ok_or(Error::NoSuchTicket)
+    }
+
+    /// The viewer authenticated, and its session is being made (resources,
+    /// the backend): the ticket stays in the table, but no other viewer
+    /// finds it ([`Error::NoSuchTicket`]) and it does not expire, until the
+    /// driver either hands it over ([`Table::authenticated`]) or gives it
+    /// back ([`Table::release`]). Returns a copy of it (the backend to
+    /// reach). Fails as `authenticated` does, and for a ticket already
+    /// claimed (a second viewer that authenticated as well).
+    pub fn claim(&mut self, handle: Handle, now: Instant) -> Result<Ticket, Error> {
+        if self.is_claimed(handle) {
+            return Err(Error::NoSuchTicket);
+        }
+        let ticket = self.get(handle).ok_or(Error::NoSuchTicket)?;
+        usable(ticket, now)?;
+        let copy = ticket.clone();
+        if let Some(slot) = self.slots.as_mut().get_mut(usize::from(handle.slot)) {
+            slot.claimed = true;
+        }
+        Ok(copy)
+    }
+
+    /// Gives a [`Table::claim`]ed ticket back: pending again, with its
+    /// expiry (at or past it, the next [`Table::handle_timeout`] ends it).
+    /// For a session that could not be made for want of resources: the
+    /// viewer may try again.
+    pub fn release(&mut self, handle: Handle) -> Result<(), Error> {
+        self.get(handle).ok_or(Error::NoSuchTicket)?;
+        match self.slots.as_mut().get_mut(usize::from(handle.slot)) {
+            Some(slot) if slot.claimed => {
+                slot.claimed = false;
+                Ok(())
+            }
+            _ => Err(Error::NoSuchTicket),
+        }
+    }
+
+    fn is_claimed(&self, handle: Handle) -> bool {
+        self.get(handle).is_some()
+            && self
+                .slots()
+                .get(usize::from(handle.slot))
+                .is_some_and(|s| s.claimed)
     }
 
     /// A viewer at `peer` presented a wrong password: that address uses one
@@ -782,7 +858,7 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
     pub fn failed_attempt(&mut self, handle: Handle, peer: IpAddr) -> Result<Attempt, Error> {
         let guesses = self.config.attempts.max(1);
         let sources = usize::from(self.config.failing_sources).clamp(1, MAX_FAILING_SOURCES);
-        let peer = peer.to_canonical();
+        let peer = source(peer);
         let t = self.get_mut(handle).ok_or(Error::NoSuchTicket)?;
         let recorded = match t.failures.iter_mut().find(|(ip, _)| *ip == peer) {
             Some((_, n)) => {
@@ -820,7 +896,12 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
     /// The earliest expiry: when to call
     /// [`Table::handle_timeout`].
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.tickets_iter().map(|t| t.expires).min()
+        self.slots()
+            .iter()
+            .filter(|s| !s.claimed)
+            .filter_map(|s| s.ticket.as_ref())
+            .map(|t| t.expires)
+            .min()
     }
 
     /// Removes every Pending ticket with `expires <= now`, queuing
@@ -830,6 +911,7 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
             let expired = self
                 .slots()
                 .get(slot)
+                .filter(|s| !s.claimed)
                 .and_then(|s| s.ticket.as_ref())
                 .is_some_and(|t| t.expires <= now);
             if expired {
@@ -907,6 +989,7 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
         self.get(handle)?;
         let slot = self.slots.as_mut().get_mut(usize::from(handle.slot))?;
         let ticket = slot.ticket.take()?;
+        slot.claimed = false;
         slot.generation = slot.generation.wrapping_add(1);
         let port = ticket.port();
         if let Some(p) = port {
@@ -1209,9 +1292,68 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_source_is_its_slash_64() {
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap() };
+        assert_eq!(source(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(source(ip("::ffff:192.0.2.9")), ip("192.0.2.9"));
+        let mut t = Table::new(config(7000, 7000), slots::<1>()).unwrap();
+        let now = Instant::from_millis(0);
+        let i = t.issue(now, &twisted("p"), &RANDOM).unwrap();
+        let key = Lookup::Port(7000);
+        assert_eq!(
+            t.failed_attempt(i.handle, ip("2001:db8:1:2::1")),
+            Ok(Attempt::Blocked)
+        );
+        assert_eq!(
+            t.lookup(key, ip("2001:db8:1:2:ffff::9"), now),
+            Err(Error::TooManyGuesses),
+            "another address of the same /64"
+        );
+        assert_eq!(t.lookup(key, ip("2001:db8:1:3::1"), now), Ok(i.handle));
+    }
+
+    #[test]
+    fn a_claimed_ticket_is_nobody_elses_and_does_not_expire() {
+        let mut t = Table::new(config(7000, 7000), slots::<1>()).unwrap();
+        let now = Instant::from_millis(0);
+        let i = t.issue(now, &twisted("p"), &RANDOM).unwrap();
+        let copy = t.claim(i.handle, now).unwrap();
+        assert_eq!(copy.backend_port, 5900);
+        assert_eq!(
+            t.claim(i.handle, now),
+            Err(Error::NoSuchTicket),
+            "claimed once"
+        );
+        assert_eq!(
+            t.lookup(Lookup::Port(7000), PEER, now),
+            Err(Error::NoSuchTicket)
+        );
+        assert_eq!(t.poll_timeout(), None);
+        t.handle_timeout(i.expires + 1);
+        assert!(
+            t.get(i.handle).is_some(),
+            "a claimed ticket does not expire"
+        );
+        // Given back, it is pending again (and past its time it expires).
+        t.release(i.handle).unwrap();
+        assert_eq!(t.release(i.handle), Err(Error::NoSuchTicket));
+        assert_eq!(t.lookup(Lookup::Port(7000), PEER, now), Ok(i.handle));
+        assert_eq!(t.poll_timeout(), Some(i.expires));
+        // Claimed again, it is handed over even past its expiry.
+        t.claim(i.handle, now).unwrap();
+        assert_eq!(
+            t.authenticated(i.handle, i.expires + 5).map(|t| t.id),
+            Ok(copy.id)
+        );
+        assert_eq!(t.free_ports(), 1);
+        assert!(t.check_invariants());
+    }
+
+    #[test]
     fn attempts() {
         let mut c = config(7000, 7000);
         c.attempts = 2;
+        c.failing_sources = 1;
         let mut t = Table::new(c, slots::<2>()).unwrap();
         let now = Instant::from_millis(0);
         let i = t.issue(now, &twisted("p"), &RANDOM).unwrap();
