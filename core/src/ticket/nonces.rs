@@ -341,6 +341,15 @@ mod tests {
         let h = t
             .admit_signed(&mut n, &keys(), tok, PEER, (now, WALL), WS)
             .unwrap();
+        // Wrong passwords from as many sources as the table allows burn it.
+        let failing = usize::from(Config::default().failing_sources);
+        for k in 1..failing {
+            let source = core::net::IpAddr::from([192, 0, 2, k as u8]);
+            assert_eq!(
+                t.failed_attempt(h, source),
+                Ok(crate::ticket::Attempt::Blocked)
+            );
+        }
         assert_eq!(t.failed_attempt(h, PEER), Ok(crate::ticket::Attempt::Gone));
         assert_eq!(
             t.admit_signed(&mut n, &keys(), tok, PEER, (now, WALL), WS),
