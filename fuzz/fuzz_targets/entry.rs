@@ -58,6 +58,7 @@ fuzz_target!(|data: &[u8]| {
     let tls = flags & 4 != 0;
     let silence_first = flags & 8 != 0;
     let reject = flags & 16 != 0;
+    let web_root = flags & 64 != 0;
     let cap = if flags & 32 != 0 {
         512
     } else {
@@ -107,11 +108,22 @@ fuzz_target!(|data: &[u8]| {
         };
         let now = Instant::from_millis(0);
         let mut m = Entry::new(config, now, challenge);
+        if web_root {
+            m = m.with_web_root();
+        }
         let table = RefCell::new(table);
         let on_event = |m: &mut Entry<'_>, ev: &Event| match ev {
             Event::StartTls => m.tls_started(now),
             Event::Admit => m.admit_from(&table.borrow(), now),
             Event::PolicyServed => {}
+            Event::Serve => {
+                assert!(m.web_request().is_some(), "Event::Serve without a request");
+                let found = (!reject).then_some(vncap_core::web::Body {
+                    len: 10,
+                    index: false,
+                });
+                let _ = m.web_respond(found);
+            }
             Event::Authenticated(_) => {
                 let taken = m.take_ticket(&mut table.borrow_mut(), now);
                 assert!(taken.is_ok(), "an authenticated viewer's ticket is there");

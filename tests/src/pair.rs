@@ -312,6 +312,8 @@ impl Pair {
         match ev {
             Event::StartTls if self.tls_answered => self.entry.tls_started(self.now),
             Event::StartTls | Event::PolicyServed => {}
+            // No web root here: tests/web_entry.rs drives that route.
+            Event::Serve => {}
             Event::Admit => self.entry.admit_from(&self.table, self.now),
             Event::Authenticated(_) => match self.entry.take_ticket(&mut self.table, self.now) {
                 Ok(t) => {
