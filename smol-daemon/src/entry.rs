@@ -10,7 +10,8 @@
 //! password costs, every deadline — is the entry machine's; this file owns
 //! the sockets, runs TLS when the machine asks for it, lets the ticket table
 //! answer the admit step, and logs each outcome once, with the peer
-//! address. What follows authentication is `session.rs`.
+//! address. What follows authentication is `session.rs`; a request for a
+//! static file on the single port (`--web-root`) is `web.rs`'s.
 
 use crate::budget::Pass;
 use crate::buffer::InBuf;
@@ -166,6 +167,10 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr, 
         return;
     }
     let m = Entry::new(config, d.clock.now(), challenge);
+    let m = match d.settings.web_root {
+        Some(_) => m.with_web_root(),
+        None => m,
+    };
     // Room for an HTTP upgrade request, the largest thing before RFB.
     let mut input = InBuf::new(d.settings.max_header_bytes);
     let r = Plain(stream.clone());
@@ -177,6 +182,7 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr, 
             let _slot = slot;
             a.run_tcp(d.place(), peer, &door.to_string()).await
         }
+        Ok(WayIn::Served(msg)) => log::debug!("{peer} on {door}: {msg}"),
         Ok(WayIn::StartTls(mut m, r, w)) => {
             drop(w);
             let Some(acceptor) = &d.settings.tls else {
@@ -211,6 +217,7 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, peer: SocketAddr, 
                     let _slot = slot;
                     a.run(d.place(), peer, &door).await
                 }
+                Ok(WayIn::Served(msg)) => log::debug!("{peer} on {door}: {msg}"),
                 // The machine never asks twice (a ClientHello inside is refused).
                 Ok(WayIn::StartTls(..)) => {}
             }
@@ -226,6 +233,8 @@ enum WayIn<'a, R, W> {
     StartTls(Entry<'a>, Plain<R>, Plain<W>),
     /// The viewer authenticated, and holds a session slot.
     Authenticated(Authenticated<'a, R, W>, Slot),
+    /// A static file was asked for and sent (`--web-root`); what to log.
+    Served(String),
 }
 
 /// Drives `m` over `r`/`w` until it wants TLS, the viewer authenticated, or
@@ -245,6 +254,12 @@ where
         match drive(&mut m, &mut r, &mut w, input, &d.clock).await {
             Ok(Event::StartTls) => return Ok(WayIn::StartTls(m, r, w)),
             Ok(Event::Admit) => d.with_tickets(|t| m.admit_from(t, d.clock.now())),
+            Ok(Event::Serve) => {
+                // A file sent is logged at debug level, a refusal as any.
+                return crate::web::serve(d, &mut m, &mut w)
+                    .await
+                    .map(WayIn::Served);
+            }
             Ok(Event::PolicyServed) => {
                 let _ = crate::drive::flush(&mut m, &mut w).await;
                 w.close().await;

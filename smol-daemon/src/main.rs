@@ -61,6 +61,7 @@ mod systemd;
 mod tls;
 mod transport;
 mod viewer;
+mod web;
 mod ws;
 
 /// Runs `main` on a fresh single-threaded executor (every task of the

@@ -46,6 +46,8 @@ pub struct Settings {
     pub record: Option<std::path::PathBuf>,
     /// VeNCrypt toward backends (`--backend-tls-dir`; reloaded on SIGHUP).
     pub backend_tls: Option<crate::backend::Tls>,
+    /// `--web-root`: static files on the single port (the open directory).
+    pub web_root: Option<std::sync::Arc<crate::web::WebRoot>>,
     /// Dead peers and session caps (`--ping-*`, `--tcp-keepalive`,
     /// `--idle-timeout`, `--max-session-secs`).
     pub limits: Limits,
