@@ -495,6 +495,7 @@ describe('noVNC from vncap --web-root: the page and its console through one port
         assert.equal(nav.headers()['x-content-type-options'], 'nosniff');
         const got = await outcome(page);
         assert.equal(got.state, 'connected', `noVNC ${build}: ${got.status}; failed requests: ${failed.join(', ')}`);
+        const connectedMs = Math.round(performance.now() - t0);
         assert.match(got.status, /^Connected \(unencrypted\) to vncap test backend/);
         const { points, want } = colourBars();
         await waitCanvas(page, { width: 640, height: 480, points, want });
@@ -505,6 +506,7 @@ describe('noVNC from vncap --web-root: the page and its console through one port
         assert.deepEqual(sockets, [`ws://127.0.0.1:${single}/${reply.url_path}`]);
         // The scripts and styles arrived (a wrong type would be refused under nosniff).
         assert.deepEqual(failed.filter((f) => /\.(js|css|html)$/.test(f)), [], failed.join(', '));
+        process.stdout.write(`# noVNC (${build}) from --web-root: ${requests.length} requests (${failed.length} not found: ${failed.join(', ') || 'none'}), connected after ${connectedMs} ms\n`);
         await page.close();
         await d.waitLine(/on single port \d+: session ended by the viewer/, PATIENCE_MS, t0);
       } finally {
