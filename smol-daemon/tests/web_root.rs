@@ -285,3 +285,39 @@ fn web_root_needs_the_single_port_and_a_directory() {
         "--web-root",
     );
 }
+
+#[test]
+fn a_request_for_a_file_is_a_handshake_for_the_budget_and_the_deadline() {
+    let root = Root::new("budget");
+    let dir = root.dir();
+    let mut d = Daemon::start(&[
+        "--single-port",
+        "0",
+        "--web-root",
+        dir.to_str().unwrap(),
+        "--max-handshakes",
+        "1",
+        "--max-handshakes-per-ip",
+        "1",
+        "--handshake-timeout",
+        "1",
+    ]);
+    let port = d.single_port();
+    // One connection still sending its request holds the one pass...
+    let mut first = tcp(port);
+    first.write_all(b"GET /vnc.html HTTP/1.1\r\n").unwrap();
+    let mut second = tcp(port);
+    let mut got = Vec::new();
+    let _ = second.write_all(b"GET /vnc.html HTTP/1.1\r\nHost: x\r\n\r\n");
+    let _ = second.read_to_end(&mut got);
+    assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+    d.wait_log(|l| l.contains("on single port") && l.contains("refused"));
+    // ...until the handshake deadline answers it with 408.
+    let mut answer = Vec::new();
+    first.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{answer}"
+    );
+}
