@@ -53,6 +53,8 @@ const OUT_CAP: usize = 384;
 /// `Cache-Control` of every answer: a cache must ask again each time, so a
 /// page never mixes with files of another version after an upgrade.
 pub const CACHE_CONTROL: &str = "no-cache";
+/// The media type of a refusal's line of text.
+const TEXT: &str = "text/plain; charset=utf-8";
 /// The methods served, as `Allow` lists them.
 pub const ALLOW: &str = "GET, HEAD";
 
@@ -152,7 +154,7 @@ pub fn content_type(name: &str) -> &'static str {
     } else if is("woff2") {
         "font/woff2"
     } else if is("txt") {
-        "text/plain; charset=utf-8"
+        TEXT
     } else {
         "application/octet-stream"
     }
@@ -336,7 +338,7 @@ impl Exchange {
         let body = e.reason();
         let allow = matches!(e, Error::MethodNotAllowed).then_some(ALLOW);
         let len = body.len() + 1;
-        self.queue_head(e.http_status(), content_type("x.txt"), len as u64, allow);
+        self.queue_head(e.http_status(), TEXT, len as u64, allow);
         if !self.head_only {
             let _ = self.out.extend_from_slice(body.as_bytes());
             let _ = self.out.push(b'\n');
@@ -381,16 +383,21 @@ impl Exchange {
             Some("HEAD") => Method::Head,
             _ => return Err(Error::MethodNotAllowed),
         };
-        let path = decode_path(req.path.unwrap_or(""))?;
-        self.request = Some(Request { method, ..path });
+        let (path, index) = decode_path(req.path.unwrap_or(""))?;
+        self.request = Some(Request {
+            method,
+            path,
+            index,
+        });
         self.state = State::Request;
         self.event = Some(Event::Request);
         Ok(used)
     }
 }
 
-/// The safe relative path of a request-target (see the module docs).
-fn decode_path(target: &str) -> Result<Request, Error> {
+/// The safe relative path of a request-target (see the module docs), and
+/// whether it is a directory's index already.
+fn decode_path(target: &str) -> Result<(String<PATH_CAP>, bool), Error> {
     if !target.starts_with('/') {
         return Err(Error::MalformedRequest);
     }
@@ -447,11 +454,7 @@ fn decode_path(target: &str) -> Result<Request, Error> {
         // `/` or `/dir/`: the directory's index.
         out.push_str(INDEX).map_err(|_| Error::UriTooLong)?;
     }
-    Ok(Request {
-        method: Method::Get,
-        path: out,
-        index,
-    })
+    Ok((out, index))
 }
 
 const fn hex(b: u8) -> Option<u8> {
