@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
             for seg in path.split('/') {
                 assert!(!seg.is_empty() && !seg.starts_with('.'), "{path:?}");
             }
-            assert!(!path.chars().any(|c| c.is_control() || c == '\\'), "{path:?}");
+            assert!(
+                !path.chars().any(|c| c.is_control() || c == '\\'),
+                "{path:?}"
+            );
             let head = req.method() == Method::Head;
             let found = (!missing).then_some(Body { len: 10, index });
             let body = x.respond(found);
