@@ -178,6 +178,8 @@ async fn viewer(
                 }
             }
             Ok(Event::PolicyServed) => return Ok("served the Flash policy".into()),
+            // Only with `Entry::with_web_root`, which this example does not use.
+            Ok(Event::Serve) => return Err("no static files here".into()),
             Ok(Event::StartTls) => return Err("TLS is not offered here".into()),
             // Only a trusted proxy's connection reports its client; this
             // example trusts none.

@@ -186,6 +186,35 @@ def entry():
     write("entry", "proxied-tls-hello", WHOLE + b"\x45" + b"\x00" * 16 + counted(b"pw") + PROXY_V1 + b"\x16\x03\x01\x02\x00\x01")
     write("entry", "proxied-junk", WHOLE + b"\x40" + b"\x00" * 16 + counted(b"pw") + b"PROXY TCP4 192.0.2.7 x 1 2\r\n")
     write("entry", "tls-hello", WHOLE + b"\x05" + b"\x00" * 16 + counted(b"pw") + b"\x16\x03\x01\x02\x00\x01")
+    # The single port with a web root (flags 0x43): a page, and a console.
+    page = b"GET /vnc.html?path=websockify HTTP/1.1\r\nHost: vncap\r\n\r\n"
+    write("entry", "web-page", WHOLE + b"\x83" + b"\x00" * 16 + counted(b"pw") + page)
+    write("entry", "web-missing", MIXED + b"\x93" + b"\x00" * 16 + counted(b"pw") + page)
+    write("entry", "web-upgrade", WHOLE + b"\x83" + b"\x00" * 16 + counted(b"pw") + upgrade)
+
+
+def web():
+    """The web target: what noVNC's page loads, and the traversal attempts
+    the module refuses."""
+    get = lambda target: b"GET " + target + b" HTTP/1.1\r\nHost: vnc.example.org:6080\r\nAccept: */*\r\n\r\n"
+    chrome = (
+        b"GET /vnc.html?host=vnc.example.org&port=6080&path=websockify%3Ftoken%3Dabc HTTP/1.1\r\n"
+        b"Host: vnc.example.org:6080\r\nConnection: keep-alive\r\nUpgrade-Insecure-Requests: 1\r\n"
+        b"User-Agent: Mozilla/5.0 (X11; Linux x86_64) Chrome/140.0.0.0 Safari/537.36\r\n"
+        b"Accept: text/html,application/xhtml+xml\r\nAccept-Encoding: gzip, deflate\r\n"
+        b"Accept-Language: en-US,en;q=0.9\r\n\r\n"
+    )
+    write("web", "chrome-page", WHOLE + b"\x00" + chrome)
+    write("web", "chrome-page-bytewise", BYTEWISE + b"\x00" + chrome)
+    write("web", "module", MIXED + b"\x00" + get(b"/core/rfb.js"))
+    write("web", "root-index", WHOLE + b"\x04" + get(b"/"))
+    write("web", "missing", WHOLE + b"\x02" + get(b"/app/nope.js"))
+    write("web", "head", WHOLE + b"\x00" + b"HEAD /app/styles/base.css HTTP/1.0\r\n\r\n")
+    write("web", "post", WHOLE + b"\x00" + b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi")
+    write("web", "upgrade", WHOLE + b"\x00" + b"GET /websockify HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+    write("web", "small-limit", WHOLE + b"\x01" + chrome)
+    for i, target in enumerate([b"/%2e%2e/etc/passwd", b"/..%2f..%2f", b"//evil.example", b"/%2fevil", b"/a%5cb", b"/a%00", b"/%zz", b"/.git/HEAD"]):
+        write("web", "refused-%d" % i, WHOLE + b"\x00" + get(target))
 
 
 def proxy():
@@ -414,6 +443,7 @@ def main():
     entry()
     proxy()
     metrics()
+    web()
     ws()
     control()
     policy()

@@ -16,7 +16,9 @@
 //! - Anywhere else the first bytes are sniffed: a TLS ClientHello
 //!   ([`Event::StartTls`]; without a certificate, a `handshake_failure`
 //!   alert), an HTTP request (the WebSocket handshake; its `token` query
-//!   parameter names a single-port console), a Flash policy request (the
+//!   parameter names a single-port console; on the single port with
+//!   [`Entry::with_web_root`], a request that is not an upgrade asks for a
+//!   static file instead, [`Event::Serve`]), a Flash policy request (the
 //!   policy, then close), or — after [`sniff::SILENCE_TIMEOUT_MS`] of
 //!   silence — a native viewer waiting for the server. Inside TLS only a
 //!   WebSocket upgrade or a silence may follow. Bytes that are none of these
@@ -103,6 +105,8 @@
 //!      tickets [`Entry::admit_signed_from`]; or [`Entry::incoming`] and
 //!      [`Entry::admit`] for a table of one's own), then go on;
 //!    - [`Event::PolicyServed`]: flush, close;
+//!    - [`Event::Serve`]: open [`Entry::web_request`]'s file, then
+//!      [`Entry::web_respond`], flush, send the file when it says so, close;
 //!    - [`Event::Authenticated`]: [`Entry::take_ticket`], the backend, then
 //!      [`Entry::accept`] or [`Entry::reject`], flush, and on accept
 //!      [`Entry::into_relay`];
@@ -136,6 +140,7 @@ use crate::rfb::wire::{Reason, REASON_MAX};
 use crate::sniff::{self, Kind};
 use crate::ticket::{self, Attempt, Handle, Lookup, Slot, Table, Ticket};
 use crate::time::Instant;
+use crate::web;
 use crate::ws::frame::{self, Decoded};
 use crate::ws::handshake::{self, Handshake};
 use crate::ws::{self, Connection};
@@ -382,6 +387,9 @@ pub enum Event {
     Admit,
     /// A Flash policy request was answered: flush, then close.
     PolicyServed,
+    /// On the single port with a web root: a request for a static file
+    /// ([`Entry::web_request`]); open it, then [`Entry::web_respond`].
+    Serve,
     /// The viewer knows the password of this ticket: [`Entry::take_ticket`],
     /// the backend, then [`Entry::accept`] or [`Entry::reject`].
     Authenticated(Handle),
@@ -413,6 +421,9 @@ pub enum Error {
     Policy(policy::Error),
     /// A bad WebSocket upgrade request: its HTTP status.
     Handshake(ws::Error),
+    /// A request for a static file that gets none (a refused path, a
+    /// method other than GET or HEAD, no such file): its HTTP status.
+    Web(web::Error),
     /// A bad WebSocket frame during the RFB handshake: its close code.
     Frame(ws::Error),
     /// The viewer may not use a console: its HTTP status on the single
@@ -442,6 +453,7 @@ impl Error {
             Error::TimedOut => "timed out",
             Error::Policy(_) => "Flash policy",
             Error::Handshake(_) => "WebSocket handshake",
+            Error::Web(_) => "static file",
             Error::Frame(_) => "WebSocket frame",
             Error::Refused(_) => "refused",
             Error::Rfb(_) => "RFB handshake",
@@ -471,6 +483,7 @@ impl fmt::Display for Error {
             Error::TimedOut => f.write_str("handshake timed out"),
             Error::Policy(e) => write!(f, "Flash policy: {e}"),
             Error::Handshake(e) => write!(f, "WebSocket handshake: {e}"),
+            Error::Web(e) => write!(f, "static file: {e}"),
             Error::Frame(e) => write!(f, "WebSocket: {e}"),
             Error::Refused(r) => write!(f, "refused: {}", r.reason),
             Error::Rfb(e) => write!(f, "RFB handshake: {e}"),
@@ -576,6 +589,11 @@ enum State {
     Policy,
     /// Reading the WebSocket upgrade request.
     Upgrade,
+    /// On the single port with a web root: reading an HTTP request head,
+    /// an upgrade or a request for a file (`Entry::web`).
+    Http,
+    /// [`Event::Serve`] reported; waiting for [`Entry::web_respond`].
+    Serve,
     /// [`Event::Admit`] reported; waiting for the decision.
     Admit,
     /// The RFB server handshake.
@@ -602,6 +620,10 @@ pub struct Entry<'a> {
     /// Input was offered while sniffing (bytes that are not yet anything).
     spoke: bool,
     upgrade: Option<Handshake<'a>>,
+    /// Requests that are not upgrades get static files
+    /// ([`Entry::with_web_root`]).
+    web_root: bool,
+    web: Option<web::Exchange>,
     policy: Option<policy::Policy>,
     server: Option<Server>,
     websocket: Option<Connection>,
@@ -683,6 +705,8 @@ impl<'a> Entry<'a> {
             challenge,
             spoke: false,
             upgrade: None,
+            web_root: false,
+            web: None,
             policy: None,
             server: None,
             websocket: None,
@@ -717,6 +741,41 @@ impl<'a> Entry<'a> {
     /// reported, or from the start for anyone but a trusted proxy).
     pub fn client(&self) -> Client {
         self.client
+    }
+
+    /// On the single port, serve static files: an HTTP request that is not
+    /// a WebSocket upgrade asks for one ([`Event::Serve`]) instead of
+    /// failing the handshake. Call before the first input; no effect on a
+    /// ticket's port.
+    pub fn with_web_root(mut self) -> Self {
+        self.web_root = matches!(self.config.door, Door::Single { .. });
+        self
+    }
+
+    /// After [`Event::Serve`]: the file asked for.
+    pub fn web_request(&self) -> Option<&web::Request> {
+        self.web.as_ref().and_then(web::Exchange::request)
+    }
+
+    /// After [`Event::Serve`]: the file found (its length), or `None`
+    /// (404). Queues the response head and ends the machine; returns
+    /// whether the file's bytes follow the head (a GET of a file found).
+    /// `None` fails the machine with [`Error::Web`] (the 404 queued).
+    pub fn web_respond(&mut self, found: Option<web::Body>) -> bool {
+        if !matches!(self.state, State::Serve) {
+            return false;
+        }
+        let Some(x) = self.web.as_mut() else {
+            return false;
+        };
+        let body = x.respond(found);
+        match x.handle_input(&[]) {
+            Err(e) => {
+                self.fail(Error::Web(e));
+            }
+            Ok(_) => self.state = State::Done,
+        }
+        body
     }
 
     /// The door.
@@ -1147,12 +1206,13 @@ impl<'a> Entry<'a> {
                         self.alert_sent = Some(0);
                         Err(self.fail(Error::TlsNotOffered))
                     }
-                    Some(Kind::Http) => {
-                        self.layers.websocket = true;
-                        self.upgrade = Some(Handshake::new(self.config.websocket));
-                        self.state = State::Upgrade;
+                    Some(Kind::Http) if self.web_root => {
+                        let max = self.config.websocket.max_header_bytes;
+                        self.web = Some(web::Exchange::new(max));
+                        self.state = State::Http;
                         self.step(input)
                     }
+                    Some(Kind::Http) => self.start_upgrade(input),
                     Some(Kind::FlashPolicy) if !inside_tls => {
                         match policy::Policy::new(&self.config.policy) {
                             Ok(p) => {
@@ -1203,6 +1263,27 @@ impl<'a> Entry<'a> {
                     Err(e) => Err(self.fail(Error::Handshake(e))),
                 }
             }
+            // A request that is not an upgrade (with a web root).
+            State::Http => {
+                let Some(x) = self.web.as_mut() else {
+                    return Err(self.fail(Error::Closed));
+                };
+                match x.handle_input(input) {
+                    Ok(n) => match x.poll_event() {
+                        Some(web::Event::Upgrade) => {
+                            self.web = None;
+                            self.start_upgrade(input)
+                        }
+                        Some(web::Event::Request) => {
+                            self.state = State::Serve;
+                            self.event = Some(Event::Serve);
+                            Ok(n)
+                        }
+                        None => Ok(n),
+                    },
+                    Err(e) => Err(self.fail(Error::Web(e))),
+                }
+            }
             State::Rfb if self.websocket.is_some() => self.rfb_in_frames(input),
             State::Rfb => {
                 if !self.native_checked && !self.layers.tls {
@@ -1231,9 +1312,17 @@ impl<'a> Entry<'a> {
             // The rest of the frame that finished the handshake, if the
             // response ended inside one.
             State::Decision | State::Accepted => Ok(self.rest_of_frame(input)),
-            State::Tls | State::VencryptTls | State::Admit => Ok(0),
+            State::Tls | State::VencryptTls | State::Admit | State::Serve => Ok(0),
             State::Done => Err(self.error.unwrap_or(Error::Closed)),
         }
+    }
+
+    /// The WebSocket upgrade request begins at `input`.
+    fn start_upgrade(&mut self, input: &[u8]) -> Result<usize, Error> {
+        self.layers.websocket = true;
+        self.upgrade = Some(Handshake::new(self.config.websocket));
+        self.state = State::Upgrade;
+        self.step(input)
     }
 
     /// Whether the RFB server authenticated the viewer (then reports it).
@@ -1446,6 +1535,9 @@ impl Machine for Entry<'_> {
         if let Some(sent) = self.alert_sent.as_mut() {
             n += crate::machine::send_queued(&sniff::TLS_HANDSHAKE_FAILURE, sent, out);
         }
+        if let Some(x) = self.web.as_mut() {
+            n += x.poll_output(out.get_mut(n..).unwrap_or_default());
+        }
         if let Some(up) = self.upgrade.as_mut() {
             n += up.poll_output(out.get_mut(n..).unwrap_or_default());
         }
@@ -1501,6 +1593,11 @@ impl Machine for Entry<'_> {
                 State::Upgrade => {
                     if let Some(up) = self.upgrade.as_mut() {
                         up.reject(408);
+                    }
+                }
+                State::Http => {
+                    if let Some(x) = self.web.as_mut() {
+                        x.time_out();
                     }
                 }
                 State::Rfb => {

@@ -24,6 +24,7 @@
 //! | [`proxy`] | the PROXY protocol header (v1 and v2) a load balancer writes first |
 //! | [`forwarded`] | `X-Forwarded-For` / `Forwarded` (RFC 7239): the client an HTTP proxy names |
 //! | [`entry`] | one viewer connection from its first byte to "authenticated": sniff, TLS hand-off, WebSocket, admit, RFB, deadlines |
+//! | [`web`] | static files on the single port (`--web-root`): which safe path a request that is not an upgrade gets, and the response head |
 //! | [`secret`] | [`secret::Secret`]: passwords and tokens, redacted and compared in constant time |
 //! | [`text`] | [`text::Text`]: bounded reason strings (RFB and control) |
 
@@ -49,6 +50,7 @@ pub mod sniff;
 pub mod text;
 pub mod ticket;
 pub mod time;
+pub mod web;
 pub mod ws;
 
 pub use machine::Machine;

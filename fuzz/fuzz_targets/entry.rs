@@ -9,7 +9,8 @@
 //! the bytes, bit 4: reject on `Authenticated`, bit 5: a 512-byte read
 //! buffer (else the header limit), bit 6: the socket's peer is a trusted
 //! proxy (`Entry::from_trusted_proxy`: a PROXY header first, and on the
-//! single port `X-Forwarded-For`/`Forwarded`, are believed). Asserts: no
+//! single port `X-Forwarded-For`/`Forwarded`, are believed), bit 7: the
+//! single port serves a web root (`Entry::with_web_root`). Asserts: no
 //! panic; the outcome (events, output, error, the client settled on, and,
 //! unless it ended in an error, the bytes consumed) does not depend on the
 //! split; only a trusted proxy's connection reports `Event::Client`, once
@@ -63,6 +64,7 @@ fuzz_target!(|data: &[u8]| {
     let silence_first = flags & 8 != 0;
     let reject = flags & 16 != 0;
     let trusted = flags & 64 != 0;
+    let web_root = flags & 128 != 0;
     let cap = if flags & 32 != 0 {
         512
     } else {
@@ -116,11 +118,22 @@ fuzz_target!(|data: &[u8]| {
         } else {
             Entry::new(config, now, challenge)
         };
+        if web_root {
+            m = m.with_web_root();
+        }
         let table = RefCell::new(table);
         let on_event = |m: &mut Entry<'_>, ev: &Event| match ev {
             Event::StartTls => m.tls_started(now),
             Event::Admit => m.admit_from(&table.borrow(), now),
             Event::PolicyServed | Event::Client => {}
+            Event::Serve => {
+                assert!(m.web_request().is_some(), "Event::Serve without a request");
+                let found = (!reject).then_some(vncap_core::web::Body {
+                    len: 10,
+                    index: false,
+                });
+                let _ = m.web_respond(found);
+            }
             Event::Authenticated(_) => {
                 let taken = m.take_ticket(&mut table.borrow_mut(), now);
                 assert!(taken.is_ok(), "an authenticated viewer's ticket is there");

@@ -77,6 +77,12 @@ pub struct Serve {
     /// (default: off)
     #[argh(option, arg_name = "port")]
     pub single_port: Option<u16>,
+    /// serve the static files of this directory (a noVNC checkout) on
+    /// --single-port beside the consoles, so the page and its WebSocket
+    /// share one origin: GET and HEAD, index.html for directories, no
+    /// listings, nothing outside it (no `..`, no symlink out) (default: off)
+    #[argh(option, arg_name = "dir")]
+    pub web_root: Option<PathBuf>,
     /// PEM certificate chain (end-entity first) for TLS on every entry point,
     /// the single port and (--control-tls) the control channel; with --key,
     /// entry points also accept TLS (and requests may require it) (default:

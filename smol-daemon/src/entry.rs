@@ -10,7 +10,8 @@
 //! password costs, every deadline — is the entry machine's; this file owns
 //! the sockets, runs TLS when the machine asks for it, lets the ticket table
 //! answer the admit step, and logs each outcome once, with the peer
-//! address. What follows authentication is `session.rs`.
+//! address. What follows authentication is `session.rs`; a request for a
+//! static file on the single port (`--web-root`) is `web.rs`'s.
 //!
 //! A connection from `--trusted-proxy` gets the machine that may read a
 //! PROXY header (and, on the single port, `X-Forwarded-For`/`Forwarded`):
@@ -284,6 +285,10 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, mut who: Who) {
     } else {
         (Entry::new(config, d.clock.now(), challenge), 0)
     };
+    let m = match d.settings.web_root {
+        Some(_) => m.with_web_root(),
+        None => m,
+    };
     // Room for an HTTP upgrade request, the largest thing before RFB (or
     // a PROXY header).
     let mut input = InBuf::new(d.settings.max_header_bytes.max(room));
@@ -297,6 +302,7 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, mut who: Who) {
             let _slot = slot;
             a.run_tcp(d.place(), who.client, &plain_door).await
         }
+        Ok(WayIn::Served(msg)) => log::debug!("{peer} on {door}: {msg}"),
         Ok(WayIn::StartTls(mut m, r, w)) => {
             drop(w);
             let Some(acceptor) = &d.settings.tls else {
@@ -334,6 +340,7 @@ async fn viewer(d: Rc<Daemon>, door: Door, stream: TcpStream, mut who: Who) {
                     let _slot = slot;
                     a.run(d.place(), who.client, &door).await
                 }
+                Ok(WayIn::Served(msg)) => log::debug!("{peer} on {door}: {msg}"),
                 // The machine never asks twice (a ClientHello inside is refused).
                 Ok(WayIn::StartTls(..)) => {}
             }
@@ -349,6 +356,8 @@ enum WayIn<'a, R, W> {
     StartTls(Entry<'a>, Plain<R>, Plain<W>),
     /// The viewer authenticated, and holds a session slot.
     Authenticated(Authenticated<'a, R, W>, Slot),
+    /// A static file was asked for and sent (`--web-root`); what to log.
+    Served(String),
 }
 
 /// Drives `m` over `r`/`w` until it wants TLS, the viewer authenticated, or
@@ -394,6 +403,12 @@ where
                     }
                     Some(Err(_)) => {}
                 }
+            }
+            Ok(Event::Serve) => {
+                // A file sent is logged at debug level, a refusal as any.
+                return crate::web::serve(d, &mut m, &mut w)
+                    .await
+                    .map(WayIn::Served);
             }
             Ok(Event::PolicyServed) => {
                 let _ = crate::drive::flush(&mut m, &mut w).await;

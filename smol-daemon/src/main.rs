@@ -64,6 +64,7 @@ mod ticket_key;
 mod tls;
 mod transport;
 mod viewer;
+mod web;
 mod ws;
 
 /// Runs `main` on a fresh single-threaded executor (every task of the

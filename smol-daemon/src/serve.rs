@@ -326,6 +326,11 @@ async fn serve(
         }
         None => None,
     };
+    let web_root = match (&args.web_root, &single) {
+        (Some(dir), Some(_)) => Some(crate::web::WebRoot::open(dir)?),
+        (Some(_), None) => return Err("--web-root needs --single-port".into()),
+        (None, _) => None,
+    };
     let secs = |s: u32| u64::from(s) * 1000;
     let limits = limits(&args);
     let metrics = match &args.metrics {
@@ -388,6 +393,7 @@ async fn serve(
         backend_tls,
         ticket_keys,
         backend_access,
+        web_root,
         limits,
     };
     let d = Daemon::new(settings, table, ex.clone())
@@ -426,6 +432,10 @@ async fn serve(
         .single_port()
         .map(|p| format!("; single port {p}"))
         .unwrap_or_default();
+    let single_note = match &d.settings.web_root {
+        Some(root) => format!("{single_note} with --web-root {}", root.path().display()),
+        None => single_note,
+    };
     let tls_note = match (&d.settings.tls, args.require_tls, args.control_tls) {
         (None, ..) => "",
         (Some(_), false, false) => "; TLS on",

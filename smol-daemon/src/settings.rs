@@ -51,6 +51,8 @@ pub struct Settings {
     /// Which backends tickets may reach (`--backend-allow`, never vncap's
     /// own listening sockets).
     pub backend_access: crate::backend::Access,
+    /// `--web-root`: static files on the single port (the open directory).
+    pub web_root: Option<std::sync::Arc<crate::web::WebRoot>>,
     /// Dead peers and session caps (`--ping-*`, `--tcp-keepalive`,
     /// `--idle-timeout`, `--max-session-secs`).
     pub limits: Limits,

@@ -286,6 +286,36 @@ fn single_port_serves_wss_consoles_by_token_and_refuses_plain_websocket() {
     wss_login(&cert, port, &url_path, &password);
 }
 
+/// `--web-root` over TLS: the page and the wss console on the single port,
+/// with one certificate.
+#[test]
+fn single_port_serves_the_web_root_and_wss_with_one_certificate() {
+    let backend = Backend::spawn(BackendConfig::default()).unwrap();
+    let cert = Cert::new();
+    let root = cert.dir.join("www");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("vnc.html"), "<!DOCTYPE html>").unwrap();
+    let d = cert.daemon(&["--single-port", "0", "--web-root", root.to_str().unwrap()]);
+    let req = format!(
+        "{{\"source_port\": 0, \"destination_address\": \"127.0.0.1\", \"destination_port\": {}, \"type\": \"vnc-wss\"}}\n",
+        backend.addr().port()
+    );
+    let reply = d.control_raw(req.as_bytes());
+    let port: u16 = json_field(&reply, "source_port").parse().unwrap();
+    let mut s = cert.connect(port);
+    s.write_all(b"GET /vnc.html HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    let mut answer = Vec::new();
+    // The daemon closes after the answer (with or without close_notify).
+    let _ = std::io::Read::read_to_end(&mut s, &mut answer);
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    assert!(answer.contains("\r\nContent-Length: 15\r\n"), "{answer}");
+    assert!(answer.ends_with("\r\n\r\n<!DOCTYPE html>"), "{answer}");
+    let url_path = json_field(&reply, "url_path");
+    wss_login(&cert, port, &url_path, &json_field(&reply, "password"));
+}
+
 #[test]
 fn inside_tls_only_websocket_or_silence_is_served() {
     let backend = Backend::spawn(BackendConfig::default()).unwrap();

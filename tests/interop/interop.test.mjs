@@ -12,7 +12,8 @@
 // `verify-peer`; `tls-creds-anon`) reached with `--backend-tls-dir`.
 // Consoles are requested through vapclient.py (GWM's vapclient, byte for
 // byte) or as raw snf-dialect JSON, or with `vncap request --single-port`
-// (signed tickets across two vncaps). Plus a measurement of when real viewers
+// (signed tickets across two vncaps); noVNC also loads its page from vncap's
+// own single port (`--web-root`, issue 16). Plus a measurement of when real viewers
 // first speak after the TCP accept (the sniff's silence is 300 ms).
 //
 // The test names carry the issue's scenario numbers (1-9). Each test is one
@@ -34,7 +35,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
 import {
-  HERE, NOVNC_BUILDS, PATIENCE_MS, Proc, SCRATCH, Vncap, connectOutcome, dumpLogs, freePort, killAll,
+  HERE, NOVNC, NOVNC_BUILDS, PATIENCE_MS, Proc, SCRATCH, Vncap, connectOutcome, dumpLogs, freePort, killAll,
   noVncUrl, pngStat, randomPassword, rfbChooseType, selfSignedCert, serveNoVnc, startChromium, startQemu,
   startTap, startTestvnc, startTigerViewer, startXvfb, startXvnc, summary, vncdoCapture, vncdoFails,
   waitScreen, within, x509Pki, xshot, VNCAP,
@@ -464,6 +465,80 @@ describe('noVNC in Chromium through vncap', () => {
     await page.close();
     await vncapTls.waitLine(new RegExp(`on port ${port} \\(TLS\\): session ended by the viewer`), PATIENCE_MS, t0);
   });
+});
+
+// ---------------------------------------------------------------- one origin
+
+/**
+ * A web root for npm's noVNC (which ships no page): its core/ and vendor/
+ * copied, with novnc-page.html beside them, in the scratch directory.
+ */
+function npmWebRoot() {
+  const dir = fs.mkdtempSync(path.join(SCRATCH, 'web-root-npm-'));
+  for (const sub of ['core', 'vendor']) {
+    fs.cpSync(path.join(NOVNC_BUILDS.npm.root, sub), path.join(dir, sub), { recursive: true, dereference: true });
+  }
+  fs.copyFileSync(path.join(HERE, 'novnc-page.html'), path.join(dir, 'novnc-page.html'));
+  return dir;
+}
+
+describe('noVNC from vncap --web-root: the page and its console through one port (issue 16)', () => {
+  for (const build of ['debian', 'npm']) {
+    scenario(`noVNC (${build}) loads its page from --web-root on the single port and opens a console through the same origin → testvnc: the colour bars`, async () => {
+      const root = build === 'debian' ? NOVNC : npmWebRoot();
+      const d = await Vncap.start({ backendPassword: CLUSTER, extra: ['--single-port', '0', '--web-root', root] });
+      const { line } = await d.waitLine(/ready: control on .*single port \d+/);
+      const single = Number(/single port (\d+)/.exec(line)[1]);
+      const reply = JSON.parse(await d.controlRaw(`${JSON.stringify({
+        source_port: 0, destination_address: '127.0.0.1', destination_port: testvnc.port, type: 'vnc-ws',
+      })}\n`));
+      assert.equal(reply.status, 'OK', JSON.stringify(reply));
+      assert.equal(reply.source_port, single);
+      const origin = `http://127.0.0.1:${single}`;
+      // Debian's vnc.html takes host and port from the page's own location
+      // when the URL leaves them out; the npm page is told them.
+      const q = new URLSearchParams({ path: reply.url_path, password: reply.password, autoconnect: '1', logging: 'warn' });
+      if (build === 'npm') {
+        q.set('host', '127.0.0.1');
+        q.set('port', String(single));
+      }
+      const page = await browser.newPage();
+      try {
+        const requests = [];
+        const failed = [];
+        const sockets = [];
+        page.on('request', (r) => requests.push(r.url()));
+        page.on('response', (r) => { if (r.status() >= 400) failed.push(`${r.status()} ${r.url()}`); });
+        page.on('websocket', (ws) => sockets.push(ws.url()));
+        page.on('pageerror', (e) => process.stderr.write(`  page error: ${e}\n`));
+        await page.setViewportSize({ width: 800, height: 600 });
+        const t0 = performance.now();
+        const nav = await page.goto(`${origin}/${NOVNC_BUILDS[build].page}?${q}`, { timeout: PATIENCE_MS });
+        assert.equal(nav.status(), 200);
+        assert.match(nav.headers()['content-type'], /^text\/html/);
+        assert.equal(nav.headers()['x-content-type-options'], 'nosniff');
+        const got = await outcome(page);
+        assert.equal(got.state, 'connected', `noVNC ${build}: ${got.status}; failed requests: ${failed.join(', ')}`);
+        const connectedMs = Math.round(performance.now() - t0);
+        assert.match(got.status, /^Connected \(unencrypted\) to vncap test backend/);
+        const { points, want } = colourBars();
+        await waitCanvas(page, { width: 640, height: 480, points, want });
+        await shot(page, `novnc-${build}-web-root`);
+        // Every file and the console came from the one origin.
+        assert.ok(requests.length > 3, requests.join('\n'));
+        assert.deepEqual(requests.filter((u) => !u.startsWith(`${origin}/`)), []);
+        assert.deepEqual(sockets, [`ws://127.0.0.1:${single}/${reply.url_path}`]);
+        // The scripts and styles arrived (a wrong type would be refused under nosniff).
+        assert.deepEqual(failed.filter((f) => /\.(js|css|html)$/.test(f)), [], failed.join(', '));
+        process.stdout.write(`# noVNC (${build}) from --web-root: ${requests.length} requests (${failed.length} not found: ${failed.join(', ') || 'none'}), connected after ${connectedMs} ms\n`);
+        await page.close();
+        await d.waitLine(/on single port \d+: session ended by the viewer/, PATIENCE_MS, t0);
+      } finally {
+        if (!page.isClosed()) await page.close();
+        await d.stop();
+      }
+    });
+  }
 });
 
 // ---------------------------------------------------------------- other viewers

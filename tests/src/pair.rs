@@ -343,6 +343,8 @@ impl Pair {
         match ev {
             Event::StartTls if self.tls_answered => self.entry.tls_started(self.now),
             Event::StartTls | Event::PolicyServed | Event::Client => {}
+            // No web root here: tests/web_entry.rs drives that route.
+            Event::Serve => {}
             Event::Admit => {
                 self.client = Some(self.entry.client());
                 self.entry.admit_from(&self.table, self.now)
