@@ -67,6 +67,44 @@ impl Drop for Pass {
     }
 }
 
+/// A place in a [`Budget`]'s whole count, not yet in any source's; given
+/// back on drop.
+#[derive(Debug)]
+pub struct Unattributed {
+    budget: Rc<Budget>,
+    /// Given back or turned into a [`Pass`]: the drop does nothing.
+    moved: bool,
+}
+
+impl Unattributed {
+    /// Counts this place against `peer` from now on, or gives it back if
+    /// that source holds its share.
+    pub fn attribute(mut self, peer: IpAddr) -> Result<Pass, Full> {
+        self.moved = true;
+        let budget = self.budget.clone();
+        let source = source_of(peer);
+        let mut per = budget.per_source.borrow_mut();
+        let n = per.entry(source).or_insert(0);
+        if *n >= budget.max_per_source {
+            drop(per);
+            budget.held.set(budget.held.get().saturating_sub(1));
+            return Err(Full::Source(budget.max_per_source));
+        }
+        *n += 1;
+        drop(per);
+        Ok(Pass { budget, source })
+    }
+}
+
+impl Drop for Unattributed {
+    fn drop(&mut self) {
+        if !self.moved {
+            let b = &self.budget;
+            b.held.set(b.held.get().saturating_sub(1));
+        }
+    }
+}
+
 /// Whom a source address is counted as: itself, or its /64 for IPv6.
 fn source_of(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
@@ -108,6 +146,21 @@ impl Budget {
         })
     }
 
+    /// A place counted in the whole budget only, for a connection whose
+    /// source is not known yet (from a trusted proxy, before its PROXY
+    /// header; or a Unix socket, which has none); [`Unattributed::attribute`]
+    /// counts it against its source later.
+    pub fn take_unattributed(self: &Rc<Self>) -> Result<Unattributed, Full> {
+        if self.held.get() >= self.max {
+            return Err(Full::All(self.max));
+        }
+        self.held.set(self.held.get() + 1);
+        Ok(Unattributed {
+            budget: self.clone(),
+            moved: false,
+        })
+    }
+
     /// Places held now.
     #[cfg(test)]
     pub fn held(&self) -> usize {
@@ -136,6 +189,24 @@ mod tests {
         drop(a1);
         assert_eq!(b.held(), 3);
         assert!(b.take(ip("192.0.2.1")).is_ok());
+    }
+
+    #[test]
+    fn unattributed_places_count_in_the_whole_then_against_their_source() {
+        let b = Budget::new(3, 1);
+        let u1 = b.take_unattributed().unwrap();
+        let u2 = b.take_unattributed().unwrap();
+        let _a = b.take(ip("192.0.2.1")).unwrap();
+        assert_eq!(b.take_unattributed().unwrap_err(), Full::All(3));
+        // The source already holds its share: the place is given back.
+        assert_eq!(u1.attribute(ip("192.0.2.1")).unwrap_err(), Full::Source(1));
+        assert_eq!(b.held(), 2);
+        let p = u2.attribute(ip("192.0.2.2")).unwrap();
+        assert_eq!(b.held(), 2);
+        drop(p);
+        assert_eq!(b.held(), 1);
+        drop(b.take_unattributed().unwrap());
+        assert_eq!(b.held(), 1);
     }
 
     #[test]

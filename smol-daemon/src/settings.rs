@@ -25,6 +25,12 @@ pub struct Settings {
     /// protocol header naming the real client.
     #[allow(dead_code)] // read by the entry points and the control channel next
     pub trusted_proxy: vncap_core::cidr::CidrList,
+    /// `--control-allow`: where TCP control clients may come from.
+    pub control_allow: vncap_core::cidr::CidrList,
+    /// `--max-control-connections`: control connections open at once.
+    pub max_control_connections: usize,
+    /// `--max-control-connections-per-ip`: of those, from one source.
+    pub max_control_connections_per_ip: usize,
     /// Relay buffer per direction, bytes.
     pub relay_buffer: usize,
     /// The Flash policy served on entry points.
