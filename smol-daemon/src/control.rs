@@ -338,7 +338,7 @@ impl Refusal {
     /// The reason sent back.
     fn reply(&self) -> &'static str {
         match self {
-            Refusal::Missing => "control authentication required (auth_user, auth_password)",
+            Refusal::Missing => "control authentication required (auth_user and auth_password)",
             _ => "control authentication failed",
         }
     }
