@@ -94,7 +94,12 @@ pub async fn accept_loop(
     loop {
         match &*listener {
             Listener::Tcp(l) => match l.accept().await {
-                Ok((s, peer)) => accepted(&d, s, peer, &public_address, &tls),
+                Ok((s, peer)) => {
+                    accepted(&d, s, peer, &public_address, &tls);
+                    // A flood keeps the listener ready: let the admitted
+                    // connections run between two accepts.
+                    futures_lite::future::yield_now().await;
+                }
                 Err(e) => crate::accept_failed("control", e).await,
             },
             Listener::Unix(l, path) => match l.accept().await {
