@@ -6,7 +6,11 @@
 //! ticket's. Bounded by [`CONTROL_TIMEOUT`] per
 //! connection, on the daemon's one clock. With `--control-tls` every TCP
 //! control connection is TLS (snf's `--enable-ssl`); a client that does not
-//! speak it is closed unanswered.
+//! speak it is closed unanswered. Who gets in is decided at the accept,
+//! before a byte is read (`access.rs`: `--control-allow`, the connection
+//! limits, a `--trusted-proxy`'s PROXY header, read here with the core's
+//! `proxy::parse`); with `--control-users` every request's `auth_user` and
+//! `auth_password` are checked ([`authenticate`]) before it is answered.
 
 use crate::access::Admit;
 use crate::buffer::InBuf;

@@ -3,11 +3,12 @@
 //! line), builds the daemon, binds the control channel (or takes it from
 //! systemd) and `--metrics`, writes the pidfile, tells systemd it is ready,
 //! runs until SIGTERM or SIGINT (SIGHUP reloads the TLS certificate, the
-//! backend TLS files, the backend password and the control users), then shuts down: console
-//! requests are refused, every entry listener and pending ticket closed,
-//! live sessions drain for `--drain-timeout` (SIGTERM only; a second
-//! SIGTERM or SIGINT cuts at once), the rest are cut (WebSocket viewers
-//! told the proxy is restarting), and what it created is removed. Exit 0.
+//! backend TLS files, the backend password and the control users), then
+//! shuts down: console requests are refused, every entry listener and
+//! pending ticket closed, live sessions drain for `--drain-timeout`
+//! (SIGTERM only; a second SIGTERM or SIGINT cuts at once), the rest are
+//! cut (WebSocket viewers told the proxy is restarting), and what it
+//! created is removed. Exit 0.
 
 use crate::backend::ConnectPolicy;
 use crate::cli;
