@@ -9,8 +9,10 @@
 //! Behind a trusted load balancer (`--trusted-proxy`) the socket's peer is
 //! the balancer, not the viewer: such a connection takes a place of the
 //! whole budget at the accept ([`Budget::take_unsourced`]) and is charged to
-//! its source only once the entry machine has settled who the client is
-//! ([`Pass::charge`]), so one balancer is not one source.
+//! its source only once the client is known (the entry machine settled it,
+//! or the control channel read the PROXY header: [`Pass::charge`]), so one
+//! balancer is not one source. A Unix socket's control connection has no
+//! source and is counted in the whole only.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -192,6 +194,25 @@ mod tests {
         drop((via, via2, direct));
         assert_eq!(b.held(), 0);
         assert!(b.per_source.borrow().is_empty());
+    }
+
+    #[test]
+    fn an_unsourced_place_refused_its_source_gives_its_place_back() {
+        let b = Budget::new(3, 1);
+        let mut u1 = b.take_unsourced().unwrap();
+        let mut u2 = b.take_unsourced().unwrap();
+        let _a = b.take(ip("192.0.2.1")).unwrap();
+        assert_eq!(b.take_unsourced().unwrap_err(), Full::All(3));
+        // The source already holds its share: dropped, the place goes back.
+        assert_eq!(u1.charge(ip("192.0.2.1")).unwrap_err(), Full::Source(1));
+        drop(u1);
+        assert_eq!(b.held(), 2);
+        u2.charge(ip("192.0.2.2")).unwrap();
+        assert_eq!(b.held(), 2);
+        drop(u2);
+        assert_eq!(b.held(), 1);
+        drop(b.take_unsourced().unwrap());
+        assert_eq!(b.held(), 1);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The command line (`argh`): `vncap serve`, `vncap flashpolicy`,
-//! `vncap request`, `vncap sessions`, `vncap kill`. Option names are an interface: tools and users rely on
+//! `vncap request`, `vncap sessions`, `vncap kill`, `vncap passwd`. Option names are an interface: tools and users rely on
 //! them, so keep them stable. Parsing only; what each command does lives in
 //! `serve.rs`, `flashpolicy.rs` and `request.rs` (also `sessions`, `kill`).
 
@@ -35,11 +35,12 @@ pub enum Command {
     Request(Request),
     Sessions(Sessions),
     Kill(Kill),
+    Passwd(Passwd),
 }
 
 /// run the proxy in the foreground (the service manager daemonizes); logs to
 /// stderr; SIGHUP re-reads --cert, --key, --backend-tls-dir,
-/// --backend-password-file and the --ticket-key files; SIGTERM closes the listeners and lets live
+/// --backend-password-file, the --ticket-key files and --control-users; SIGTERM closes the listeners and lets live
 /// sessions drain (--drain-timeout), SIGINT cuts them at once; exits 0.
 /// Under systemd it reports readiness (Type=notify) and takes the control
 /// socket from socket activation (LISTEN_FDS).
@@ -192,6 +193,33 @@ pub struct Serve {
         from_str_fn(cidr_list)
     )]
     pub trusted_proxy: CidrList,
+    // The control channel on a hostile network (issue 15).
+    /// where TCP control clients may come from: CIDR,... (default: loopback,
+    /// 127.0.0.0/8,::1); others are closed before a byte is read (a
+    /// --trusted-proxy's client is checked by the address its PROXY header
+    /// names; a unix:PATH channel is not address-checked)
+    #[argh(
+        option,
+        arg_name = "cidr,...",
+        default = "CidrList::loopback()",
+        from_str_fn(cidr_list)
+    )]
+    pub control_allow: CidrList,
+    /// most control connections open at once (default 64; 1-1000000); one
+    /// more is closed at once
+    #[argh(option, arg_name = "n", default = "64", from_str_fn(sessions))]
+    pub max_control_connections: usize,
+    /// most of those from one source address (an IPv6 /64) (default 8;
+    /// 1-1000000), so one host's flood cannot keep another's request out
+    #[argh(option, arg_name = "n", default = "8", from_str_fn(sessions))]
+    pub max_control_connections_per_ip: usize,
+    /// snf-vncauthproxy's users file (`user:HASH` lines, crypt(3) $6$ or $5$;
+    /// `vncap passwd` writes them): every control request (console, list,
+    /// kill, stats) must then carry a matching auth_user and auth_password,
+    /// so GWM's requests, which cannot, are refused; re-read on SIGHUP
+    /// (default: none, any client the other limits admit may ask)
+    #[argh(option, arg_name = "file")]
+    pub control_users: Option<PathBuf>,
     /// longest control request in bytes (default 4096; 64-65536)
     #[argh(
         option,
@@ -367,6 +395,13 @@ pub struct Request {
     /// is used or expires: hand it only to its user (default: off)
     #[argh(option, arg_name = "url", from_str_fn(novnc_url))]
     pub single_port: Option<String>,
+    /// control user for a daemon with --control-users (sent as auth_user,
+    /// with the password from --password-file) (default: none)
+    #[argh(option, arg_name = "user")]
+    pub user: Option<String>,
+    /// file whose first line is --user's password (default: none)
+    #[argh(option, arg_name = "file")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// list a running daemon's live sessions and pending tickets
@@ -383,6 +418,13 @@ pub struct Sessions {
     /// self-signed --cert itself
     #[argh(option)]
     pub ca: Option<PathBuf>,
+    /// control user for a daemon with --control-users (sent as auth_user,
+    /// with the password from --password-file) (default: none)
+    #[argh(option, arg_name = "user")]
+    pub user: Option<String>,
+    /// file whose first line is --user's password (default: none)
+    #[argh(option, arg_name = "file")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// end a session or pending ticket by its ID (as `vncap sessions` shows
@@ -406,6 +448,27 @@ pub struct Kill {
     /// self-signed --cert itself
     #[argh(option)]
     pub ca: Option<PathBuf>,
+    /// control user for a daemon with --control-users (sent as auth_user,
+    /// with the password from --password-file) (default: none)
+    #[argh(option, arg_name = "user")]
+    pub user: Option<String>,
+    /// file whose first line is --user's password (default: none)
+    #[argh(option, arg_name = "file")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// print a line for a --control-users file (snf-vncauthproxy's format):
+/// `USER:$6$SALT$HASH`, SHA-512 crypt(3) with a random salt; the password is
+/// read from stdin (not echoed on a terminal) or --password-file
+#[derive(FromArgs, Debug)]
+#[argh(subcommand, name = "passwd")]
+pub struct Passwd {
+    /// the user name (no ':' or blanks)
+    #[argh(positional)]
+    pub user: String,
+    /// read the password from this file's first line instead of stdin
+    #[argh(option, arg_name = "file")]
+    pub password_file: Option<PathBuf>,
 }
 
 /// A whole number within `lo..=hi`, or an error naming the range.

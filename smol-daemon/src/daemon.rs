@@ -47,6 +47,8 @@ pub struct Daemon {
     connections: Cell<usize>,
     /// Viewer connections before authentication (`budget.rs`).
     pub handshakes: Rc<crate::budget::Budget>,
+    /// Who may use the control channel, how many at once (`access.rs`).
+    pub control_access: crate::access::Access,
 }
 
 /// A viewer connection slot; frees itself when dropped.
@@ -77,6 +79,12 @@ impl Daemon {
             .collect();
         let handshakes =
             crate::budget::Budget::new(settings.max_handshakes, settings.max_handshakes_per_ip);
+        let control_access = crate::access::Access::new(
+            settings.control_allow.clone(),
+            settings.trusted_proxy.clone(),
+            settings.max_control_connections,
+            settings.max_control_connections_per_ip,
+        );
         Ok(Rc::new(Daemon {
             settings,
             clock: Clock::new(),
@@ -88,6 +96,7 @@ impl Daemon {
             timer_wake: smol::channel::bounded(1),
             connections: Cell::new(0),
             handshakes,
+            control_access,
         }))
     }
 

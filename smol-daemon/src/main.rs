@@ -23,6 +23,9 @@
 //! | `budget.rs` | budgets of connections before authentication: all of them, per source |
 //! | `daemon.rs` | shared state: the ticket table, entry listeners' tasks, connection slots, expiry |
 //! | `control.rs` | the control channel |
+//! | `access.rs` | who may use the control channel and how many at once (`--control-allow`, connection limits, PROXY headers, `--control-users`) |
+//! | `users.rs` | the `--control-users` file (snf-vncauthproxy's `user:HASH`) and the lines `vncap passwd` writes |
+//! | `passwd.rs` | `vncap passwd` |
 //! | `entry.rs` | entry points (opening a ticket's port, the single port): the driver of the core's entry machine, one viewer up to its authentication |
 //! | `session.rs` | an authenticated viewer: backend login, SecurityResult, relay, and its end by vncap (kill, restart, idle, max life, pings) (settings, clock and session registry: `session::Place`, no daemon) |
 //! | `backend.rs` | reaching a backend (resolve within the timeout, `--backend-allow`, retries) and logging in (`backend::login`: the core's `rfb::client`, VeNCrypt's TLS hand-off) |
@@ -34,6 +37,7 @@
 //! | `keepalive.rs` | `--tcp-keepalive` on both legs |
 //! | `metrics.rs` | `--metrics`: Prometheus text format at `GET /metrics` |
 
+mod access;
 mod backend;
 mod backend_access;
 mod budget;
@@ -50,6 +54,7 @@ mod keepalive;
 mod logger;
 mod meter;
 mod metrics;
+mod passwd;
 mod record;
 mod relay;
 mod request;
@@ -63,6 +68,7 @@ mod ticket_key;
 #[cfg_attr(not(feature = "tls"), path = "tls_off.rs")]
 mod tls;
 mod transport;
+mod users;
 mod viewer;
 mod web;
 mod ws;
@@ -236,6 +242,7 @@ fn main() {
         Ok((cli::Command::Request(args), _)) => request::run(args),
         Ok((cli::Command::Sessions(args), _)) => request::run_sessions(args),
         Ok((cli::Command::Kill(args), _)) => request::run_kill(args),
+        Ok((cli::Command::Passwd(args), _)) => passwd::run(args),
         Err(code) => code,
     };
     std::process::exit(code);

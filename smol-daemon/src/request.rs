@@ -1,6 +1,7 @@
 //! `vncap request`, `vncap sessions`, `vncap kill`: one request to a
 //! running daemon over its control channel (over TLS with
-//! `--control-tls`), its answer printed for a person: a console's port and
+//! `--control-tls`; with `--user` and `--password-file`, carrying
+//! `auth_user` and `auth_password` for a daemon with `--control-users`), its answer printed for a person: a console's port and
 //! password, the sessions and tickets as a table, how many were killed.
 //! The requests and the replies are the core's (`control::client`); this
 //! file only connects and prints.
@@ -9,10 +10,10 @@ use crate::cli;
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use smol::net::unix::UnixStream;
 use smol::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-use vncap_core::control::client::{parse_killed, parse_reply, write_request, Ask, List, Row};
-use vncap_core::control::{Dialect, Door, Host, Kill, Need, Request, Transport};
+use vncap_core::control::client::{parse_killed, parse_reply, Ask, List, Row};
+use vncap_core::control::{Credentials, Dialect, Door, Host, Kill, Need, Request, Transport};
 
 /// Runs the request; returns the process exit code (0 granted, 1 refused or failed).
 pub fn run(args: cli::Request) -> i32 {
@@ -57,6 +58,20 @@ struct Channel<'a> {
     control: &'a str,
     control_tls: bool,
     ca: Option<&'a Path>,
+    /// `--user` and the password from `--password-file`.
+    login: Option<(String, String)>,
+}
+
+/// `--user` with `--password-file` (both or neither).
+fn login(
+    user: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Result<Option<(String, String)>, String> {
+    match (user, file) {
+        (Some(u), Some(f)) => Ok(Some((u.clone(), crate::passwd::read_password_file(f)?))),
+        (None, None) => Ok(None),
+        _ => Err("--user and --password-file go together: give both or neither".into()),
+    }
 }
 
 impl Channel<'_> {
@@ -85,10 +100,19 @@ impl Channel<'_> {
         }
     }
 
+    /// The credentials to send, when `--user` is given.
+    fn credentials(&self) -> Option<Credentials<'_>> {
+        self.login
+            .as_ref()
+            .map(|(user, password)| Credentials { user, password })
+    }
+
     /// Sends the action `req`, returns the reply.
     async fn act(&self, req: &Request) -> Result<Vec<u8>, String> {
-        let mut line = [0u8; 512];
-        let n = req.emit(&mut line).map_err(|e| e.reason().to_string())?;
+        let mut line = [0u8; 1024];
+        let n = req
+            .emit_with(self.credentials(), &mut line)
+            .map_err(|e| e.reason().to_string())?;
         self.ask(&line[..n]).await
     }
 }
@@ -98,6 +122,7 @@ async fn sessions(args: &cli::Sessions) -> Result<String, String> {
         control: &args.control,
         control_tls: args.control_tls,
         ca: args.ca.as_deref(),
+        login: login(&args.user, &args.password_file)?,
     };
     let reply = channel.act(&Request::List).await?;
     let now = SystemTime::now()
@@ -174,6 +199,7 @@ async fn kill(args: &cli::Kill) -> Result<String, String> {
         control: &args.control,
         control_tls: args.control_tls,
         ca: args.ca.as_deref(),
+        login: login(&args.user, &args.password_file)?,
     };
     let reply = channel.act(&Request::Kill(target)).await?;
     let killed = parse_killed(&reply).map_err(|e| e.reason().to_string())?;
@@ -242,10 +268,10 @@ async fn request(args: &cli::Request) -> Result<String, String> {
         tls: need(args.tls),
         websocket: need(args.ws || args.single_port.is_some()),
     };
-    // A generated password is a dialect-2 extension; with a password, speak
-    // GWM's dialect, which can also say "plain RFB over TLS". Single-port
-    // tokens are dialect 2's.
-    let dialect = if args.password.is_some() && args.single_port.is_none() {
+    // A generated password and control credentials are dialect 2's; with a
+    // password, speak GWM's dialect, which can also say "plain RFB over TLS".
+    // Single-port tokens are dialect 2's.
+    let dialect = if args.password.is_some() && args.user.is_none() && args.single_port.is_none() {
         Dialect::Twisted
     } else {
         Dialect::Snf
@@ -259,13 +285,16 @@ async fn request(args: &cli::Request) -> Result<String, String> {
         preferred_port: args.sport,
         timeout_secs: args.timeout,
     };
-    let mut line = [0u8; 4096];
-    let n = write_request(&ask, &mut line).map_err(|e| e.reason().to_string())?;
     let channel = Channel {
         control: &args.control,
         control_tls: args.control_tls,
         ca: args.ca.as_deref(),
+        login: login(&args.user, &args.password_file)?,
     };
+    let mut line = [0u8; 4096];
+    let n = ask
+        .emit_with(channel.credentials(), &mut line)
+        .map_err(|e| e.reason().to_string())?;
     let reply = channel.ask(&line[..n]).await?;
     let answer = parse_reply(dialect, &reply).map_err(|e| e.reason().to_string())?;
     if !answer.ok {

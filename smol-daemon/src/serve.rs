@@ -3,11 +3,12 @@
 //! line), builds the daemon, binds the control channel (or takes it from
 //! systemd) and `--metrics`, writes the pidfile, tells systemd it is ready,
 //! runs until SIGTERM or SIGINT (SIGHUP reloads the TLS certificate, the
-//! backend TLS files, the backend password and the ticket keys), then shuts down: console
-//! requests are refused, every entry listener and pending ticket closed,
-//! live sessions drain for `--drain-timeout` (SIGTERM only; a second
-//! SIGTERM or SIGINT cuts at once), the rest are cut (WebSocket viewers
-//! told the proxy is restarting), and what it created is removed. Exit 0.
+//! backend TLS files, the backend password, the ticket keys and the control
+//! users), then shuts down: console requests are refused, every entry
+//! listener and pending ticket closed, live sessions drain for
+//! `--drain-timeout` (SIGTERM only; a second SIGTERM or SIGINT cuts at
+//! once), the rest are cut (WebSocket viewers told the proxy is
+//! restarting), and what it created is removed. Exit 0.
 
 use crate::backend::ConnectPolicy;
 use crate::cli;
@@ -103,6 +104,12 @@ fn check_options(args: &cli::Serve) -> Result<(), String> {
             args.ticket_timeout, args.max_ticket_timeout
         ));
     }
+    if args.max_control_connections_per_ip > args.max_control_connections {
+        return Err(format!(
+            "--max-control-connections-per-ip {}: must be 1-{} (at most --max-control-connections)",
+            args.max_control_connections_per_ip, args.max_control_connections
+        ));
+    }
     if args.max_handshakes_per_ip > args.max_handshakes {
         return Err(format!(
             "--max-handshakes-per-ip {}: must be 1-{} (at most --max-handshakes)",
@@ -159,10 +166,11 @@ fn check_tls(args: &cli::Serve, have_tls: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// SIGHUP: reads the TLS certificate and key, the backend TLS directory,
-/// the backend password file and the ticket keys again; a bad file keeps
-/// the old ones.
+/// SIGHUP: reads the control users, the TLS certificate and key, the
+/// backend TLS directory, the backend password file and the ticket keys
+/// again; a bad file keeps the old ones.
 fn reload(d: &Daemon, backend_password_file: Option<&std::path::Path>) {
+    d.control_access.reload_users();
     if let Some(path) = backend_password_file {
         match read_backend_password(path) {
             Ok(pw) => {
@@ -381,6 +389,9 @@ async fn serve(
         max_handshakes: args.max_handshakes,
         max_handshakes_per_ip: args.max_handshakes_per_ip,
         trusted_proxy: args.trusted_proxy.clone(),
+        control_allow: args.control_allow.clone(),
+        max_control_connections: args.max_control_connections,
+        max_control_connections_per_ip: args.max_control_connections_per_ip,
         relay_buffer: RELAY_BUFFER,
         policy_domain: "*".into(),
         policy_ports: (args.ports.lo, args.ports.hi),
@@ -396,8 +407,20 @@ async fn serve(
         web_root,
         limits,
     };
+    let control_users = match &args.control_users {
+        Some(path) => Some((path.clone(), crate::users::Users::load(path)?)),
+        None => None,
+    };
     let d = Daemon::new(settings, table, ex.clone())
         .map_err(|e| format!("configuration: {}", e.reason()))?;
+    if let Some((path, users)) = control_users {
+        log::info!(
+            "control requests need credentials: {} users from {}",
+            users.len(),
+            path.display()
+        );
+        d.control_access.set_users(path, users);
+    }
 
     let listener = Rc::new(listener);
     match &*listener {

@@ -24,6 +24,12 @@ pub struct Settings {
     /// `--trusted-proxy`: sources whose connections may open with a PROXY
     /// protocol header naming the real client.
     pub trusted_proxy: vncap_core::cidr::CidrList,
+    /// `--control-allow`: where TCP control clients may come from.
+    pub control_allow: vncap_core::cidr::CidrList,
+    /// `--max-control-connections`: control connections open at once.
+    pub max_control_connections: usize,
+    /// `--max-control-connections-per-ip`: of those, from one source.
+    pub max_control_connections_per_ip: usize,
     /// Relay buffer per direction, bytes.
     pub relay_buffer: usize,
     /// The Flash policy served on entry points.

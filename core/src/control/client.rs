@@ -29,6 +29,9 @@ pub enum ClientError {
     NotAnAction,
     /// Asking the proxy to generate a password is a dialect 2 extension.
     GeneratedPasswordNeedsSnf,
+    /// Control credentials (`auth_user`, `auth_password`) are dialect 2's
+    /// keys.
+    CredentialsNeedSnf,
     /// Dialect 2's `type` has no value for this transport (only plain,
     /// WebSocket, and WebSocket over TLS).
     TransportNotExpressible,
@@ -69,6 +72,9 @@ impl ClientError {
             ClientError::NotAnAction => "a console request is written from an Ask",
             ClientError::GeneratedPasswordNeedsSnf => {
                 "a generated password needs the snf (JSON reply) dialect"
+            }
+            ClientError::CredentialsNeedSnf => {
+                "control credentials (auth_user) need the snf (JSON reply) dialect"
             }
             ClientError::TransportNotExpressible => {
                 "the snf dialect expresses only vnc, vnc-ws and vnc-wss"

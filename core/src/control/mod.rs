@@ -47,8 +47,8 @@ pub use reply::{
     Door, Granted, Layers, List, Logins, SessionRow, Stats, TicketRow, REASON_CAP, REPLY_CAP,
 };
 pub use request::{
-    Console, Dialect, Field, Host, Kill, Need, Password, Request, Transport, User, HOST_CAP,
-    PASSWORD_CAP, USER_CAP,
+    Auth, Console, Credentials, Dialect, Field, Host, Kill, Need, Password, Request, Transport,
+    User, HOST_CAP, PASSWORD_CAP, USER_CAP,
 };
 
 use crate::machine::Machine;
@@ -294,6 +294,7 @@ pub struct Control {
     state: State,
     scan: Scan,
     event: Option<Request>,
+    auth: Auth,
     out: reply::Buf,
     sent: usize,
 }
@@ -306,9 +307,17 @@ impl Control {
             state: State::Reading,
             scan: Scan::default(),
             event: None,
+            auth: Auth::default(),
             out: reply::Buf::new(),
             sent: 0,
         }
+    }
+
+    /// The control credentials (`auth_user`, `auth_password`) the request
+    /// last reported carried, a console's or an action's (empty before a
+    /// request, or when it carried none).
+    pub fn auth(&self) -> &Auth {
+        &self.auth
     }
 
     /// Queues the success reply for the console request last reported.
@@ -411,7 +420,8 @@ impl Control {
 
     fn finish(&mut self, json: &[u8], consumed: usize) -> Result<usize, Error> {
         match request::parse(json, self.config.max_timeout_ms) {
-            Ok(req) => {
+            Ok((req, auth)) => {
+                self.auth = auth;
                 self.state = State::Awaiting(match &req {
                     Request::Console(c) => c.dialect.into(),
                     _ => Form::Action,
@@ -936,6 +946,69 @@ mod tests {
         let n = Request::List.emit(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"{\"action\": \"list\"}\n");
         assert!(Request::Stats.emit(&mut buf[..5]).is_err());
+    }
+
+    #[test]
+    fn credentials_ride_on_snf_consoles_and_actions() {
+        let user = |u: &str| Some(User::try_from(u).unwrap());
+        let pw = |p: &str| Some(Password::from_str(p).unwrap());
+        let (r, c) =
+            request(br#"{"action": "list", "auth_user": "ganeti", "auth_password": "s3cret"}"#);
+        assert_eq!(r, Request::List);
+        assert_eq!(c.auth().user, user("ganeti"));
+        assert_eq!(c.auth().password, pw("s3cret"));
+        let snf = br#"{"source_port": 0, "destination_address": "n", "destination_port": 1, "type": "vnc", "auth_user": "u", "auth_password": "p"}"#;
+        let (r, c) = request(snf);
+        let Request::Console(con) = r else {
+            panic!("not a console")
+        };
+        assert_eq!(con.dialect, Dialect::Snf);
+        assert_eq!(
+            (c.auth().user.clone(), con.auth_user),
+            (user("u"), user("u"))
+        );
+        // Credentials alone make a console dialect 2; with GWM's keys they mix.
+        let (_, c) = request(br#"{"destination_address": "n", "destination_port": 1}"#);
+        assert_eq!(c.auth(), &Auth::default());
+        let (e, _) = failure(br#"{"daddr": "n", "dport": 1, "password": "p", "auth_user": "u"}"#);
+        assert_eq!(e, Error::MixedDialect);
+        // Emit writes what parse reads, credentials after the other keys.
+        let creds = Credentials {
+            user: "ganeti",
+            password: "pa\"ss",
+        };
+        let mut buf = [0u8; 256];
+        let n = Request::Kill(Kill::Id(3))
+            .emit_with(Some(creds), &mut buf)
+            .unwrap();
+        assert_eq!(
+            &buf[..n],
+            br#"{"action": "kill", "id": 3, "auth_user": "ganeti", "auth_password": "pa\"ss"}
+"#
+        );
+        let (_, c) = request(&buf[..n]);
+        assert_eq!(c.auth().password, pw("pa\"ss"));
+        let ask = client::Ask {
+            dialect: Dialect::Snf,
+            host: "n",
+            port: 1,
+            password: None,
+            transport: Transport::PLAIN,
+            preferred_port: None,
+            timeout_secs: None,
+        };
+        let n = ask.emit_with(Some(creds), &mut buf).unwrap();
+        let (_, c) = request(&buf[..n]);
+        assert_eq!(c.auth().user, user("ganeti"));
+        let twisted = client::Ask {
+            dialect: Dialect::Twisted,
+            password: Some("p"),
+            ..ask
+        };
+        assert_eq!(
+            twisted.emit_with(Some(creds), &mut buf),
+            Err(client::ClientError::CredentialsNeedSnf)
+        );
     }
 
     #[test]

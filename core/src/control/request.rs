@@ -19,6 +19,12 @@
 //!   with keys of both dialects is [`Error::MixedDialect`]; an action with
 //!   any console key is [`Error::MixedAction`]; one with none of them is
 //!   [`Error::UnknownDialect`].
+//! - **Credentials go with a console or an action.** snf's `auth_user` and
+//!   `auth_password` ([`Auth`]) mark a console as dialect 2 (so a GWM
+//!   request carrying them is [`Error::MixedDialect`]), and an action may
+//!   carry them too (`{"action": "list", "auth_user": ..}`), for a driver
+//!   that authenticates its control clients (`--control-users`); the core
+//!   parses them and never checks them.
 //! - **Unknown extra keys are ignored.** Both reference daemons read a Python
 //!   dict and ignored what they did not look up; a stricter proxy would break
 //!   clients that add a key, and the mixing rules already catch the
@@ -224,10 +230,42 @@ pub struct Console {
     /// maximum, never 0.
     pub timeout_ms: Option<u64>,
     /// snf `auth_user`, carried for a driver that authenticates control
-    /// clients; the core does not check it.
+    /// clients; the core does not check it (also in [`Auth`], which actions
+    /// carry too).
     pub auth_user: Option<User>,
     /// snf `auth_password`, carried like `auth_user`.
     pub auth_password: Option<Password>,
+}
+
+/// The control credentials a request carried (snf's `auth_user` and
+/// `auth_password`), on a dialect-2 console or on an action; both `None`
+/// when absent. Checking them is the driver's (`--control-users`). Its
+/// `Debug` shows no password.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Auth {
+    /// `auth_user`.
+    pub user: Option<User>,
+    /// `auth_password`.
+    pub password: Option<Password>,
+}
+
+/// Control credentials to send with a request ([`Ask::emit_with`],
+/// [`Request::emit_with`]): `auth_user` and `auth_password`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Credentials<'a> {
+    /// `auth_user`.
+    pub user: &'a str,
+    /// `auth_password`.
+    pub password: &'a str,
+}
+
+impl core::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .field("password", &crate::secret::REDACTED)
+            .finish()
+    }
 }
 
 impl Console {
@@ -310,6 +348,9 @@ const TWISTED: u8 = 1;
 const SNF: u8 = 2;
 const NESTED: u8 = 3;
 const ACTION: u8 = 4;
+/// `auth_user`, `auth_password`: snf's keys on a console, allowed on an
+/// action.
+const AUTH: u8 = 5;
 
 fields! {
     Daddr => "daddr", TWISTED;
@@ -326,8 +367,8 @@ fields! {
     DestinationAddress => "destination_address", SNF;
     DestinationPort => "destination_port", SNF;
     Type => "type", SNF;
-    AuthUser => "auth_user", SNF;
-    AuthPassword => "auth_password", SNF;
+    AuthUser => "auth_user", AUTH;
+    AuthPassword => "auth_password", AUTH;
     Action => "action", ACTION;
     Id => "id", ACTION;
     Backend => "backend", ACTION;
@@ -398,7 +439,7 @@ fn form_of(seen: u32) -> Form {
         return Form::Action;
     }
     let twisted = seen & Field::mask(TWISTED) != 0;
-    let snf = seen & Field::mask(SNF) != 0;
+    let snf = seen & (Field::mask(SNF) | Field::mask(AUTH)) != 0;
     match (twisted, snf) {
         (false, true) => Form::Snf,
         _ => Form::Twisted,
@@ -409,11 +450,16 @@ fn form_of(seen: u32) -> Form {
 ///
 /// On error, also returns the reply form to answer in: the one the keys
 /// seen before the error point to, else dialect 1.
-pub(crate) fn parse(json: &[u8], max_timeout_ms: u64) -> Result<Request, (Error, Form)> {
+pub(crate) fn parse(json: &[u8], max_timeout_ms: u64) -> Result<(Request, Auth), (Error, Form)> {
     let mut raw = Raw::default();
     let mut seen = 0u32;
     read(json, &mut raw, &mut seen).map_err(|e| (e, form_of(seen)))?;
-    check(raw, seen, max_timeout_ms).map_err(|e| (e, form_of(seen)))
+    let auth = Auth {
+        user: raw.auth_user.clone(),
+        password: raw.auth_password.clone(),
+    };
+    let req = check(raw, seen, max_timeout_ms).map_err(|e| (e, form_of(seen)))?;
+    Ok((req, auth))
 }
 
 /// The request error for a JSON error, in the value of `field` if any.
@@ -573,7 +619,7 @@ fn check(raw: Raw, seen: u32, max_timeout_ms: u64) -> Result<Request, Error> {
         return action(raw);
     }
     let twisted = seen & Field::mask(TWISTED) != 0;
-    let snf = seen & Field::mask(SNF) != 0;
+    let snf = seen & (Field::mask(SNF) | Field::mask(AUTH)) != 0;
     let dialect = match (twisted, snf) {
         (true, true) => return Err(Error::MixedDialect),
         (false, false) => return Err(Error::UnknownDialect),
@@ -799,8 +845,20 @@ impl Ask<'_> {
     /// written. Faithful, not a validator: it refuses only what the dialect
     /// cannot express.
     pub fn emit(&self, out: &mut [u8]) -> Result<usize, ClientError> {
+        self.emit_with(None, out)
+    }
+
+    /// [`Ask::emit`] with control credentials (`auth_user`,
+    /// `auth_password` after the other keys). Only dialect 2 carries them
+    /// ([`ClientError::CredentialsNeedSnf`] in dialect 1).
+    pub fn emit_with(
+        &self,
+        auth: Option<Credentials<'_>>,
+        out: &mut [u8],
+    ) -> Result<usize, ClientError> {
         let mut c = Cursor::new(out);
         match self.dialect {
+            Dialect::Twisted if auth.is_some() => return Err(ClientError::CredentialsNeedSnf),
             Dialect::Twisted => {
                 let password = self
                     .password
@@ -814,7 +872,7 @@ impl Ask<'_> {
                     Transport::WEBSOCKET_TLS => TYPE_VNC_WSS,
                     _ => return Err(ClientError::TransportNotExpressible),
                 };
-                self.emit_snf(&mut c, kind)
+                self.emit_snf(&mut c, kind, auth)
             }
         }
         .map_err(|_| ClientError::BufferTooSmall)?;
@@ -849,7 +907,12 @@ impl Ask<'_> {
         c.put(b"}\n")
     }
 
-    fn emit_snf(&self, c: &mut impl Sink, kind: &str) -> Result<(), json::Full> {
+    fn emit_snf(
+        &self,
+        c: &mut impl Sink,
+        kind: &str,
+        auth: Option<Credentials<'_>>,
+    ) -> Result<(), json::Full> {
         c.put(b"{")?;
         json::key(c, true, Field::SourcePort.name())?;
         json::number(c, u64::from(self.preferred_port.unwrap_or(0)))?;
@@ -864,6 +927,7 @@ impl Ask<'_> {
         json::key(c, false, Field::Type.name())?;
         json::string(c, kind)?;
         self.emit_timeout(c)?;
+        emit_auth(c, auth)?;
         c.put(b"}\n")
     }
 
@@ -878,11 +942,32 @@ impl Ask<'_> {
     }
 }
 
+/// `auth_user` and `auth_password`, when given.
+fn emit_auth(c: &mut impl Sink, auth: Option<Credentials<'_>>) -> Result<(), json::Full> {
+    if let Some(a) = auth {
+        json::key(c, false, Field::AuthUser.name())?;
+        json::string(c, a.user)?;
+        json::key(c, false, Field::AuthPassword.name())?;
+        json::string(c, a.password)?;
+    }
+    Ok(())
+}
+
 impl Request {
     /// Writes an action request line (`{"action": "list"}` and so on, then
     /// `\n`) into `out`; returns the bytes written. A console is written
     /// with [`Ask::emit`] ([`ClientError::NotAnAction`] here).
     pub fn emit(&self, out: &mut [u8]) -> Result<usize, ClientError> {
+        self.emit_with(None, out)
+    }
+
+    /// [`Request::emit`] with control credentials (`auth_user`,
+    /// `auth_password` after the action's keys).
+    pub fn emit_with(
+        &self,
+        auth: Option<Credentials<'_>>,
+        out: &mut [u8],
+    ) -> Result<usize, ClientError> {
         let mut c = Cursor::new(out);
         let action = match self {
             Request::Console(_) => return Err(ClientError::NotAnAction),
@@ -905,6 +990,7 @@ impl Request {
                 }
                 _ => {}
             }
+            emit_auth(&mut c, auth)?;
             c.put(b"}\n")
         })()
         .map_err(|_| ClientError::BufferTooSmall)?;

@@ -1036,6 +1036,12 @@ impl Relay {
                         format!("{lo}-{hi}"),
                         "--max-sessions".into(),
                         (width + 16).to_string(),
+                        // One host asking from many threads at once (the
+                        // defaults, 64 and 8 per source, are for strangers).
+                        "--max-control-connections".into(),
+                        "4096".into(),
+                        "--max-control-connections-per-ip".into(),
+                        "4096".into(),
                         "--log-level".into(),
                         "warn".into(),
                     ]
