@@ -207,8 +207,14 @@ async fn tcp_connection(
                 Ok(h) => h,
                 Err(e) => return log::warn!("control {peer} (trusted proxy): closed: {e}"),
             };
-            let client = header.client_or(peer);
-            let who = format!("{client} (via proxy {peer})");
+            // No header: a trusted host speaking for itself.
+            let (client, who) = match header {
+                Some(h) => {
+                    let client = h.client_or(peer);
+                    (client, format!("{client} (via proxy {peer})"))
+                }
+                None => (peer, peer.to_string()),
+            };
             match access.behind_proxy(whole, client.ip()) {
                 Ok(place) => (place, who),
                 Err(why) => {
@@ -234,19 +240,29 @@ async fn tcp_connection(
 }
 
 /// Reads a PROXY protocol header (the core's `proxy::parse`) at the start
-/// of the connection; the bytes after it stay in `input`.
-async fn proxy_header<R: ByteRead>(r: &mut R, input: &mut InBuf) -> io::Result<proxy::Header> {
+/// of a trusted proxy's connection, or finds there is none (`None`: the
+/// first bytes are not one; a trusted host may speak for itself, as on the
+/// entry points); the bytes after it stay in `input`.
+async fn proxy_header<R: ByteRead>(
+    r: &mut R,
+    input: &mut InBuf,
+) -> io::Result<Option<proxy::Header>> {
     let refused = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
     loop {
         match proxy::parse(input.data()) {
             Ok(Some(header)) => {
                 input.consume(header.len);
-                return Ok(header);
+                return Ok(Some(header));
             }
+            // Not a PROXY header: the request itself, from the proxy's host.
+            Err(proxy::Error::NotProxy) => return Ok(None),
             Ok(None) if input.is_full() => return Err(refused("PROXY header too long")),
             Ok(None) => {
                 if input.fill(r).await? == 0 {
-                    return Err(refused("closed before its PROXY header ended"));
+                    return match input.data() {
+                        [] => Ok(None),
+                        _ => Err(refused("closed before its PROXY header ended")),
+                    };
                 }
             }
             Err(e) => return Err(refused(e.reason())),
