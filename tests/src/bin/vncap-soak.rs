@@ -1619,3 +1619,27 @@ fn report(
         println!("    {l}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The keeper's frame reader answers a ping however the server's frames
+    /// are split across reads, and skips data frames of every length form.
+    #[test]
+    fn pings_are_answered_across_any_split() {
+        let mut stream = vec![0x82, 126, 0x01, 0x00];
+        stream.extend(std::iter::repeat_n(7u8, 256));
+        stream.extend_from_slice(&[0x89, 3, b'a', b'b', b'c']);
+        stream.extend_from_slice(&[0x82, 127, 0, 0, 0, 0, 0, 0, 0, 2, 1, 2]);
+        stream.extend_from_slice(&[0x89, 0]);
+        let want = [ws_frame(0xA, b"abc"), ws_frame(0xA, b"")].concat();
+        for split in 1..stream.len() {
+            let (mut ws, mut out) = (WsIn::default(), Vec::new());
+            for chunk in stream.chunks(split) {
+                ws.feed(chunk, &mut out);
+            }
+            assert_eq!(out, want, "split every {split} bytes");
+        }
+    }
+}
