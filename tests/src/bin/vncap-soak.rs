@@ -167,8 +167,22 @@ fn entry(port: u16) -> SocketAddr {
 /// the ticket's password, ServerInit read), from `src`. Returns the TCP
 /// socket underneath (for a WebSocket viewer, the frames go on over it).
 fn login(ctl: SocketAddr, node: SocketAddr, ws: bool, src: Ipv4Addr) -> Res<TcpStream> {
+    login_marked(ctl, node, ws, src, &mut Vec::new())
+}
+
+/// [`login`], pushing the time each step ended to `marks`: the ticket, the
+/// TCP connect, the WebSocket upgrade (for WebSocket), the RFB login.
+fn login_marked(
+    ctl: SocketAddr,
+    node: SocketAddr,
+    ws: bool,
+    src: Ipv4Addr,
+    marks: &mut Vec<Instant>,
+) -> Res<TcpStream> {
     let port = ticket(ctl, src, node, ws, TICKET_SECS)?;
+    marks.push(Instant::now());
     let tcp = connect_from(src, entry(port)).map_err(|e| format!("connect: {e}"))?;
+    marks.push(Instant::now());
     let config = ViewerConfig::password(PASSWORD);
     if ws {
         let options = WsOptions {
@@ -177,6 +191,7 @@ fn login(ctl: SocketAddr, node: SocketAddr, ws: bool, src: Ipv4Addr) -> Res<TcpS
         };
         let url = format!("ws://127.0.0.1:{port}/websockify");
         let w = WsStream::handshake(tcp, &url, &options).map_err(|e| format!("ws: {e}"))?;
+        marks.push(Instant::now());
         let v = Viewer::handshake(w, &config).map_err(|e| format!("rfb: {e}"))?;
         let w = v.into_inner();
         w.tcp().try_clone().map_err(|e| e.to_string())
@@ -567,6 +582,9 @@ struct Soak {
     /// Probe latencies (ms) and failures of the phase.
     probes: Mutex<Vec<f64>>,
     probe_failures: Mutex<Vec<String>>,
+    /// Probes over [`PROBE_SLOW`]: (ms, what took the time).
+    slow_probes: Mutex<Vec<(f64, String)>>,
+    last_kill: Mutex<Option<Instant>>,
     /// Slowest answer to a half-open handshake, ms.
     half_open_hs_ms: AtomicU64,
     /// Longest a slowloris connection was held, ms.
@@ -676,9 +694,12 @@ fn opener(soak: Arc<Soak>, seed: u64, cap: u64) {
 
 /// Every [`PROBE_EVERY`] from 127.0.0.1: a ticket to the probe's own node
 /// and a full login through it (native and WebSocket in turn), timed.
-fn probe(soak: Arc<Soak>) {
+/// Probes slower than this are listed with their steps.
+const PROBE_SLOW: Duration = Duration::from_millis(250);
+
+fn probe(soak: Arc<Soak>, cap: u32) {
     let t0 = Instant::now();
-    for k in 0u32.. {
+    for k in 0..cap {
         if !soak.running() {
             return;
         }
@@ -688,13 +709,57 @@ fn probe(soak: Arc<Soak>) {
             std::thread::sleep(due - now);
         }
         let start = Instant::now();
-        let r = login(soak.ctl, soak.probe_node.addr, k % 2 == 1, GOOD);
-        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        let ws = k % 2 == 1;
+        let mut marks = Vec::new();
+        let r = login_marked(soak.ctl, soak.probe_node.addr, ws, GOOD, &mut marks);
+        let took = start.elapsed();
+        let ms = took.as_secs_f64() * 1000.0;
         match r {
             Ok(tcp) => {
                 drop(tcp);
                 if let Ok(mut p) = soak.probes.lock() {
                     p.push(ms);
+                }
+                if took > PROBE_SLOW {
+                    let steps = if ws {
+                        &["ticket", "connect", "upgrade", "login"][..]
+                    } else {
+                        &["ticket", "connect", "login"][..]
+                    };
+                    marks.push(Instant::now());
+                    let mut last = start;
+                    let parts: Vec<String> = steps
+                        .iter()
+                        .zip(&marks)
+                        .map(|(name, &m)| {
+                            let d = m.duration_since(last).as_secs_f64() * 1000.0;
+                            last = m;
+                            format!("{name} {d:.0}")
+                        })
+                        .collect();
+                    let kill = soak
+                        .last_kill
+                        .lock()
+                        .ok()
+                        .and_then(|k| *k)
+                        .map(|k| {
+                            format!(
+                                "; {:.0} ms after a backend kill",
+                                start.saturating_duration_since(k).as_secs_f64() * 1000.0
+                            )
+                        })
+                        .unwrap_or_default();
+                    if let Ok(mut slow) = soak.slow_probes.lock() {
+                        slow.push((
+                            ms,
+                            format!(
+                                "{ms:.0} ms at {:.1} s ({}; {}){kill}",
+                                start.duration_since(t0).as_secs_f64(),
+                                if ws { "WebSocket" } else { "native" },
+                                parts.join(", ")
+                            ),
+                        ));
+                    }
                 }
             }
             Err(e) => {
@@ -724,6 +789,9 @@ fn chaos_kill_backends(soak: Arc<Soak>, cap: u64) {
             let i = rng.below(nodes.len() as u64) as usize;
             std::mem::replace(&mut nodes[i], fresh)
         };
+        if let Ok(mut k) = soak.last_kill.lock() {
+            *k = Some(Instant::now());
+        }
         let cut = old.kill();
         soak.tally.add("chaos: backend killed");
         for _ in 0..cut {
@@ -1044,6 +1112,9 @@ impl Daemon {
             .spawn()
             .map_err(|e| format!("start {vncap}: {e}"))?;
         let stderr = child.stderr.take().ok_or("no stderr")?;
+        // vncap writes its log synchronously: a full pipe would stall it
+        // whenever this reader is not scheduled (1 MiB is many seconds).
+        let _ = rustix::pipe::fcntl_setpipe_size(&stderr, 1 << 20);
         let proc = Proc { child };
         let (tx, rx) = mpsc::channel();
         let alarms = Arc::new(Mutex::new(Vec::new()));
@@ -1157,6 +1228,7 @@ struct Phase {
     tally: BTreeMap<String, u64>,
     probes: Vec<f64>,
     probe_failures: Vec<String>,
+    slow_probes: Vec<(f64, String)>,
     min_live: usize,
     peak_fds: usize,
     peak_rss: u64,
@@ -1184,6 +1256,9 @@ fn phase(soak: &Arc<Soak>, d: &mut Daemon, ports: (u16, u16), secs: u64) -> Res<
     if let Ok(mut f) = soak.probe_failures.lock() {
         f.clear();
     }
+    if let Ok(mut f) = soak.slow_probes.lock() {
+        f.clear();
+    }
     soak.half_close_ms.store(0, Ordering::SeqCst);
     soak.half_open_hs_ms.store(0, Ordering::SeqCst);
     soak.loris_ms.store(0, Ordering::SeqCst);
@@ -1207,7 +1282,8 @@ fn phase(soak: &Arc<Soak>, d: &mut Daemon, ports: (u16, u16), secs: u64) -> Res<
         })?);
     }
     let s = soak.clone();
-    threads.push(thread("soak-probe", move || probe(s))?);
+    let probe_cap = (secs as u32 + 300) * 4;
+    threads.push(thread("soak-probe", move || probe(s, probe_cap))?);
     let fill_until = Instant::now() + Duration::from_secs(120);
     while soak.live.load(Ordering::SeqCst) < soak.target {
         if Instant::now() > fill_until {
@@ -1323,6 +1399,11 @@ fn phase(soak: &Arc<Soak>, d: &mut Daemon, ports: (u16, u16), secs: u64) -> Res<
             .lock()
             .map(|p| p.clone())
             .unwrap_or_default(),
+        slow_probes: soak
+            .slow_probes
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default(),
         min_live: soak.min_live.load(Ordering::SeqCst),
         peak_fds: soak.peak_fds.load(Ordering::SeqCst),
         peak_rss: soak.peak_rss.load(Ordering::SeqCst),
@@ -1382,6 +1463,8 @@ fn run(args: &Args) -> Res<bool> {
         half_close_ms: AtomicU64::new(0),
         probes: Mutex::new(Vec::new()),
         probe_failures: Mutex::new(Vec::new()),
+        slow_probes: Mutex::new(Vec::new()),
+        last_kill: Mutex::new(None),
         half_open_hs_ms: AtomicU64::new(0),
         loris_ms: AtomicU64::new(0),
         received: AtomicU64::new(0),
@@ -1609,6 +1692,23 @@ fn report(
     for n in names {
         let g = |p: &Phase| p.tally.get(n).copied().unwrap_or(0);
         println!("| {n} | {} | {} |", g(warm), g(main));
+    }
+    for (name, p) in [("warm-up", warm), ("soak", main)] {
+        let mut slow = p.slow_probes.clone();
+        slow.sort_by(|a, b| b.0.total_cmp(&a.0));
+        println!(
+            "\n{name}: {} probes over {} ms{}",
+            slow.len(),
+            PROBE_SLOW.as_millis(),
+            if slow.is_empty() {
+                "."
+            } else {
+                "; the slowest (time from the phase's start; each step's ms):"
+            }
+        );
+        for (_, what) in slow.iter().take(5) {
+            println!("- {what}");
+        }
     }
     let warns = alarms.iter().filter(|l| !l.contains("panicked")).count();
     println!(
