@@ -150,9 +150,22 @@ pub fn quantile(v: &[f64], q: f64) -> f64 {
     s[i.min(s.len() - 1)]
 }
 
-/// The ports in `lo..=hi` on which some IPv4 or IPv6 socket listens (from
-/// /proc/net/tcp and tcp6; asking opens no connection).
-pub fn listening_ports(lo: u16, hi: u16) -> Vec<u16> {
+/// The ports in `lo..=hi` on which a socket of process `pid` listens
+/// (IPv4 or IPv6, from /proc/net/tcp and tcp6 matched to the socket inodes
+/// in /proc/PID/fd; asking opens no connection, and another program's
+/// listeners in the range do not count).
+pub fn listening_ports(pid: u32, lo: u16, hi: u16) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|t| {
+                    let t = t.to_string_lossy();
+                    Some(t.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let mut out = Vec::new();
     for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(s) = std::fs::read_to_string(table) else {
@@ -160,7 +173,7 @@ pub fn listening_ports(lo: u16, hi: u16) -> Vec<u16> {
         };
         for l in s.lines().skip(1) {
             let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() <= 3 || f[3] != "0A" {
+            if f.len() <= 9 || f[3] != "0A" || !inodes.iter().any(|i| i == f[9]) {
                 continue;
             }
             let Some(port) = f[1]

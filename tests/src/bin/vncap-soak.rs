@@ -1378,7 +1378,7 @@ fn phase(soak: &Arc<Soak>, d: &mut Daemon, ports: (u16, u16), secs: u64) -> Res<
             Ok((s, t)) => leftovers.push(format!("/metrics: {s} sessions, {t} tickets")),
             Err(e) => leftovers.push(e),
         }
-        let l = listening_ports(ports.0, ports.1);
+        let l = listening_ports(d.pid(), ports.0, ports.1);
         if !l.is_empty() {
             leftovers.push(format!("entry ports still listening: {l:?}"));
         }
