@@ -599,6 +599,8 @@ struct Soak {
     /// the fewest sessions held once the phase was full.
     peak_fds: AtomicUsize,
     peak_rss: AtomicU64,
+    /// Most entry ports vncap listened on at once.
+    peak_ports: AtomicUsize,
     min_live: AtomicUsize,
     full: AtomicBool,
 }
@@ -1072,6 +1074,8 @@ fn chaos_silent_control(soak: Arc<Soak>, cap: u64) {
 /// The running vncap, its log read by a thread.
 struct Daemon {
     proc: Proc,
+    /// Its entry-port pool.
+    ports: (u16, u16),
     ctl: SocketAddr,
     metrics: SocketAddr,
     /// Log lines at warn or error, and lines that say "panicked".
@@ -1147,6 +1151,7 @@ impl Daemon {
                 .ok_or_else(|| format!("no {key:?} in {ready:?}"))
         };
         Ok(Daemon {
+            ports,
             ctl: after("control on ")?,
             metrics: after("metrics on ")?,
             proc,
@@ -1232,6 +1237,7 @@ struct Phase {
     min_live: usize,
     peak_fds: usize,
     peak_rss: u64,
+    peak_ports: usize,
     half_close_ms: u64,
     half_open_hs_ms: u64,
     loris_ms: u64,
@@ -1267,6 +1273,7 @@ fn phase(soak: &Arc<Soak>, d: &mut Daemon, ports: (u16, u16), secs: u64) -> Res<
     soak.live_samples.store(0, Ordering::SeqCst);
     soak.peak_fds.store(0, Ordering::SeqCst);
     soak.peak_rss.store(0, Ordering::SeqCst);
+    soak.peak_ports.store(0, Ordering::SeqCst);
     soak.min_live.store(usize::MAX, Ordering::SeqCst);
     soak.full.store(false, Ordering::SeqCst);
     soak.running.store(true, Ordering::SeqCst);
@@ -1407,6 +1414,7 @@ fn phase(soak: &Arc<Soak>, d: &mut Daemon, ports: (u16, u16), secs: u64) -> Res<
         min_live: soak.min_live.load(Ordering::SeqCst),
         peak_fds: soak.peak_fds.load(Ordering::SeqCst),
         peak_rss: soak.peak_rss.load(Ordering::SeqCst),
+        peak_ports: soak.peak_ports.load(Ordering::SeqCst),
         half_close_ms: soak.half_close_ms.load(Ordering::SeqCst),
         half_open_hs_ms: soak.half_open_hs_ms.load(Ordering::SeqCst),
         loris_ms: soak.loris_ms.load(Ordering::SeqCst),
@@ -1424,6 +1432,8 @@ fn sample(soak: &Soak, d: &Daemon) {
     let (fds, rss) = d.usage();
     soak.peak_fds.fetch_max(fds, Ordering::SeqCst);
     soak.peak_rss.fetch_max(rss, Ordering::SeqCst);
+    let ports = listening_ports(d.pid(), d.ports.0, d.ports.1).len();
+    soak.peak_ports.fetch_max(ports, Ordering::SeqCst);
     if soak.full.load(Ordering::SeqCst) {
         let live = soak.live.load(Ordering::SeqCst);
         soak.min_live.fetch_min(live, Ordering::SeqCst);
@@ -1472,6 +1482,7 @@ fn run(args: &Args) -> Res<bool> {
         live_samples: AtomicU64::new(0),
         peak_fds: AtomicUsize::new(0),
         peak_rss: AtomicU64::new(0),
+        peak_ports: AtomicUsize::new(0),
         min_live: AtomicUsize::new(usize::MAX),
         full: AtomicBool::new(false),
     });
@@ -1578,6 +1589,14 @@ fn run(args: &Args) -> Res<bool> {
     }
 }
 
+/// Entry ports left listening after a phase (0 unless its wind-down failed).
+fn left_ports(p: &Phase) -> usize {
+    p.leftovers
+        .iter()
+        .find_map(|l| l.strip_prefix("entry ports still listening: "))
+        .map_or(0, |l| l.matches(',').count() + 1)
+}
+
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -1666,6 +1685,11 @@ fn report(
             mib(warm.idle.1)
         ),
         format!("— / {} / {}", mib(main.peak_rss), mib(main.idle.1)),
+    );
+    row(
+        "entry ports listening, peak / at the end",
+        format!("{} / {}", warm.peak_ports, left_ports(warm)),
+        format!("{} / {}", main.peak_ports, left_ports(main)),
     );
     row(
         "wind-down to idle, s",
