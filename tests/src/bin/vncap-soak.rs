@@ -59,6 +59,10 @@ struct Args {
     /// the vncap binary (default: `vncap` beside this program)
     #[argh(option)]
     vncap: Option<PathBuf>,
+    /// also write every line vncap logs to this file (default: only its
+    /// warnings and errors are kept, for the report)
+    #[argh(option)]
+    daemon_log: Option<PathBuf>,
 }
 
 /// The address of the viewers, the probe and the front end.
@@ -1084,7 +1088,18 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(vncap: &str, ports: (u16, u16), sessions: usize) -> Res<Daemon> {
+    fn start(
+        vncap: &str,
+        ports: (u16, u16),
+        sessions: usize,
+        log: Option<&PathBuf>,
+    ) -> Res<Daemon> {
+        let mut log = match log {
+            Some(p) => Some(std::io::BufWriter::new(
+                std::fs::File::create(p).map_err(|e| format!("{}: {e}", p.display()))?,
+            )),
+            None => None,
+        };
         let args: Vec<String> = [
             "serve",
             "--control",
@@ -1127,6 +1142,9 @@ impl Daemon {
         thread("soak-log", move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 n.fetch_add(1, Ordering::Relaxed);
+                if let Some(f) = &mut log {
+                    let _ = writeln!(f, "{line}");
+                }
                 if line.contains("ready: control on ") {
                     let _ = tx.send(line.clone());
                 }
@@ -1452,7 +1470,12 @@ fn run(args: &Args) -> Res<bool> {
             .with_file_name("vncap"),
     };
     let (ports, _claim) = claim_ports()?;
-    let mut d = Daemon::start(&vncap.to_string_lossy(), ports, args.sessions)?;
+    let mut d = Daemon::start(
+        &vncap.to_string_lossy(),
+        ports,
+        args.sessions,
+        args.daemon_log.as_ref(),
+    )?;
     let cold = d.usage();
     let block: Arc<Vec<u8>> = Arc::new((0..BURST).map(|i| (i * 7 + 3) as u8).collect());
     let nodes = (0..NODES)
