@@ -21,6 +21,9 @@
 //!
 //! It is not a VNC server for people: one static picture, Raw encoding only,
 //! true colour only. It shares no code with `vncap-core` on purpose.
+//!
+//! Beside it, [`quick_handshake`]: the server's side of a login and
+//! nothing else, for the harnesses that run their own sessions.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -850,4 +853,30 @@ fn serve_bulk(
     // it is reported through `bulk_sent`, not as an error.
     let _ = send_result;
     Ok(())
+}
+
+/// The server's side of a handshake for harnesses that must not be the
+/// bottleneck (`vncap-bench`, `vncap-soak`): RFB 3.8, security None, a
+/// 64×48 ServerInit named "bench", every read bounded by `patience`; the
+/// read timeout is cleared after it. What the viewer sends is read, not
+/// checked.
+pub fn quick_handshake(s: &mut TcpStream, patience: Duration) -> io::Result<()> {
+    s.set_read_timeout(Some(patience))?;
+    s.set_nodelay(true)?;
+    s.write_all(b"RFB 003.008\n")?;
+    let mut version = [0u8; 12];
+    s.read_exact(&mut version)?;
+    s.write_all(&[1, 1])?; // one security type: None
+    let mut chosen = [0u8; 1];
+    s.read_exact(&mut chosen)?;
+    s.write_all(&0u32.to_be_bytes())?; // SecurityResult OK
+    let mut shared = [0u8; 1];
+    s.read_exact(&mut shared)?;
+    let name = b"bench";
+    let mut init = vec![0, 64, 0, 48]; // 64×48
+    init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
+    init.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    init.extend_from_slice(name);
+    s.write_all(&init)?;
+    s.set_read_timeout(None)
 }

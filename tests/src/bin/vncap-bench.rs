@@ -39,17 +39,19 @@
 //! Everything runs on 127.0.0.1; every process it starts is killed when it
 //! ends; every loop is bounded.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use argh::FromArgs;
+use vncap_tests::procfs::{
+    fd_counts, open_file_limit, proc_kb, quantile, raise_fd_limit, sorted, stat_fields, tree, Proc,
+};
 use vncap_tests::viewer::{Viewer, ViewerConfig};
 
 /// Benchmarks vncap against a direct connection, socat and websockify.
@@ -132,24 +134,6 @@ fn main() {
         eprintln!("vncap-bench: {e}");
         std::process::exit(1);
     }
-}
-
-/// Raises the soft open-file limit to the hard one (viewers and backend
-/// sessions are two descriptors per session here).
-fn raise_fd_limit() {
-    let Ok(out) = Command::new("sh").args(["-c", "ulimit -Hn"]).output() else {
-        return;
-    };
-    let hard = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    // std has no setrlimit; prlimit(1) (util-linux) sets it on this process.
-    let _ = Command::new("prlimit")
-        .args([
-            format!("--pid={}", std::process::id()),
-            format!("--nofile={hard}:{hard}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,7 +286,8 @@ impl Backend {
                         .stack_size(256 * 1024)
                         .spawn(move || {
                             let mut stream = stream;
-                            if backend_handshake(&mut stream).is_err() {
+                            if vncap_tests::backend::quick_handshake(&mut stream, PATIENCE).is_err()
+                            {
                                 return;
                             }
                             s.update(|c| c.sessions += 1);
@@ -346,27 +331,6 @@ fn pattern_block() -> Vec<u8> {
             x as u8
         })
         .collect()
-}
-
-fn backend_handshake(s: &mut TcpStream) -> io::Result<()> {
-    s.set_read_timeout(Some(PATIENCE))?;
-    s.set_nodelay(true)?;
-    s.write_all(b"RFB 003.008\n")?;
-    let mut version = [0u8; 12];
-    s.read_exact(&mut version)?;
-    s.write_all(&[1, 1])?; // one security type: None
-    let mut chosen = [0u8; 1];
-    s.read_exact(&mut chosen)?;
-    s.write_all(&0u32.to_be_bytes())?; // SecurityResult OK
-    let mut shared = [0u8; 1];
-    s.read_exact(&mut shared)?;
-    let name = b"bench";
-    let mut init = vec![0, 64, 0, 48]; // 64×48
-    init.extend_from_slice(&[32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 16, 8, 0, 0, 0, 0]);
-    init.extend_from_slice(&(name.len() as u32).to_be_bytes());
-    init.extend_from_slice(name);
-    s.write_all(&init)?;
-    s.set_read_timeout(None)
 }
 
 fn backend_session(mut s: TcpStream, mode: Mode, shared: &Shared, block: &[u8]) {
@@ -696,92 +660,6 @@ impl<S: Read + Write + Send + OverTcp> Conn for Ws<S> {
     fn tcp(&self) -> &TcpStream {
         self.tcp.tcp()
     }
-}
-
-/// A process tree the harness started; killed (the whole tree) on drop.
-struct Proc {
-    child: Child,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        // The root first: nginx's master respawns a worker killed before it.
-        let mut pids = vec![self.pid()];
-        pids.extend(descendants(self.pid()));
-        let _ = Command::new("kill")
-            .arg("-KILL")
-            .args(pids.iter().map(u32::to_string))
-            .stderr(Stdio::null())
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-/// Fields of /proc/PID/stat after the command name.
-fn stat_fields(pid: u32) -> Option<Vec<u64>> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 1..];
-    // Field 3 (state) is a letter: keep its place with a 0.
-    Some(
-        rest.split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect(),
-    )
-}
-
-/// Every live descendant of `root`.
-fn descendants(root: u32) -> Vec<u32> {
-    let mut parent: HashMap<u32, Vec<u32>> = HashMap::new();
-    if let Ok(dir) = std::fs::read_dir("/proc") {
-        for entry in dir.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
-                continue;
-            };
-            if let Some(f) = stat_fields(pid) {
-                if let Some(&ppid) = f.get(1) {
-                    parent.entry(ppid as u32).or_default().push(pid);
-                }
-            }
-        }
-    }
-    let mut out = Vec::new();
-    let mut todo = vec![root];
-    while let Some(p) = todo.pop() {
-        if let Some(children) = parent.get(&p) {
-            for &c in children {
-                if !out.contains(&c) && out.len() < 10_000 {
-                    out.push(c);
-                    todo.push(c);
-                }
-            }
-        }
-    }
-    out
-}
-
-fn tree(root: u32) -> Vec<u32> {
-    let mut t = vec![root];
-    t.extend(descendants(root));
-    t
-}
-
-/// A `kB` line of a /proc file.
-fn proc_kb(path: &str, key: &str) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(key))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Summed (RSS, PSS) in KiB of `root` and its descendants (a forking relay
@@ -1600,19 +1478,6 @@ struct Memory {
     fds: (usize, usize),
 }
 
-/// Open descriptors of `pid`, and how many of them are pipes.
-fn fd_counts(pid: u32) -> (usize, usize) {
-    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
-        return (0, 0);
-    };
-    dir.flatten().fold((0, 0), |(all, pipes), e| {
-        let pipe = std::fs::read_link(e.path())
-            .map(|t| t.to_string_lossy().starts_with("pipe:"))
-            .unwrap_or(false);
-        (all + 1, pipes + usize::from(pipe))
-    })
-}
-
 /// The relay's memory idle and with `n` idle sessions (established, logged
 /// in, no traffic).
 fn memory(kind: Kind, n: usize, args: &Args) -> Res<Memory> {
@@ -1807,29 +1672,7 @@ fn hold(args: &Args) -> Res<String> {
     Ok(out + &capped + "\n")
 }
 
-/// The soft open-file limit of `pid` (`/proc/PID/limits`).
-fn open_file_limit(pid: u32) -> Option<usize> {
-    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).ok()?;
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line.split_whitespace().nth(3)?.parse().ok()
-}
-
 // ---------------------------------------------------------------- report
-
-fn sorted(v: &[f64]) -> Vec<f64> {
-    let mut s = v.to_vec();
-    s.sort_by(|a, b| a.total_cmp(b));
-    s
-}
-
-fn quantile(v: &[f64], q: f64) -> f64 {
-    let s = sorted(v);
-    if s.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((s.len() - 1) as f64 * q).round() as usize;
-    s[i.min(s.len() - 1)]
-}
 
 fn median(v: &[f64]) -> f64 {
     let s = sorted(v);
