@@ -31,6 +31,8 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
@@ -38,7 +40,7 @@ import {
   HERE, NOVNC, NOVNC_BUILDS, PATIENCE_MS, Proc, SCRATCH, Vncap, connectOutcome, dumpLogs, freePort, killAll,
   noVncUrl, pngStat, randomPassword, rfbChooseType, selfSignedCert, serveNoVnc, startChromium, startQemu,
   startTap, startTestvnc, startTigerViewer, startXvfb, startXvnc, summary, vncdoCapture, vncdoFails,
-  waitScreen, within, x509Pki, xshot, VNCAP,
+  waitScreen, within, x509Pki, xshot, VNCAP, privatePortBlock, startHaproxy,
 } from './lib.mjs';
 
 /** Ganeti's cluster VNC password: every backend that asks for one gets this. */
@@ -959,6 +961,168 @@ describe('signed tickets across two vncaps (issue 16)', () => {
       for (const page of pages) await page.close().catch(() => {});
       await Promise.all([issuer.stop(), admitter.stop()]);
     }
+  });
+});
+
+describe('two vncaps behind HAProxy (mode tcp, send-proxy-v2, round robin; issue 16)', () => {
+  /**
+   * What an RFB 3.8 server offers a viewer connecting from `localAddress`:
+   * `{types}` (admitted: the security types) or `{types: [], reason}`
+   * (refused with "connection failed").
+   */
+  const rfbOffer = ({ host, port, localAddress }) => within(PATIENCE_MS, `RFB offer via ${host}:${port}`, new Promise((resolve, reject) => {
+    const s = net.connect({ host, port, localAddress });
+    let got = Buffer.alloc(0);
+    let sent = false;
+    const done = (v) => { s.destroy(); resolve(v); };
+    s.on('data', (d) => {
+      got = Buffer.concat([got, d]);
+      if (!sent && got.length >= 12) {
+        s.write('RFB 003.008\n');
+        sent = true;
+      }
+      if (got.length < 13) return;
+      const n = got[12];
+      if (n > 0 && got.length >= 13 + n) done({ types: [...got.subarray(13, 13 + n)] });
+      if (n === 0 && got.length >= 17 && got.length >= 17 + got.readUInt32BE(13)) {
+        done({ types: [], reason: got.subarray(17, 17 + got.readUInt32BE(13)).toString('utf8') });
+      }
+    });
+    s.on('error', reject);
+    s.on('close', () => reject(new Error(`closed after ${got.length} bytes`)));
+  }));
+
+  /** The HTTP status a WebSocket upgrade with `token` gets at 127.0.0.1:`port`. */
+  const upgradeStatus = (port, token) => within(PATIENCE_MS, `upgrade at ${port}`, new Promise((resolve, reject) => {
+    const req = http.request({
+      host: '127.0.0.1', port, path: `/websockify?token=${token}`,
+      headers: { Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': '13', 'Sec-WebSocket-Key': randomBytes(16).toString('base64') },
+    });
+    req.on('response', (res) => { res.resume(); resolve(res.statusCode); });
+    req.on('upgrade', (res, socket) => { socket.destroy(); resolve(101); });
+    req.on('error', reject);
+    req.end();
+  }));
+
+  const singlePort = async (d) => Number(/single port (\d+)/.exec((await d.waitLine(/ready: control on /)).line)[1]);
+
+  let a;
+  let b;
+  let haproxy;
+  let front;
+  let block;
+  before(async () => {
+    const key = path.join(SCRATCH, 'balanced-ticket.key');
+    fs.writeFileSync(key, randomBytes(32), { mode: 0o600 });
+    // HAProxy reaches the vncaps from 127.0.0.1: that is the trusted proxy.
+    const extra = ['--single-port', '0', '--ticket-key', key, '--trusted-proxy', '127.0.0.1', '--web-root', NOVNC];
+    block = privatePortBlock();
+    [a, b] = await Promise.all([
+      Vncap.start({ backendPassword: CLUSTER, ports: block, extra }),
+      Vncap.start({ backendPassword: CLUSTER, extra }),
+    ]);
+    const [pa, pb] = await Promise.all([singlePort(a), singlePort(b)]);
+    front = await freePort();
+    const [lo, hi] = block.split('-');
+    haproxy = await startHaproxy(`global
+    maxconn 512
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+# The single ports of both instances, round robin, the client named in a
+# PROXY v2 header.
+frontend consoles
+    bind 127.0.0.1:${front}
+    default_backend vncaps
+backend vncaps
+    balance roundrobin
+    server a 127.0.0.1:${pa} send-proxy-v2
+    server b 127.0.0.1:${pb} send-proxy-v2
+# Instance a's entry ports on 127.0.0.3, each to the same port on a.
+frontend ports
+    bind 127.0.0.3:${lo}-${hi}
+    default_backend ports_a
+backend ports_a
+    server a 127.0.0.1 send-proxy-v2
+`);
+  });
+  after(async () => {
+    await Promise.all([haproxy?.stop(), a?.stop(), b?.stop()]);
+  });
+
+  scenario('noVNC (debian) loads its page from --web-root through HAProxy and opens a console the other vncap signed; a replay there is refused', async () => {
+    const base = `http://127.0.0.1:${front}/${NOVNC_BUILDS.debian.page}?logging=warn`;
+    const pages = [];
+    try {
+      // Round robin decides which instance a page's WebSocket reaches: ask
+      // the instance it did not reach last time, until one crosses over
+      // (each try is even odds; 8 tries).
+      let crossed = null;
+      let issuer = a;
+      for (let i = 0; i < 8 && !crossed; i++) {
+        const pw = randomPassword();
+        const r = spawnSync(VNCAP, ['request', '--control', `${issuer.control.host}:${issuer.control.port}`,
+          '--daddr', '127.0.0.1', '--dport', String(testvnc.port), '--password', pw, '--single-port', base],
+        { encoding: 'utf8', timeout: PATIENCE_MS });
+        assert.equal(r.status, 0, r.stderr);
+        const url = /^url (.*)$/m.exec(r.stdout)?.[1] ?? '';
+        const token = /token%3D([A-Za-z0-9_-]+)/.exec(url)?.[1] ?? '';
+        assert.ok(token.length > 32, r.stdout);
+        const t0 = performance.now();
+        const page = await browser.newPage();
+        pages.push(page);
+        const failed = [];
+        page.on('response', (res) => { if (res.status() >= 400 && !res.url().endsWith('/package.json')) failed.push(`${res.status()} ${res.url()}`); });
+        const nav = await page.goto(url, { timeout: PATIENCE_MS });
+        assert.equal(nav.status(), 200, 'the page, from --web-root through HAProxy');
+        const got = await outcome(page);
+        assert.equal(got.state, 'connected', `noVNC: ${got.status}`);
+        assert.deepEqual(failed, [], 'every file of the page loaded');
+        const admitted = /signed ticket [0-9a-f]{8} admitted/;
+        const admitter = await Promise.any([a, b].map((d) => d.waitLine(admitted, PATIENCE_MS, t0).then(() => d)));
+        // The viewer's own address, from HAProxy's PROXY v2 header.
+        await admitter.waitLine(/127\.0\.0\.1:\d+ on single port \d+: via PROXY v2 from 127\.0\.0\.1:\d+/, PATIENCE_MS, t0);
+        await page.close();
+        await admitter.waitLine(/on single port \d+: session ended by the viewer/, PATIENCE_MS, t0);
+        if (admitter !== issuer) {
+          crossed = { admitter, token };
+        } else {
+          issuer = issuer === a ? b : a;
+        }
+      }
+      assert.ok(crossed, 'in 8 tries no console crossed from one vncap to the other');
+      // The same ticket again at the instance that admitted it: refused
+      // before any upgrade (a used nonce is 404).
+      const status = await upgradeStatus(await singlePort(crossed.admitter), crossed.token);
+      assert.equal(status, 404, 'a replay at the same instance');
+    } finally {
+      for (const page of pages) await page.close().catch(() => {});
+    }
+  });
+
+  scenario('a pinned ticket through HAProxy admits the client its PROXY header names, and no other address', async () => {
+    const ask = async (ip) => {
+      const reply = await a.controlRaw(`${JSON.stringify({
+        daddr: '127.0.0.1', dport: testvnc.port, password: randomPassword(), ws: false, tls: false, client: { ip },
+      })}\r\n`);
+      const port = Number(reply.trim());
+      assert.ok(Number.isInteger(port) && port > 0, `a port, not ${JSON.stringify(reply)}`);
+      return port;
+    };
+    // Pinned to 127.0.0.2, reached from 127.0.0.2 through HAProxy (which
+    // itself connects from 127.0.0.1): admitted, VNC authentication offered.
+    const mine = await ask('127.0.0.2');
+    const admitted = await rfbOffer({ host: '127.0.0.3', port: mine, localAddress: '127.0.0.2' });
+    assert.deepEqual(admitted.types, [2], JSON.stringify(admitted));
+    // Pinned to 127.0.0.2, reached from 127.0.0.4 through the same HAProxy:
+    // refused, though HAProxy's own address is the same.
+    const theirs = await ask('127.0.0.2');
+    const refused = await rfbOffer({ host: '127.0.0.3', port: theirs, localAddress: '127.0.0.4' });
+    assert.deepEqual(refused.types, [], JSON.stringify(refused));
+    assert.ok(refused.reason.length > 0, 'a reason');
+    await a.waitLine(new RegExp(`127\\.0\\.0\\.4:\\d+ on port ${theirs}: via PROXY v2 from 127\\.0\\.0\\.1`));
   });
 });
 

@@ -1,7 +1,8 @@
 // Helpers for the real-peer interop suite (interop.test.mjs): starting and
 // stopping the processes (vncap, testvnc, TigerVNC Xvnc, QEMU's VNC server,
 // vncdotool, TigerVNC's viewer under Xvfb), waiting on their log lines,
-// ports and screenshots with deadlines, a static HTTP server for noVNC, and
+// ports and screenshots with deadlines, a static HTTP server for noVNC,
+// HAProxy in front of vncaps, and
 // a byte-transparent TCP tap that measures when a viewer first speaks. Not a test framework: every wait here has a timeout
 // and fails loudly; nothing sleeps to synchronise. Loopback only.
 //
@@ -249,6 +250,18 @@ export class Vncap extends Proc {
     if (!Number.isInteger(entry) || entry <= 0) throw new Error(`expected a port, got ${JSON.stringify(out)}`);
     return entry;
   }
+}
+
+/**
+ * Debian's HAProxy (`haproxy -W -db`: master-worker, in the foreground) with
+ * the configuration text `config`; resolves once it says it loaded.
+ */
+export async function startHaproxy(config) {
+  const file = path.join(SCRATCH, `haproxy-${randomBytes(4).toString('hex')}.cfg`);
+  fs.writeFileSync(file, config);
+  const p = new Proc('haproxy', 'haproxy', ['-W', '-db', '-f', file]);
+  await p.waitLine(/Loading success/);
+  return p;
 }
 
 // ---------------------------------------------------------------- backends

@@ -42,7 +42,7 @@ cd "$here"
 start=$(date +%s)
 # A new session (setsid) puts node, Chromium, Xvnc, QEMU, vncap and testvnc
 # in one process group that cleanup() can end as a whole.
-setsid timeout --kill-after=10 240 node --test --test-reporter=./reporter.mjs --test-reporter-destination=stdout interop.test.mjs &
+setsid timeout --kill-after=10 420 node --test --test-reporter=./reporter.mjs --test-reporter-destination=stdout interop.test.mjs &
 group=$!
 status=0
 wait "$group" || status=$?
