@@ -461,6 +461,32 @@ fn shipped_settings_and_uci_files_name_every_option() {
     }
 }
 
+/// The Kubernetes manifest's container arguments are `vncap serve` and its
+/// options (`- --name=value` lines), so the manifest cannot drift from the
+/// command line.
+#[test]
+fn kubernetes_manifest_uses_serve_options() {
+    let yaml = std::fs::read_to_string(dist("k8s/vncap.yaml")).unwrap();
+    let keys = serve_keys();
+    let args: Vec<&str> = yaml
+        .lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("- --"))
+        .collect();
+    assert!(args.len() >= 8, "no arguments found in dist/k8s/vncap.yaml");
+    assert!(
+        yaml.contains("- serve\n"),
+        "the container runs `vncap serve`"
+    );
+    for arg in args {
+        let name = arg.split('=').next().unwrap();
+        assert!(
+            keys.iter().any(|k| k == name),
+            "dist/k8s/vncap.yaml: --{name} is not a `vncap serve` option"
+        );
+    }
+}
+
 /// The OpenWrt init script under stand-ins for UCI and procd (this machine
 /// has neither): UCI options become serve's arguments, switches by
 /// vncap's own `--help`, lists repeated, '0' switches left out.
