@@ -36,6 +36,7 @@
 //! | `meter.rs` | a session's byte counts and last activity |
 //! | `keepalive.rs` | `--tcp-keepalive` on both legs |
 //! | `metrics.rs` | `--metrics`: Prometheus text format at `GET /metrics` |
+//! | `trim.rs` | free heap memory back to the system after a load |
 
 mod access;
 mod backend;
@@ -68,6 +69,7 @@ mod ticket_key;
 #[cfg_attr(not(feature = "tls"), path = "tls_off.rs")]
 mod tls;
 mod transport;
+mod trim;
 mod users;
 mod viewer;
 mod web;

@@ -436,6 +436,7 @@ async fn serve(
         .map_err(|e| format!("signals: {e}"))?;
 
     let expiry = ex.spawn(d.clone().expiry_loop());
+    let trim = ex.spawn(crate::trim::give_back(d.clone()));
     let single_task = single.map(|(l, port)| ex.spawn(entry::single_port_loop(d.clone(), l, port)));
     let control_task = ex.spawn(control::accept_loop(
         d.clone(),
@@ -562,6 +563,7 @@ async fn serve(
     drop(metrics_task);
     drop(control_task);
     drop(expiry);
+    drop(trim);
     if !activated {
         listener.cleanup();
     }
