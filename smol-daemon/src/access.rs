@@ -5,22 +5,18 @@
 //! connections start with a PROXY header naming the client: the client is
 //! then the one checked and counted), and `--control-users` (the users file,
 //! re-read on SIGHUP). Refusals are logged once per burst
-//! ([`Refusals`]), so a flood does not flood the log. What it is not: the
+//! ([`crate::refusals::Refusals`]), so a flood does not flood the log. What it is not: the
 //! reading of a request (`control.rs`) or the users file format
 //! (`users.rs`).
 
 use crate::budget::{Budget, Full, Pass};
+use crate::refusals::Refusals;
 use crate::users::Users;
-use smol::LocalExecutor;
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
 use vncap_core::cidr::CidrList;
-
-/// How long refusals after a logged one are counted instead of logged.
-pub const QUIET: Duration = Duration::from_secs(10);
 
 /// The control channel's access settings and state.
 pub struct Access {
@@ -68,7 +64,7 @@ impl Access {
             trusted_proxy,
             budget: Budget::new(max, max_per_source),
             users: RefCell::new(None),
-            refusals: Rc::new(Refusals::default()),
+            refusals: Rc::new(Refusals::new("control")),
         }
     }
 
@@ -81,7 +77,7 @@ impl Access {
     /// Decides on a TCP connection from `peer` before a byte is read: a
     /// trusted proxy's goes on to its header; another's must be allowed and
     /// within the budget. `Err` is why not (to log through
-    /// [`Refusals`]; the connection is closed unread).
+    /// [`crate::refusals::Refusals`]; the connection is closed unread).
     pub fn at_accept(&self, peer: IpAddr) -> Result<Admit, String> {
         let peer = peer.to_canonical();
         if self.trusted_proxy.contains(peer) {
@@ -150,45 +146,5 @@ fn full(f: Full) -> String {
         Full::Source(n) => format!(
             "{n} control connections from this address already open (--max-control-connections-per-ip)"
         ),
-    }
-}
-
-/// Refused control connections, logged once per burst: the first is
-/// logged, the next ones within [`QUIET`] are counted, and one line at the
-/// end of that time says how many there were.
-#[derive(Debug, Default)]
-pub struct Refusals {
-    quiet: Cell<bool>,
-    counted: Cell<u64>,
-    last: RefCell<String>,
-}
-
-impl Refusals {
-    /// Logs (or counts) `what` (`control PEER: closed: WHY`).
-    pub fn note(self: &Rc<Self>, ex: &LocalExecutor<'static>, what: String) {
-        if self.quiet.get() {
-            self.counted.set(self.counted.get() + 1);
-            *self.last.borrow_mut() = what;
-            return;
-        }
-        log::warn!(
-            "{what} (further refusals for {}s are counted, not logged)",
-            QUIET.as_secs()
-        );
-        self.quiet.set(true);
-        let me = self.clone();
-        ex.spawn(async move {
-            smol::Timer::after(QUIET).await;
-            let n = me.counted.replace(0);
-            if n > 0 {
-                log::warn!(
-                    "control: {n} more connections refused in {}s (the last: {})",
-                    QUIET.as_secs(),
-                    me.last.borrow()
-                );
-            }
-            me.quiet.set(false);
-        })
-        .detach();
     }
 }

@@ -47,6 +47,9 @@ pub struct Daemon {
     connections: Cell<usize>,
     /// Viewer connections before authentication (`budget.rs`).
     pub handshakes: Rc<crate::budget::Budget>,
+    /// Viewer connections refused for the handshake budget, logged once
+    /// per burst.
+    pub handshake_refusals: Rc<crate::refusals::Refusals>,
     /// Who may use the control channel, how many at once (`access.rs`).
     pub control_access: crate::access::Access,
 }
@@ -96,6 +99,7 @@ impl Daemon {
             timer_wake: smol::channel::bounded(1),
             connections: Cell::new(0),
             handshakes,
+            handshake_refusals: Rc::new(crate::refusals::Refusals::new("entry")),
             control_access,
         }))
     }

@@ -189,7 +189,8 @@ async fn serve_door(d: &Rc<Daemon>, listener: &TcpListener, door: Door) {
         let pass = match pass {
             Ok(pass) => pass,
             Err(full) => {
-                log::warn!("{} on {door}: refused: {full}", peer_text(peer));
+                let what = format!("{} on {door}: refused: {full}", peer_text(peer));
+                d.handshake_refusals.note(&d.ex, what);
                 continue;
             }
         };

@@ -36,6 +36,7 @@
 //! | `meter.rs` | a session's byte counts and last activity |
 //! | `keepalive.rs` | `--tcp-keepalive` on both legs |
 //! | `metrics.rs` | `--metrics`: Prometheus text format at `GET /metrics` |
+//! | `refusals.rs` | refused connections logged once per burst |
 //! | `trim.rs` | free heap memory back to the system after a load |
 
 mod access;
@@ -57,6 +58,7 @@ mod meter;
 mod metrics;
 mod passwd;
 mod record;
+mod refusals;
 mod relay;
 mod request;
 mod serve;

@@ -367,6 +367,13 @@ fn a_flood_from_one_address_does_not_keep_another_viewer_out() {
     let _ = fifth.read_to_end(&mut got);
     assert!(got.is_empty(), "{got:?}");
     d.wait_log(|l| l.contains("127.0.0.3") && l.contains("--max-handshakes-per-ip"));
+    // More of them are closed too, and counted rather than logged: a flood
+    // does not flood the log.
+    for _ in 0..20 {
+        let mut more = tcp_from([127, 0, 0, 3], port);
+        let _ = more.read_to_end(&mut got);
+    }
+    assert!(got.is_empty(), "{got:?}");
     // Another address gets in, flood or not.
     let viewer = Viewer::handshake(
         tcp_from([127, 0, 0, 2], port),
@@ -374,6 +381,10 @@ fn a_flood_from_one_address_does_not_keep_another_viewer_out() {
     )
     .expect("a viewer from another address");
     assert_eq!(viewer.server_init().width, 640);
+    // (Its session's line comes after every refusal's in the log.)
+    d.wait_log(|l| l.contains("127.0.0.2") && l.contains("authenticated"));
+    let refusals = d.count_logged("--max-handshakes-per-ip");
+    assert_eq!(refusals, 1, "21 refusals in one burst are one log line");
     drop(flood);
 }
 

@@ -135,6 +135,16 @@ impl Daemon {
         self.log.lock().unwrap().iter().any(|l| l.contains(needle))
     }
 
+    /// How many logged lines contain `needle`.
+    pub fn count_logged(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
     /// Waits for a log line matching `pred` (lines already seen count too)
     /// and returns it; panics after [`PATIENCE`].
     pub fn wait_log(&mut self, pred: impl Fn(&str) -> bool) -> String {
