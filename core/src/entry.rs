@@ -967,6 +967,15 @@ impl<'a> Entry<'a> {
         self.frame_output();
     }
 
+    /// The admitted ticket, while the driver decides on an authenticated
+    /// viewer ([`Event::Authenticated`]).
+    fn decided(&self) -> Result<Handle, ticket::Error> {
+        match (&self.state, self.admitted) {
+            (State::Decision, Some(h)) => Ok(h),
+            _ => Err(ticket::Error::NoSuchTicket),
+        }
+    }
+
     /// After [`Event::Authenticated`]: takes the ticket out of `table` (it is
     /// one-time: its port closes, [`ticket::Event::Closed`] is queued). If
     /// it can no longer be had, the viewer is told why and the machine stops
@@ -976,10 +985,7 @@ impl<'a> Entry<'a> {
         table: &mut Table<S>,
         now: Instant,
     ) -> Result<Ticket, ticket::Error> {
-        let handle = match (&self.state, self.admitted) {
-            (State::Decision, Some(h)) => h,
-            _ => return Err(ticket::Error::NoSuchTicket),
-        };
+        let handle = self.decided()?;
         table.authenticated(handle, now).inspect_err(|&e| {
             self.reject(Rejection::Ticket(e));
         })
@@ -997,10 +1003,7 @@ impl<'a> Entry<'a> {
         table: &mut Table<S>,
         now: Instant,
     ) -> Result<Ticket, ticket::Error> {
-        let handle = match (&self.state, self.admitted) {
-            (State::Decision, Some(h)) => h,
-            _ => return Err(ticket::Error::NoSuchTicket),
-        };
+        let handle = self.decided()?;
         table.claim(handle, now).inspect_err(|&e| {
             self.reject(Rejection::Ticket(e));
         })

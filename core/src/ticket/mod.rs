@@ -599,17 +599,7 @@ impl<S: AsRef<[Slot]> + AsMut<[Slot]>> Table<S> {
 
         let token_bytes = random.get(..TOKEN_BYTES).ok_or(Error::NotEnoughRandom)?;
         let rest = random.get(TOKEN_BYTES..).unwrap_or(&[]);
-        let generated = match req.viewer_password() {
-            Some(_) => None,
-            None => Some(generate_password(rest)?),
-        };
-        let pw = match (req.viewer_password(), &generated) {
-            (Some(p), _) => p.as_bytes(),
-            (None, Some(g)) => g.as_bytes(),
-            (None, None) => &[],
-        };
-        // Both sources are at most PASSWORD_CAP bytes.
-        let viewer_password = Password::from_slice(pw).unwrap_or_default();
+        let (viewer_password, generated) = viewer_password_for(req, rest)?;
 
         let (entry, port, token, url_path) = match (wants_token, self.config.single_port) {
             (true, Some(single)) => {
@@ -1015,6 +1005,25 @@ fn usable(t: &Ticket, now: Instant) -> Result<(), Error> {
 }
 
 /// Eight characters of [`ALPHABET`] from `random` by rejection sampling.
+/// The viewer's password for `req`: its own, or one generated from
+/// `random` (then also returned, for the reply).
+fn viewer_password_for(
+    req: &Console,
+    random: &[u8],
+) -> Result<(Password, Option<GeneratedPassword>), Error> {
+    let generated = match req.viewer_password() {
+        Some(_) => None,
+        None => Some(generate_password(random)?),
+    };
+    let pw = match (req.viewer_password(), &generated) {
+        (Some(p), _) => p.as_bytes(),
+        (None, Some(g)) => g.as_bytes(),
+        (None, None) => &[],
+    };
+    // Both sources are at most PASSWORD_CAP bytes.
+    Ok((Password::from_slice(pw).unwrap_or_default(), generated))
+}
+
 fn generate_password(random: &[u8]) -> Result<GeneratedPassword, Error> {
     const LIMIT: u8 = (256 - 256 % ALPHABET.len()) as u8; // 248
     let mut pw: String<GENERATED_PASSWORD_LEN> = String::new();

@@ -71,7 +71,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::{generate_password, GeneratedPassword, Table, URL_PATH_PREFIX};
+use super::{viewer_password_for, GeneratedPassword, Table, URL_PATH_PREFIX};
 use crate::control::{Console, Host, Need, Password, Transport, HOST_CAP};
 use crate::secret::Secret;
 use crate::time::Instant;
@@ -545,15 +545,7 @@ impl<S: AsRef<[super::Slot]> + AsMut<[super::Slot]>> Table<S> {
             .and_then(|b| b.try_into().ok())
             .ok_or(super::Error::NotEnoughRandom)?;
         let rest = random.get(NONCE_LEN..).unwrap_or_default();
-        let generated = match req.viewer_password() {
-            Some(_) => None,
-            None => Some(generate_password(rest)?),
-        };
-        let pw = match (req.viewer_password(), &generated) {
-            (Some(p), _) => p.as_bytes(),
-            (None, Some(g)) => g.as_bytes(),
-            (None, None) => &[],
-        };
+        let (password, generated) = viewer_password_for(req, rest)?;
         let lifetime = self.lifetime(req);
         let expires = wall.millis().saturating_add(lifetime).div_ceil(1000);
         let contents = Contents {
@@ -563,7 +555,7 @@ impl<S: AsRef<[super::Slot]> + AsMut<[super::Slot]>> Table<S> {
             backend_port: req.port,
             transport,
             client_ip: req.client_ip,
-            password: Password::from_slice(pw).unwrap_or_default(),
+            password,
         };
         let token = seal(key, &contents)?;
         let mut url: heapless::String<{ URL_PATH_PREFIX.len() + TOKEN_CAP }> =
