@@ -2,12 +2,12 @@
 //! `--control-allow` (the addresses a TCP client may come from),
 //! `--max-control-connections` and `--max-control-connections-per-ip` (a
 //! [`Budget`], an IPv6 /64 being one source), `--trusted-proxy` (whose
-//! connections start with a PROXY header naming the client: the client is
-//! then the one checked and counted), and `--control-users` (the users file,
-//! re-read on SIGHUP). Refusals are logged once per burst
-//! ([`crate::refusals::Refusals`]), so a flood does not flood the log. What it is not: the
-//! reading of a request (`control.rs`) or the users file format
-//! (`users.rs`).
+//! connections may start with a PROXY header naming the client: the client
+//! is then the one checked and counted), and `--control-users` (the users
+//! file, re-read on SIGHUP). Refusals are logged once per burst
+//! ([`crate::refusals::Refusals`]), so a flood does not flood the log.
+//! What it is not: the reading of a request (`control.rs`) or the users
+//! file format (`users.rs`).
 
 use crate::budget::{Budget, Full, Pass};
 use crate::refusals::Refusals;
