@@ -191,6 +191,20 @@ def entry():
     write("entry", "web-page", WHOLE + b"\x83" + b"\x00" * 16 + counted(b"pw") + page)
     write("entry", "web-missing", MIXED + b"\x93" + b"\x00" * 16 + counted(b"pw") + page)
     write("entry", "web-upgrade", WHOLE + b"\x83" + b"\x00" * 16 + counted(b"pw") + upgrade)
+    # A viewer that does not wait for vncap's ProtocolVersion: the upgrade
+    # and a first frame longer than the machine's RFB buffer (256) in one
+    # read; split and whole must agree (a whole read once lost the first
+    # piece and stalled). The fuzz case's shape: 3,341 bytes announced, 262
+    # sent, not RFB; and ProtocolVersion leading 300 bytes.
+    def long_frame(payload, announced):
+        mask = b"\x0d" * 4
+        body = bytes(c ^ mask[j % 4] for j, c in enumerate(payload))
+        return b"\x82\xfe" + announced.to_bytes(2, "big") + mask + body
+    cut = upgrade + long_frame(b"\x00" * 262, 3341)
+    write("entry", "ws-pipelined-not-rfb", MIXED + b"\x15" + b"\x00" * 16 + counted(b"pw") + cut)
+    version = upgrade + long_frame(b"RFB 003.008\n" + b"\x02" * 300, 312)
+    write("entry", "ws-pipelined-version", WHOLE + b"\x01" + b"\x00" * 16 + counted(b"pw") + version)
+    write("entry", "ws-pipelined-version-mixed", MIXED + b"\x01" + b"\x00" * 16 + counted(b"pw") + version)
 
 
 def web():

@@ -8,10 +8,10 @@
 
 use proptest::prelude::*;
 use vncap_core::entry::{Error, Event, Via};
-use vncap_core::rfb::des;
+use vncap_core::rfb::{des, server};
 use vncap_core::sniff;
 use vncap_core::ticket::{self, Attempt};
-use vncap_core::Instant;
+use vncap_core::{ws, Instant};
 use vncap_tests::fixture::{Dir, Fixture};
 use vncap_tests::pair::{
     client_frame, client_payloads, server_payloads, table_config, tls_config, Backend, Pair,
@@ -931,5 +931,178 @@ proptest! {
         if let Some(at) = p.events.iter().position(|e| *e == Event::Admit) {
             prop_assert!(p.events[..at].contains(&Event::Client));
         }
+    }
+}
+
+// A viewer that does not wait for vncap's ProtocolVersion: its upgrade and
+// its first frame in one write. A first frame longer than the machine's RFB
+// buffer (`entry::RFB_CAP`) is decoded in pieces, and every piece must reach
+// the RFB server, whatever the reads were (the entry fuzz target found a
+// whole read that lost the first piece and stalled).
+
+/// The upgrade and then `frame` in one write, delivered in `sizes`: the
+/// events, vncap's frames (opcode, payload), the error, and the RFB the
+/// relay gets after the viewer's response (decoded, in order).
+type Pipelined = (Vec<Event>, Vec<(u8, Vec<u8>)>, Option<Error>, Vec<u8>);
+
+fn pipelined(frame: &[u8], sizes: &[usize]) -> Pipelined {
+    let (mut p, _) = Pair::new(SNIFFING, 0);
+    let mut bytes = upgrade("/websockify");
+    bytes.extend_from_slice(frame);
+    p.deliver_split(&bytes, sizes);
+    assert!(p.to_viewer.starts_with(b"HTTP/1.1 101 "));
+    let mut handed_on = Vec::new();
+    if let Some(relay) = p.relay.take() {
+        // What the machine decoded, then the rest of the frame through the
+        // relay's own decoder.
+        handed_on.extend_from_slice(&relay.early_rfb);
+        let mut conn = relay.websocket.expect("a WebSocket viewer");
+        let mut rest = relay.raw.to_vec();
+        rest.extend_from_slice(&p.pending);
+        let mut at = 0;
+        loop {
+            match conn.decode(&mut rest[at..]) {
+                Ok((used, Some(ws::frame::Decoded::Data { bytes, .. }))) => {
+                    handed_on.extend_from_slice(bytes);
+                    at += used;
+                }
+                Ok((0, _)) => break,
+                Ok((used, _)) => at += used,
+                Err(e) => panic!("the relay's frames: {e:?}"),
+            }
+        }
+    }
+    (p.events, server_payloads(&p.to_viewer), p.error, handed_on)
+}
+
+/// RFB's SetEncodings with `n` encodings (raw, then pseudo-encodings).
+fn set_encodings(n: u16) -> Vec<u8> {
+    let mut v = vec![2, 0];
+    v.extend_from_slice(&n.to_be_bytes());
+    for i in 0..i32::from(n) {
+        v.extend_from_slice(&(-i).to_be_bytes());
+    }
+    v
+}
+
+/// The same outcome as whole for reads of every size that matters (one
+/// byte, the fuzz case's mixed reads, about a frame header, about the RFB
+/// buffer, more than it).
+fn pipelined_every_way(frame: &[u8]) -> Pipelined {
+    let whole = pipelined(frame, &[usize::MAX]);
+    for sizes in [
+        &[1][..],
+        &[1, 5, 12],
+        &[7],
+        &[14],
+        &[64],
+        &[255],
+        &[256],
+        &[270],
+        &[271],
+        &[300],
+        &[512],
+    ] {
+        assert_eq!(pipelined(frame, sizes), whole, "reads of {sizes:?}");
+    }
+    whole
+}
+
+#[test]
+fn a_protocol_version_sent_with_the_upgrade_gets_the_security_types() {
+    // ProtocolVersion alone in its frame, as noVNC sends it.
+    let (events, frames, error, _) =
+        pipelined_every_way(&client_frame(VERSION, [1, 2, 3, 4], false));
+    assert_eq!(events, [Event::Admit]);
+    assert_eq!(error, None);
+    assert_eq!(frames, [(2, VERSION.to_vec()), (2, vec![1, 2])]);
+
+    // The whole login in one frame, and the viewer's first messages with it,
+    // longer than the RFB buffer: every answer in a frame of its own, and
+    // everything after the response handed on in order. Lengths around
+    // where the first decoded piece outgrows the buffer.
+    for n in [0, 40, 56, 57, 58, 59, 60, 64, 100, 200] {
+        let mut payload = login("secret");
+        let answered = payload.len();
+        payload.push(1); // ClientInit
+        payload.extend(set_encodings(n));
+        let frame = client_frame(&payload, [0x0d; 4], false);
+        let (events, frames, error, handed_on) = pipelined_every_way(&frame);
+        assert_eq!(error, None, "{} payload bytes", payload.len());
+        assert!(
+            matches!(events[..], [Event::Admit, Event::Authenticated(_)]),
+            "{} payload bytes: {events:?}",
+            payload.len()
+        );
+        assert_eq!(
+            frames,
+            [
+                (2, VERSION.to_vec()),
+                (2, vec![1, 2]),
+                (2, CHALLENGE.to_vec()),
+                (2, vec![0, 0, 0, 0]),
+            ],
+            "{} payload bytes",
+            payload.len()
+        );
+        assert_eq!(
+            handed_on,
+            payload[answered..],
+            "{} payload bytes",
+            payload.len()
+        );
+    }
+}
+
+#[test]
+fn garbage_sent_with_the_upgrade_is_not_rfb_whole_and_in_any_split() {
+    let refused = |frames: &[(u8, Vec<u8>)]| {
+        let mut close = 1008u16.to_be_bytes().to_vec();
+        close.extend_from_slice(b"refused");
+        frames == [(2, VERSION.to_vec()), (8, close)]
+    };
+    for len in [12, 100, 256, 261, 262, 263, 270, 300, 3341] {
+        for byte in [0u8, 0xff, b'C'] {
+            let frame = client_frame(&vec![byte; len], [0x0d; 4], false);
+            let (events, frames, error, _) = pipelined_every_way(&frame);
+            assert_eq!(events, [Event::Admit], "{len} x {byte:#x}");
+            assert_eq!(
+                error,
+                Some(Error::Rfb(server::Error::NotRfb)),
+                "{len} x {byte:#x}"
+            );
+            assert!(refused(&frames), "{len} x {byte:#x}: {frames:?}");
+        }
+    }
+    // The fuzz case's shape: a frame that says 3,341 bytes, of which 262
+    // (a piece longer than the RFB buffer) arrived with the upgrade.
+    let mut frame = client_frame(&[0u8; 3341], [0x0d; 4], false);
+    frame.truncate(8 + 262);
+    let (_, frames, error, _) = pipelined_every_way(&frame);
+    assert_eq!(error, Some(Error::Rfb(server::Error::NotRfb)));
+    assert!(refused(&frames), "{frames:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// A first frame of any length, a login or garbage, with the upgrade in
+    /// one write: in any split, the same outcome as whole.
+    #[test]
+    fn a_pipelined_first_frame_any_split_same_result(
+        sizes in vncap_tests::harness::splits(400),
+        tail in prop::collection::vec(any::<u8>(), 0..700),
+        garbage: bool,
+        mask: [u8; 4],
+    ) {
+        let mut payload = if garbage { b"not RFB at all".to_vec() } else { login("secret") };
+        payload.extend_from_slice(&tail);
+        let frame = client_frame(&payload, mask, false);
+        let whole = pipelined(&frame, &[usize::MAX]);
+        if garbage {
+            prop_assert_eq!(whole.2, Some(Error::Rfb(server::Error::NotRfb)));
+        } else {
+            prop_assert!(whole.1.starts_with(&[(2, VERSION.to_vec()), (2, vec![1, 2])]), "{:?}", whole);
+        }
+        prop_assert_eq!(pipelined(&frame, &sizes), whole);
     }
 }

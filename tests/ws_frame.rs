@@ -486,6 +486,48 @@ proptest! {
         prop_assert!(pieces.last().unwrap().1);
     }
 
+    /// Decoding only what `Decoder::window` allows never hands back more
+    /// data than the room asked for, and loses nothing: messages across the
+    /// header lengths (6, 8 and 14 bytes), pings between them, binary and
+    /// base64, the whole stream pending at once (vncap's entry machine
+    /// copies each piece into a buffer of `room` bytes).
+    #[test]
+    fn a_window_hands_back_at_most_its_room(
+        lens in prop::collection::vec(length(), 1..4),
+        key in any::<[u8; 4]>(),
+        base64 in any::<bool>(),
+        room in 16usize..300,
+    ) {
+        let sub = if base64 { Subprotocol::Base64 } else { Subprotocol::Binary };
+        let enc = Encoder::new(sub);
+        let mut stream = Vec::new();
+        let mut data = Vec::new();
+        for (i, &len) in lens.iter().enumerate() {
+            let d: Vec<u8> = (0..len).map(|j| (j as u8).wrapping_mul(31).wrapping_add(i as u8)).collect();
+            let mut out = vec![0u8; len * 4 / 3 + 20];
+            let (took, wrote) = enc.encode(&d, &mut out);
+            prop_assert_eq!(took, len);
+            stream.extend(client_frame(0x89, b"ping", key));
+            stream.extend(mask_frame(&out[..wrote], key));
+            data.extend(d);
+        }
+        let mut dec = Decoder::new(sub, Config::default());
+        let (mut at, mut got) = (0, Vec::new());
+        loop {
+            let window = dec.window(&stream[at..], room);
+            let (used, item) = dec.decode(&mut stream[at..at + window]).unwrap();
+            if let Some(Decoded::Data { bytes, .. }) = item {
+                prop_assert!(bytes.len() <= room, "{} bytes for a room of {}", bytes.len(), room);
+                got.extend_from_slice(bytes);
+            } else if used == 0 {
+                break;
+            }
+            at += used;
+        }
+        prop_assert_eq!(at, stream.len(), "everything decoded");
+        prop_assert_eq!(got, data);
+    }
+
     #[test]
     fn random_bytes_never_panic(
         input in prop::collection::vec(any::<u8>(), 0..400),

@@ -164,8 +164,6 @@ const WIRE_CAP: usize = 1024;
 /// Room in that queue kept for RFB answers: pongs that would eat into it
 /// are dropped (a ping flood during the handshake gets no pongs).
 const WIRE_RESERVE: usize = 512;
-/// The longest client frame header (RFC 6455 section 5.2: 2 + 8 + 4 bytes).
-const MAX_FRAME_HEADER: usize = 14;
 /// What a viewer is told when the handshake deadline passes.
 const TIMED_OUT: &str = "handshake timed out";
 
@@ -1391,9 +1389,12 @@ impl<'a> Entry<'a> {
             let Some(conn) = self.websocket.as_mut() else {
                 return Ok(took);
             };
-            // A window the decoded piece fits into `rfb`.
+            // A window whose decoded piece fits into `rfb` (a piece that
+            // did not would be lost: the decoder has consumed it). The
+            // frame's own header, not the longest one: in a frame, or
+            // after a short header, that would be up to 14 bytes too many.
             let room = RFB_CAP - self.rfb.len();
-            let window = self.raw.len().min(room + MAX_FRAME_HEADER);
+            let window = conn.decoder().window(&self.raw, room);
             let origin = self.raw.as_ptr() as usize;
             let (used, piece) = match conn.decode(&mut self.raw[..window]) {
                 Ok((used, Some(Decoded::Data { bytes, .. }))) => {

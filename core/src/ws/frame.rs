@@ -272,6 +272,26 @@ impl Decoder {
         usize::try_from(total.saturating_sub(have)).unwrap_or(usize::MAX)
     }
 
+    /// How much of `pending` (bytes read, not yet given to
+    /// [`Decoder::decode`]) to give it so that the data it hands back is at
+    /// most `room` bytes: `room` bytes of a frame in progress; the header of
+    /// a data frame starting in `pending` and `room` bytes after it; a
+    /// control frame whole (it hands back no data). All of `pending` while a
+    /// header is incomplete or refused (`decode` says which). For a driver
+    /// that copies the data into a buffer of its own (vncap's entry machine):
+    /// the header's length is the frame's, 6 to 14 bytes.
+    pub fn window(&self, pending: &[u8], room: usize) -> usize {
+        let n = match self.frame {
+            Some(_) => room,
+            None => match parse_header(pending) {
+                Ok(Some(h)) if h.opcode.is_control() => h.size.saturating_add(h.len as usize),
+                Ok(Some(h)) => h.size.saturating_add(room),
+                Ok(None) | Err(_) => pending.len(),
+            },
+        };
+        n.min(pending.len())
+    }
+
     /// Decodes frames from `buf` (bytes read, not yet consumed). Returns how
     /// many bytes were consumed and at most one item; see the module docs for
     /// the loop. `(0, None)` means: read more. After an `Err` the close frame
