@@ -29,17 +29,10 @@ pub struct Access {
     pub refusals: Rc<Refusals>,
 }
 
-/// A control connection's place in the budget, held while it lives (and
-/// given back by the drop of what it holds).
-#[derive(Debug)]
-#[allow(dead_code)] // held for its drop
-pub enum Place {
-    /// Counted against its source.
-    Source(Pass),
-    /// Counted in the whole only: a Unix socket client, or a trusted
-    /// proxy's connection before its PROXY header.
-    Whole(Pass),
-}
+/// A control connection's place in the budget, held while it lives: a
+/// [`Pass`] counted against its source, or in the whole only (a Unix
+/// socket's client).
+pub type Place = Pass;
 
 /// What to do with a TCP connection just accepted.
 #[derive(Debug)]
@@ -88,10 +81,7 @@ impl Access {
                 .map_err(full);
         }
         self.allowed(peer)?;
-        self.budget
-            .take(peer)
-            .map(|p| Admit::Serve(Place::Source(p)))
-            .map_err(full)
+        self.budget.take(peer).map(Admit::Serve).map_err(full)
     }
 
     /// The client a trusted proxy's header named: allowed, and counted
@@ -101,13 +91,13 @@ impl Access {
         self.allowed(client)?;
         // On failure `place` is dropped: its place goes back.
         place.charge(client).map_err(full)?;
-        Ok(Place::Source(place))
+        Ok(place)
     }
 
     /// A Unix socket's connection: no address to check, counted in the
     /// whole.
     pub fn unix(&self) -> Result<Place, String> {
-        self.budget.take_unsourced().map(Place::Whole).map_err(full)
+        self.budget.take_unsourced().map_err(full)
     }
 
     fn allowed(&self, ip: IpAddr) -> Result<(), String> {
