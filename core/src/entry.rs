@@ -1230,7 +1230,7 @@ impl<'a> Entry<'a> {
                     Some(Kind::Unknown) if inside_tls => {
                         Err(self.fail(Error::NotWebSocketInsideTls))
                     }
-                    Some(Kind::Unknown) => match proxy_signature(input) {
+                    Some(Kind::Unknown) => match proxy::starts_header(input) {
                         None => Ok(0),
                         Some(true) => Err(self.fail(Error::ProxyHeaderRefused)),
                         Some(false) => Err(self.fail(Error::UnknownProtocol)),
@@ -1290,7 +1290,7 @@ impl<'a> Entry<'a> {
                 if !self.native_checked && !self.layers.tls {
                     // A native-only port greets at once: a PROXY header here
                     // is not the viewer's ProtocolVersion.
-                    match proxy_signature(input) {
+                    match proxy::starts_header(input) {
                         None => return Ok(0),
                         Some(true) => return Err(self.fail(Error::ProxyHeaderRefused)),
                         Some(false) => self.native_checked = true,
@@ -1489,23 +1489,6 @@ impl<'a> Entry<'a> {
             let _ = self.wire.extend_from_slice(&frame[..written]);
         }
     }
-}
-
-/// Whether `input` starts with a PROXY protocol signature (`PROXY ` or
-/// version 2's 12 bytes): `None` while it is empty or a strict prefix of
-/// one (read more).
-fn proxy_signature(input: &[u8]) -> Option<bool> {
-    let mut partial = input.is_empty();
-    for sig in [&b"PROXY "[..], &proxy::V2_SIGNATURE] {
-        let n = input.len().min(sig.len());
-        if input.get(..n) == sig.get(..n) {
-            if n == sig.len() {
-                return Some(true);
-            }
-            partial = true;
-        }
-    }
-    (!partial).then_some(false)
 }
 
 /// Removes the first `n` bytes of `v`.

@@ -125,6 +125,23 @@ pub fn parse(input: &[u8]) -> Result<Option<Header>, Error> {
     Err(Error::NotProxy)
 }
 
+/// Whether `input` starts with a PROXY protocol signature (`PROXY ` or
+/// version 2's 12 bytes): `None` while it is empty or a strict prefix of
+/// one (read more).
+pub fn starts_header(input: &[u8]) -> Option<bool> {
+    let mut partial = input.is_empty();
+    for sig in [&b"PROXY "[..], &V2_SIGNATURE] {
+        let n = input.len().min(sig.len());
+        if input.get(..n) == sig.get(..n) {
+            if n == sig.len() {
+                return Some(true);
+            }
+            partial = true;
+        }
+    }
+    (!partial).then_some(false)
+}
+
 fn parse_v1(input: &[u8]) -> Result<Option<Header>, Error> {
     let window = input.get(..input.len().min(MAX_V1)).unwrap_or(input);
     let Some(end) = window.windows(2).position(|w| w == b"\r\n") else {
@@ -289,6 +306,18 @@ mod tests {
         assert_eq!(parse(&line), Err(Error::BadV1));
         assert_eq!(parse(b"GET / HTTP/1.1\r\n"), Err(Error::NotProxy));
         assert_eq!(parse(b"RFB 003.008\n"), Err(Error::NotProxy));
+    }
+
+    #[test]
+    fn a_signature_is_seen_as_soon_as_it_can_be() {
+        assert_eq!(starts_header(b""), None);
+        assert_eq!(starts_header(b"PRO"), None);
+        assert_eq!(starts_header(b"PROXY "), Some(true));
+        assert_eq!(starts_header(&V2_SIGNATURE[..5]), None);
+        assert_eq!(starts_header(&V2_SIGNATURE), Some(true));
+        assert_eq!(starts_header(b"RFB 003.008\n"), Some(false));
+        assert_eq!(starts_header(b"\r\n\r\nX"), Some(false));
+        assert_eq!(starts_header(b"GET / HTTP/1.1"), Some(false));
     }
 
     #[test]
