@@ -221,6 +221,8 @@ def web():
     write("web", "chrome-page", WHOLE + b"\x00" + chrome)
     write("web", "chrome-page-bytewise", BYTEWISE + b"\x00" + chrome)
     write("web", "module", MIXED + b"\x00" + get(b"/core/rfb.js"))
+    # A C1 control character (U+008E) in the path, raw: 404 (fuzz campaign).
+    write("web", "c1-control", WHOLE + b"\x00" + get(b"/c\xd2\x8em\xc2\x8eb"))
     write("web", "root-index", WHOLE + b"\x04" + get(b"/"))
     write("web", "missing", WHOLE + b"\x02" + get(b"/app/nope.js"))
     write("web", "head", WHOLE + b"\x00" + b"HEAD /app/styles/base.css HTTP/1.0\r\n\r\n")

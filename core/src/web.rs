@@ -432,6 +432,11 @@ fn decode_path(target: &str) -> Result<(String<PATH_CAP>, bool), Error> {
         path.push(byte).map_err(|_| Error::UriTooLong)?;
     }
     let text = core::str::from_utf8(&path).map_err(|_| Error::NotUtf8)?;
+    // C1 controls (U+0080-U+009F: `%C2%9B` is a terminal's CSI) are
+    // control characters too, for the log lines that name the path.
+    if text.chars().any(char::is_control) {
+        return Err(Error::Forbidden);
+    }
     // `text` starts with the `/` of the origin form.
     let rel = text.get(1..).unwrap_or_default();
     let (dir, last) = match rel.rsplit_once('/') {
@@ -641,6 +646,8 @@ mod tests {
             "/%00",
             "/a%0d%0aSet-Cookie:x",
             "/%7f",
+            "/a%c2%9b31m.js",
+            "/c\u{8e}b",
         ] {
             let (r, answer) = run(get(target).as_bytes());
             assert_eq!(r, Err(Error::Forbidden), "{target}");
