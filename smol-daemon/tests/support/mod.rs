@@ -224,18 +224,9 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit (a watchdog sends SIGKILL after
     /// [`PATIENCE`], so a hung daemon fails the test instead of hanging it).
-    pub fn terminate(mut self) -> ExitStatus {
+    pub fn terminate(self) -> ExitStatus {
         signal(self.child.id(), "TERM");
-        let (done, watch) = channel::<()>();
-        let pid = self.child.id();
-        std::thread::spawn(move || {
-            if let Err(RecvTimeoutError::Timeout) = watch.recv_timeout(PATIENCE) {
-                signal(pid, "KILL");
-            }
-        });
-        let status = self.child.wait().expect("wait for vncap");
-        let _ = done.send(());
-        status
+        self.wait_exit()
     }
 }
 
