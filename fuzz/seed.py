@@ -205,6 +205,15 @@ def entry():
     version = upgrade + long_frame(b"RFB 003.008\n" + b"\x02" * 300, 312)
     write("entry", "ws-pipelined-version", WHOLE + b"\x01" + b"\x00" * 16 + counted(b"pw") + version)
     write("entry", "ws-pipelined-version-mixed", MIXED + b"\x01" + b"\x00" * 16 + counted(b"pw") + version)
+    # A ping flood on a WebSocket-only port (flags 0x02) before the login,
+    # then a fragmented ping (a bad control frame): the pongs must be the
+    # same in any reads (a whole read once got fewer: the pongs' allowance
+    # was the queue's room, which the driver's sending frees).
+    def ping(i):
+        mask = b"\x0d" * 4
+        return b"\x89\x89" + mask + bytes([i ^ 0x0d]) * 9
+    flood = upgrade + b"".join(ping(i) for i in range(100)) + b"\x09\x80" + b"\x0d" * 4
+    write("entry", "ws-ping-flood", MIXED + b"\x02" + b"\x00" * 16 + counted(b"pw") + flood)
 
 
 def web():

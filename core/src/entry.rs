@@ -161,9 +161,11 @@ pub const TRANSCRIPT_CAP: usize = 512;
 const TRANSCRIPT_RECORDS: usize = 32;
 /// Frames queued for a WebSocket viewer (RFB answers, pongs, the close).
 const WIRE_CAP: usize = 1024;
-/// Room in that queue kept for RFB answers: pongs that would eat into it
-/// are dropped (a ping flood during the handshake gets no pongs).
-const WIRE_RESERVE: usize = 512;
+/// Room in that queue kept for RFB answers: the bytes of pongs a handshake
+/// answers in all. Pongs past them are dropped (a ping flood during the
+/// handshake gets no more), however fast the driver sends what is queued,
+/// so what the viewer hears does not depend on how its bytes were read.
+const PONG_BUDGET: usize = WIRE_CAP - 512;
 /// What a viewer is told when the handshake deadline passes.
 const TIMED_OUT: &str = "handshake timed out";
 
@@ -635,6 +637,8 @@ pub struct Entry<'a> {
     /// it is sent.
     wire: Vec<u8, WIRE_CAP>,
     wire_sent: usize,
+    /// Bytes of pongs queued so far ([`PONG_BUDGET`]).
+    pongs: usize,
     transcript: Option<Transcript>,
     /// The socket's peer is a trusted proxy.
     trusted: bool,
@@ -715,6 +719,7 @@ impl<'a> Entry<'a> {
             alert_sent: None,
             wire: Vec::new(),
             wire_sent: 0,
+            pongs: 0,
             transcript: config.transcript.then(Transcript::default),
             trusted,
             client: Client {
@@ -1465,10 +1470,10 @@ impl<'a> Entry<'a> {
             if n == 0 {
                 break;
             }
-            if self.wire.len() + n <= WIRE_CAP - WIRE_RESERVE
-                || conn.is_closed()
-                || self.error.is_some()
-            {
+            if conn.is_closed() || self.error.is_some() {
+                let _ = self.wire.extend_from_slice(&frame[..n]);
+            } else if self.pongs + n <= PONG_BUDGET {
+                self.pongs += n;
                 let _ = self.wire.extend_from_slice(&frame[..n]);
             }
         }
