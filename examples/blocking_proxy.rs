@@ -121,7 +121,7 @@ fn console_request(backend: SocketAddr, password: &str) -> Result<Console, Strin
         backend.ip(),
         backend.port()
     );
-    let mut c = Control::new(control::Config::default());
+    let mut c = Control::new(control::Config::default(), vncap_core::Instant::default());
     c.handle_input(line.as_bytes()).map_err(|e| e.to_string())?;
     match c.poll_event() {
         Some(control::Event::Request(Request::Console(c))) => Ok(c),

@@ -63,7 +63,7 @@ struct Proxy {
 
 /// Parses a control request line, as a control channel would.
 fn parse_request(json: &str) -> Result<Console, String> {
-    let mut c = Control::new(control::Config::default());
+    let mut c = Control::new(control::Config::default(), vncap_core::Instant::default());
     let line = format!("{json}\n");
     c.handle_input(line.as_bytes()).map_err(|e| e.to_string())?;
     match c.poll_event() {

@@ -165,7 +165,7 @@ proptest! {
     fn requests_round_trip(c in case(), sizes in splits(64)) {
         let bytes = written(&c);
         prop_assert!(bytes.len() <= control::MAX_INPUT);
-        let mut m = Control::new(config());
+        let mut m = Control::new(config(), vncap_core::Instant::default());
         let t = run(&mut m, &bytes, &sizes, |_, _| {});
         prop_assert_eq!(t.error, None);
         prop_assert!(t.leftover.is_empty());
@@ -192,7 +192,7 @@ proptest! {
         url_path in proptest::option::of(text(tricky(), 49)),
         reason in proptest::option::of(proptest::collection::vec(tricky(), 0..120).prop_map(|v| v.into_iter().collect::<String>())),
     ) {
-        let mut m = Control::new(config());
+        let mut m = Control::new(config(), vncap_core::Instant::default());
         let request = written(&c);
         prop_assert_eq!(m.handle_input(&request), Ok(request.len()));
         prop_assert!(m.poll_event().is_some());

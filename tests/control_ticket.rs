@@ -28,7 +28,7 @@ fn config() -> control::Config {
 
 /// Runs `input` split by `sizes`, answering a request like a driver would.
 fn transcript(input: &[u8], sizes: &[usize]) -> Transcript<Event, control::Error> {
-    let mut m = Control::new(config());
+    let mut m = Control::new(config(), vncap_core::Instant::default());
     run(&mut m, input, sizes, |m, _| {
         m.reply_ok(&Granted {
             port: 7000,
@@ -40,14 +40,14 @@ fn transcript(input: &[u8], sizes: &[usize]) -> Transcript<Event, control::Error
 #[test]
 fn whole_and_bytewise_agree() {
     for input in [GWM, SNF] {
-        let mut a = Control::new(config());
+        let mut a = Control::new(config(), vncap_core::Instant::default());
         let whole = run_whole(&mut a, input, |m, _| {
             m.reply_ok(&Granted {
                 port: 7000,
                 ..Granted::default()
             });
         });
-        let mut b = Control::new(config());
+        let mut b = Control::new(config(), vncap_core::Instant::default());
         let bytewise = run_bytewise(&mut b, input, |m, _| {
             m.reply_ok(&Granted {
                 port: 7000,
@@ -75,7 +75,7 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600), sizes in splits(64)) {
         let t = transcript(&bytes, &sizes);
-        let mut m = Control::new(config());
+        let mut m = Control::new(config(), vncap_core::Instant::default());
         // Then EOF on whatever is left.
         let _ = run(&mut m, &bytes, &sizes, |_, _| {});
         let _ = m.handle_eof(&t.leftover);
@@ -140,7 +140,7 @@ fn request(preferred: Option<u16>, timeout_s: u8) -> control::Console {
         line.push_str(&format!(", \"timeout\": {timeout_s}"));
     }
     line.push_str("}\n");
-    let mut c = Control::new(config());
+    let mut c = Control::new(config(), vncap_core::Instant::default());
     c.handle_input(line.as_bytes()).unwrap();
     match c.poll_event() {
         Some(Event::Request(control::Request::Console(r))) => r,

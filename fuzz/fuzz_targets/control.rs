@@ -7,11 +7,15 @@
 //! peer then closes (`handle_eof` with the leftover), bit 1: answer
 //! `reply_failed` instead of the success reply, bit 2: grant the dialect 2
 //! extensions (password, expires_in, token, url_path) or, for an action,
-//! answer with rows and counters. Asserts: no panic;
+//! answer with rows and counters, bit 3: the peer is a trusted proxy
+//! (`Control::from_trusted_proxy`: a PROXY header may come first), bit 4:
+//! `Config::tls` (the driver answers `StartTls` with `tls_started` and
+//! feeds the rest as plaintext). Asserts: no panic;
 //! the outcome does not depend on the split; a parsed request is within its
 //! documented bounds; the reply (or the error's FAILED) is bounded and
 //! parses with the client side in the request's dialect (actions: JSON),
-//! with the port, extensions, rows and counters given.
+//! with the port, extensions, rows and counters given; a connection closed
+//! unanswered is one the module documents so (a PROXY header, before TLS).
 
 #![no_main]
 
@@ -19,10 +23,10 @@ use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use vncap_core::control::client::{parse_killed, parse_reply, Row};
 use vncap_core::control::{
-    Config, Console, Control, Dialect, Door, Event, Granted, Kill, Layers, List, Request,
+    Config, Console, Control, Dialect, Door, Error, Event, Granted, Kill, Layers, List, Request,
     SessionRow, Stats, TicketRow, MAX_INPUT, REPLY_CAP,
 };
-use vncap_core::Machine;
+use vncap_core::{Instant, Machine};
 use vncap_fuzz::{drive_both, Reader, Splits};
 
 const TOKEN: &str = "0123456789abcdef0123456789abcdef";
@@ -170,6 +174,8 @@ fuzz_target!(|data: &[u8]| {
     let eof = flags & 1 != 0;
     let failed = flags & 2 != 0;
     let ext = flags & 4 != 0;
+    let trusted = flags & 8 != 0;
+    let tls = flags & 16 != 0;
     let granted = Granted {
         port,
         password: ext.then_some("Ab3dE6gH"),
@@ -177,33 +183,70 @@ fuzz_target!(|data: &[u8]| {
         token: ext.then_some(TOKEN),
         url_path: ext.then_some(URL),
     };
-    let config = Config::default();
+    let config = Config {
+        tls,
+        ..Config::default()
+    };
+    let proxy = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), 51000);
     let mut list_out = Vec::new();
     let mut asked = None;
-    let on_event = |c: &mut Control, ev: &Event| {
-        let Event::Request(req) = ev;
-        asked = Some(check_request(req, &config));
-        answer(c, req, failed, ext, &granted, &mut list_out);
+    let mut on_event = |c: &mut Control, ev: &Event| match ev {
+        Event::Request(req) => {
+            asked = Some(check_request(req, &config));
+            answer(c, req, failed, ext, &granted, &mut list_out);
+        }
+        Event::Client => {
+            assert!(trusted, "Client from an untrusted peer");
+            assert!(c.client().is_some());
+        }
+        Event::StartTls => {
+            assert!(tls, "StartTls without Config::tls");
+            c.tls_started();
+        }
     };
-    let make = || Control::new(config.clone());
-    let (mut c, mut t) = drive_both(make, input, &mut splits, MAX_INPUT, REPLY_CAP, on_event);
-    if t.events.is_empty() && t.error.is_none() {
+    let make = || {
+        let now = Instant::default();
+        if trusted {
+            Control::from_trusted_proxy(config.clone(), now, proxy)
+        } else {
+            Control::new(config.clone(), now)
+        }
+    };
+    let (mut c, mut t) = drive_both(
+        make,
+        input,
+        &mut splits,
+        MAX_INPUT,
+        REPLY_CAP,
+        &mut on_event,
+    );
+    let requested = |t: &vncap_fuzz::Transcript<Event, Error>| {
+        t.events.iter().any(|e| matches!(e, Event::Request(_)))
+    };
+    if !requested(&t) && t.error.is_none() {
         assert!(!t.stalled, "stalled with a full buffer");
         if eof {
-            let rest = &input[t.consumed..];
-            match c.handle_eof(rest) {
-                Ok(n) => {
-                    assert!(n <= rest.len());
-                    if let Some(Event::Request(req)) = c.poll_event() {
-                        asked = Some(check_request(&req, &config));
-                        answer(&mut c, &req, failed, ext, &granted, &mut list_out);
-                        t.events.push(Event::Request(req));
+            let mut rest = &input[t.consumed..];
+            // At the end, the layers before the request finish too.
+            loop {
+                match c.handle_eof(rest) {
+                    Ok(n) => {
+                        assert!(n <= rest.len());
+                        rest = &rest[n..];
+                        let Some(ev) = c.poll_event() else { break };
+                        on_event(&mut c, &ev);
+                        let done = matches!(ev, Event::Request(_));
+                        t.events.push(ev);
+                        if done {
+                            break;
+                        }
                     }
-                }
-                Err(e) => {
-                    assert_eq!(c.handle_eof(rest), Err(e), "error not sticky");
-                    assert_eq!(c.handle_input(rest), Err(e), "error not sticky");
-                    t.error = Some(e);
+                    Err(e) => {
+                        assert_eq!(c.handle_eof(rest), Err(e), "error not sticky");
+                        assert_eq!(c.handle_input(rest), Err(e), "error not sticky");
+                        t.error = Some(e);
+                        break;
+                    }
                 }
             }
             let mut out = [0u8; 300];
@@ -225,8 +268,12 @@ fuzz_target!(|data: &[u8]| {
         t.output = std::mem::take(&mut list_out);
     }
     if t.output.is_empty() {
-        assert!(t.error.is_none());
-        assert!(!c.is_done());
+        match t.error {
+            None => assert!(!c.is_done()),
+            Some(Error::Proxy(_)) => assert!(trusted),
+            Some(Error::NoRequest) => assert!(trusted || tls, "no request, no answer"),
+            Some(e) => panic!("{e:?} unanswered"),
+        }
         return;
     }
     assert!(c.is_done());

@@ -34,7 +34,7 @@ const HANDSHAKE_MS: u64 = 10_000;
 /// The ticket's request, if the control channel takes it (a password it
 /// refuses makes no ticket, and no input for this target).
 fn request(json: &str) -> Option<control::Console> {
-    let mut c = Control::new(control::Config::default());
+    let mut c = Control::new(control::Config::default(), vncap_core::Instant::default());
     let line = format!("{json}\n");
     let _ = c.handle_input(line.as_bytes());
     match c.poll_event() {

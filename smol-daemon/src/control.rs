@@ -3,21 +3,24 @@
 //! request's dialect, with the daemon's answer in between: one function per
 //! request kind ([`console`], [`list`], [`kill`], [`stats`]); live sessions
 //! come from the session registry (`sessions.rs`), a session's id being its
-//! ticket's. Bounded by [`CONTROL_TIMEOUT`] per
-//! connection, on the daemon's one clock. With `--control-tls` every TCP
-//! control connection is TLS (snf's `--enable-ssl`); a client that does not
-//! speak it is closed unanswered. Who gets in is decided at the accept,
-//! before a byte is read (`access.rs`: `--control-allow`, the connection
-//! limits, a `--trusted-proxy`'s PROXY header, read here with the core's
-//! `proxy::parse`); with `--control-users` every request's `auth_user` and
-//! `auth_password` are checked ([`authenticate`]) before it is answered.
+//! ticket's. The machine keeps the connection's deadlines (a silent client
+//! is closed after `control::SILENCE_MS`, any connection after
+//! `control::TIMEOUT_MS`) on the daemon's one clock, reads a trusted
+//! proxy's PROXY header, and asks for TLS with `--control-tls` (snf's
+//! `--enable-ssl`: every TCP control connection is TLS; a client that does
+//! not speak it is closed unanswered). Who gets in is decided at the
+//! accept, before a byte is read (`access.rs`: `--control-allow`, the
+//! connection limits), and for a client behind a trusted proxy once the
+//! machine names it; with `--control-users` every request's `auth_user`
+//! and `auth_password` are checked ([`authenticate`]) before it is
+//! answered.
 
 use crate::access::Admit;
 use crate::buffer::InBuf;
 use crate::daemon::Daemon;
 use crate::drive::{drive, flush, DriveError};
 use crate::tls::Acceptor;
-use crate::transport::{ByteRead, ByteWrite, Plain};
+use crate::transport::{ByteWrite, Plain};
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use smol::net::unix::UnixListener;
 use smol::net::{TcpListener, TcpStream};
@@ -25,18 +28,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::time::Duration;
 use vncap_core::control::{self, Console, Control, Event, Host, Kill, List, Request};
 use vncap_core::text::Text;
-use vncap_core::{proxy, Instant, Machine};
-
-/// How long a control client has to send its request.
-pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a control client may stay silent after connecting: a client
-/// sends its request at once, so an idle flood gives its places back well
-/// before [`CONTROL_TIMEOUT`].
-pub const CONTROL_SILENCE: Duration = Duration::from_secs(3);
+use vncap_core::{proxy, Machine};
 
 /// A bound control listener.
 pub enum Listener {
@@ -86,9 +80,10 @@ impl Listener {
 /// Accepts control connections forever; with `tls` (`--control-tls`, TCP
 /// only), each one is a TLS connection first. A TCP connection is admitted
 /// or closed unread at once (`access.rs`: `--control-allow`, the
-/// connection limits, `--trusted-proxy`). A connection has
-/// [`CONTROL_TIMEOUT`] from its accept for everything (PROXY header,
-/// handshake, request, reply), and [`CONTROL_SILENCE`] for its first byte.
+/// connection limits, `--trusted-proxy`). Each is then one core
+/// `control::Control`, made at the accept: it keeps the connection's
+/// deadlines (a silence of `control::SILENCE_MS`, `control::TIMEOUT_MS` in
+/// all) and reads a trusted proxy's PROXY header.
 pub async fn accept_loop(
     d: Rc<Daemon>,
     listener: Rc<Listener>,
@@ -118,12 +113,13 @@ pub async fn accept_loop(
                         }
                     };
                     let proxy = public_address.clone().unwrap_or_else(|| "localhost".into());
-                    let deadline = deadline_from_now(&d);
-                    let input = InBuf::new(d.settings.max_request_bytes);
-                    let d2 = d.clone();
+                    let ctl = Control::new(config(&d, &proxy, false), d.clock.now());
+                    let mut conn = Connection::new(d.clone(), ctl, peer, Some(place));
+                    let at = d.clock.deadline(conn.ctl.deadline());
                     d.ex.spawn(async move {
-                        let _place = place;
-                        connection(d2, (s.clone(), s), input, peer, proxy, deadline).await
+                        let input = conn.input();
+                        let outcome = within(at, conn.serve((s.clone(), s), input)).await;
+                        conn.finish(outcome);
                     })
                     .detach();
                 }
@@ -156,196 +152,259 @@ fn accepted(
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     let proxy = public_address.clone().unwrap_or(local);
-    let deadline = deadline_from_now(d);
-    d.ex.spawn(tcp_connection(
-        d.clone(),
-        s,
-        peer,
-        admit,
-        proxy,
-        tls.clone(),
-        deadline,
-    ))
+    let config = config(d, &proxy, tls.is_some());
+    let now = d.clock.now();
+    let (ctl, place, pass) = match admit {
+        Admit::Serve(place) => (Control::new(config, now), Some(place), None),
+        Admit::ReadProxyHeader(pass) => (
+            Control::from_trusted_proxy(config, now, peer),
+            None,
+            Some(pass),
+        ),
+    };
+    let mut conn = Connection::new(d.clone(), ctl, peer.to_string(), place);
+    conn.pass = pass;
+    let tls = tls.clone();
+    let at = d.clock.deadline(conn.ctl.deadline());
+    d.ex.spawn(async move {
+        let outcome = within(at, conn.tcp(s, tls)).await;
+        conn.finish(outcome);
+    })
     .detach();
 }
 
-/// One admitted TCP control connection: its first byte within
-/// [`CONTROL_SILENCE`], a trusted proxy's PROXY header (the client it names
-/// is then checked, counted and logged), TLS with `--control-tls`, then
-/// [`connection`].
-async fn tcp_connection(
-    d: Rc<Daemon>,
-    s: TcpStream,
-    peer: SocketAddr,
-    admit: Admit,
-    proxy_address: String,
-    tls: Option<Acceptor>,
-    deadline: Instant,
-) {
-    let access = &d.control_access;
-    let silence = time_left(&d, deadline).min(CONTROL_SILENCE);
-    match crate::backend::with_timeout(silence, s.peek(&mut [0u8; 1])).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-            let what = format!(
-                "control {peer}: closed: nothing sent within {}s",
-                silence.as_secs()
-            );
-            access.refusals.note(&d.ex, what);
-            return;
-        }
-        Err(e) => return log::debug!("control {peer}: {e}"),
-    }
-    let capacity = d.settings.max_request_bytes.max(proxy::MAX_INPUT);
-    let mut input = InBuf::new(capacity);
-    let (_place, client) = match admit {
-        Admit::Serve(place) => (place, peer.to_string()),
-        Admit::ReadProxyHeader(whole) => {
-            let mut r = Plain(s.clone());
-            let read = proxy_header(&mut r, &mut input);
-            let header = match crate::backend::with_timeout(time_left(&d, deadline), read).await {
-                Ok(h) => h,
-                Err(e) => return log::warn!("control {peer} (trusted proxy): closed: {e}"),
-            };
-            // No header: a trusted host speaking for itself.
-            let (client, who) = match header {
-                Some(h) => {
-                    let client = h.client_or(peer);
-                    (client, format!("{client} (via proxy {peer})"))
-                }
-                None => (peer, peer.to_string()),
-            };
-            match access.behind_proxy(whole, client.ip()) {
-                Ok(place) => (place, who),
-                Err(why) => {
-                    let what = format!("control {who}: closed: {why}");
-                    return access.refusals.note(&d.ex, what);
-                }
-            }
-        }
-    };
-    match tls {
-        None => connection(d, (s.clone(), s), input, client, proxy_address, deadline).await,
-        Some(tls) => {
-            let handshake = tls.accept(input.data(), s);
-            match crate::backend::with_timeout(time_left(&d, deadline), handshake).await {
-                Ok(halves) => {
-                    let input = InBuf::new(capacity);
-                    connection(d, halves, input, client, proxy_address, deadline).await
-                }
-                Err(e) => log::warn!("control {client}: TLS handshake: {e}"),
-            }
-        }
-    }
-}
-
-/// Reads a PROXY protocol header (the core's `proxy::parse`) at the start
-/// of a trusted proxy's connection, or finds there is none (`None`: the
-/// first bytes are not one; a trusted host may speak for itself, as on the
-/// entry points); the bytes after it stay in `input`.
-async fn proxy_header<R: ByteRead>(
-    r: &mut R,
-    input: &mut InBuf,
-) -> io::Result<Option<proxy::Header>> {
-    let refused = |why: &str| io::Error::new(io::ErrorKind::InvalidData, why.to_string());
-    loop {
-        match proxy::parse(input.data()) {
-            Ok(Some(header)) => {
-                input.consume(header.len);
-                return Ok(Some(header));
-            }
-            // Not a PROXY header: the request itself, from the proxy's host.
-            Err(proxy::Error::NotProxy) => return Ok(None),
-            Ok(None) if input.is_full() => return Err(refused("PROXY header too long")),
-            Ok(None) => {
-                if input.fill(r).await? == 0 {
-                    return match input.data() {
-                        [] => Ok(None),
-                        _ => Err(refused("closed before its PROXY header ended")),
-                    };
-                }
-            }
-            Err(e) => return Err(refused(e.reason())),
-        }
-    }
-}
-
-/// One control connection: request in, ticket, reply out, close; by
-/// `deadline`. `input` may hold the request's first bytes already.
-async fn connection<R, W>(
-    d: Rc<Daemon>,
-    (r, w): (R, W),
-    mut input: InBuf,
-    peer: String,
-    proxy_address: String,
-    deadline: Instant,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let (mut r, mut w) = (Plain(r), Plain(w));
+/// The control channel's settings for one connection's machine.
+fn config(d: &Daemon, proxy_address: &str, tls: bool) -> control::Config {
     // Cut at a character boundary (a byte index could split one and panic).
     let mut proxy = Host::new();
     let _ = proxy.push_str(&Text::<{ control::HOST_CAP }>::from_str_truncated(
-        &proxy_address,
+        proxy_address,
     ));
-    let mut ctl = Control::new(control::Config {
+    control::Config {
         max_timeout_ms: d.max_ticket_timeout_ms(),
         proxy_address: proxy,
         max_input: d.settings.max_request_bytes,
-    });
-    let outcome = crate::backend::with_timeout(time_left(&d, deadline), async {
-        Ok(request(&d, &mut ctl, &mut r, &mut w, &mut input).await)
-    })
-    .await;
-    d.sessions.count_control(matches!(outcome, Ok(Ok(_))));
-    match outcome {
-        Ok(Ok(msg)) => log::info!("control {peer}: {msg}"),
-        Ok(Err(msg)) => log::warn!("control {peer}: {msg}"),
-        Err(_) => log::warn!(
-            "control {peer}: no request within {}s",
-            CONTROL_TIMEOUT.as_secs()
-        ),
+        tls,
+        ..control::Config::default()
     }
-    w.close().await;
 }
 
-async fn request<R, W>(
-    d: &Rc<Daemon>,
-    ctl: &mut Control,
-    r: &mut Plain<R>,
-    w: &mut Plain<W>,
-    input: &mut InBuf,
-) -> Result<String, String>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let event = match drive(ctl, r, w, input, &d.clock).await {
-        Ok(ev) => ev,
-        Err(DriveError::Closed) => {
-            let eof = ctl.handle_eof(input.data());
-            flush(ctl, w).await.map_err(|e| e.to_string())?;
-            eof.map_err(|e| format!("refused: {}", e.reason()))?;
-            ctl.poll_event().ok_or("closed without a request")?
+/// How a control connection ended, for the log and the counters.
+enum Outcome {
+    /// A request answered: logged at info, counted as served.
+    Answered(String),
+    /// A request refused, or the connection failed: logged as a warning,
+    /// counted as refused.
+    Failed(String),
+    /// Closed before a request in a way a flood repeats (silent, or a
+    /// client refused behind a proxy): logged once per burst, not counted.
+    Dropped(String),
+}
+
+/// One control connection: its core machine and what the daemon holds for
+/// it (its place in the connection limits, the name it is logged by).
+struct Connection {
+    d: Rc<Daemon>,
+    ctl: Control,
+    /// Who it is, for the log: the peer, or the client behind a proxy.
+    who: String,
+    /// Its place in the connection limits, held to the end.
+    place: Option<crate::access::Place>,
+    /// A trusted proxy's connection: its place before the client is known.
+    pass: Option<crate::budget::Pass>,
+}
+
+impl Connection {
+    fn new(d: Rc<Daemon>, ctl: Control, who: String, place: Option<crate::access::Place>) -> Self {
+        Connection {
+            d,
+            ctl,
+            who,
+            place,
+            pass: None,
         }
-        Err(DriveError::Protocol(e)) => return Err(format!("refused: {}", e.reason())),
-        Err(e) => return Err(e.to_string()),
-    };
-    let Event::Request(req) = event;
-    if let Err(why) = authenticate(d, ctl).await {
-        ctl.reply_failed(why.reply());
-        flush(ctl, w).await.map_err(|e| e.to_string())?;
-        return Err(format!("refused {}: {}", what(&req), why));
     }
-    let result = match &req {
-        Request::Console(c) => console(d, ctl, c).await,
-        Request::List => list(d, ctl, w).await,
-        Request::Kill(k) => kill(d, ctl, k),
-        Request::Stats => stats(d, ctl),
-    };
-    flush(ctl, w).await.map_err(|e| e.to_string())?;
-    result
+
+    /// An input buffer for the request (and a PROXY header before it).
+    fn input(&self) -> InBuf {
+        InBuf::new(self.d.settings.max_request_bytes.max(proxy::MAX_INPUT))
+    }
+
+    /// A TCP connection: the machine in plaintext, then inside TLS when it
+    /// asks for it (`--control-tls`).
+    async fn tcp(&mut self, s: TcpStream, tls: Option<Acceptor>) -> Outcome {
+        let mut input = self.input();
+        match self.step((s.clone(), s.clone()), &mut input).await {
+            Step::Done(outcome) => outcome,
+            Step::StartTls => {
+                let Some(tls) = tls else {
+                    return Outcome::Failed("TLS asked for without --control-tls".into());
+                };
+                match tls.accept(input.data(), s).await {
+                    Ok(halves) => {
+                        self.ctl.tls_started();
+                        let input = self.input();
+                        self.serve(halves, input).await
+                    }
+                    Err(e) => Outcome::Failed(format!("TLS handshake: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Serves the request over `(r, w)`: a machine that asks for TLS here
+    /// is a bug (only [`Connection::tcp`] offers it).
+    async fn serve<R, W>(&mut self, halves: (R, W), mut input: InBuf) -> Outcome
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        match self.step(halves, &mut input).await {
+            Step::Done(outcome) => outcome,
+            Step::StartTls => Outcome::Failed("TLS asked for twice".into()),
+        }
+    }
+
+    /// Drives the machine over `(r, w)` to its request, answers it and
+    /// closes; or stops where it asks for TLS.
+    async fn step<R, W>(&mut self, (r, w): (R, W), input: &mut InBuf) -> Step
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let (mut r, mut w) = (Plain(r), Plain(w));
+        let done = loop {
+            match self.next(&mut r, &mut w, input).await {
+                Ok(Event::Client) => {
+                    if let Err(outcome) = self.admit_client() {
+                        break outcome;
+                    }
+                }
+                Ok(Event::StartTls) => return Step::StartTls,
+                Ok(Event::Request(req)) => break self.answer(&mut w, req).await,
+                Err(outcome) => break outcome,
+            }
+        };
+        w.close().await;
+        Step::Done(done)
+    }
+
+    /// The machine's next event, or how the connection ended without one.
+    async fn next<R, W>(
+        &mut self,
+        r: &mut Plain<R>,
+        w: &mut Plain<W>,
+        input: &mut InBuf,
+    ) -> Result<Event, Outcome>
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let ctl = &mut self.ctl;
+        let failed = |e: control::Error| match e {
+            control::Error::Silent => Outcome::Dropped(format!("closed: {}", e.reason())),
+            _ => Outcome::Failed(format!("refused: {}", e.reason())),
+        };
+        match drive(ctl, r, w, input, &self.d.clock).await {
+            Ok(ev) => Ok(ev),
+            Err(DriveError::Closed) => {
+                let eof = ctl.handle_eof(input.data());
+                flush(ctl, w)
+                    .await
+                    .map_err(|e| Outcome::Failed(e.to_string()))?;
+                eof.map_err(failed)?;
+                ctl.poll_event()
+                    .ok_or_else(|| Outcome::Failed("closed without a request".into()))
+            }
+            Err(DriveError::Protocol(e)) => Err(failed(e)),
+            Err(e) => Err(Outcome::Failed(e.to_string())),
+        }
+    }
+
+    /// A trusted proxy's client is settled: checked against
+    /// `--control-allow` and counted in its own per-source limit.
+    fn admit_client(&mut self) -> Result<(), Outcome> {
+        let (Some(pass), Some(client)) = (self.pass.take(), self.ctl.client()) else {
+            return Ok(());
+        };
+        if self.who != client.to_string() {
+            self.who = format!("{client} (via proxy {})", self.who);
+        }
+        match self.d.control_access.behind_proxy(pass, client.ip()) {
+            Ok(place) => {
+                self.place = Some(place);
+                Ok(())
+            }
+            Err(why) => Err(Outcome::Dropped(format!("closed: {why}"))),
+        }
+    }
+
+    /// A request: its control credentials checked, then answered.
+    async fn answer<W>(&mut self, w: &mut Plain<W>, req: Request) -> Outcome
+    where
+        W: AsyncWrite + Unpin,
+    {
+        let (d, ctl) = (&self.d, &mut self.ctl);
+        if let Err(why) = authenticate(d, ctl).await {
+            ctl.reply_failed(why.reply());
+            let sent = flush(ctl, w).await;
+            return Outcome::Failed(match sent {
+                Ok(()) => format!("refused {}: {}", what(&req), why),
+                Err(e) => e.to_string(),
+            });
+        }
+        let result = match &req {
+            Request::Console(c) => console(d, ctl, c).await,
+            Request::List => list(d, ctl, w).await,
+            Request::Kill(k) => kill(d, ctl, k),
+            Request::Stats => stats(d, ctl),
+        };
+        match (flush(ctl, w).await, result) {
+            (Err(e), _) => Outcome::Failed(e.to_string()),
+            (Ok(()), Ok(msg)) => Outcome::Answered(msg),
+            (Ok(()), Err(msg)) => Outcome::Failed(msg),
+        }
+    }
+
+    /// Logs and counts how the connection ended.
+    fn finish(self, outcome: Outcome) {
+        let who = &self.who;
+        match outcome {
+            Outcome::Answered(msg) => {
+                self.d.sessions.count_control(true);
+                log::info!("control {who}: {msg}");
+            }
+            Outcome::Failed(msg) => {
+                self.d.sessions.count_control(false);
+                log::warn!("control {who}: {msg}");
+            }
+            Outcome::Dropped(msg) => {
+                let what = format!("control {who}: {msg}");
+                self.d.control_access.refusals.note(&self.d.ex, what);
+            }
+        }
+    }
+}
+
+/// `work`, ended at `at` (the machine's [`Control::deadline`]) if it is not
+/// done by then: the machine bounds the reading, this the answer too.
+async fn within(
+    at: std::time::Instant,
+    work: impl std::future::Future<Output = Outcome>,
+) -> Outcome {
+    futures_lite::future::or(work, async {
+        smol::Timer::at(at).await;
+        Outcome::Failed(control::Error::TimedOut.reason().into())
+    })
+    .await
+}
+
+/// Where [`Connection::step`] stopped.
+enum Step {
+    /// The connection is over.
+    Done(Outcome),
+    /// The machine asks for TLS over the unconsumed input.
+    StartTls,
 }
 
 /// Why a request's control credentials were refused (`--control-users`).
@@ -409,16 +468,6 @@ fn what(req: &Request) -> String {
         Request::Kill(_) => "kill".into(),
         Request::Stats => "stats".into(),
     }
-}
-
-/// When a control connection accepted now must be done.
-fn deadline_from_now(d: &Daemon) -> Instant {
-    d.clock.now() + CONTROL_TIMEOUT.as_millis() as u64
-}
-
-/// What is left of a control connection's time.
-fn time_left(d: &Daemon, deadline: Instant) -> Duration {
-    Duration::from_millis(deadline.millis_since(d.clock.now()))
 }
 
 /// A console request: a ticket issued (its entry listener open), or why not

@@ -129,6 +129,32 @@ fn connections_over_the_caps_are_closed_unread() {
     assert!(reply.starts_with("{\"status\": \"OK\""), "{reply}");
 }
 
+/// A client that sends nothing is closed unanswered at the core's silence
+/// deadline (`control::SILENCE_MS`, well before the 10 s a request may
+/// take), and its place comes back: an idle flood does not hold the
+/// per-source places for long.
+#[test]
+fn a_silent_client_is_closed_and_gives_its_place_back() {
+    let mut d = Daemon::start(&["--max-control-connections-per-ip", "1"]);
+    let mut silent = tcp_from([127, 0, 0, 2], d.control);
+    // The daemon closes the silent one: it reads its end (not a timeout).
+    let started = Instant::now();
+    assert_eq!(silent.read(&mut [0u8; 1]).unwrap(), 0);
+    assert!(
+        started.elapsed() < Duration::from_secs(9),
+        "closed at the silence, not at the request deadline"
+    );
+    d.wait_log(|l| {
+        l.contains("control 127.0.0.2:")
+            && l.contains("closed: nothing sent within the silence allowed")
+    });
+    let reply = exchange(
+        tcp_from([127, 0, 0, 2], d.control),
+        b"{\"action\": \"stats\"}\n",
+    );
+    assert!(reply.starts_with("{\"status\": \"OK\""), "{reply}");
+}
+
 /// `--control-allow 127.0.0.1/32`: 127.0.0.2 is closed before a byte is
 /// read (and logged), 127.0.0.1 is answered.
 #[test]

@@ -52,7 +52,7 @@ pub fn new_table(config: ticket::Config) -> Box<Tickets> {
 
 /// Parses one console request line (either dialect).
 pub fn request(json: &str) -> Console {
-    let mut c = Control::new(control::Config::default());
+    let mut c = Control::new(control::Config::default(), vncap_core::Instant::default());
     let line = format!("{json}\n");
     let mut input = line.as_bytes();
     loop {

@@ -148,7 +148,7 @@ mod tests {
 
     /// The server side's reading of `bytes`, and the machine to reply with.
     fn serve(bytes: &[u8]) -> (Console, Control) {
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), crate::Instant::from_millis(0));
         assert_eq!(c.handle_input(bytes), Ok(bytes.len()));
         let Some(Event::Request(Request::Console(r))) = c.poll_event() else {
             panic!("no request")

@@ -22,11 +22,41 @@
 //! [`Error::LineTooLong`]; nesting deeper than [`request::MAX_DEPTH`] is
 //! [`Error::NestedTooDeep`].
 //!
+//! # Deadlines
+//!
+//! The machine is made at the accept ([`Control::new`] takes the time) and
+//! keeps two deadlines on the caller's clock ([`Machine::poll_timeout`]):
+//! a client that has sent nothing within [`Config::silence_ms`] (default
+//! [`SILENCE_MS`]: a client sends its request at once, so an idle flood
+//! gives its places back early) is [`Error::Silent`]; a connection not done
+//! within [`Config::timeout_ms`] (default [`TIMEOUT_MS`]) is
+//! [`Error::TimedOut`]. Neither is answered. [`Control::deadline`] is the
+//! second one, for the driver to bound its own work between the request
+//! and the reply (issuing a ticket) and the sending of the reply.
+//!
+//! # Behind a proxy, inside TLS
+//!
+//! Before the request, in this order, two layers may come:
+//!
+//! - From a peer the driver trusts ([`Control::from_trusted_proxy`]), a
+//!   PROXY protocol header, v1 or v2 ([`crate::proxy`]). It is optional (a
+//!   trusted host may speak for itself); either way [`Event::Client`]
+//!   reports the client settled on ([`Control::client`]) before anything
+//!   else, for the driver's per-source checks. A malformed header is
+//!   closed unanswered ([`Error::Proxy`]). From anyone else a header is
+//!   just bytes that are not a request.
+//! - With [`Config::tls`] (snf's `--enable-ssl`), TLS: once the client's
+//!   first byte is there, [`Event::StartTls`] asks the driver (who owns
+//!   rustls) to run it over the unconsumed input, then
+//!   [`Control::tls_started`]; the plaintext is fed from then on.
+//!
 //! # Driver story
 //!
 //! ```text
 //! loop: read into buf; n = handle_input(&buf)?  (Ok(0): read more)
-//!       at EOF: handle_eof(&buf)
+//!       at EOF: handle_eof(&buf); at poll_timeout(): handle_timeout(now)
+//! on Event::Client: check the client (from_trusted_proxy only)
+//! on Event::StartTls: TLS over the socket, tls_started(), feed plaintext
 //! on Event::Request(Request::Console(c)): ticket table issue(...), then
 //!       reply_ok(&Granted{..}) or reply_failed(err.reason())
 //! on Request::List: reply_list(&List{..}, &mut buf) (write buf[..n])
@@ -41,6 +71,7 @@ pub mod reply;
 pub mod request;
 
 use core::fmt;
+use core::net::SocketAddr;
 
 use reply::Form;
 pub use reply::{
@@ -52,10 +83,20 @@ pub use request::{
 };
 
 use crate::machine::Machine;
+use crate::proxy;
+use crate::time::Instant;
 
 /// Longest request accepted by default, terminator included
 /// ([`Config::max_input`]).
 pub const MAX_INPUT: usize = 4096;
+
+/// How long a client may stay silent after connecting, by default
+/// ([`Config::silence_ms`]), in milliseconds.
+pub const SILENCE_MS: u64 = 3_000;
+
+/// How long a connection may take, request and reply, by default
+/// ([`Config::timeout_ms`]), in milliseconds.
+pub const TIMEOUT_MS: u64 = 10_000;
 
 /// Why a control request was refused. [`Error::reason`] is the text sent
 /// back (after `FAILED ` in dialect 1, as `"reason"` in dialect 2).
@@ -107,6 +148,15 @@ pub enum Error {
     LineTooLong,
     /// The connection closed before any request.
     NoRequest,
+    /// Nothing arrived within [`Config::silence_ms`] of the accept. No
+    /// answer.
+    Silent,
+    /// No request, or no reply, within [`Config::timeout_ms`] of the
+    /// accept. No answer.
+    TimedOut,
+    /// A trusted proxy's connection opened with a malformed PROXY protocol
+    /// header, or closed inside one. No answer.
+    Proxy(proxy::Error),
 }
 
 impl Error {
@@ -137,6 +187,9 @@ impl Error {
             Error::UnknownType => "unknown type (expected vnc, vnc-ws or vnc-wss)",
             Error::LineTooLong => "request longer than the limit",
             Error::NoRequest => "connection closed before a request",
+            Error::Silent => "nothing sent within the silence allowed",
+            Error::TimedOut => "no request within the time allowed",
+            Error::Proxy(e) => e.reason(),
         }
     }
 }
@@ -156,24 +209,47 @@ pub struct Config {
     /// dialect 2 replies.
     pub proxy_address: Host,
     /// Longest request, terminator included (default [`MAX_INPUT`]); the
-    /// caller's input buffer should be this large.
+    /// caller's input buffer should be this large (and at least
+    /// [`proxy::MAX_INPUT`] for [`Control::from_trusted_proxy`]).
     pub max_input: usize,
+    /// How long the client may stay silent after the accept, in
+    /// milliseconds ([`Error::Silent`]).
+    pub silence_ms: u64,
+    /// How long the connection may take from the accept, request and
+    /// reply, in milliseconds ([`Error::TimedOut`]).
+    pub timeout_ms: u64,
+    /// Every connection is TLS ([`Event::StartTls`]).
+    pub tls: bool,
 }
 
 impl Default for Config {
-    /// 300 s maximum timeout, `proxy_address` empty, [`MAX_INPUT`] bytes.
+    /// 300 s maximum timeout, `proxy_address` empty, [`MAX_INPUT`] bytes,
+    /// [`SILENCE_MS`], [`TIMEOUT_MS`], no TLS.
     fn default() -> Self {
         Config {
             max_timeout_ms: 300_000,
             proxy_address: Host::new(),
             max_input: MAX_INPUT,
+            silence_ms: SILENCE_MS,
+            timeout_ms: TIMEOUT_MS,
+            tls: false,
         }
     }
 }
 
 /// What [`Control`] reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// The request is what the machine is for, reported once per connection, and
+// `no_std` has no box to put it in: the small variants' size is no waste.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
+    /// From [`Control::from_trusted_proxy`] only, first: the client is
+    /// settled ([`Control::client`]: named by a PROXY header, or the proxy's
+    /// host itself); check and count it, then go on.
+    Client,
+    /// With [`Config::tls`]: run TLS over the connection (starting with the
+    /// unconsumed input), then call [`Control::tls_started`].
+    StartTls,
     /// A well-formed request; answer a console with [`Control::reply_ok`],
     /// a `list` with [`Control::reply_list`], a `kill` with
     /// [`Control::reply_killed`], `stats` with [`Control::reply_stats`], or
@@ -183,6 +259,12 @@ pub enum Event {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
+    /// A trusted proxy's connection: a PROXY header, or none.
+    Front,
+    /// Waiting for the first byte of the TLS handshake.
+    Tls,
+    /// [`Event::StartTls`] was reported; [`Control::tls_started`] not yet.
+    Handshaking,
     Reading,
     /// A request was parsed; its reply is not queued yet.
     Awaiting(Form),
@@ -293,24 +375,74 @@ pub struct Control {
     config: Config,
     state: State,
     scan: Scan,
-    event: Option<Request>,
+    event: Option<Event>,
     auth: Auth,
     out: reply::Buf,
     sent: usize,
+    /// Whether any byte arrived.
+    spoke: bool,
+    silence_at: Instant,
+    deadline: Instant,
+    /// A trusted proxy's connection: its peer, then the client settled on.
+    client: Option<SocketAddr>,
 }
 
 impl Control {
-    /// A machine waiting for a request.
-    pub fn new(config: Config) -> Self {
+    /// A machine for a connection accepted at `now`, waiting for a request
+    /// (or first for TLS, with [`Config::tls`]). A PROXY header from this
+    /// peer is not believed (it is no request).
+    pub fn new(config: Config, now: Instant) -> Self {
+        let state = if config.tls {
+            State::Tls
+        } else {
+            State::Reading
+        };
         Control {
+            silence_at: now + config.silence_ms,
+            deadline: now + config.timeout_ms,
             config,
-            state: State::Reading,
+            state,
             scan: Scan::default(),
             event: None,
             auth: Auth::default(),
             out: reply::Buf::new(),
             sent: 0,
+            spoke: false,
+            client: None,
         }
+    }
+
+    /// [`Control::new`] for a connection whose socket peer, `peer`, is a
+    /// trusted proxy: it may open with a PROXY header naming the client
+    /// ([`Event::Client`]).
+    pub fn from_trusted_proxy(config: Config, now: Instant, peer: SocketAddr) -> Self {
+        Control {
+            state: State::Front,
+            client: Some(peer),
+            ..Control::new(config, now)
+        }
+    }
+
+    /// From [`Control::from_trusted_proxy`]: the client a PROXY header
+    /// named, or the peer itself (final once [`Event::Client`] was
+    /// reported). `None` from [`Control::new`]: the socket's peer is the
+    /// client.
+    pub fn client(&self) -> Option<SocketAddr> {
+        self.client
+    }
+
+    /// After [`Event::StartTls`]: TLS is up; feed its plaintext from now on.
+    pub fn tls_started(&mut self) {
+        if self.state == State::Handshaking {
+            self.state = State::Reading;
+        }
+    }
+
+    /// When the connection must be over ([`Config::timeout_ms`] after the
+    /// accept): the driver bounds by it what it does between the request
+    /// and the reply, and the sending of the reply.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
     }
 
     /// The control credentials (`auth_user`, `auth_password`) the request
@@ -418,6 +550,45 @@ impl Control {
         e
     }
 
+    /// Fails with no answer (before the request's layers, or at a
+    /// deadline).
+    fn fail_unanswered(&mut self, e: Error) -> Error {
+        debug!("control: closed: {}", e.reason());
+        self.out.clear();
+        self.sent = 0;
+        self.event = None;
+        self.state = State::Failed(e);
+        e
+    }
+
+    /// The state after the PROXY header (or its absence).
+    fn after_front(&self) -> State {
+        if self.config.tls {
+            State::Tls
+        } else {
+            State::Reading
+        }
+    }
+
+    /// A trusted proxy's first bytes: a PROXY header (consumed), or not one
+    /// (left for the request). Either way the client is settled.
+    fn front(&mut self, input: &[u8]) -> Result<usize, Error> {
+        let taken = match proxy::parse(input) {
+            Ok(None) => return Ok(0),
+            Ok(Some(header)) => {
+                if let Some(peer) = self.client {
+                    self.client = Some(header.client_or(peer));
+                }
+                header.len
+            }
+            Err(proxy::Error::NotProxy) => 0,
+            Err(e) => return Err(self.fail_unanswered(Error::Proxy(e))),
+        };
+        self.state = self.after_front();
+        self.event = Some(Event::Client);
+        Ok(taken)
+    }
+
     fn finish(&mut self, json: &[u8], consumed: usize) -> Result<usize, Error> {
         match request::parse(json, self.config.max_timeout_ms) {
             Ok((req, auth)) => {
@@ -426,7 +597,7 @@ impl Control {
                     Request::Console(c) => c.dialect.into(),
                     _ => Form::Action,
                 });
-                self.event = Some(req);
+                self.event = Some(Event::Request(req));
                 Ok(consumed)
             }
             Err((e, form)) => Err(self.fail(e, form)),
@@ -439,8 +610,24 @@ impl Machine for Control {
     type Error = Error;
 
     fn handle_input(&mut self, input: &[u8]) -> Result<usize, Error> {
+        if let State::Failed(e) = self.state {
+            return Err(e);
+        }
+        if self.event.is_some() {
+            // One event at a time: the driver takes it first.
+            return Ok(0);
+        }
+        self.spoke |= !input.is_empty();
         match self.state {
             State::Failed(e) => Err(e),
+            State::Front => self.front(input),
+            State::Tls if input.is_empty() => Ok(0),
+            State::Tls => {
+                self.state = State::Handshaking;
+                self.event = Some(Event::StartTls);
+                Ok(0)
+            }
+            State::Handshaking => Ok(0),
             State::Awaiting(_) | State::Replied => {
                 Ok(input.iter().take_while(|b| b.is_ascii_whitespace()).count())
             }
@@ -464,6 +651,13 @@ impl Machine for Control {
         match self.state {
             State::Failed(e) => Err(e),
             State::Awaiting(_) | State::Replied => Ok(0),
+            State::Front if input.is_empty() => Err(self.fail(Error::NoRequest, Form::Twisted)),
+            State::Front => match self.handle_input(input)? {
+                // A header cut short by the end.
+                0 if self.state == State::Front => Err(self.fail_unanswered(Error::NoRequest)),
+                n => Ok(n),
+            },
+            State::Tls | State::Handshaking => Err(self.fail_unanswered(Error::NoRequest)),
             State::Reading => {
                 // A complete line or object in `input` takes precedence.
                 let n = self.handle_input(input)?;
@@ -488,10 +682,31 @@ impl Machine for Control {
     }
 
     fn poll_event(&mut self) -> Option<Event> {
-        self.event.take().map(Event::Request)
+        self.event.take()
     }
 
-    // No timer of its own: the driver bounds how long it waits for a request.
+    /// The silence deadline until a byte arrives, then the connection's
+    /// ([`Control::deadline`]); none once it is over.
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Failed(_) => None,
+            State::Replied if self.sent >= self.out.len() => None,
+            _ if self.spoke => Some(self.deadline),
+            _ => Some(self.silence_at.min(self.deadline)),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        match self.poll_timeout() {
+            Some(at) if now >= at => {}
+            _ => return,
+        }
+        if !self.spoke && now >= self.silence_at && self.silence_at <= self.deadline {
+            self.fail_unanswered(Error::Silent);
+        } else {
+            self.fail_unanswered(Error::TimedOut);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -509,7 +724,7 @@ mod tests {
     }
 
     fn parse(input: &[u8]) -> Result<Console, Error> {
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), Instant::from_millis(0));
         match c.handle_input(input) {
             Ok(0) => c.handle_eof(input).map(|_| ())?,
             Ok(_) => {}
@@ -536,10 +751,13 @@ mod tests {
     #[test]
     fn the_line_limit_is_configurable() {
         let limited = |max_input| {
-            Control::new(Config {
-                max_input,
-                ..config()
-            })
+            Control::new(
+                Config {
+                    max_input,
+                    ..config()
+                },
+                Instant::from_millis(0),
+            )
         };
         let mut c = limited(GWM.len());
         assert_eq!(c.handle_input(GWM), Ok(GWM.len()));
@@ -588,7 +806,7 @@ mod tests {
     }
 
     fn failure(input: &[u8]) -> (Error, heapless::Vec<u8, 4096>) {
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), Instant::from_millis(0));
         let e = match c.handle_input(input) {
             Err(e) => e,
             Ok(0) => c.handle_eof(input).expect_err("should fail"),
@@ -602,7 +820,7 @@ mod tests {
 
     #[test]
     fn gwm_exact_bytes() {
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), Instant::from_millis(0));
         assert_eq!(c.handle_input(GWM), Ok(GWM.len()));
         let Some(Event::Request(Request::Console(r))) = c.poll_event() else {
             panic!()
@@ -635,7 +853,7 @@ mod tests {
 
     #[test]
     fn gwm_failed_reply() {
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), Instant::from_millis(0));
         c.handle_input(GWM).unwrap();
         c.poll_event().unwrap();
         assert!(c.reply_failed("no free port\r\nin the pool"));
@@ -644,7 +862,7 @@ mod tests {
 
     #[test]
     fn snf_exact_bytes() {
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), Instant::from_millis(0));
         assert_eq!(c.handle_input(SNF), Ok(SNF.len()));
         let Some(Event::Request(Request::Console(r))) = c.poll_event() else {
             panic!()
@@ -669,7 +887,7 @@ mod tests {
 
     #[test]
     fn snf_extension_reply_and_failure() {
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), Instant::from_millis(0));
         let req = b"{\"destination_address\": \"n\", \"destination_port\": 5900, \"type\": \"vnc-wss\", \"timeout\": 12.5}";
         assert_eq!(c.handle_input(req), Ok(req.len()));
         let Some(Event::Request(Request::Console(r))) = c.poll_event() else {
@@ -691,7 +909,7 @@ mod tests {
             &b"{\"status\": \"OK\", \"source_port\": 6080, \"proxy_address\": \"vnc.example.org\", \"password\": \"aB3dE6gH\", \"expires_in\": 13, \"token\": \"00ff\", \"url_path\": \"websockify?token=00ff\"}\n"[..]
         );
 
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), Instant::from_millis(0));
         c.handle_input(SNF).unwrap();
         c.poll_event();
         c.reply_failed("backend \"x\" unreachable");
@@ -704,7 +922,7 @@ mod tests {
     #[test]
     fn framing() {
         // snf clients send no newline: the closed object is the request.
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), Instant::from_millis(0));
         let obj = &SNF[..SNF.len() - 1];
         assert_eq!(c.handle_input(&obj[..obj.len() - 1]), Ok(0));
         assert_eq!(c.handle_input(obj), Ok(obj.len()));
@@ -717,10 +935,10 @@ mod tests {
         assert_eq!(r.host.as_str(), "h}{");
         assert_eq!(r.password.as_ref().and_then(|s| s.as_str()), Some("p\"}"));
         // EOF ends a request too (here a line that is not a closed object).
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), Instant::from_millis(0));
         assert_eq!(c.handle_input(b"{\"daddr\""), Ok(0));
         assert_eq!(c.handle_eof(b"{\"daddr\""), Err(Error::NotJson));
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), Instant::from_millis(0));
         assert_eq!(c.handle_eof(b" \r"), Err(Error::NoRequest));
         assert_eq!(
             &output(&mut c)[..],
@@ -897,7 +1115,7 @@ mod tests {
     }
 
     fn request(input: &[u8]) -> (Request, Control) {
-        let mut c = Control::new(config());
+        let mut c = Control::new(config(), Instant::from_millis(0));
         assert_eq!(c.handle_input(input), Ok(input.len()), "{input:?}");
         let Some(Event::Request(r)) = c.poll_event() else {
             panic!("no request")
@@ -1225,5 +1443,183 @@ mod tests {
         // A NUL after the first byte is kept (the key is its first 8 bytes).
         let r = parse(br#"{"daddr": "h", "dport": 1, "password": "a\u0000"}"#).unwrap();
         assert_eq!(r.password.unwrap().as_bytes(), b"a\0");
+    }
+
+    const T0: Instant = Instant::from_millis(1_000);
+
+    fn peer() -> SocketAddr {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9)), 51000)
+    }
+
+    /// Feeds `input` as the daemon's driver does (event by event) and
+    /// returns the events, or the error; `input` is consumed as it goes.
+    fn drive(c: &mut Control, mut input: &[u8]) -> Result<heapless::Vec<Event, 4>, Error> {
+        let mut events = heapless::Vec::new();
+        loop {
+            let n = c.handle_input(input)?;
+            input = &input[n..];
+            match c.poll_event() {
+                Some(e) => events.push(e).unwrap(),
+                None if n == 0 => return Ok(events),
+                None => {}
+            }
+        }
+    }
+
+    #[test]
+    fn a_silent_client_is_closed_unanswered_at_exactly_the_silence() {
+        let mut c = Control::new(config(), T0);
+        assert_eq!(c.poll_timeout(), Some(T0 + SILENCE_MS));
+        c.handle_timeout(T0 + SILENCE_MS - 1);
+        assert_eq!(c.handle_input(&[]), Ok(0), "not yet");
+        c.handle_timeout(T0 + SILENCE_MS);
+        assert_eq!(c.handle_input(&[]), Err(Error::Silent));
+        assert!(output(&mut c).is_empty(), "no answer");
+        assert_eq!(c.poll_timeout(), None);
+    }
+
+    #[test]
+    fn a_first_byte_leaves_the_whole_deadline_which_is_also_unanswered() {
+        let mut c = Control::new(config(), T0);
+        assert_eq!(c.handle_input(&GWM[..10]), Ok(0));
+        assert_eq!(c.poll_timeout(), Some(T0 + TIMEOUT_MS));
+        assert_eq!(c.deadline(), T0 + TIMEOUT_MS);
+        c.handle_timeout(T0 + SILENCE_MS);
+        assert_eq!(c.handle_input(&GWM[..10]), Ok(0), "past the silence: spoke");
+        c.handle_timeout(T0 + TIMEOUT_MS - 1);
+        assert_eq!(c.handle_input(&GWM[..10]), Ok(0));
+        c.handle_timeout(T0 + TIMEOUT_MS);
+        assert_eq!(c.handle_input(GWM), Err(Error::TimedOut));
+        assert!(output(&mut c).is_empty());
+    }
+
+    #[test]
+    fn the_deadline_covers_the_reply_and_ends_with_it() {
+        let mut c = Control::new(config(), T0);
+        assert_eq!(c.handle_input(GWM), Ok(GWM.len()));
+        assert!(matches!(c.poll_event(), Some(Event::Request(_))));
+        assert_eq!(
+            c.poll_timeout(),
+            Some(T0 + TIMEOUT_MS),
+            "awaiting the reply"
+        );
+        assert!(c.reply_failed("no"));
+        assert_eq!(c.poll_timeout(), Some(T0 + TIMEOUT_MS), "reply not sent");
+        assert!(output(&mut c).starts_with(b"FAILED no"));
+        assert_eq!(c.poll_timeout(), None);
+        c.handle_timeout(T0 + TIMEOUT_MS);
+        assert!(c.is_done(), "a sent reply is not undone");
+        // A reply the driver did not get to before the deadline is dropped.
+        let mut c = Control::new(config(), T0);
+        assert_eq!(c.handle_input(GWM), Ok(GWM.len()));
+        c.handle_timeout(T0 + TIMEOUT_MS);
+        assert!(!c.reply_failed("late"));
+        assert!(output(&mut c).is_empty());
+    }
+
+    #[test]
+    fn both_deadlines_are_configurable() {
+        let config = Config {
+            silence_ms: 50,
+            timeout_ms: 20,
+            ..config()
+        };
+        let mut c = Control::new(config, T0);
+        assert_eq!(c.poll_timeout(), Some(T0 + 20), "the earlier one");
+        c.handle_timeout(T0 + 20);
+        assert_eq!(c.handle_input(&[]), Err(Error::TimedOut));
+    }
+
+    #[test]
+    fn a_trusted_proxys_header_names_the_client_before_the_request() {
+        let header = b"PROXY TCP4 192.0.2.7 10.0.0.1 40000 8888\r\n";
+        let mut input = heapless::Vec::<u8, 512>::new();
+        input.extend_from_slice(header).unwrap();
+        input.extend_from_slice(GWM).unwrap();
+        // Any split: the same events, the same client.
+        for cut in 0..=input.len() {
+            let mut c = Control::from_trusted_proxy(config(), T0, peer());
+            assert_eq!(c.client(), Some(peer()));
+            let mut events = drive(&mut c, &input[..cut]).unwrap();
+            let consumed = if events.is_empty() { 0 } else { header.len() };
+            let rest = drive(&mut c, &input[consumed..]).unwrap();
+            events.extend(rest);
+            assert!(
+                matches!(&events[..], [Event::Client, Event::Request(_)]),
+                "cut {cut}: {events:?}"
+            );
+            assert_eq!(c.client(), Some("192.0.2.7:40000".parse().unwrap()));
+        }
+    }
+
+    #[test]
+    fn a_trusted_host_may_speak_for_itself() {
+        let mut c = Control::from_trusted_proxy(config(), T0, peer());
+        let events = drive(&mut c, GWM).unwrap();
+        assert!(matches!(&events[..], [Event::Client, Event::Request(_)]));
+        assert_eq!(c.client(), Some(peer()));
+        // A health check's LOCAL header keeps the peer, too.
+        let mut local = heapless::Vec::<u8, 512>::new();
+        local.extend_from_slice(&proxy::V2_SIGNATURE).unwrap();
+        local.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]).unwrap();
+        local.extend_from_slice(GWM).unwrap();
+        let mut c = Control::from_trusted_proxy(config(), T0, peer());
+        let events = drive(&mut c, &local).unwrap();
+        assert!(matches!(&events[..], [Event::Client, Event::Request(_)]));
+        assert_eq!(c.client(), Some(peer()));
+    }
+
+    #[test]
+    fn a_malformed_header_is_closed_unanswered_and_anyone_elses_is_no_request() {
+        let mut c = Control::from_trusted_proxy(config(), T0, peer());
+        assert_eq!(
+            c.handle_input(b"PROXY TCP4 nonsense\r\n"),
+            Err(Error::Proxy(proxy::Error::BadV1))
+        );
+        assert!(output(&mut c).is_empty());
+        let mut c = Control::from_trusted_proxy(config(), T0, peer());
+        assert_eq!(c.handle_eof(b"PROXY TCP4 192.0.2.7"), Err(Error::NoRequest));
+        assert!(output(&mut c).is_empty(), "cut short: no answer");
+        let mut c = Control::new(config(), T0);
+        let header = b"PROXY TCP4 192.0.2.7 10.0.0.1 40000 8888\r\n";
+        assert_eq!(c.handle_input(header), Err(Error::NotJson));
+        assert!(output(&mut c).starts_with(b"FAILED "));
+        assert_eq!(c.client(), None);
+    }
+
+    #[test]
+    fn tls_is_asked_for_once_the_first_byte_is_there() {
+        let tls = Config {
+            tls: true,
+            ..config()
+        };
+        let mut c = Control::new(tls.clone(), T0);
+        assert_eq!(drive(&mut c, &[]).unwrap().len(), 0);
+        assert_eq!(c.poll_timeout(), Some(T0 + SILENCE_MS), "silent until then");
+        let hello = [0x16, 0x03, 0x01];
+        assert_eq!(drive(&mut c, &hello).unwrap()[..], [Event::StartTls]);
+        assert_eq!(drive(&mut c, &hello).unwrap().len(), 0, "once");
+        assert_eq!(c.poll_timeout(), Some(T0 + TIMEOUT_MS));
+        c.tls_started();
+        assert!(matches!(
+            &drive(&mut c, GWM).unwrap()[..],
+            [Event::Request(_)]
+        ));
+        // Closed before TLS: nothing in plaintext.
+        let mut c = Control::new(tls.clone(), T0);
+        assert_eq!(c.handle_eof(&[]), Err(Error::NoRequest));
+        assert!(output(&mut c).is_empty());
+        // Behind a trusted proxy: the header, the client, then TLS.
+        let mut c = Control::from_trusted_proxy(tls, T0, peer());
+        let mut input = heapless::Vec::<u8, 512>::new();
+        input
+            .extend_from_slice(b"PROXY TCP6 2001:db8::7 2001:db8::1 40000 8888\r\n")
+            .unwrap();
+        input.extend_from_slice(&hello).unwrap();
+        assert_eq!(
+            drive(&mut c, &input).unwrap()[..],
+            [Event::Client, Event::StartTls]
+        );
+        assert_eq!(c.client(), Some("[2001:db8::7]:40000".parse().unwrap()));
     }
 }
