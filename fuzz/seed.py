@@ -362,6 +362,15 @@ def control():
         write("control", name, WHOLE + b"\x00" + b"\x1b\x58" + line)
         write("control", name + "-eof-ext", WHOLE + b"\x05" + b"\x1b\x58" + line.rstrip(b"\r\n"))
         write("control", name + "-failed-mixed", MIXED + b"\x02" + b"\x1b\x58" + line)
+    # Flags 0x08: from a trusted proxy (a PROXY header, or none, first);
+    # 0x10: TLS (the driver starts it at the first byte, then plaintext).
+    gwm = next(iter(CONTROL.values()))
+    write("control", "proxied-v1", MIXED + b"\x08" + b"\x1b\x58" + PROXY_V1 + gwm)
+    write("control", "proxied-v2-local", WHOLE + b"\x09" + b"\x1b\x58" + PROXY_V2_LOCAL + gwm)
+    write("control", "proxied-none", WHOLE + b"\x08" + b"\x1b\x58" + gwm)
+    write("control", "proxied-junk", WHOLE + b"\x08" + b"\x1b\x58" + b"PROXY TCP4 x\r\n" + gwm)
+    write("control", "tls", MIXED + b"\x10" + b"\x1b\x58" + gwm)
+    write("control", "proxied-tls-eof", WHOLE + b"\x19" + b"\x1b\x58" + PROXY_V1 + gwm.rstrip(b"\r\n"))
     for name, (dialect, reply) in REPLIES.items():
         write("control_reply", name, bytes([dialect]) + reply)
 
