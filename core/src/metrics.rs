@@ -152,6 +152,15 @@ pub fn write_text(s: &Stats, out: &mut impl Write) -> fmt::Result {
             ("{result=\"ok\"}", s.control_ok),
             ("{result=\"failed\"}", s.control_failed),
         ],
+    )?;
+    one(
+        "vncap_connections_refused_total",
+        "counter",
+        "Connections closed before a request or handshake, by channel.",
+        &[
+            ("{channel=\"control\"}", s.refused_control),
+            ("{channel=\"entry\"}", s.refused_entry),
+        ],
     )
 }
 
@@ -217,6 +226,7 @@ mod tests {
             "vncap_logins_total{result=\"backend_unreachable\"} 0",
             "vncap_bytes_total{direction=\"to_backend\"} 0",
             "vncap_control_requests_total{result=\"failed\"} 0",
+            "vncap_connections_refused_total{channel=\"entry\"} 0",
         ] {
             assert!(t.lines().any(|l| l == name), "{name}");
         }

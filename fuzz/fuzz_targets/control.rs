@@ -96,6 +96,8 @@ const STATS: Stats = Stats {
     bytes_to_backend: 9,
     control_ok: 10,
     control_failed: 11,
+    refused_control: 12,
+    refused_entry: u64::MAX,
 };
 
 fn session(port: u16) -> SessionRow<'static> {

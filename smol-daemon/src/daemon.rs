@@ -165,7 +165,11 @@ impl Daemon {
         let t = self.tickets.borrow();
         let tickets = (t.len(), t.issued_total(), t.expired_total());
         drop(t);
-        self.sessions.stats(tickets)
+        vncap_core::control::Stats {
+            refused_control: self.control_access.refusals.total(),
+            refused_entry: self.handshake_refusals.total(),
+            ..self.sessions.stats(tickets)
+        }
     }
 
     /// The longest ticket lifetime a request may ask for.

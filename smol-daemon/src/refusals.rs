@@ -22,6 +22,8 @@ pub struct Refusals {
     quiet: Cell<bool>,
     counted: Cell<u64>,
     last: RefCell<String>,
+    /// Every refusal since start (`vncap_connections_refused_total`).
+    total: Cell<u64>,
 }
 
 impl Refusals {
@@ -32,12 +34,19 @@ impl Refusals {
             quiet: Cell::new(false),
             counted: Cell::new(0),
             last: RefCell::new(String::new()),
+            total: Cell::new(0),
         }
+    }
+
+    /// How many refusals were noted since start.
+    pub fn total(&self) -> u64 {
+        self.total.get()
     }
 
     /// Logs (or counts) `what` (`control PEER: closed: WHY`, `PEER on
     /// port N: refused: WHY`).
     pub fn note(self: &Rc<Self>, ex: &LocalExecutor<'static>, what: String) {
+        self.total.set(self.total.get() + 1);
         if self.quiet.get() {
             self.counted.set(self.counted.get() + 1);
             *self.last.borrow_mut() = what;

@@ -265,6 +265,8 @@ impl Registry {
             bytes_to_backend: c.bytes_to_backend.get() + b,
             control_ok: c.control_ok.get(),
             control_failed: c.control_failed.get(),
+            // The refusals are the daemon's (`Daemon::stats`).
+            ..Stats::default()
         }
     }
 

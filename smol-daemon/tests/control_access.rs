@@ -153,6 +153,11 @@ fn a_silent_client_is_closed_and_gives_its_place_back() {
         b"{\"action\": \"stats\"}\n",
     );
     assert!(reply.starts_with("{\"status\": \"OK\""), "{reply}");
+    // Counted as a connection refused (vncap_connections_refused_total).
+    assert!(
+        reply.contains("\"vncap_connections_refused_total\": {\"control\": 1, \"entry\": 0}"),
+        "{reply}"
+    );
 }
 
 /// `--control-allow 127.0.0.1/32`: 127.0.0.2 is closed before a byte is

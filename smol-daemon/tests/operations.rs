@@ -383,6 +383,8 @@ for f in text_string_to_metric_families(sys.stdin.read()):
         "counter vncap_bytes_total{direction=to_viewer} ",
         "counter vncap_control_requests_total{result=ok} 2",
         "counter vncap_control_requests_total{result=failed} 0",
+        "counter vncap_connections_refused_total{channel=control} 0",
+        "counter vncap_connections_refused_total{channel=entry} 0",
     ] {
         assert!(
             parsed.lines().any(|l| l.starts_with(want)),

@@ -1300,13 +1300,15 @@ mod tests {
             bytes_to_backend: 11,
             control_ok: 12,
             control_failed: 13,
+            refused_control: 14,
+            refused_entry: 15,
         };
         let (_, mut c) = request(br#"{"action": "stats"}"#);
         assert!(c.reply_stats(&stats));
         let out = output(&mut c);
         assert_eq!(
             &out[..],
-            &b"{\"status\": \"OK\", \"vncap_sessions_active\": 1, \"vncap_tickets_pending\": 2, \"vncap_tickets_issued_total\": 3, \"vncap_tickets_expired_total\": 4, \"vncap_logins_total\": {\"ok\": 5, \"wrong_password\": 6, \"backend_unreachable\": 7, \"backend_refused\": 8, \"refused\": 9}, \"vncap_bytes_total\": {\"to_viewer\": 10, \"to_backend\": 11}, \"vncap_control_requests_total\": {\"ok\": 12, \"failed\": 13}}\n"[..]
+            &b"{\"status\": \"OK\", \"vncap_sessions_active\": 1, \"vncap_tickets_pending\": 2, \"vncap_tickets_issued_total\": 3, \"vncap_tickets_expired_total\": 4, \"vncap_logins_total\": {\"ok\": 5, \"wrong_password\": 6, \"backend_unreachable\": 7, \"backend_refused\": 8, \"refused\": 9}, \"vncap_bytes_total\": {\"to_viewer\": 10, \"to_backend\": 11}, \"vncap_control_requests_total\": {\"ok\": 12, \"failed\": 13}, \"vncap_connections_refused_total\": {\"control\": 14, \"entry\": 15}}\n"[..]
         );
         assert_eq!(Stats::parse(&out), Ok(Ok(stats)));
         assert_eq!(

@@ -153,6 +153,7 @@ keys! {
     LoginsTotal => "vncap_logins_total";
     BytesTotal => "vncap_bytes_total";
     ControlRequestsTotal => "vncap_control_requests_total";
+    ConnectionsRefusedTotal => "vncap_connections_refused_total";
 }
 
 const OK: &str = "OK";
@@ -485,8 +486,9 @@ pub struct Logins {
 /// The counters of issue 13, for the `stats` reply: `{"status": "OK",
 /// "vncap_sessions_active": N, ..., "vncap_logins_total": {"ok": N, ...},
 /// "vncap_bytes_total": {"to_viewer": N, "to_backend": N},
-/// "vncap_control_requests_total": {"ok": N, "failed": N}}` (a labelled
-/// counter is an object keyed by its label's values).
+/// "vncap_control_requests_total": {"ok": N, "failed": N},
+/// "vncap_connections_refused_total": {"control": N, "entry": N}}` (a
+/// labelled counter is an object keyed by its label's values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Stats {
     /// `vncap_sessions_active`.
@@ -507,11 +509,19 @@ pub struct Stats {
     pub control_ok: u64,
     /// `vncap_control_requests_total{result="failed"}`.
     pub control_failed: u64,
+    /// `vncap_connections_refused_total{channel="control"}`: control
+    /// connections closed before a request (over the connection limits,
+    /// not allowed, silent).
+    pub refused_control: u64,
+    /// `vncap_connections_refused_total{channel="entry"}`: viewer
+    /// connections refused before their handshake (over
+    /// `--max-handshakes` or `--max-handshakes-per-ip`).
+    pub refused_entry: u64,
 }
 
 impl Stats {
     /// The labelled counters: name, then (label value, count) pairs.
-    fn labelled(&self) -> [(Key, &'static [&'static str], [u64; 5]); 3] {
+    fn labelled(&self) -> [(Key, &'static [&'static str], [u64; 5]); 4] {
         let l = &self.logins_total;
         [
             (
@@ -540,6 +550,11 @@ impl Stats {
                 Key::ControlRequestsTotal,
                 &["ok", "failed"],
                 [self.control_ok, self.control_failed, 0, 0, 0],
+            ),
+            (
+                Key::ConnectionsRefusedTotal,
+                &["control", "entry"],
+                [self.refused_control, self.refused_entry, 0, 0, 0],
             ),
         ]
     }
@@ -574,7 +589,7 @@ impl Stats {
     /// the counters (absent ones 0), or the failure's reason.
     pub fn parse(reply: &[u8]) -> Result<Result<Stats, Option<Reason>>, ClientError> {
         let mut stats = Stats::default();
-        let mut counts = [[0u64; 5]; 3];
+        let mut counts = [[0u64; 5]; 4];
         let outcome = action_reply(reply, |r, key| {
             if let Some(i) = stats.plain().iter().position(|(k, _)| *k == key) {
                 let n = u64_value(r.value().map_err(|e| json_error(e, Some(key)))?, key)?;
@@ -614,7 +629,7 @@ impl Stats {
             }
             Ok(true)
         })?;
-        let [l, b, c] = counts;
+        let [l, b, c, r] = counts;
         stats.logins_total = Logins {
             ok: l[0],
             wrong_password: l[1],
@@ -626,6 +641,8 @@ impl Stats {
         stats.bytes_to_backend = b[1];
         stats.control_ok = c[0];
         stats.control_failed = c[1];
+        stats.refused_control = r[0];
+        stats.refused_entry = r[1];
         Ok(outcome.map(|()| stats))
     }
 }
