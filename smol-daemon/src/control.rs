@@ -197,7 +197,9 @@ enum Outcome {
     /// counted as refused.
     Failed(String),
     /// Closed before a request in a way a flood repeats (silent, or a
-    /// client refused behind a proxy): logged once per burst, not counted.
+    /// client refused behind a proxy): logged once per burst, counted as a
+    /// connection refused (`vncap_connections_refused_total`), not as a
+    /// request.
     Dropped(String),
 }
 
