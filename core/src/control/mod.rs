@@ -259,7 +259,8 @@ pub enum Event {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// A trusted proxy's connection: a PROXY header, or none.
+    /// A trusted proxy's connection: a PROXY header, or none (then
+    /// [`State::after_front`]).
     Front,
     /// Waiting for the first byte of the TLS handshake.
     Tls,
@@ -270,6 +271,18 @@ enum State {
     Awaiting(Form),
     Replied,
     Failed(Error),
+}
+
+impl State {
+    /// Where a connection starts once past any PROXY header: TLS first
+    /// with [`Config::tls`], else the request.
+    fn after_front(config: &Config) -> State {
+        if config.tls {
+            State::Tls
+        } else {
+            State::Reading
+        }
+    }
 }
 
 /// Where the framer stands in the bytes seen so far.
@@ -392,11 +405,7 @@ impl Control {
     /// (or first for TLS, with [`Config::tls`]). A PROXY header from this
     /// peer is not believed (it is no request).
     pub fn new(config: Config, now: Instant) -> Self {
-        let state = if config.tls {
-            State::Tls
-        } else {
-            State::Reading
-        };
+        let state = State::after_front(&config);
         Control {
             silence_at: now + config.silence_ms,
             deadline: now + config.timeout_ms,
@@ -561,15 +570,6 @@ impl Control {
         e
     }
 
-    /// The state after the PROXY header (or its absence).
-    fn after_front(&self) -> State {
-        if self.config.tls {
-            State::Tls
-        } else {
-            State::Reading
-        }
-    }
-
     /// A trusted proxy's first bytes: a PROXY header (consumed), or not one
     /// (left for the request). Either way the client is settled.
     fn front(&mut self, input: &[u8]) -> Result<usize, Error> {
@@ -584,7 +584,7 @@ impl Control {
             Err(proxy::Error::NotProxy) => 0,
             Err(e) => return Err(self.fail_unanswered(Error::Proxy(e))),
         };
-        self.state = self.after_front();
+        self.state = State::after_front(&self.config);
         self.event = Some(Event::Client);
         Ok(taken)
     }
@@ -701,7 +701,9 @@ impl Machine for Control {
             Some(at) if now >= at => {}
             _ => return,
         }
-        if !self.spoke && now >= self.silence_at && self.silence_at <= self.deadline {
+        // Which deadline `poll_timeout` gave: the silence while nothing
+        // came, unless the whole deadline is earlier.
+        if !self.spoke && self.silence_at <= self.deadline {
             self.fail_unanswered(Error::Silent);
         } else {
             self.fail_unanswered(Error::TimedOut);
